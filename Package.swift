@@ -1,0 +1,92 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Settings every target of ours shares (as Hummingbird does): explicit `any`, and imports that say what a file uses.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "crm-ingest",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "crm-ingest", targets: ["crm-ingest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C libraries at the edge: one Swift target each will wrap them.
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+
+        // The domain core: events, decoding, mapping, actions, the store protocol. No C, no NIO.
+        .target(
+            name: "CRMCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        // The YAML configuration file: parsing, environment expansion, validation with YAML paths.
+        .target(
+            name: "CRMConfig",
+            dependencies: ["CRMCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        // The embedded SQLite store.
+        .target(
+            name: "CRMStoreSQLite",
+            dependencies: [
+                "CRMCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The application: commands, the daemon's services, the ingest runner.
+        .target(
+            name: "CRMIngest",
+            dependencies: [
+                "CRMCore", "CRMConfig", "CRMStoreSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            resources: [.embedInCode("Defaults/crm-ingest.yaml")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "crm-ingest",
+            dependencies: ["CRMIngest"],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CRMStoreSQLiteTests",
+            dependencies: ["CRMStoreSQLite", "CRMCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CRMIngestTests",
+            dependencies: ["CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,452 @@
+import CRMCore
+import Foundation
+import Yams
+
+/// Reads and validates the YAML configuration. Every problem is collected with its YAML path, so an operator sees
+/// all of them at once; a configuration with any problem is refused whole.
+public struct ConfigLoader: Sendable {
+    /// Where `${NAME}` and `${NAME:-default}` are looked up. Injected, so tests control it.
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func load(path: String) throws(ConfigError) -> DaemonConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(path: "", message: "cannot read \(path): \(error.localizedDescription)")])
+        }
+        return try load(yaml: text)
+    }
+
+    public func load(yaml: String) throws(ConfigError) -> DaemonConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(problems: [ConfigProblem(path: "", message: "not valid YAML: \(error)")])
+        }
+        var reader = ConfigReader(environment: environment)
+        let config = reader.readDaemon(root)
+        guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problems) }
+        return config
+    }
+}
+
+/// Walks the YAML tree, collecting problems instead of stopping at the first.
+struct ConfigReader {
+    let environment: [String: String]
+    var problems: [ConfigProblem] = []
+
+    init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    mutating func problem(_ path: String, _ message: String) {
+        problems.append(ConfigProblem(path: path, message: message))
+    }
+
+    static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    // MARK: Generic readers
+
+    /// The members of a mapping node, refusing keys outside `allowed`.
+    mutating func members(_ node: Node?, at path: String, allowed: [String]) -> [String: Node]? {
+        guard let node else { return nil }
+        guard case let .mapping(mapping) = node else {
+            problem(path, "expected a mapping (key: value), got \(describe(node))")
+            return nil
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard case let .scalar(key) = keyNode else {
+                problem(path, "keys must be plain names")
+                continue
+            }
+            guard allowed.contains(key.string) else {
+                let known = allowed.joined(separator: ", ")
+                problem(Self.join(path, key.string), "unknown key (expected one of: \(known))")
+                continue
+            }
+            result[key.string] = value
+        }
+        return result
+    }
+
+    /// A scalar's text with `${NAME}` and `${NAME:-default}` expanded.
+    mutating func string(_ node: Node?, at path: String) -> String? {
+        guard let node else { return nil }
+        guard case let .scalar(scalar) = node else {
+            problem(path, "expected a single value, got \(describe(node))")
+            return nil
+        }
+        return expand(scalar.string, at: path)
+    }
+
+    mutating func requiredString(_ node: Node?, at path: String) -> String? {
+        guard node != nil else {
+            problem(path, "required")
+            return nil
+        }
+        return string(node, at: path)
+    }
+
+    mutating func int(_ node: Node?, at path: String, required: Bool, positive: Bool = true) -> Int? {
+        guard let node else {
+            if required { problem(path, "required") }
+            return nil
+        }
+        guard let text = string(node, at: path) else { return nil }
+        guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+            problem(path, "expected a whole number, got \"\(text)\"")
+            return nil
+        }
+        if positive && value <= 0 {
+            problem(path, "must be greater than 0, got \(value)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bool(_ node: Node?, at path: String, default defaultValue: Bool) -> Bool {
+        guard let node, let text = string(node, at: path) else { return defaultValue }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            problem(path, "expected true or false, got \"\(text)\"")
+            return defaultValue
+        }
+    }
+
+    /// `30s`, `15m`, `1h`, `7d` (or a number of seconds) in seconds.
+    mutating func duration(_ node: Node?, at path: String) -> Int64? {
+        guard let node, let text = string(node, at: path) else { return nil }
+        guard let seconds = DurationText.seconds(text) else {
+            problem(path, "expected a duration such as 30s, 15m, 1h or 7d, got \"\(text)\"")
+            return nil
+        }
+        return seconds
+    }
+
+    mutating func expand(_ text: String, at path: String) -> String {
+        guard text.contains("${") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            result += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                problem(path, "unterminated ${ in \"\(text)\"")
+                return text
+            }
+            let expression = rest[start.upperBound..<end]
+            let name: Substring
+            var fallback: Substring?
+            if let separator = expression.range(of: ":-") {
+                name = expression[..<separator.lowerBound]
+                fallback = expression[separator.upperBound...]
+            } else {
+                name = expression
+            }
+            if let value = environment[String(name)], !(value.isEmpty && fallback != nil) {
+                result += value
+            } else if let fallback {
+                result += fallback
+            } else {
+                problem(path, "environment variable \(name) is not set (write ${\(name):-default} to give a default)")
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        return result + rest
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let scalar): return "\"\(scalar.string)\""
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    // MARK: The daemon
+
+    mutating func readDaemon(_ root: Node?) -> DaemonConfig {
+        var config = DaemonConfig()
+        guard let root else { return config }
+        guard let top = members(root, at: "", allowed: ["store", "sources", "attributes", "mappings", "idempotency"]) else {
+            return config
+        }
+        if let store = readStore(top["store"]) { config.store = store }
+        config.sources = readSources(top["sources"])
+        config.attributes = readAttributes(top["attributes"])
+        config.mappings = readMappings(top["mappings"], attributes: config.attributes)
+        config.idempotency = readIdempotency(top["idempotency"])
+        return config
+    }
+
+    mutating func readStore(_ node: Node?) -> StoreConfig? {
+        guard let store = members(node, at: "store", allowed: ["sqlite"]) else { return nil }
+        guard let sqliteNode = store["sqlite"] else {
+            problem("store", "name a store: sqlite")
+            return nil
+        }
+        var sqlite = SQLiteStoreConfig()
+        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout"]) else { return .sqlite(sqlite) }
+        if let path = string(fields["path"], at: "store.sqlite.path") {
+            if path.isEmpty { problem("store.sqlite.path", "must not be empty") } else { sqlite.path = path }
+        }
+        if let seconds = duration(fields["busy_timeout"], at: "store.sqlite.busy_timeout") {
+            sqlite.busyTimeoutMilliseconds = Int(seconds * 1000)
+        }
+        return .sqlite(sqlite)
+    }
+
+    mutating func readSources(_ node: Node?) -> [SourceConfig] {
+        guard let node else { return [] }
+        guard case let .sequence(items) = node else {
+            if node.null != nil || node.scalar?.string.isEmpty == true { return [] }
+            problem("sources", "expected a list of sources, got \(describe(node))")
+            return []
+        }
+        for (index, _) in items.enumerated() {
+            problem("sources[\(index)]", "this version reads no message sources yet; use `crm-ingest ingest` to feed events")
+        }
+        return []
+    }
+
+    mutating func readIdempotency(_ node: Node?) -> IdempotencyConfig {
+        var config = IdempotencyConfig()
+        guard let fields = members(node, at: "idempotency", allowed: ["redelivery_window", "ledger_retention"]) else { return config }
+        if let window = duration(fields["redelivery_window"], at: "idempotency.redelivery_window") {
+            config.redeliveryWindowSeconds = window
+        }
+        if let retention = duration(fields["ledger_retention"], at: "idempotency.ledger_retention") {
+            config.ledgerRetentionSeconds = retention
+        }
+        if config.ledgerRetentionSeconds < config.redeliveryWindowSeconds {
+            problem("idempotency.ledger_retention", "must be at least the redelivery_window")
+        }
+        return config
+    }
+
+    // MARK: Attributes
+
+    mutating func readAttributes(_ node: Node?) -> [AttributeDefinition] {
+        guard let node else { return [] }
+        guard case let .sequence(items) = node else {
+            problem("attributes", "expected a list of { name, headers }, got \(describe(node))")
+            return []
+        }
+        var result: [AttributeDefinition] = []
+        var ownerOfHeader: [String: String] = [:]
+        for (index, item) in items.enumerated() {
+            let path = "attributes[\(index)]"
+            guard let fields = members(item, at: path, allowed: ["name", "headers"]) else { continue }
+            guard let name = requiredString(fields["name"], at: "\(path).name") else { continue }
+            if name.isEmpty {
+                problem("\(path).name", "must not be empty")
+                continue
+            }
+            if result.contains(where: { $0.name == name }) {
+                problem("\(path).name", "attribute \"\(name)\" is defined twice")
+                continue
+            }
+            var headers: [String] = []
+            switch fields["headers"] {
+            case nil:
+                headers = [name] // The seed's default: the header is the attribute's name.
+            case let .sequence(headerNodes)?:
+                for (headerIndex, headerNode) in headerNodes.enumerated() {
+                    if let header = string(headerNode, at: "\(path).headers[\(headerIndex)]") {
+                        headers.append(header)
+                    }
+                }
+            case let other?:
+                if let header = string(other, at: "\(path).headers") { headers = [header] }
+            }
+            for (headerIndex, header) in headers.enumerated() {
+                let headerPath = "\(path).headers[\(headerIndex)]"
+                if header.isEmpty {
+                    problem(headerPath, "must not be empty")
+                } else if let bad = header.first(where: { AttributeDefinition.forbiddenHeaderCharacters.contains($0) }) {
+                    let shown = bad == " " ? "space" : "\"\(bad)\""
+                    problem(headerPath, "\"\(header)\" contains \(shown); headers may not contain space, &, <, >, \" or '")
+                } else if let owner = ownerOfHeader[header], owner != name {
+                    problem(headerPath, "header \"\(header)\" already fills attribute \"\(owner)\"")
+                } else {
+                    ownerOfHeader[header] = name
+                }
+            }
+            result.append(AttributeDefinition(name: name, headers: headers))
+        }
+        return result
+    }
+
+    // MARK: Mappings
+
+    mutating func readMappings(_ node: Node?, attributes: [AttributeDefinition]) -> [EventType: [Action]] {
+        guard let node else { return [:] }
+        guard case let .mapping(mapping) = node else {
+            problem("mappings", "expected event types with their actions, got \(describe(node))")
+            return [:]
+        }
+        var result: [EventType: [Action]] = [:]
+        for (keyNode, value) in mapping {
+            let typeName = keyNode.scalar?.string ?? ""
+            let path = "mappings.\(typeName)"
+            guard let type = EventType(rawValue: typeName) else {
+                let known = EventType.allCases.map(\.rawValue).joined(separator: ", ")
+                problem(path, "unknown event type \"\(typeName)\" (known: \(known))")
+                continue
+            }
+            guard case let .sequence(items) = value else {
+                if value.null != nil || value.scalar?.string.isEmpty == true {
+                    result[type] = []
+                    continue
+                }
+                problem(path, "expected a list of actions, got \(describe(value))")
+                continue
+            }
+            var actions: [Action] = []
+            for (index, item) in items.enumerated() {
+                if let action = readAction(item, at: "\(path)[\(index)]", type: type, attributes: attributes) {
+                    actions.append(action)
+                }
+            }
+            result[type] = actions
+        }
+        return result
+    }
+
+    static let actionParameters: [String: [String]] = [
+        "create_contact": ["list", "email_subscribed", "mobile_subscribed"],
+        "update_contact": ["list"],
+        "set_property": ["list", "property", "value"],
+        "create_purchase_row": ["list"],
+        "enter_journey": ["journey"],
+        "anonymize_contact": ["list", "find_by"],
+        "temp_block_contact": ["list", "find_by", "for", "unit"],
+    ]
+
+    mutating func readAction(_ node: Node, at path: String, type: EventType, attributes: [AttributeDefinition]) -> Action? {
+        let names = Self.actionParameters.keys.sorted()
+        guard case let .mapping(mapping) = node, mapping.count == 1, let (keyNode, parametersNode) = mapping.first.map({ ($0.key, $0.value) }),
+              let name = keyNode.scalar?.string else {
+            problem(path, "expected one action such as `create_contact: { list: 1 }` (actions: \(names.joined(separator: ", ")))")
+            return nil
+        }
+        let actionPath = "\(path).\(name)"
+        guard let allowed = Self.actionParameters[name] else {
+            problem(actionPath, "unknown action (actions: \(names.joined(separator: ", ")))")
+            return nil
+        }
+        let parameters: [String: Node]
+        if parametersNode.null != nil || parametersNode.scalar?.string.isEmpty == true {
+            parameters = [:]
+        } else {
+            guard let fields = members(parametersNode, at: actionPath, allowed: allowed) else { return nil }
+            parameters = fields
+        }
+        func at(_ key: String) -> String { "\(actionPath).\(key)" }
+        let problemsBefore = problems.count
+
+        switch name {
+        case "create_contact":
+            let list = int(parameters["list"], at: at("list"), required: true)
+            let email = bool(parameters["email_subscribed"], at: at("email_subscribed"), default: true)
+            let mobile = bool(parameters["mobile_subscribed"], at: at("mobile_subscribed"), default: true)
+            guard let list, problems.count == problemsBefore else { return nil }
+            return .createContact(list: list, emailSubscribed: email, mobileSubscribed: mobile)
+        case "update_contact":
+            guard let list = int(parameters["list"], at: at("list"), required: true) else { return nil }
+            return .updateContact(list: list)
+        case "set_property":
+            let list = int(parameters["list"], at: at("list"), required: true)
+            let property = requiredString(parameters["property"], at: at("property"))
+            if let property, !attributes.contains(where: { $0.name == property }) {
+                problem(at("property"), "no attribute named \"\(property)\" (define it under attributes)")
+            }
+            guard let valueNode = parameters["value"] else {
+                problem(at("value"), "required")
+                return nil
+            }
+            let value = propertyValue(valueNode, at: at("value"))
+            guard let list, let property, let value, problems.count == problemsBefore else { return nil }
+            return .setProperty(list: list, property: property, value: value)
+        case "create_purchase_row":
+            let list = int(parameters["list"], at: at("list"), required: true)
+            if type.transaction == nil {
+                problem(actionPath, "only deposit and withdrawal events carry a purchase; \(type.rawValue) does not")
+            }
+            guard let list, problems.count == problemsBefore else { return nil }
+            return .createPurchaseRow(list: list)
+        case "enter_journey":
+            guard let journey = int(parameters["journey"], at: at("journey"), required: true) else { return nil }
+            return .enterJourney(journey: journey)
+        case "anonymize_contact", "temp_block_contact":
+            let list = int(parameters["list"], at: at("list"), required: true)
+            var lookup = ContactLookup.originalId
+            if let text = string(parameters["find_by"], at: at("find_by")) {
+                if let parsed = ContactLookup(rawValue: text) {
+                    lookup = parsed
+                } else {
+                    problem(at("find_by"), "expected original_id or email, got \"\(text)\"")
+                }
+            }
+            if lookup == .email, !attributes.contains(where: { $0.name == "email" }) {
+                problem(at("find_by"), "find_by: email needs an attribute named \"email\" (define it under attributes)")
+            }
+            if name == "anonymize_contact" {
+                guard let list, problems.count == problemsBefore else { return nil }
+                return .anonymizeContact(list: list, findBy: lookup)
+            }
+            let duration = int(parameters["for"], at: at("for"), required: true)
+            var unit: CalendarUnit?
+            if let text = requiredString(parameters["unit"], at: at("unit")) {
+                unit = CalendarUnit(rawValue: text)
+                if unit == nil {
+                    problem(at("unit"), "expected one of minutes, hours, days, months, years, got \"\(text)\"")
+                }
+            }
+            guard let list, let duration, let unit, problems.count == problemsBefore else { return nil }
+            return .tempBlockContact(list: list, findBy: lookup, duration: duration, unit: unit)
+        default:
+            return nil
+        }
+    }
+
+    mutating func propertyValue(_ node: Node, at path: String) -> PropertyValue? {
+        guard case let .scalar(scalar) = node else {
+            problem(path, "expected a single value (text, number, true/false or null), got \(describe(node))")
+            return nil
+        }
+        let text = expand(scalar.string, at: path)
+        guard scalar.style == .plain, !scalar.string.contains("${") else { return .string(text) }
+        if node.null != nil { return .null }
+        if let flag = node.bool { return .bool(flag) }
+        // YAML numbers that are also JSON numbers keep their exact text; others (0x1F, .inf) stay text.
+        if node.int != nil || node.float != nil, case let .number(literal)? = try? JSONParser().parse(text) {
+            return .number(literal)
+        }
+        return .string(text)
+    }
+}
+
+/// Durations as operators write them.
+public enum DurationText {
+    /// `500ms` is rounded up to whole seconds; `30s`, `15m`, `1h`, `7d`, `2w`, or bare seconds.
+    public static func seconds(_ text: String) -> Int64? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800)]
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            guard let number = Double(trimmed.dropLast(suffix.count)), number >= 0, number < 1e9 else { return nil }
+            return Int64((number * factor).rounded(.up))
+        }
+        guard let number = Int64(trimmed), number >= 0 else { return nil }
+        return number
+    }
+}

@@ -1,0 +1,76 @@
+import CRMCore
+
+/// The whole configuration of a daemon, as read from the YAML file.
+public struct DaemonConfig: Sendable {
+    public var store: StoreConfig
+    public var sources: [SourceConfig]
+    public var attributes: [AttributeDefinition]
+    public var mappings: [EventType: [Action]]
+    public var idempotency: IdempotencyConfig
+
+    public init(
+        store: StoreConfig = .sqlite(SQLiteStoreConfig()), sources: [SourceConfig] = [],
+        attributes: [AttributeDefinition] = [], mappings: [EventType: [Action]] = [:],
+        idempotency: IdempotencyConfig = IdempotencyConfig()
+    ) {
+        self.store = store
+        self.sources = sources
+        self.attributes = attributes
+        self.mappings = mappings
+        self.idempotency = idempotency
+    }
+
+    /// What decides what an event does.
+    public var mapping: Mapping { Mapping(attributes: attributes, actions: mappings) }
+
+    /// The processor for this configuration's mapping.
+    public var processor: EventProcessor {
+        EventProcessor(mapping: mapping, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
+    }
+
+    /// One line for `validate-config`.
+    public var summary: String {
+        let actionCount = mappings.values.reduce(0) { $0 + $1.count }
+        return "store=\(store.kind) sources=\(sources.count) attributes=\(attributes.count) "
+            + "mapped_event_types=\(mappings.count) actions=\(actionCount)"
+    }
+}
+
+public enum StoreConfig: Sendable, Equatable {
+    case sqlite(SQLiteStoreConfig)
+
+    public var kind: String {
+        switch self {
+        case .sqlite: return "sqlite"
+        }
+    }
+}
+
+public struct SQLiteStoreConfig: Sendable, Equatable {
+    /// Path of the database file; its folder is created if missing.
+    public var path: String
+    /// How long a writer waits for a lock held by another process before the batch fails as busy.
+    public var busyTimeoutMilliseconds: Int
+
+    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000) {
+        self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+    }
+}
+
+/// A message source. The source kinds (RabbitMQ, SQS, HTTP) each add a case.
+public struct SourceConfig: Sendable, Equatable {
+    public var name: String
+}
+
+public struct IdempotencyConfig: Sendable, Equatable {
+    /// A message without id that may be a redelivery is compared with ledger entries this recent.
+    public var redeliveryWindowSeconds: Int64
+    /// Ledger entries older than this are pruned; a message id seen again after it applies again.
+    public var ledgerRetentionSeconds: Int64
+
+    public init(redeliveryWindowSeconds: Int64 = 3_600, ledgerRetentionSeconds: Int64 = 30 * 86_400) {
+        self.redeliveryWindowSeconds = redeliveryWindowSeconds
+        self.ledgerRetentionSeconds = ledgerRetentionSeconds
+    }
+}

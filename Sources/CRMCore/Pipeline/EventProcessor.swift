@@ -1,0 +1,63 @@
+import Crypto
+
+/// Decodes, validates and plans messages. Pure and `Sendable`: sources call it on their own threads, then hand the
+/// planned events to the store in batches.
+public struct EventProcessor: Sendable {
+    public let decoder: DefaultFormatDecoder
+    public let planner: ActionPlanner
+    /// How far back a message without id is compared with the ledger when it may be a redelivery.
+    public let redeliveryWindowSeconds: Int64
+
+    public init(mapping: Mapping, decoder: DefaultFormatDecoder = DefaultFormatDecoder(), redeliveryWindowSeconds: Int64 = 3600) {
+        self.decoder = decoder
+        self.planner = ActionPlanner(mapping: mapping)
+        self.redeliveryWindowSeconds = redeliveryWindowSeconds
+    }
+
+    public func prepare(_ message: IncomingMessage) -> PreparedMessage {
+        let event: CRMEvent
+        let json: JSONValue
+        do {
+            (event, json) = try decoder.decode(message.body)
+        } catch {
+            return .rejected(error)
+        }
+        let plan: ActionPlanner.Plan
+        do {
+            guard let planned = try planner.plan(event, receivedAt: message.receivedAt) else { return .skipped(event.type) }
+            plan = planned
+        } catch {
+            return .rejected(error)
+        }
+        return .event(PlannedEvent(
+            key: key(for: message, json: json), type: event.type, contactId: event.contactId,
+            operations: plan.operations, unmatchedProperties: plan.unmatchedProperties
+        ))
+    }
+
+    func key(for message: IncomingMessage, json: JSONValue) -> IdempotencyKey {
+        switch message.identity {
+        case let .messageId(id):
+            return IdempotencyKey(value: "m:\(message.source):\(id)", check: .always)
+        case let .sourceKey(key):
+            return IdempotencyKey(value: key, check: .always)
+        case .content:
+            let digest = SHA256.hash(data: JSONWriter.canonicalBytes(json))
+            let value = "c:\(message.source):\(hexString(digest))"
+            guard message.mayBeRedelivery else { return IdempotencyKey(value: value, check: .recordOnly) }
+            let since = message.receivedAt.microsecondsSinceEpoch - redeliveryWindowSeconds * 1_000_000
+            return IdempotencyKey(value: value, check: .since(Timestamp(microsecondsSinceEpoch: since)))
+        }
+    }
+}
+
+/// Lower-case hex of a digest or any bytes.
+public func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,73 @@
+/// A message as a source hands it to the pipeline: the bytes and what the source knows about its delivery.
+public struct IncomingMessage: Sendable {
+    public enum Identity: Sendable, Hashable {
+        /// The source's message id (AMQP `message_id`, SQS or SNS `MessageId`, HTTP dedup hash): always checked.
+        case messageId(String)
+        /// A key the source built itself and wants always checked (a file line's hash and occurrence).
+        case sourceKey(String)
+        /// No id: keyed by the SHA-256 of the canonical JSON, checked only when `mayBeRedelivery`.
+        case content
+    }
+
+    public var body: [UInt8]
+    public var identity: Identity
+    /// The source says this message may have been delivered before (AMQP `redelivered`, SQS receive count > 1).
+    public var mayBeRedelivery: Bool
+    public var receivedAt: Timestamp
+    /// The source's name, so ids of two sources never collide.
+    public var source: String
+
+    public init(body: [UInt8], identity: Identity, mayBeRedelivery: Bool, receivedAt: Timestamp, source: String) {
+        self.body = body
+        self.identity = identity
+        self.mayBeRedelivery = mayBeRedelivery
+        self.receivedAt = receivedAt
+        self.source = source
+    }
+}
+
+/// The ledger key of an event and how the store checks it.
+public struct IdempotencyKey: Sendable, Hashable {
+    public enum Check: Sendable, Hashable {
+        /// A key already in the ledger makes the event a duplicate.
+        case always
+        /// Only a ledger entry written at or after this instant makes the event a duplicate.
+        case since(Timestamp)
+        /// First delivery of a message without id: never a duplicate, but recorded so a redelivery can be recognised.
+        case recordOnly
+    }
+
+    public var value: String
+    public var check: Check
+
+    public init(value: String, check: Check) {
+        self.value = value
+        self.check = check
+    }
+}
+
+/// An event ready for the store: its key and the operations to apply atomically.
+public struct PlannedEvent: Sendable, Hashable {
+    public var key: IdempotencyKey
+    public var type: EventType
+    public var contactId: String
+    public var operations: [StoreOperation]
+    public var unmatchedProperties: Int
+
+    public init(key: IdempotencyKey, type: EventType, contactId: String, operations: [StoreOperation], unmatchedProperties: Int = 0) {
+        self.key = key
+        self.type = type
+        self.contactId = contactId
+        self.operations = operations
+        self.unmatchedProperties = unmatchedProperties
+    }
+}
+
+/// What preparing a message produced.
+public enum PreparedMessage: Sendable {
+    case event(PlannedEvent)
+    /// Valid, but nothing is mapped to its type.
+    case skipped(EventType)
+    /// Invalid: goes to the dead-letter path with this reason.
+    case rejected(EventError)
+}

@@ -1,0 +1,144 @@
+/// The pluggable CRM store: SQLite embedded, PostgreSQL for several daemons.
+///
+/// `apply` is group commit: one transaction for the whole batch, each event inside its own savepoint with its ledger
+/// row, so every event is applied whole or not at all and one bad event never undoes its neighbours.
+public protocol CRMStore: Sendable {
+    /// Applies a batch in order. Returns one outcome per event. Throws `StoreError` only when the whole batch
+    /// failed (nothing of it committed), e.g. the database is busy or gone: the caller retries or gives up.
+    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome]
+
+    /// What the store holds for one contact.
+    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult
+
+    /// Removes ledger entries last written before `cutoff`; returns how many.
+    func pruneLedger(before cutoff: Timestamp) async throws -> Int
+}
+
+/// What became of one event of a batch.
+public enum EventOutcome: Sendable, Hashable {
+    /// Committed. `notes` say which actions had nothing to act on (a missing contact, an anonymized one).
+    case applied(notes: [String])
+    /// Its key was in the ledger: nothing changed.
+    case duplicate
+    /// The store refused this event (its savepoint was rolled back); the others of the batch are unaffected.
+    case failed(StoreError)
+}
+
+/// A store failure, with a code and a human message.
+public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Value: String { case busy, unavailable, rejected, schema, io }
+        fileprivate let value: Value
+        /// Locked or overloaded: retry later.
+        public static let busy = Code(value: .busy)
+        /// Cannot be reached or opened.
+        public static let unavailable = Code(value: .unavailable)
+        /// The data was refused (a constraint): retrying will not help.
+        public static let rejected = Code(value: .rejected)
+        /// The database schema is not what this version expects.
+        public static let schema = Code(value: .schema)
+        /// Disk or file error.
+        public static let io = Code(value: .io)
+        public var description: String { value.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Whether trying again later may succeed.
+    public var isTransient: Bool { code == .busy || code == .unavailable || code == .io }
+
+    public var description: String { "store \(code): \(message)" }
+}
+
+public enum ContactLookupResult: Sendable, Equatable {
+    case found(ContactSnapshot)
+    /// The contact was anonymized; only the tombstone is left.
+    case anonymized
+    case notFound
+    /// The contact is in several lists and none was named.
+    case inSeveralLists([Int])
+}
+
+/// Everything the store holds for a contact in one list.
+public struct ContactSnapshot: Sendable, Equatable {
+    public var contactId: String
+    public var list: Int
+    public var attributes: [AttributeValue]
+    public var emailSubscribed: Bool
+    public var mobileSubscribed: Bool
+    public var consents: [ConsentChannel: Bool]
+    public var purchases: [PurchaseRow]
+    public var journeys: [Int]
+    public var blockedUntil: Timestamp?
+
+    public init(
+        contactId: String, list: Int, attributes: [AttributeValue] = [], emailSubscribed: Bool = true,
+        mobileSubscribed: Bool = true, consents: [ConsentChannel: Bool] = [:], purchases: [PurchaseRow] = [],
+        journeys: [Int] = [], blockedUntil: Timestamp? = nil
+    ) {
+        self.contactId = contactId
+        self.list = list
+        self.attributes = attributes
+        self.emailSubscribed = emailSubscribed
+        self.mobileSubscribed = mobileSubscribed
+        self.consents = consents
+        self.purchases = purchases
+        self.journeys = journeys
+        self.blockedUntil = blockedUntil
+    }
+
+    public func attribute(_ name: String) -> PropertyValue? { attributes.first { $0.name == name }?.value }
+
+    /// The JSON `crm-ingest contact show` prints.
+    public var json: JSONValue {
+        .object([
+            ("contactId", .string(contactId)),
+            ("list", .number(String(list))),
+            ("attributes", .object(attributes.map { ($0.name, $0.value.jsonValue) })),
+            ("emailSubscribed", .bool(emailSubscribed)),
+            ("mobileSubscribed", .bool(mobileSubscribed)),
+            ("consents", .object(ConsentChannel.allCases.compactMap { channel in consents[channel].map { (channel.rawValue, .bool($0)) } })),
+            ("purchases", .array(purchases.map(\.json))),
+            ("journeys", .array(journeys.map { .number(String($0)) })),
+            ("blockedUntil", blockedUntil.map { .string($0.rfc3339) } ?? .null),
+            ("anonymized", .bool(false)),
+        ])
+    }
+
+    /// The JSON for a contact that only a tombstone remembers.
+    public static func anonymizedJSON(contactId: String, list: Int?) -> JSONValue {
+        .object([
+            ("contactId", .string(contactId)),
+            ("list", list.map { .number(String($0)) } ?? .null),
+            ("attributes", .object([])),
+            ("emailSubscribed", .bool(false)),
+            ("mobileSubscribed", .bool(false)),
+            ("consents", .object([])),
+            ("purchases", .array([])),
+            ("journeys", .array([])),
+            ("blockedUntil", .null),
+            ("anonymized", .bool(true)),
+        ])
+    }
+}
+
+extension PurchaseRow {
+    public var json: JSONValue {
+        .object([
+            ("type", .string(kind.rawValue)),
+            ("status", .string(status.rawValue)),
+            ("amount", .number(amount.text)),
+            ("currency", currency.map(JSONValue.string) ?? .null),
+            ("transactionId", transactionId.map(JSONValue.string) ?? .null),
+            ("vendor", vendor.map(JSONValue.string) ?? .null),
+            ("paymentType", paymentType.map(JSONValue.string) ?? .null),
+            ("timestamp", .string(occurredAt.rfc3339)),
+        ])
+    }
+}

@@ -1,0 +1,68 @@
+/// Which contacts an operation touches.
+public enum ContactSelector: Sendable, Hashable {
+    case contactId(String)
+    /// Every contact of the list whose `email` attribute equals this address (compared case-insensitively).
+    case email(String)
+}
+
+/// What to do to a contact that does not exist yet.
+public struct NewContactDefaults: Sendable, Hashable {
+    public var emailSubscribed: Bool
+    public var mobileSubscribed: Bool
+
+    public init(emailSubscribed: Bool, mobileSubscribed: Bool) {
+        self.emailSubscribed = emailSubscribed
+        self.mobileSubscribed = mobileSubscribed
+    }
+}
+
+/// A purchase-history row.
+public struct PurchaseRow: Sendable, Hashable {
+    public var kind: TransactionKind
+    public var status: TransactionStatus
+    public var amount: DecimalAmount
+    public var currency: String?
+    public var transactionId: String?
+    public var vendor: String?
+    public var paymentType: String?
+    public var occurredAt: Timestamp
+
+    public init(
+        kind: TransactionKind, status: TransactionStatus, amount: DecimalAmount, currency: String? = nil,
+        transactionId: String? = nil, vendor: String? = nil, paymentType: String? = nil, occurredAt: Timestamp
+    ) {
+        self.kind = kind
+        self.status = status
+        self.amount = amount
+        self.currency = currency
+        self.transactionId = transactionId
+        self.vendor = vendor
+        self.paymentType = paymentType
+        self.occurredAt = occurredAt
+    }
+}
+
+/// One change to the CRM, as a store applies it. The planner turns an event and its actions into these; every store
+/// implements them with the same meaning (the shared store test suite checks that).
+public enum StoreOperation: Sendable, Hashable {
+    /// Writes attributes (and a consent) to the contact. With `createWith`, a missing contact is created with those
+    /// subscriptions first; without it, a missing contact is left alone and the operation reports it.
+    case upsertContact(list: Int, contactId: String, attributes: [AttributeValue], consent: Consent?, createWith: NewContactDefaults?)
+    case setAttribute(list: Int, contactId: String, attribute: AttributeValue)
+    /// Adds a purchase row; a row with a transaction id is unique per contact, transaction id and status.
+    case addPurchase(list: Int, contactId: String, row: PurchaseRow)
+    case enterJourney(journey: Int, contactId: String, at: Timestamp)
+    case anonymize(list: Int, selector: ContactSelector)
+    /// Blocks until the given instant; a later block never shortens a longer one.
+    case block(list: Int, selector: ContactSelector, until: Timestamp)
+
+    public struct Consent: Sendable, Hashable {
+        public var channel: ConsentChannel
+        public var consented: Bool
+
+        public init(channel: ConsentChannel, consented: Bool) {
+            self.channel = channel
+            self.consented = consented
+        }
+    }
+}

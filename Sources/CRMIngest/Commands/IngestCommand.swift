@@ -1,0 +1,67 @@
+import ArgumentParser
+import CRMConfig
+import CRMCore
+import Foundation
+import Logging
+
+/// `crm-ingest ingest [FILE|-]`: JSON Lines through the whole pipeline.
+struct IngestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Applies a JSON Lines file of events (or standard input) to the store.",
+        discussion: """
+            Prints `applied=N duplicate=N skipped=N rejected=N` at the end, and each rejected line with its number and
+            reason on standard error. Exit status: 0 when every line was accepted, 2 when some were rejected (the
+            others are applied), 1 when the run could not finish.
+            """
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    @Argument(help: "JSON Lines file; - or nothing for standard input.")
+    var file: String?
+
+    func run() async throws {
+        let config: DaemonConfig
+        do { config = try ConfigLoading.load(options.config) } catch { throw ExitCode(1) }
+        let handle: FileHandle
+        var totalBytes: Int?
+        if let file, file != "-" {
+            guard let opened = FileHandle(forReadingAtPath: file) else {
+                printError("cannot open \(file)")
+                throw ExitCode(1)
+            }
+            handle = opened
+            totalBytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? nil
+        } else {
+            handle = FileHandle.standardInput
+        }
+        let store: any CRMStore
+        do {
+            store = try StoreFactory.open(config.store)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        let progress = ProgressBar(totalBytes: totalBytes)
+        let runner = IngestRunner(processor: config.processor, store: store)
+        let summary: IngestSummary
+        do {
+            summary = try await runner.run(
+                handle,
+                onRejected: { rejection in
+                    if progress.isEnabled { progress.finish() }
+                    printError("line \(rejection.line): \(rejection.reason)")
+                },
+                onProgress: { summary, bytes in progress.update(summary, bytesRead: bytes) }
+            )
+        } catch {
+            progress.finish()
+            printError("ingest stopped: \(error)")
+            throw ExitCode(1)
+        }
+        progress.finish()
+        print(summary.description)
+        if summary.rejected > 0 { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,39 @@
+import CRMConfig
+import CRMCore
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The long-running daemon: every part is a `Service` in one `ServiceGroup`. Services stop in reverse order, so
+/// sources (listed last) stop taking work before the store's services end.
+public struct Daemon: Sendable {
+    public let config: DaemonConfig
+    public let logger: Logger
+    public let now: @Sendable () -> Timestamp
+
+    public init(config: DaemonConfig, logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now) {
+        self.config = config
+        self.logger = logger
+        self.now = now
+    }
+
+    public func run() async throws {
+        let store = try StoreFactory.open(config.store)
+        let pruner = LedgerPruner(
+            store: store, retentionSeconds: config.idempotency.ledgerRetentionSeconds, interval: .seconds(3600),
+            now: now, logger: logger
+        )
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: pruner, serviceName: "ledger-pruner")],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger
+        ))
+        logger.info("crm-ingest running", metadata: [
+            "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
+            "mapped_event_types": "\(config.mappings.count)",
+        ])
+        try await group.run()
+        logger.info("crm-ingest stopped")
+    }
+}

@@ -1,0 +1,126 @@
+import CRMCore
+import Crypto
+import Foundation
+import Logging
+
+/// Counts of what happened to the events of a run.
+public struct IngestSummary: Sendable, Equatable, CustomStringConvertible {
+    public var applied = 0
+    public var duplicate = 0
+    public var skipped = 0
+    public var rejected = 0
+
+    public init(applied: Int = 0, duplicate: Int = 0, skipped: Int = 0, rejected: Int = 0) {
+        self.applied = applied
+        self.duplicate = duplicate
+        self.skipped = skipped
+        self.rejected = rejected
+    }
+
+    public var total: Int { applied + duplicate + skipped + rejected }
+    public var description: String { "applied=\(applied) duplicate=\(duplicate) skipped=\(skipped) rejected=\(rejected)" }
+}
+
+/// Feeds a JSON Lines input through the whole pipeline: decode, plan, group-commit into the store.
+///
+/// A line's idempotency key is the SHA-256 of its bytes plus the number of identical lines before it, so
+/// ingesting a file twice changes nothing the second time while identical lines within one file all apply.
+public struct IngestRunner: Sendable {
+    public var processor: EventProcessor
+    public var store: any CRMStore
+    public var now: @Sendable () -> Timestamp
+    public var logger: Logger
+    /// Lines per store transaction.
+    public var batchSize: Int
+    /// Attempts for a batch the store reports busy or unavailable, with doubling back-off from 100 ms.
+    public var maxAttempts: Int
+
+    public init(
+        processor: EventProcessor, store: any CRMStore, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
+        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 1_000, maxAttempts: Int = 6
+    ) {
+        self.processor = processor
+        self.store = store
+        self.now = now
+        self.logger = logger
+        self.batchSize = batchSize
+        self.maxAttempts = maxAttempts
+    }
+
+    /// A line the pipeline refused, with its reason.
+    public struct Rejection: Sendable, Equatable {
+        public var line: Int
+        public var reason: String
+    }
+
+    /// Ingests `handle` to its end. `onRejected` is called for each refused line, in order; `onProgress` after
+    /// each batch with the running summary and the bytes read.
+    public func run(
+        _ handle: FileHandle,
+        onRejected: @Sendable (Rejection) -> Void = { _ in },
+        onProgress: @Sendable (IngestSummary, Int) -> Void = { _, _ in }
+    ) async throws -> IngestSummary {
+        let reader = JSONLinesReader(handle: handle, batchSize: batchSize)
+        var summary = IngestSummary()
+        var occurrences: [SHA256Digest: Int] = [:]
+        for try await batch in reader.batches {
+            reader.consumed()
+            let receivedAt = now()
+            var planned: [PlannedEvent] = []
+            var plannedLines: [Int] = []
+            planned.reserveCapacity(batch.lines.count)
+            for line in batch.lines {
+                var bytes = line.bytes[...]
+                while let last = bytes.last, last == 0x0D || last == 0x20 || last == 0x09 { bytes = bytes.dropLast() }
+                guard bytes.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { continue } // blank lines carry nothing
+                let digest = SHA256.hash(data: bytes)
+                let occurrence = occurrences[digest, default: 0]
+                occurrences[digest] = occurrence + 1
+                let message = IncomingMessage(
+                    body: Array(bytes), identity: .sourceKey("f:\(hexString(digest)):\(occurrence)"),
+                    mayBeRedelivery: true, receivedAt: receivedAt, source: "ingest"
+                )
+                switch processor.prepare(message) {
+                case let .event(event):
+                    planned.append(event)
+                    plannedLines.append(line.number)
+                case .skipped:
+                    summary.skipped += 1
+                case let .rejected(error):
+                    summary.rejected += 1
+                    onRejected(Rejection(line: line.number, reason: error.description))
+                }
+            }
+            let outcomes = try await applyWithRetry(planned)
+            for (outcome, lineNumber) in zip(outcomes, plannedLines) {
+                switch outcome {
+                case let .applied(notes):
+                    summary.applied += 1
+                    for note in notes { logger.debug("line \(lineNumber): \(note)") }
+                case .duplicate:
+                    summary.duplicate += 1
+                case let .failed(error):
+                    summary.rejected += 1
+                    onRejected(Rejection(line: lineNumber, reason: error.message))
+                }
+            }
+            onProgress(summary, batch.bytesRead)
+        }
+        return summary
+    }
+
+    func applyWithRetry(_ events: [PlannedEvent]) async throws -> [EventOutcome] {
+        var delay: Duration = .milliseconds(100)
+        var attempt = 1
+        while true {
+            do {
+                return try await store.apply(events, now: now())
+            } catch let error as StoreError where error.isTransient && attempt < maxAttempts {
+                logger.warning("store \(error.code), retrying a batch of \(events.count) in \(delay): \(error.message)")
+                try await Task.sleep(for: delay)
+                delay *= 2
+                attempt += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// Reads a JSON Lines file (or standard input) on a thread of its own, so blocking reads never occupy Swift's
+/// cooperative pool, and hands out batches of lines with back-pressure: at most `depth` batches wait in memory.
+final class JSONLinesReader: Sendable {
+    struct Line: Sendable {
+        /// 1-based line number in the input.
+        var number: Int
+        var bytes: [UInt8]
+    }
+
+    struct Batch: Sendable {
+        var lines: [Line]
+        /// Bytes of input read so far, for progress.
+        var bytesRead: Int
+    }
+
+    let batches: AsyncThrowingStream<Batch, any Error>
+
+    /// - Parameters:
+    ///   - handle: the input; it is read to its end and not closed.
+    ///   - batchSize: lines per batch.
+    ///   - maxLineBytes: longer lines are cut and handed on whole as far as read, so the decoder refuses them.
+    init(handle: FileHandle, batchSize: Int = 1_000, depth: Int = 4, maxLineBytes: Int = 1 << 20) {
+        let (stream, continuation) = AsyncThrowingStream<Batch, any Error>.makeStream()
+        batches = stream
+        let slots = DispatchSemaphore(value: depth)
+        // A consumed batch frees a slot; a cancelled consumer frees them all so the thread can end.
+        let cancelled = CancelFlag()
+        continuation.onTermination = { _ in
+            cancelled.set()
+            for _ in 0..<depth { slots.signal() }
+        }
+        let thread = Thread {
+            var pending: [Line] = []
+            var current: [UInt8] = []
+            var number = 0
+            var bytesRead = 0
+            func emit(_ lines: [Line]) -> Bool {
+                slots.wait()
+                guard !cancelled.isSet else { return false }
+                continuation.yield(Batch(lines: lines, bytesRead: bytesRead))
+                return true
+            }
+            func finishLine() {
+                number += 1
+                pending.append(Line(number: number, bytes: current))
+                current.removeAll(keepingCapacity: true)
+            }
+            do {
+                while true {
+                    guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { break }
+                    bytesRead += chunk.count
+                    for byte in chunk {
+                        if byte == 0x0A {
+                            finishLine()
+                            if pending.count >= batchSize {
+                                guard emit(pending) else { return }
+                                pending.removeAll(keepingCapacity: true)
+                            }
+                        } else if current.count < maxLineBytes {
+                            current.append(byte)
+                        }
+                    }
+                }
+                if !current.isEmpty { finishLine() }
+                if !pending.isEmpty, !emit(pending) { return }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        thread.name = "crm-ingest.reader"
+        thread.start()
+        self.slots = slots
+    }
+
+    private let slots: DispatchSemaphore
+
+    /// Call once per batch taken from `batches`.
+    func consumed() { slots.signal() }
+}
+
+/// A flag set once, read from other threads.
+final class CancelFlag: @unchecked Sendable {
+    // Guarded by `lock`; the only state is one Bool.
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}

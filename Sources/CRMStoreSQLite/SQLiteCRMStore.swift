@@ -1,0 +1,188 @@
+import CRMCore
+import Crypto
+import Foundation
+import GRDB
+
+/// The embedded CRM store on SQLite (through GRDB).
+///
+/// One writer connection, WAL journal, `secure_delete` on (erased values are overwritten in the file, not just
+/// unlinked). `apply` runs a batch as one transaction with a savepoint per event, on GRDB's own serial queue,
+/// never on Swift's cooperative pool.
+public final class SQLiteCRMStore: CRMStore, Sendable {
+    let database: DatabaseQueue
+    let tombstoneKey: SymmetricKey
+    public let path: String
+
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    public init(path: String, busyTimeoutMilliseconds: Int = 5_000) throws(StoreError) {
+        self.path = path
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.busyMode = .timeout(Double(busyTimeoutMilliseconds) / 1000)
+        configuration.label = "crm-ingest.sqlite"
+        configuration.prepareDatabase { db in
+            // Erased data is overwritten with zeros, so anonymization leaves no trace in the file.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
+            // WAL with NORMAL is durable against process crashes; a power cut may lose the last commits,
+            // which the broker then redelivers (we ack only after commit).
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            let folder = (path as NSString).deletingLastPathComponent
+            if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            database = try DatabaseQueue(path: path, configuration: configuration)
+            try SQLiteSchema.migrator.migrate(database)
+            let key = try database.read { db in try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tombstone_key'") }
+            guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
+            tombstoneKey = SymmetricKey(data: key)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(.unavailable, "cannot open SQLite database \(path): \(error)")
+        }
+    }
+
+    public func close() throws {
+        try database.close()
+    }
+
+    // MARK: Applying events
+
+    public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+        guard !events.isEmpty else { return [] }
+        let key = tombstoneKey
+        let (outcomes, erased): ([EventOutcome], Bool)
+        do {
+            (outcomes, erased) = try await database.write { db in
+                var writer = SQLiteOperationWriter(db: db, now: now, tombstoneKey: key)
+                var outcomes: [EventOutcome] = []
+                outcomes.reserveCapacity(events.count)
+                for event in events {
+                    outcomes.append(try writer.applyInSavepoint(event))
+                }
+                return (outcomes, writer.erasedPersonalData)
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+        if erased {
+            // The WAL still holds the pages as they were before the erasure: fold them into the main file now.
+            try? await database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        }
+        return outcomes
+    }
+
+    public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
+        do {
+            return try await database.write { db in
+                try db.execute(sql: "DELETE FROM ledger WHERE processed_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
+                return db.changesCount
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    static func storeError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        guard let error = error as? DatabaseError else { return StoreError(.unavailable, "\(error)") }
+        switch error.resultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return StoreError(.busy, error.message ?? "database is locked")
+        case .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_CANTOPEN: return StoreError(.io, error.message ?? "\(error)")
+        case .SQLITE_CONSTRAINT, .SQLITE_MISMATCH, .SQLITE_TOOBIG: return StoreError(.rejected, error.message ?? "\(error)")
+        default: return StoreError(.unavailable, "\(error)")
+        }
+    }
+
+    // MARK: Reading
+
+    public func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult {
+        let hash = tombstoneHash(contactId, key: tombstoneKey)
+        do {
+            return try await database.read { db in
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM tombstones WHERE contact_hash = ?", arguments: [hash]) == true {
+                    return .anonymized
+                }
+                var lists = try Int.fetchAll(db, sql: "SELECT list_id FROM contacts WHERE contact_id = ? ORDER BY list_id", arguments: [contactId])
+                if let list { lists = lists.filter { $0 == list } }
+                guard let chosen = lists.first else { return .notFound }
+                guard lists.count == 1 else { return .inSeveralLists(lists) }
+                return .found(try Self.snapshot(db, contactId: contactId, list: chosen))
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    static func snapshot(_ db: Database, contactId: String, list: Int) throws -> ContactSnapshot {
+        let row = try Row.fetchOne(
+            db, sql: "SELECT email_subscribed, mobile_subscribed, blocked_until FROM contacts WHERE list_id = ? AND contact_id = ?",
+            arguments: [list, contactId]
+        )
+        var snapshot = ContactSnapshot(contactId: contactId, list: list)
+        if let row {
+            snapshot.emailSubscribed = row["email_subscribed"]
+            snapshot.mobileSubscribed = row["mobile_subscribed"]
+            snapshot.blockedUntil = (row["blocked_until"] as Int64?).map { Timestamp(microsecondsSinceEpoch: $0) }
+        }
+        snapshot.attributes = try Row.fetchAll(
+            db, sql: "SELECT name, kind, value FROM contact_attributes WHERE list_id = ? AND contact_id = ? ORDER BY name",
+            arguments: [list, contactId]
+        ).map { AttributeValue(name: $0["name"], value: AttributeEncoding.decode(kind: $0["kind"], value: $0["value"])) }
+        for consent in try Row.fetchAll(
+            db, sql: "SELECT channel, consented FROM contact_consents WHERE list_id = ? AND contact_id = ?", arguments: [list, contactId]
+        ) {
+            if let channel = ConsentChannel(rawValue: consent["channel"]) { snapshot.consents[channel] = consent["consented"] }
+        }
+        snapshot.purchases = try Row.fetchAll(
+            db, sql: """
+                SELECT kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at FROM purchases
+                WHERE list_id = ? AND contact_id = ? ORDER BY occurred_at, id
+                """, arguments: [list, contactId]
+        ).compactMap { row in
+            guard let kind = TransactionKind(rawValue: row["kind"]), let status = TransactionStatus(rawValue: row["status"]),
+                  case let .success(amount) = DecimalAmount.parse(jsonNumber: row["amount"]) else { return nil }
+            return PurchaseRow(
+                kind: kind, status: status, amount: amount, currency: row["currency"], transactionId: row["transaction_id"],
+                vendor: row["vendor"], paymentType: row["payment_type"],
+                occurredAt: Timestamp(microsecondsSinceEpoch: row["occurred_at"])
+            )
+        }
+        snapshot.journeys = try Int.fetchAll(
+            db, sql: "SELECT journey_id FROM journey_enrollments WHERE contact_id = ? ORDER BY entered_at, journey_id",
+            arguments: [contactId]
+        )
+        return snapshot
+    }
+
+    /// Counts rows of a table: for tests and operators' checks.
+    public func count(_ table: String) async throws -> Int {
+        try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table.filter { $0.isLetter || $0 == "_" })") ?? 0 }
+    }
+}
+
+/// The keyed hash a tombstone stores instead of the contact id.
+func tombstoneHash(_ contactId: String, key: SymmetricKey) -> Data {
+    Data(HMAC<SHA256>.authenticationCode(for: Data(contactId.utf8), using: key))
+}
+
+/// How attribute values sit in the `kind`/`value` columns.
+enum AttributeEncoding {
+    static func encode(_ value: PropertyValue) -> (kind: String, value: String?) {
+        switch value {
+        case let .string(text): return ("s", text)
+        case let .number(text): return ("n", text)
+        case let .bool(flag): return ("b", flag ? "true" : "false")
+        case .null: return ("z", nil)
+        }
+    }
+
+    static func decode(kind: String, value: String?) -> PropertyValue {
+        switch (kind, value) {
+        case let ("s", text?): return .string(text)
+        case let ("n", text?): return .number(text)
+        case let ("b", text?): return .bool(text == "true")
+        default: return .null
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import CRMCore
+import Crypto
+import Foundation
+import GRDB
+
+/// Applies planned events inside an open write transaction, one savepoint per event, with cached prepared statements.
+struct SQLiteOperationWriter {
+    let db: Database
+    let now: Timestamp
+    let tombstoneKey: SymmetricKey
+    /// Set when an anonymization ran, so the store can checkpoint the WAL after commit.
+    private(set) var erasedPersonalData = false
+
+    init(db: Database, now: Timestamp, tombstoneKey: SymmetricKey) {
+        self.db = db
+        self.now = now
+        self.tombstoneKey = tombstoneKey
+    }
+
+    /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone; a busy or broken
+    /// database throws, and the caller's transaction rolls back whole.
+    mutating func applyInSavepoint(_ event: PlannedEvent) throws -> EventOutcome {
+        if try isDuplicate(event.key) { return .duplicate }
+        var notes: [String] = []
+        var erased = false
+        do {
+            try db.inSavepoint {
+                notes = []
+                erased = false
+                if try isTombstoned(event.contactId) {
+                    notes.append("contact \(event.contactId) was anonymized: nothing applied")
+                } else {
+                    for operation in event.operations {
+                        if let note = try apply(operation) { notes.append(note) }
+                        if case .anonymize = operation { erased = true }
+                    }
+                }
+                try recordInLedger(event)
+                return .commit
+            }
+        } catch let error as DatabaseError where Self.isEventSpecific(error) {
+            return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(error.message ?? "\(error)")"))
+        }
+        if erased { erasedPersonalData = true }
+        return .applied(notes: notes)
+    }
+
+    /// Errors that concern this event's data alone; anything else fails the whole batch.
+    static func isEventSpecific(_ error: DatabaseError) -> Bool {
+        switch error.resultCode {
+        case .SQLITE_CONSTRAINT, .SQLITE_MISMATCH, .SQLITE_TOOBIG, .SQLITE_RANGE: return true
+        default: return false
+        }
+    }
+
+    // MARK: Ledger
+
+    func isDuplicate(_ key: IdempotencyKey) throws -> Bool {
+        let since: Int64
+        switch key.check {
+        case .recordOnly: return false
+        case .always: since = Int64.min
+        case let .since(instant): since = instant.microsecondsSinceEpoch
+        }
+        let statement = try db.cachedStatement(sql: "SELECT processed_at FROM ledger WHERE key = ?")
+        guard let processedAt = try Int64.fetchOne(statement, arguments: [key.value]) else { return false }
+        return processedAt >= since
+    }
+
+    func recordInLedger(_ event: PlannedEvent) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
+            ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
+            """).execute(arguments: [event.key.value, event.type.rawValue, now.microsecondsSinceEpoch])
+    }
+
+    func isTombstoned(_ contactId: String) throws -> Bool {
+        let statement = try db.cachedStatement(sql: "SELECT 1 FROM tombstones WHERE contact_hash = ?")
+        return try Bool.fetchOne(statement, arguments: [tombstoneHash(contactId, key: tombstoneKey)]) != nil
+    }
+
+    // MARK: Operations
+
+    /// Applies one operation; returns a note when it had nothing to act on.
+    func apply(_ operation: StoreOperation) throws -> String? {
+        switch operation {
+        case let .upsertContact(list, contactId, attributes, consent, createWith):
+            if let defaults = createWith {
+                try db.cachedStatement(sql: """
+                    INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (list_id, contact_id) DO UPDATE SET updated_at = excluded.updated_at
+                    """).execute(arguments: [
+                        list, contactId, defaults.emailSubscribed, defaults.mobileSubscribed,
+                        now.microsecondsSinceEpoch, now.microsecondsSinceEpoch,
+                    ])
+            } else {
+                try db.cachedStatement(sql: "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
+                    .execute(arguments: [now.microsecondsSinceEpoch, list, contactId])
+                if db.changesCount == 0 { return "update_contact: no contact \(contactId) in list \(list)" }
+            }
+            for attribute in attributes { try writeAttribute(list: list, contactId: contactId, attribute) }
+            if let consent {
+                try db.cachedStatement(sql: """
+                    INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (list_id, contact_id, channel) DO UPDATE SET consented = excluded.consented, updated_at = excluded.updated_at
+                    """).execute(arguments: [list, contactId, consent.channel.rawValue, consent.consented, now.microsecondsSinceEpoch])
+            }
+            return nil
+
+        case let .setAttribute(list, contactId, attribute):
+            guard try exists(list: list, contactId: contactId) else { return "set_property: no contact \(contactId) in list \(list)" }
+            try writeAttribute(list: list, contactId: contactId, attribute)
+            return nil
+
+        case let .addPurchase(list, contactId, row):
+            guard try exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
+            try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO purchases
+                    (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    list, contactId, row.kind.rawValue, row.status.rawValue, row.amount.text, row.currency,
+                    row.transactionId, row.vendor, row.paymentType, row.occurredAt.microsecondsSinceEpoch,
+                ])
+            if db.changesCount == 0 {
+                return "create_purchase_row: transaction \(row.transactionId ?? "") is already recorded as \(row.status.rawValue)"
+            }
+            return nil
+
+        case let .enterJourney(journey, contactId, at):
+            let any = try db.cachedStatement(sql: "SELECT 1 FROM contacts WHERE contact_id = ? LIMIT 1")
+            guard try Bool.fetchOne(any, arguments: [contactId]) != nil else { return "enter_journey: no contact \(contactId)" }
+            try db.cachedStatement(sql: """
+                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
+                ON CONFLICT (contact_id, journey_id) DO NOTHING
+                """).execute(arguments: [contactId, journey, at.microsecondsSinceEpoch])
+            return nil
+
+        case let .anonymize(list, selector):
+            let ids = try resolve(list: list, selector)
+            guard !ids.isEmpty else { return "anonymize_contact: no contact \(describe(selector)) in list \(list)" }
+            for id in ids { try anonymize(id) }
+            return nil
+
+        case let .block(list, selector, until):
+            let ids = try resolve(list: list, selector)
+            guard !ids.isEmpty else { return "temp_block_contact: no contact \(describe(selector)) in list \(list)" }
+            for id in ids {
+                try db.cachedStatement(sql: """
+                    UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
+                    WHERE list_id = ? AND contact_id = ?
+                    """).execute(arguments: [until.microsecondsSinceEpoch, now.microsecondsSinceEpoch, list, id])
+            }
+            return nil
+        }
+    }
+
+    func writeAttribute(list: Int, contactId: String, _ attribute: AttributeValue) throws {
+        let (kind, value) = AttributeEncoding.encode(attribute.value)
+        try db.cachedStatement(sql: """
+            INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
+            """).execute(arguments: [list, contactId, attribute.name, kind, value])
+    }
+
+    func exists(list: Int, contactId: String) throws -> Bool {
+        let statement = try db.cachedStatement(sql: "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
+        return try Bool.fetchOne(statement, arguments: [list, contactId]) != nil
+    }
+
+    func resolve(list: Int, _ selector: ContactSelector) throws -> [String] {
+        switch selector {
+        case let .contactId(id):
+            return try exists(list: list, contactId: id) ? [id] : []
+        case let .email(address):
+            let statement = try db.cachedStatement(sql: """
+                SELECT DISTINCT contact_id FROM contact_attributes WHERE list_id = ? AND name = 'email' AND lower(value) = lower(?)
+                """)
+            return try String.fetchAll(statement, arguments: [list, address.trimmingCharacters(in: .whitespaces)])
+        }
+    }
+
+    func describe(_ selector: ContactSelector) -> String {
+        switch selector {
+        case let .contactId(id): return id
+        case .email: return "with that email"
+        }
+    }
+
+    /// Erases every personal value of the contact in every list, keeps purchase amounts under an anonymous key,
+    /// and leaves a tombstone (a keyed hash of the id, never the id).
+    func anonymize(_ contactId: String) throws {
+        let hash = tombstoneHash(contactId, key: tombstoneKey)
+        let anonymousId = "anonymized:" + hexString(hash.prefix(12))
+        let arguments: StatementArguments = [contactId]
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO tombstones (contact_hash, anonymized_at) VALUES (?, ?)")
+            .execute(arguments: [hash, now.microsecondsSinceEpoch])
+        try db.cachedStatement(sql: "DELETE FROM contact_attributes WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: "DELETE FROM contact_consents WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: "DELETE FROM journey_enrollments WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: "UPDATE purchases SET contact_id = ?, transaction_id = NULL WHERE contact_id = ?")
+            .execute(arguments: [anonymousId, contactId])
+        try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
+    }
+}

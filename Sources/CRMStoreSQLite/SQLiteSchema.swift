@@ -1,0 +1,83 @@
+import GRDB
+
+/// The SQLite schema, as versioned migrations: each is applied once, in order, at start-up.
+enum SQLiteSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+
+                CREATE TABLE contacts (
+                    list_id INTEGER NOT NULL,
+                    contact_id TEXT NOT NULL,
+                    email_subscribed INTEGER NOT NULL,
+                    mobile_subscribed INTEGER NOT NULL,
+                    blocked_until INTEGER,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (list_id, contact_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX contacts_by_contact ON contacts (contact_id);
+
+                -- kind: s string, n number (exact text), b boolean ('true'/'false'), z null
+                CREATE TABLE contact_attributes (
+                    list_id INTEGER NOT NULL,
+                    contact_id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    value TEXT,
+                    PRIMARY KEY (list_id, contact_id, name)
+                ) WITHOUT ROWID;
+                CREATE INDEX contact_attributes_by_value ON contact_attributes (list_id, name, lower(value));
+                CREATE INDEX contact_attributes_by_contact ON contact_attributes (contact_id);
+
+                CREATE TABLE contact_consents (
+                    list_id INTEGER NOT NULL,
+                    contact_id TEXT NOT NULL,
+                    channel TEXT NOT NULL,
+                    consented INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (list_id, contact_id, channel)
+                ) WITHOUT ROWID;
+                CREATE INDEX contact_consents_by_contact ON contact_consents (contact_id);
+
+                CREATE TABLE purchases (
+                    id INTEGER PRIMARY KEY,
+                    list_id INTEGER NOT NULL,
+                    contact_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    amount TEXT NOT NULL,
+                    currency TEXT,
+                    transaction_id TEXT,
+                    vendor TEXT,
+                    payment_type TEXT,
+                    occurred_at INTEGER NOT NULL
+                );
+                CREATE UNIQUE INDEX purchases_one_per_transaction_status
+                    ON purchases (list_id, contact_id, transaction_id, status) WHERE transaction_id IS NOT NULL;
+                CREATE INDEX purchases_by_contact ON purchases (contact_id);
+
+                CREATE TABLE journey_enrollments (
+                    contact_id TEXT NOT NULL,
+                    journey_id INTEGER NOT NULL,
+                    entered_at INTEGER NOT NULL,
+                    PRIMARY KEY (contact_id, journey_id)
+                ) WITHOUT ROWID;
+
+                -- An anonymized contact leaves only the keyed hash of its id, so later events do not recreate it.
+                CREATE TABLE tombstones (contact_hash BLOB PRIMARY KEY, anonymized_at INTEGER NOT NULL) WITHOUT ROWID;
+
+                -- Processed events, by idempotency key. No payload and no contact id: nothing personal.
+                CREATE TABLE ledger (
+                    key TEXT PRIMARY KEY,
+                    event_type TEXT NOT NULL,
+                    processed_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('tombstone_key', randomblob(32))")
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,3 @@
+import CRMIngest
+
+await CRMIngestCommand.runMain()
