@@ -1,0 +1,139 @@
+import CRMCore
+import CRMStoreSQLite
+import Foundation
+import Testing
+
+@Suite("SQLite store: the seven actions")
+struct ActionTests {
+    @Test func createContactAppliesDefaultsAttributesAndJourney() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        let outcome = try await h.send(registration("c1", #"{"first_name":"Ada","lastName":"Lovelace","shoe":42}"#))
+        #expect(outcome == .applied(notes: []))
+        let contact = try #require(try await h.contact("c1"))
+        #expect(contact.attribute("firstName") == .string("Ada"))
+        #expect(contact.attribute("lastName") == .string("Lovelace"))
+        #expect(contact.attributes.count == 2) // "shoe" matches no attribute and is not stored
+        #expect(contact.emailSubscribed == true && contact.mobileSubscribed == false)
+        #expect(contact.journeys == [10])
+        #expect(contact.blockedUntil == nil)
+    }
+
+    @Test func createContactAgainUpdatesButKeepsSubscriptions() async throws {
+        let h = try StoreHarness(actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
+            .userUpdate: [.createContact(list: 1, emailSubscribed: false, mobileSubscribed: false)],
+        ])
+        defer { h.remove() }
+        try await h.send(registration("c1", #"{"firstName":"Ada"}"#))
+        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1","properties":{"firstName":"Augusta"}}"#)
+        let contact = try #require(try await h.contact("c1"))
+        #expect(contact.attribute("firstName") == .string("Augusta"))
+        #expect(contact.emailSubscribed && contact.mobileSubscribed)
+    }
+
+    @Test func updateContactLeavesAMissingContactAlone() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        let outcome = try await h.send(#"{"type":"USER_UPDATE","contactId":"ghost","properties":{"firstName":"Casper"}}"#)
+        #expect(outcome == .applied(notes: ["update_contact: no contact ghost in list 1"]))
+        #expect(try await h.store.contact("ghost", list: nil) == .notFound)
+        #expect(try await h.store.count("contact_attributes") == 0)
+    }
+
+    @Test func updateContactWritesAttributesAndConsent() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        try await h.send(registration("c1", #"{"firstName":"Ada"}"#))
+        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1","properties":{"firstName":"Ada B","vip":false,"email":null}}"#)
+        try await h.send(consent("c1", "SMS", false))
+        try await h.send(consent("c1", "EMAIL", true))
+        let contact = try #require(try await h.contact("c1"))
+        #expect(contact.attribute("firstName") == .string("Ada B"))
+        #expect(contact.attribute("vip") == .bool(false))
+        #expect(contact.attribute("email") == .null)
+        #expect(contact.consents == [.sms: false, .email: true])
+    }
+
+    @Test func setPropertyWritesTheConfiguredValue() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        let orphan = try await h.send(deposit("nobody", amount: "1", transaction: nil, type: "WITHDRAWAL_APPROVED"))
+        #expect(orphan == .applied(notes: [
+            "create_purchase_row: no contact nobody in list 1", "set_property: no contact nobody in list 1",
+        ]))
+        try await h.send(registration("c1"))
+        try await h.send(deposit("c1", amount: "20", transaction: "w1", type: "WITHDRAWAL_APPROVED"))
+        #expect(try await h.contact("c1")?.attribute("vip") == .bool(true))
+    }
+
+    @Test func purchaseRowsAreExactAndUniquePerTransactionAndStatus() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        try await h.send(deposit("c1", amount: "100.50", transaction: "t1", type: "DEPOSIT_REQUESTED"))
+        try await h.send(deposit("c1", amount: "100.50", transaction: "t1"))
+        // The same transaction and status again, as a new message: no second row.
+        let again = try await h.send(deposit("c1", amount: "100.50", transaction: "t1"), id: "another-message")
+        #expect(again == .applied(notes: ["create_purchase_row: transaction t1 is already recorded as APPROVED"]))
+        // Without a transaction id every event is its own row.
+        try await h.send(deposit("c1", amount: "1e1", transaction: nil), id: "x1")
+        try await h.send(deposit("c1", amount: "1e1", transaction: nil), id: "x2")
+        let purchases = try #require(try await h.contact("c1")).purchases
+        #expect(purchases.count == 4)
+        #expect(purchases.map(\.status) == [.requested, .approved, .approved, .approved])
+        #expect(purchases[0].amount.text == "100.50")
+        #expect(purchases[2].amount.text == "10")
+        #expect(purchases[0].currency == "EUR" && purchases[0].vendor == "v1" && purchases[0].paymentType == "VISA")
+        #expect(purchases[0].occurredAt.rfc3339 == "2020-02-05T13:20:00Z")
+        #expect(try await h.store.count("purchases") == 4)
+    }
+
+    @Test func enterJourneyOncePerJourney() async throws {
+        let h = try StoreHarness(actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
+            .userUpdate: [.enterJourney(journey: 10), .enterJourney(journey: 20)],
+        ])
+        defer { h.remove() }
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"nobody"}"#) == .applied(notes: [
+            "enter_journey: no contact nobody", "enter_journey: no contact nobody",
+        ]))
+        try await h.send(registration("c1"))
+        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#)
+        #expect(try await h.contact("c1")?.journeys == [10, 20])
+        #expect(try await h.store.count("journey_enrollments") == 2)
+    }
+
+    @Test func temporaryBlockCountsFromTheEventAndNeverShortens() async throws {
+        let h = try StoreHarness(actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
+            .userBlocked: [.tempBlockContact(list: 1, findBy: .email, duration: 30, unit: .days)],
+            .userUpdate: [.tempBlockContact(list: 1, findBy: .originalId, duration: 2, unit: .hours)],
+        ])
+        defer { h.remove() }
+        try await h.send(registration("c1", #"{"email":"Ada@Example.com"}"#))
+        try await h.send(registration("c2", #"{"email":"other@example.com"}"#))
+        let t = StoreHarness.t0
+        try await h.send(#"{"type":"USER_BLOCKED","contactId":"whoever","properties":{"email":"ada@example.COM"}}"#, at: t)
+        #expect(try await h.contact("c1")?.blockedUntil == t.adding(30, .days))
+        #expect(try await h.contact("c2")?.blockedUntil == nil)
+        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#, at: t.adding(1, .days))
+        #expect(try await h.contact("c1")?.blockedUntil == t.adding(30, .days))
+        let missing = try await h.send(#"{"type":"USER_BLOCKED","contactId":"x","properties":{"email":"no@one"}}"#)
+        #expect(missing == .applied(notes: ["temp_block_contact: no contact with that email in list 1"]))
+    }
+
+    @Test func contactInSeveralListsNeedsAList() async throws {
+        let h = try StoreHarness(actions: [
+            .userRegistration: [
+                .createContact(list: 1, emailSubscribed: true, mobileSubscribed: true),
+                .createContact(list: 2, emailSubscribed: false, mobileSubscribed: false),
+            ],
+        ])
+        defer { h.remove() }
+        try await h.send(registration("c1", #"{"firstName":"Ada"}"#))
+        #expect(try await h.store.contact("c1", list: nil) == .inSeveralLists([1, 2]))
+        #expect(try await h.contact("c1", list: 2)?.emailSubscribed == false)
+        #expect(try await h.contact("c1", list: 1)?.emailSubscribed == true)
+    }
+}
