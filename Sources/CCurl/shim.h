@@ -34,4 +34,9 @@ static inline CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *val
     return curl_easy_getinfo(handle, info, value);
 }
 
+/* CURLVERSION_NOW is a macro Swift cannot import: the version info of the linked library. */
+static inline curl_version_info_data *CCurl_version_info(void) {
+    return curl_version_info(CURLVERSION_NOW);
+}
+
 #endif

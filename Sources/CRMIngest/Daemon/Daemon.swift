@@ -24,15 +24,17 @@ public struct Daemon: Sendable {
             now: now, logger: logger
         )
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: pruner, serviceName: "ledger-pruner")],
+            services: [
+                .init(service: pruner, serviceName: "ledger-pruner"),
+                .init(service: ReadinessAnnouncer(logger: logger, metadata: [
+                    "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
+                    "mapped_event_types": "\(config.mappings.count)",
+                ]), serviceName: "readiness"),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger
         ))
-        logger.info("crm-ingest running", metadata: [
-            "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
-            "mapped_event_types": "\(config.mappings.count)",
-        ])
         try await group.run()
         logger.info("crm-ingest stopped")
     }

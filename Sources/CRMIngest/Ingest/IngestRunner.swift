@@ -51,6 +51,11 @@ public struct IngestRunner: Sendable {
     public struct Rejection: Sendable, Equatable {
         public var line: Int
         public var reason: String
+
+        public init(line: Int, reason: String) {
+            self.line = line
+            self.reason = reason
+        }
     }
 
     /// Ingests `handle` to its end. `onRejected` is called for each refused line, in order; `onProgress` after
