@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C libraries at the edge: one Swift target each will wrap them.
@@ -34,6 +35,9 @@ let package = Package(
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
 
+        // librabbitmq wrapped: connections, channels, consuming, publishing with confirms. Blocking; one thread each.
+        .target(name: "AMQPClient", dependencies: ["CRabbitMQ"], swiftSettings: swiftSettings),
+
         // The domain core: events, decoding, mapping, actions, the store protocol. No C, no NIO.
         .target(
             name: "CRMCore",
@@ -43,7 +47,7 @@ let package = Package(
         // The YAML configuration file: parsing, environment expansion, validation with YAML paths.
         .target(
             name: "CRMConfig",
-            dependencies: ["CRMCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CRMCore", "AMQPClient", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // The embedded SQLite store.
@@ -56,11 +60,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The RabbitMQ source: consumer thread, lanes, acks after commit, dead-lettering, reconnects.
+        .target(
+            name: "CRMSourceRabbitMQ",
+            dependencies: [
+                "CRMCore", "CRMConfig", "AMQPClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The application: commands, the daemon's services, the ingest runner.
         .target(
             name: "CRMIngest",
             dependencies: [
-                "CRMCore", "CRMConfig", "CRMStoreSQLite",
+                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

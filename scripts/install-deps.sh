@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(pkg-config librabbitmq-dev libcurl4-openssl-dev libsqlite3-dev)
 if [ "${1:-build}" = "test" ]; then
-    want+=()
+    want+=(rabbitmq-server)
 fi
 
 missing=()

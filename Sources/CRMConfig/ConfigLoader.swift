@@ -212,10 +212,36 @@ struct ConfigReader {
             problem("sources", "expected a list of sources, got \(describe(node))")
             return []
         }
-        for (index, _) in items.enumerated() {
-            problem("sources[\(index)]", "this version reads no message sources yet; use `crm-ingest ingest` to feed events")
+        var sources: [SourceConfig] = []
+        for (index, item) in items.enumerated() {
+            let path = "sources[\(index)]"
+            guard let fields = members(item, at: path, allowed: ["name", "format", "rabbitmq"]) else { continue }
+            guard let name = requiredString(fields["name"], at: "\(path).name") else { continue }
+            if name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) {
+                problem("\(path).name", "use letters, digits, '-', '_' and '.', got \"\(name)\"")
+                continue
+            }
+            if sources.contains(where: { $0.name == name }) {
+                problem("\(path).name", "source \"\(name)\" is defined twice")
+                continue
+            }
+            var format = MessageFormat.default
+            if let text = string(fields["format"], at: "\(path).format") {
+                if let parsed = MessageFormat(rawValue: text) {
+                    format = parsed
+                } else {
+                    problem("\(path).format", "unknown format \"\(text)\" (formats: \(MessageFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+            }
+            guard let rabbitmq = fields["rabbitmq"] else {
+                problem(path, "name the transport: rabbitmq")
+                continue
+            }
+            if let config = readRabbitMQ(rabbitmq, at: "\(path).rabbitmq") {
+                sources.append(SourceConfig(name: name, format: format, transport: .rabbitmq(config)))
+            }
         }
-        return []
+        return sources
     }
 
     mutating func readIdempotency(_ node: Node?) -> IdempotencyConfig {

@@ -58,9 +58,28 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     }
 }
 
-/// A message source. The source kinds (RabbitMQ, SQS, HTTP) each add a case.
+/// A message source: its name (unique; it keys message ids in the ledger and labels metrics), its format, and
+/// where messages come from.
 public struct SourceConfig: Sendable, Equatable {
     public var name: String
+    public var format: MessageFormat
+    public var transport: Transport
+
+    public enum Transport: Sendable, Equatable {
+        case rabbitmq(RabbitMQSourceConfig)
+    }
+
+    public init(name: String, format: MessageFormat = .default, transport: Transport) {
+        self.name = name
+        self.format = format
+        self.transport = transport
+    }
+}
+
+/// How a source's messages are written.
+public enum MessageFormat: String, Sendable, Equatable, CaseIterable {
+    /// Symplify's default event format.
+    case `default`
 }
 
 public struct IdempotencyConfig: Sendable, Equatable {

@@ -104,7 +104,7 @@ struct ConfigLoaderTests {
         ("idempotency: { redelivery_window: soon }",
          ["idempotency.redelivery_window: expected a duration such as 30s, 15m, 1h or 7d, got \"soon\""]),
         ("sources: [ { name: x } ]",
-         ["sources[0]: this version reads no message sources yet; use `crm-ingest ingest` to feed events"]),
+         ["sources[0]: name the transport: rabbitmq"]),
         ("mappings: [1, 2]", ["mappings: expected event types with their actions, got a list"]),
     ])
     func reportsEveryProblemWithItsPath(yaml: String, expected: [String]) {

@@ -1,5 +1,6 @@
 import CRMConfig
 import CRMCore
+import CRMSourceRabbitMQ
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -23,9 +24,21 @@ public struct Daemon: Sendable {
             store: store, retentionSeconds: config.idempotency.ledgerRetentionSeconds, interval: .seconds(3600),
             now: now, logger: logger
         )
+        let processor = config.processor
+        let sources: [ServiceGroupConfiguration.ServiceConfiguration] = config.sources.map { source in
+            switch source.transport {
+            case let .rabbitmq(rabbitmq):
+                let service = RabbitMQSource(
+                    name: source.name, config: rabbitmq, processor: { processor }, store: store, logger: logger, now: now
+                )
+                return .init(service: service, serviceName: "source \(source.name)")
+            }
+        }
+        // Stopped in reverse order: sources (last) stop taking work before the store's services end.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
                 .init(service: pruner, serviceName: "ledger-pruner"),
+            ] + sources + [
                 .init(service: ReadinessAnnouncer(logger: logger, metadata: [
                     "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
                     "mapped_event_types": "\(config.mappings.count)",

@@ -1,0 +1,118 @@
+import CRabbitMQ
+
+/// The basic properties of a message that crm-ingest reads or sets.
+public struct AMQPProperties: Sendable, Hashable {
+    public var contentType: String?
+    public var messageId: String?
+    public var correlationId: String?
+    public var replyTo: String?
+    public var type: String?
+    public var appId: String?
+    /// Seconds since 1970, as AMQP carries it.
+    public var timestamp: UInt64?
+    /// 2 is persistent.
+    public var deliveryMode: UInt8?
+    public var headers: AMQPTable
+
+    public init(
+        contentType: String? = nil, messageId: String? = nil, correlationId: String? = nil, replyTo: String? = nil,
+        type: String? = nil, appId: String? = nil, timestamp: UInt64? = nil, deliveryMode: UInt8? = nil, headers: AMQPTable = AMQPTable()
+    ) {
+        self.contentType = contentType
+        self.messageId = messageId
+        self.correlationId = correlationId
+        self.replyTo = replyTo
+        self.type = type
+        self.appId = appId
+        self.timestamp = timestamp
+        self.deliveryMode = deliveryMode
+        self.headers = headers
+    }
+
+    /// How many times the broker says this message was delivered before: quorum queues' `x-delivery-count`, or the
+    /// sum of `x-death` counts for messages that went round a dead-letter loop. Nil when the broker does not say.
+    public var previousDeliveries: Int? {
+        if let count = headers["x-delivery-count"]?.intValue { return Int(count) }
+        if case let .array(deaths)? = headers["x-death"] {
+            var total: Int64 = 0
+            for case let .table(death) in deaths { total += death["count"]?.intValue ?? 0 }
+            return Int(total)
+        }
+        return nil
+    }
+}
+
+extension AMQPProperties {
+    init(_ properties: amqp_basic_properties_t) {
+        let flags = properties._flags
+        func has(_ flag: Int32) -> Bool { flags & amqp_flags_t(flag) != 0 }
+        func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? String(amqpBytes: bytes) : nil }
+        self.init(
+            contentType: text(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type),
+            messageId: text(AMQP_BASIC_MESSAGE_ID_FLAG, properties.message_id),
+            correlationId: text(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id),
+            replyTo: text(AMQP_BASIC_REPLY_TO_FLAG, properties.reply_to),
+            type: text(AMQP_BASIC_TYPE_FLAG, properties.type),
+            appId: text(AMQP_BASIC_APP_ID_FLAG, properties.app_id),
+            timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? properties.timestamp : nil,
+            deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil,
+            headers: has(AMQP_BASIC_HEADERS_FLAG) ? AMQPTable(properties.headers) : AMQPTable()
+        )
+    }
+
+    func cProperties(in arena: AMQPArena) -> amqp_basic_properties_t {
+        var properties = amqp_basic_properties_t()
+        var flags: Int32 = 0
+        if let contentType { properties.content_type = arena.bytes(contentType); flags |= AMQP_BASIC_CONTENT_TYPE_FLAG }
+        if let messageId { properties.message_id = arena.bytes(messageId); flags |= AMQP_BASIC_MESSAGE_ID_FLAG }
+        if let correlationId { properties.correlation_id = arena.bytes(correlationId); flags |= AMQP_BASIC_CORRELATION_ID_FLAG }
+        if let replyTo { properties.reply_to = arena.bytes(replyTo); flags |= AMQP_BASIC_REPLY_TO_FLAG }
+        if let type { properties.type = arena.bytes(type); flags |= AMQP_BASIC_TYPE_FLAG }
+        if let appId { properties.app_id = arena.bytes(appId); flags |= AMQP_BASIC_APP_ID_FLAG }
+        if let timestamp { properties.timestamp = timestamp; flags |= AMQP_BASIC_TIMESTAMP_FLAG }
+        if let deliveryMode { properties.delivery_mode = deliveryMode; flags |= AMQP_BASIC_DELIVERY_MODE_FLAG }
+        if !headers.isEmpty { properties.headers = arena.table(headers); flags |= AMQP_BASIC_HEADERS_FLAG }
+        properties._flags = amqp_flags_t(flags)
+        return properties
+    }
+}
+
+/// A message the broker delivered to a consumer.
+public struct AMQPDelivery: Sendable {
+    public var channel: UInt16
+    /// Belongs to `channel` of the connection that received it; meaningless on any other.
+    public var deliveryTag: UInt64
+    public var redelivered: Bool
+    public var exchange: String
+    public var routingKey: String
+    public var properties: AMQPProperties
+    public var body: [UInt8]
+
+    public init(
+        channel: UInt16, deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String,
+        properties: AMQPProperties, body: [UInt8]
+    ) {
+        self.channel = channel
+        self.deliveryTag = deliveryTag
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.properties = properties
+        self.body = body
+    }
+}
+
+/// What waiting on a connection can bring besides a delivery.
+public enum AMQPEvent: Sendable {
+    case delivery(AMQPDelivery)
+    /// A publisher confirm: the broker took responsibility for every publish up to `deliveryTag` (or just it).
+    case confirmed(channel: UInt16, deliveryTag: UInt64, multiple: Bool)
+    /// A publisher nack: the broker could not take these messages.
+    case rejected(channel: UInt16, deliveryTag: UInt64, multiple: Bool)
+    /// A mandatory publish that no queue took.
+    case returned(channel: UInt16, replyText: String)
+    /// The broker cancelled our consumer (the queue was deleted, or a failover).
+    case consumerCancelled(channel: UInt16, consumerTag: String)
+    /// The broker confirmed our own cancel: no more deliveries for that consumer.
+    case consumerCancelOk(channel: UInt16, consumerTag: String)
+}

@@ -1,0 +1,64 @@
+import AMQPClient
+
+/// A RabbitMQ source: one queue consumed by one connection, events spread over lanes by contact.
+public struct RabbitMQSourceConfig: Sendable, Equatable {
+    public var endpoint: AMQPEndpoint
+    public var queue: String
+    /// Declare the queue at start-up with these settings; nil: the queue must exist.
+    public var declare: QueueDeclaration?
+    public var bindings: [Binding]
+    /// Unacked deliveries the broker may have in flight to us.
+    public var prefetch: Int
+    /// Parallel store workers; events of one contact always take the same lane.
+    public var lanes: Int
+    /// A message the broker says it delivered more often than this is dead-lettered unprocessed.
+    public var maxRedeliveries: Int
+    public var heartbeatSeconds: Int
+    public var deadLetter: DeadLetterTarget?
+
+    public struct QueueDeclaration: Sendable, Equatable {
+        public var durable: Bool
+        public var arguments: AMQPTable
+
+        public init(durable: Bool = true, arguments: AMQPTable = AMQPTable()) {
+            self.durable = durable
+            self.arguments = arguments
+        }
+    }
+
+    public struct Binding: Sendable, Equatable {
+        public var exchange: String
+        public var routingKey: String
+        /// Declare the exchange with this type first (direct, topic, fanout, headers, x-consistent-hash); nil: it must exist.
+        public var exchangeType: String?
+
+        public init(exchange: String, routingKey: String, exchangeType: String? = nil) {
+            self.exchange = exchange
+            self.routingKey = routingKey
+            self.exchangeType = exchangeType
+        }
+    }
+
+    /// Where the daemon itself publishes messages it cannot process (with the reason in headers), before acking them.
+    public enum DeadLetterTarget: Sendable, Equatable {
+        /// A queue, declared durable if missing, published to through the default exchange.
+        case queue(String)
+        /// An exchange; the message keeps its routing key unless one is given.
+        case exchange(String, routingKey: String?)
+    }
+
+    public init(
+        endpoint: AMQPEndpoint, queue: String, declare: QueueDeclaration? = nil, bindings: [Binding] = [], prefetch: Int = 500,
+        lanes: Int = 4, maxRedeliveries: Int = 5, heartbeatSeconds: Int = 30, deadLetter: DeadLetterTarget? = nil
+    ) {
+        self.endpoint = endpoint
+        self.queue = queue
+        self.declare = declare
+        self.bindings = bindings
+        self.prefetch = prefetch
+        self.lanes = lanes
+        self.maxRedeliveries = maxRedeliveries
+        self.heartbeatSeconds = heartbeatSeconds
+        self.deadLetter = deadLetter
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to do with a delivery once the pipeline is through with it.
+enum Disposition: Sendable, Equatable {
+    /// Committed, a duplicate, or nothing to do: ack it.
+    case ack
+    /// Cannot be processed: dead-letter it with this reason.
+    case deadLetter(reason: String, code: String)
+    /// Not processed (the store stayed down, or we are stopping): give it back to the queue.
+    case requeue
+}
+
+struct Completion: Sendable {
+    var generation: Int
+    var deliveryTag: UInt64
+    var disposition: Disposition
+}
+
+/// Completions handed from the pipeline's tasks to the consumer thread, which alone may ack on its connection.
+/// Posting writes a byte to a pipe, so the thread's `poll` wakes at once instead of at its next timeout.
+final class CompletionInbox: @unchecked Sendable {
+    // `items` is guarded by `lock`. The pipe's write end is written by any thread (pipe writes of one byte are
+    // atomic), its read end read only by the consumer thread.
+    private let lock = NSLock()
+    private var items: [Completion] = []
+    private let writeDescriptor: Int32
+    /// The pipe's read end, for `poll`.
+    let eventDescriptor: Int32
+
+    init() {
+        var ends: [Int32] = [0, 0]
+        if pipe(&ends) == 0 {
+            for end in ends {
+                _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+            }
+        } else {
+            // Without a pipe the thread still wakes at its poll timeout: slower acks, nothing lost.
+            ends = [-1, -1]
+        }
+        eventDescriptor = ends[0]
+        writeDescriptor = ends[1]
+    }
+
+    deinit {
+        close(eventDescriptor)
+        close(writeDescriptor)
+    }
+
+    func post(_ completions: [Completion]) {
+        guard !completions.isEmpty else { return }
+        lock.withLock { items.append(contentsOf: completions) }
+        wake()
+    }
+
+    /// Wakes the consumer thread without posting anything (e.g. to notice a stop request).
+    func wake() {
+        var one: UInt8 = 1
+        _ = write(writeDescriptor, &one, 1)
+    }
+
+    func take() -> [Completion] {
+        var drain = [UInt8](repeating: 0, count: 256)
+        while read(eventDescriptor, &drain, 256) == 256 {}
+        return lock.withLock {
+            defer { items.removeAll(keepingCapacity: true) }
+            return items
+        }
+    }
+}

@@ -1,0 +1,267 @@
+import AMQPClient
+import CRMConfig
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The thread that owns the source's AMQP connections: it consumes, acks, dead-letters, and reconnects.
+///
+/// librabbitmq blocks and is not thread-safe, so everything that touches a connection happens here, off Swift's
+/// cooperative pool. The thread waits in `poll` on the socket and on the completion inbox's eventfd, and calls into
+/// librabbitmq at least every quarter heartbeat, which is when the library sends and checks heartbeats.
+final class ConsumerThread: @unchecked Sendable {
+    // Everything mutable below is touched only by the consumer thread, except `stopFlag` (thread-safe) and the
+    // stream continuation (thread-safe by contract).
+    let sourceName: String
+    let config: RabbitMQSourceConfig
+    let inbox: CompletionInbox
+    let stopFlag: StopFlag
+    let logger: Logger
+    let metrics: SourceMetrics
+    let batches: AsyncStream<DeliveryBatch>
+    private let continuation: AsyncStream<DeliveryBatch>.Continuation
+    private let finished = DispatchSemaphore(value: 0)
+
+    private var generation = 0
+    private var tracker = DeliveryTracker()
+    private var deadLetters: DeadLetterPublisher?
+    /// Dead-letter completions waiting for a successful publish.
+    private var pendingDeadLetters: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
+    /// Deliveries of the current generation by tag, kept until settled, so a dead letter can carry the original.
+    private var inFlightDeliveries: [UInt64: AMQPDelivery] = [:]
+
+    init(sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics) {
+        self.sourceName = sourceName
+        self.config = config
+        self.inbox = inbox
+        self.stopFlag = stopFlag
+        self.logger = logger
+        self.metrics = metrics
+        (batches, continuation) = AsyncStream<DeliveryBatch>.makeStream()
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            runLoop()
+            continuation.finish()
+            finished.signal()
+        }
+        thread.name = "crm-ingest.rabbitmq.\(sourceName)"
+        thread.start()
+    }
+
+    func requestStop() {
+        stopFlag.set()
+        inbox.wake()
+    }
+
+    /// Blocks the calling thread until the consumer thread ended; call it off the cooperative pool.
+    func join() { finished.wait() }
+
+    // MARK: The loop
+
+    private func runLoop() {
+        var backoff = Duration.milliseconds(500)
+        if config.deadLetter == nil {
+            let hasDLX = config.declare?.arguments["x-dead-letter-exchange"] != nil
+            logger.warning(hasDLX ? "no dead_letter target: refused messages are rejected to the queue's dead-letter exchange"
+                : "no dead_letter target and no x-dead-letter-exchange declared: unless the queue has a dead-letter exchange, refused messages are lost",
+                metadata: ["source": "\(sourceName)", "queue": "\(config.queue)"])
+        }
+        while !stopFlag.isSet {
+            do {
+                let connection = try connect()
+                backoff = .milliseconds(500)
+                try session(connection)
+                connection.close()
+                deadLetters?.close()
+                return
+            } catch {
+                metrics.reconnected()
+                // Tags of the dead channel mean nothing on the next one: drop them; the broker redelivers those
+                // messages, and the ledger turns the ones we committed into duplicates.
+                tracker = DeliveryTracker()
+                inFlightDeliveries.removeAll()
+                pendingDeadLetters.removeAll()
+                deadLetters?.close()
+                deadLetters = nil
+                let jittered = backoff * Double.random(in: 0.5...1.0)
+                logger.warning("RabbitMQ connection lost, reconnecting in \(jittered)", metadata: [
+                    "source": "\(sourceName)", "url": "\(config.endpoint.maskedURL)", "error": "\(error)",
+                ])
+                waitForWake(jittered)
+                backoff = min(backoff * 2, .seconds(30))
+            }
+        }
+    }
+
+    private func connect() throws(AMQPError) -> AMQPConnection {
+        let connection = try AMQPConnection(
+            endpoint: config.endpoint, heartbeatSeconds: config.heartbeatSeconds, connectionName: "crm-ingest \(sourceName)"
+        )
+        try connection.openChannel(1)
+        if let declare = config.declare {
+            try connection.declareQueue(config.queue, channel: 1, durable: declare.durable, arguments: declare.arguments)
+        }
+        for binding in config.bindings {
+            if let type = binding.exchangeType {
+                try connection.declareExchange(binding.exchange, type: type, channel: 1)
+            }
+            try connection.bindQueue(config.queue, exchange: binding.exchange, routingKey: binding.routingKey, channel: 1)
+        }
+        try connection.setPrefetch(UInt16(config.prefetch), channel: 1)
+        generation += 1
+        tracker = DeliveryTracker()
+        logger.info("consuming", metadata: [
+            "source": "\(sourceName)", "queue": "\(config.queue)", "url": "\(config.endpoint.maskedURL)",
+            "prefetch": "\(config.prefetch)", "lanes": "\(config.lanes)",
+        ])
+        return connection
+    }
+
+    /// Consumes until a stop is requested and every delivery is settled. Throws on any connection trouble.
+    private func session(_ connection: AMQPConnection) throws(AMQPError) {
+        let consumerTag = try connection.consume(queue: config.queue, channel: 1, consumerTag: "crm-ingest.\(sourceName).\(generation)")
+        var cancelRequested = false
+        var cancelConfirmed = false
+        var cancelDeadline = ContinuousClock.now
+        let pollInterval = Int32(max(50, min(1_000, config.heartbeatSeconds * 1_000 / 4)))
+        while true {
+            try settleCompletions(connection)
+            if stopFlag.isSet && !cancelRequested {
+                try connection.requestCancel(consumerTag: consumerTag, channel: 1)
+                cancelRequested = true
+                cancelDeadline = ContinuousClock.now + .seconds(5)
+            }
+            if cancelRequested, cancelConfirmed || ContinuousClock.now > cancelDeadline, tracker.outstanding == 0, pendingDeadLetters.isEmpty {
+                logger.info("stopped consuming; every delivery settled", metadata: ["source": "\(sourceName)"])
+                return
+            }
+            if !connection.hasBufferedInput {
+                var fds = [
+                    pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: inbox.eventDescriptor, events: Int16(POLLIN), revents: 0),
+                ]
+                _ = poll(&fds, 2, pendingDeadLetters.isEmpty ? pollInterval : min(pollInterval, 200))
+            }
+            var deliveries: [AMQPDelivery] = []
+            while deliveries.count < config.prefetch, let event = try connection.nextEvent(timeout: .zero) {
+                switch event {
+                case let .delivery(delivery):
+                    tracker.received(delivery.deliveryTag)
+                    if config.deadLetter != nil { inFlightDeliveries[delivery.deliveryTag] = delivery }
+                    deliveries.append(delivery)
+                case .consumerCancelOk:
+                    cancelConfirmed = true
+                case .consumerCancelled:
+                    throw AMQPError(.connectionClosed, "the broker cancelled the consumer (queue deleted or moved)")
+                case .confirmed, .rejected, .returned:
+                    break
+                }
+            }
+            if !deliveries.isEmpty {
+                continuation.yield(DeliveryBatch(generation: generation, deliveries: deliveries))
+            }
+        }
+    }
+
+    /// Acks, rejects, requeues and dead-letters what the pipeline finished.
+    private func settleCompletions(_ connection: AMQPConnection) throws(AMQPError) {
+        for completion in inbox.take() where completion.generation == generation {
+            let tag = completion.deliveryTag
+            switch completion.disposition {
+            case .ack:
+                tracker.finished(tag, needsAck: true)
+                inFlightDeliveries[tag] = nil
+            case .requeue:
+                try connection.nack(tag, multiple: false, requeue: true, channel: 1)
+                tracker.finished(tag, needsAck: false)
+                inFlightDeliveries[tag] = nil
+            case let .deadLetter(reason, code):
+                metrics.deadLettered(code: code)
+                if config.deadLetter == nil {
+                    try connection.reject(tag, requeue: false, channel: 1)
+                    tracker.finished(tag, needsAck: false)
+                    inFlightDeliveries[tag] = nil
+                } else {
+                    pendingDeadLetters.append((tag, inFlightDeliveries.removeValue(forKey: tag), reason, code))
+                }
+            }
+        }
+        if !pendingDeadLetters.isEmpty { publishDeadLetters() }
+        if let ackTag = tracker.advance() {
+            try connection.ack(ackTag, multiple: true, channel: 1)
+        }
+    }
+
+    /// Publishes pending dead letters and waits for the broker's confirms; only then are the originals acked.
+    /// A failure leaves them pending (unacked) for the next round.
+    private func publishDeadLetters() {
+        guard let target = config.deadLetter else { return }
+        do {
+            if deadLetters == nil {
+                deadLetters = try DeadLetterPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
+            }
+            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue)
+            for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
+            pendingDeadLetters.removeAll()
+        } catch {
+            logger.error("cannot publish dead letters, will retry", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+            deadLetters?.close()
+            deadLetters = nil
+        }
+    }
+
+    /// Sleeps up to `duration`, waking early for a stop request.
+    private func waitForWake(_ duration: Duration) {
+        var fds = [pollfd(fd: inbox.eventDescriptor, events: Int16(POLLIN), revents: 0)]
+        let milliseconds = Int32(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        _ = poll(&fds, 1, milliseconds)
+        _ = inbox.take() // completions of a dead generation are void
+    }
+}
+
+/// The dead-letter path: its own connection, publisher confirms, the reason and the source in headers.
+final class DeadLetterPublisher {
+    let publisher: AMQPPublisher
+    let target: RabbitMQSourceConfig.DeadLetterTarget
+    let sourceName: String
+
+    init(endpoint: AMQPEndpoint, target: RabbitMQSourceConfig.DeadLetterTarget, sourceName: String, heartbeatSeconds: Int) throws(AMQPError) {
+        publisher = try AMQPPublisher(endpoint: endpoint, heartbeatSeconds: heartbeatSeconds, connectionName: "crm-ingest \(sourceName) dead letters")
+        self.target = target
+        self.sourceName = sourceName
+        if case let .queue(name) = target {
+            // Declared durable if missing. If it exists with other arguments the broker says 406 and closes this
+            // side channel: the queue exists, which is all we need.
+            try publisher.connection.openChannel(2)
+            do {
+                try publisher.connection.declareQueue(name, channel: 2, durable: true)
+                publisher.connection.closeChannel(2)
+            } catch where error.replyCode == 406 {}
+        }
+    }
+
+    func publish(_ items: [(delivery: AMQPDelivery?, reason: String)], queue: String) throws(AMQPError) {
+        let messages: [AMQPPublisher.Message] = items.map { item in
+            var properties = item.delivery?.properties ?? AMQPProperties()
+            properties.deliveryMode = 2
+            properties.headers["x-crm-ingest-reason"] = .string(item.reason)
+            properties.headers["x-crm-ingest-source"] = .string(sourceName)
+            properties.headers["x-crm-ingest-queue"] = .string(queue)
+            properties.headers["x-crm-ingest-dead-lettered-at"] = .timestamp(UInt64(Date().timeIntervalSince1970))
+            switch target {
+            case let .queue(name):
+                return .init(body: item.delivery?.body ?? [], exchange: "", routingKey: name, properties: properties, mandatory: true)
+            case let .exchange(name, routingKey):
+                return .init(body: item.delivery?.body ?? [], exchange: name, routingKey: routingKey ?? item.delivery?.routingKey ?? "",
+                             properties: properties, mandatory: false)
+            }
+        }
+        try publisher.publishAll(messages, window: 500)
+    }
+
+    func close() { publisher.close() }
+}

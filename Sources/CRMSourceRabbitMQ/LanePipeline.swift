@@ -1,0 +1,185 @@
+import AMQPClient
+import CRMCore
+import Foundation
+import Logging
+import CoreMetrics
+import Metrics
+
+/// Deliveries received together on one channel generation.
+struct DeliveryBatch: Sendable {
+    var generation: Int
+    var deliveries: [AMQPDelivery]
+}
+
+/// Turns delivery batches into store transactions and completions.
+///
+/// Each batch is decoded and planned in delivery order, then split over lanes by a hash of the contact id: a lane
+/// applies its events in order, one transaction per sub-batch (group commit), so an event for contact X never
+/// commits before an earlier-delivered event for X. Lanes run in parallel; the store decides how much of that it
+/// can use (SQLite serializes writers, PostgreSQL does not).
+struct LanePipeline: Sendable {
+    let sourceName: String
+    let laneCount: Int
+    let maxRedeliveries: Int
+    let processor: @Sendable () -> EventProcessor
+    let store: any CRMStore
+    let inbox: CompletionInbox
+    let stopping: StopFlag
+    let logger: Logger
+    let now: @Sendable () -> Timestamp
+    let metrics: SourceMetrics
+    /// How long a lane retries a store that is busy or down before it gives the messages back to the queue.
+    let retryBudget: Duration
+
+    struct LaneWork: Sendable {
+        var generation: Int
+        var tags: [UInt64]
+        var events: [PlannedEvent]
+    }
+
+    /// Runs until `batches` ends and every lane finished its work.
+    func run(_ batches: AsyncStream<DeliveryBatch>) async {
+        var continuations: [AsyncStream<LaneWork>.Continuation] = []
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<laneCount {
+                let (stream, continuation) = AsyncStream<LaneWork>.makeStream()
+                continuations.append(continuation)
+                group.addTask { await runLane(lane, stream) }
+            }
+            for await batch in batches {
+                dispatch(batch, to: continuations)
+            }
+            for continuation in continuations { continuation.finish() }
+        }
+    }
+
+    private func dispatch(_ batch: DeliveryBatch, to lanes: [AsyncStream<LaneWork>.Continuation]) {
+        let processor = processor()
+        let receivedAt = now()
+        var work = (0..<laneCount).map { _ in LaneWork(generation: batch.generation, tags: [], events: []) }
+        var immediate: [Completion] = []
+        for delivery in batch.deliveries {
+            if let previous = delivery.properties.previousDeliveries, previous > maxRedeliveries {
+                immediate.append(deadLetter(delivery, batch.generation, code: "redelivered",
+                                            reason: "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"))
+                continue
+            }
+            let message = IncomingMessage(
+                body: delivery.body, identity: delivery.properties.messageId.map { .messageId($0) } ?? .content,
+                mayBeRedelivery: delivery.redelivered, receivedAt: receivedAt, source: sourceName
+            )
+            switch processor.prepare(message) {
+            case let .event(event):
+                let lane = Self.lane(of: event.contactId, count: laneCount)
+                work[lane].tags.append(delivery.deliveryTag)
+                work[lane].events.append(event)
+            case .skipped:
+                metrics.skipped.increment()
+                immediate.append(Completion(generation: batch.generation, deliveryTag: delivery.deliveryTag, disposition: .ack))
+            case let .rejected(error):
+                immediate.append(deadLetter(delivery, batch.generation, code: error.code.description, reason: error.description))
+            }
+        }
+        inbox.post(immediate)
+        for (lane, item) in work.enumerated() where !item.events.isEmpty {
+            lanes[lane].yield(item)
+        }
+    }
+
+    private func deadLetter(_ delivery: AMQPDelivery, _ generation: Int, code: String, reason: String) -> Completion {
+        logger.warning("message refused, dead-lettering it", metadata: [
+            "source": "\(sourceName)", "delivery_tag": "\(delivery.deliveryTag)",
+            "message_id": "\(delivery.properties.messageId ?? "-")", "reason": "\(reason)",
+        ])
+        return Completion(generation: generation, deliveryTag: delivery.deliveryTag, disposition: .deadLetter(reason: reason, code: code))
+    }
+
+    private func runLane(_ lane: Int, _ stream: AsyncStream<LaneWork>) async {
+        for await work in stream {
+            let dispositions = await apply(work)
+            inbox.post(zip(work.tags, dispositions).map { Completion(generation: work.generation, deliveryTag: $0, disposition: $1) })
+        }
+    }
+
+    /// Applies one lane's sub-batch; retries a busy or unavailable store with back-off until the budget is spent or
+    /// the source stops, then gives the messages back to the queue.
+    private func apply(_ work: LaneWork) async -> [Disposition] {
+        var delay = Duration.milliseconds(100)
+        let deadline = ContinuousClock.now + retryBudget
+        while true {
+            do {
+                let outcomes = try await store.apply(work.events, now: now())
+                return outcomes.map { outcome in
+                    switch outcome {
+                    case .applied:
+                        metrics.applied.increment()
+                        return .ack
+                    case .duplicate:
+                        metrics.duplicates.increment()
+                        return .ack
+                    case let .failed(error):
+                        logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])
+                        return .deadLetter(reason: error.description, code: "store_\(error.code)")
+                    }
+                }
+            } catch {
+                let transient = (error as? StoreError)?.isTransient ?? true
+                if stopping.isSet || ContinuousClock.now + delay > deadline || !transient {
+                    logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
+                        "source": "\(sourceName)", "error": "\(error)",
+                    ])
+                    metrics.requeued.increment(by: work.events.count)
+                    return Array(repeating: .requeue, count: work.events.count)
+                }
+                logger.warning("store failed, retrying in \(delay)", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// FNV-1a over the contact id's UTF-8: stable across runs and machines, so a contact keeps its lane.
+    static func lane(of contactId: String, count: Int) -> Int {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in contactId.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0100_0000_01B3
+        }
+        return Int(hash % UInt64(count))
+    }
+}
+
+/// A flag set once, read from any thread.
+final class StopFlag: @unchecked Sendable {
+    // One Bool, guarded by `lock`.
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// The counters one source keeps; a backend (Prometheus) is bootstrapped by the executable only.
+struct SourceMetrics: Sendable {
+    let applied: Counter
+    let duplicates: Counter
+    let skipped: Counter
+    let requeued: Counter
+    let reconnects: Counter
+    let sourceName: String
+
+    init(source: String) {
+        sourceName = source
+        applied = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "applied")])
+        duplicates = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "duplicate")])
+        skipped = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "skipped")])
+        requeued = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "requeued")])
+        reconnects = Counter(label: "crm_ingest_source_reconnects_total", dimensions: [("source", source)])
+    }
+
+    func reconnected() { reconnects.increment() }
+
+    func deadLettered(code: String) {
+        Counter(label: "crm_ingest_dead_letters_total", dimensions: [("source", sourceName), ("reason", code)]).increment()
+    }
+}

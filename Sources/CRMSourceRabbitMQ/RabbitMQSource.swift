@@ -1,0 +1,64 @@
+import CRMConfig
+import CRMCore
+import Dispatch
+import Logging
+import ServiceLifecycle
+
+/// A RabbitMQ queue as a source of events: a `Service` that consumes until graceful shutdown, then drains.
+///
+/// Guarantees: a delivery is acked only after the store committed its event (or recorded it as a duplicate);
+/// bad messages are dead-lettered with their reason and consumption goes on; per-contact order is kept across lanes;
+/// on SIGTERM the consumer is cancelled, in-flight deliveries are finished and acked, and the connection closed.
+public struct RabbitMQSource: Service {
+    public let name: String
+    public let config: RabbitMQSourceConfig
+    let processor: @Sendable () -> EventProcessor
+    let store: any CRMStore
+    let logger: Logger
+    let now: @Sendable () -> Timestamp
+    let retryBudget: Duration
+
+    /// - Parameters:
+    ///   - processor: the current mapping's processor, read for each batch, so a reload takes effect between batches.
+    ///   - retryBudget: how long a busy or unavailable store is retried before messages go back to the queue.
+    public init(
+        name: String, config: RabbitMQSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(300)
+    ) {
+        self.name = name
+        self.config = config
+        self.processor = processor
+        self.store = store
+        self.logger = logger
+        self.now = now
+        self.retryBudget = retryBudget
+    }
+
+    public func run() async throws {
+        let inbox = CompletionInbox()
+        let stopping = StopFlag()
+        let metrics = SourceMetrics(source: name)
+        let consumer = ConsumerThread(sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics)
+        let pipeline = LanePipeline(
+            sourceName: name, laneCount: config.lanes, maxRedeliveries: config.maxRedeliveries, processor: processor,
+            store: store, inbox: inbox, stopping: stopping, logger: logger, now: now, metrics: metrics, retryBudget: retryBudget
+        )
+        consumer.start()
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                // Ends when the consumer thread finished its stream: stopped, and every delivery settled.
+                await pipeline.run(consumer.batches)
+            } onCancel: {
+                consumer.requestStop()
+            }
+        } onGracefulShutdown: {
+            consumer.requestStop()
+        }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                consumer.join()
+                done.resume()
+            }
+        }
+    }
+}
