@@ -12,7 +12,7 @@ run: deps build
 ## test: install what is missing and run every test.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	scripts/test-with-servers.sh $(SWIFT) test --skip-build
 
 build: deps
 	$(SWIFT) build --product crm-ingest

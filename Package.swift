@@ -102,6 +102,15 @@ let package = Package(
             dependencies: ["CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "CRMSourceRabbitMQTests",
+            dependencies: [
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

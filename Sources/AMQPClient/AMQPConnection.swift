@@ -21,12 +21,8 @@ public final class AMQPConnection {
         self.state = state
         self.endpoint = endpoint
         self.heartbeatSeconds = heartbeatSeconds
-        do {
-            try open(connectionName: connectionName, connectTimeout: connectTimeout)
-        } catch {
-            amqp_destroy_connection(state)
-            throw error
-        }
+        // If this throws, deinit still runs (every stored property is set) and frees `state`: no cleanup here.
+        try open(connectionName: connectionName, connectTimeout: connectTimeout)
         isOpen = true
     }
 
