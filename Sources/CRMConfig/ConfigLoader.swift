@@ -195,7 +195,14 @@ struct ConfigReader {
             return nil
         }
         var sqlite = SQLiteStoreConfig()
-        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout"]) else { return .sqlite(sqlite) }
+        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout", "durability"]) else { return .sqlite(sqlite) }
+        if let durability = string(fields["durability"], at: "store.sqlite.durability") {
+            switch durability {
+            case "full": sqlite.synchronousFull = true
+            case "normal": sqlite.synchronousFull = false
+            default: problem("store.sqlite.durability", "expected full or normal, got \"\(durability)\"")
+            }
+        }
         if let path = string(fields["path"], at: "store.sqlite.path") {
             if path.isEmpty { problem("store.sqlite.path", "must not be empty") } else { sqlite.path = path }
         }
@@ -424,7 +431,7 @@ struct ConfigReader {
                 }
             }
             if lookup == .email, !attributes.contains(where: { $0.name == "email" }) {
-                problem(at("find_by"), "find_by: email needs an attribute named \"email\" (define it under attributes)")
+                problem(at("find_by"), "email needs an attribute named \"email\" (define it under attributes)")
             }
             if name == "anonymize_contact" {
                 guard let list, problems.count == problemsBefore else { return nil }

@@ -52,9 +52,14 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     /// How long a writer waits for a lock held by another process before the batch fails as busy.
     public var busyTimeoutMilliseconds: Int
 
-    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000) {
+    /// `full`: every commit is synced to disk (acked messages survive power loss); `normal`: faster, survives
+    /// process crashes only.
+    public var synchronousFull: Bool
+
+    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true) {
         self.path = path
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        self.synchronousFull = synchronousFull
     }
 }
 

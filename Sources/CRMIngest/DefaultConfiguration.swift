@@ -12,7 +12,10 @@ public enum StoreFactory {
     public static func open(_ config: StoreConfig) throws -> any CRMStore {
         switch config {
         case let .sqlite(sqlite):
-            return try SQLiteCRMStore(path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds)
+            return try SQLiteCRMStore(
+                path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds,
+                durability: sqlite.synchronousFull ? .full : .normal
+            )
         }
     }
 }

@@ -20,10 +20,11 @@ public struct RabbitMQSource: Service {
 
     /// - Parameters:
     ///   - processor: the current mapping's processor, read for each batch, so a reload takes effect between batches.
-    ///   - retryBudget: how long a busy or unavailable store is retried before messages go back to the queue.
+    ///   - retryBudget: how long a busy or unavailable store is retried before messages go back to the queue; kept
+    ///     under RabbitMQ's 30-minute consumer_timeout, and long, because every requeue counts as a redelivery.
     public init(
         name: String, config: RabbitMQSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
-        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(300)
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(1_200)
     ) {
         self.name = name
         self.config = config

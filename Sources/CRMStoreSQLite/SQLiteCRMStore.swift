@@ -14,7 +14,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     public let path: String
 
     /// Opens (creating if needed) the database file and applies pending migrations.
-    public init(path: String, busyTimeoutMilliseconds: Int = 5_000) throws(StoreError) {
+    public init(path: String, busyTimeoutMilliseconds: Int = 5_000, durability: Durability = .full) throws(StoreError) {
         self.path = path
         var configuration = Configuration()
         configuration.journalMode = .wal
@@ -23,15 +23,20 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         configuration.prepareDatabase { db in
             // Erased data is overwritten with zeros, so anonymization leaves no trace in the file.
             try db.execute(sql: "PRAGMA secure_delete = ON")
-            // WAL with NORMAL is durable against process crashes; a power cut may lose the last commits,
-            // which the broker then redelivers (we ack only after commit).
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Sources ack a message once its transaction committed, so "committed" must mean "on disk": FULL syncs
+            // the WAL at every commit (once per batch, thanks to group commit). NORMAL survives process crashes
+            // but may lose the last commits on power loss, after their messages were acked.
+            try db.execute(sql: durability == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
         }
         do {
             let folder = (path as NSString).deletingLastPathComponent
             if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             database = try DatabaseQueue(path: path, configuration: configuration)
-            try SQLiteSchema.migrator.migrate(database)
+            // Migrating takes the write lock; check first, so a reader (`contact show`) opens beside a busy writer.
+            let migrator = SQLiteSchema.migrator
+            if try !database.read({ db in try migrator.hasCompletedMigrations(db) }) {
+                try migrator.migrate(database)
+            }
             let key = try database.read { db in try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tombstone_key'") }
             guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
             tombstoneKey = SymmetricKey(data: key)
@@ -159,6 +164,14 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     public func count(_ table: String) async throws -> Int {
         try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table.filter { $0.isLetter || $0 == "_" })") ?? 0 }
     }
+}
+
+/// How far a commit is guaranteed.
+public enum Durability: String, Sendable, CaseIterable {
+    /// Synced to disk at every commit: survives power loss.
+    case full
+    /// Survives a crash of the process, not of the machine.
+    case normal
 }
 
 /// The keyed hash a tombstone stores instead of the contact id.

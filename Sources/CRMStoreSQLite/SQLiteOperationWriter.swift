@@ -63,7 +63,7 @@ struct SQLiteOperationWriter {
         case let .since(instant): since = instant.microsecondsSinceEpoch
         }
         let statement = try db.cachedStatement(sql: "SELECT processed_at FROM ledger WHERE key = ?")
-        guard let processedAt = try Int64.fetchOne(statement, arguments: [key.value]) else { return false }
+        guard let processedAt = try Int64.fetchOne(statement, arguments: [ledgerKey(key)]) else { return false }
         return processedAt >= since
     }
 
@@ -71,7 +71,13 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: """
             INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
             ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
-            """).execute(arguments: [event.key.value, event.type.rawValue, now.microsecondsSinceEpoch])
+            """).execute(arguments: [ledgerKey(event.key), event.type.rawValue, now.microsecondsSinceEpoch])
+    }
+
+    /// Keys are stored as keyed hashes: message ids and content hashes can be derived from personal data, and the
+    /// ledger outlives anonymization.
+    func ledgerKey(_ key: IdempotencyKey) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(key.value.utf8), using: tombstoneKey))
     }
 
     func isTombstoned(_ contactId: String) throws -> Bool {

@@ -69,9 +69,9 @@ enum SQLiteSchema {
                 -- An anonymized contact leaves only the keyed hash of its id, so later events do not recreate it.
                 CREATE TABLE tombstones (contact_hash BLOB PRIMARY KEY, anonymized_at INTEGER NOT NULL) WITHOUT ROWID;
 
-                -- Processed events, by idempotency key. No payload and no contact id: nothing personal.
+                -- Processed events, by the keyed hash of their idempotency key. No payload, no contact id.
                 CREATE TABLE ledger (
-                    key TEXT PRIMARY KEY,
+                    key BLOB PRIMARY KEY,
                     event_type TEXT NOT NULL,
                     processed_at INTEGER NOT NULL
                 ) WITHOUT ROWID;

@@ -86,7 +86,7 @@ struct ConfigLoaderTests {
           "mappings.USER_BLOCKED[0].temp_block_contact.for: must be greater than 0, got 0",
           "mappings.USER_BLOCKED[0].temp_block_contact.unit: expected one of minutes, hours, days, months, years, got \"weeks\""]),
         ("mappings: { USER_BLOCKED: [ { anonymize_contact: { list: 1, find_by: email } } ] }",
-         ["mappings.USER_BLOCKED[0].anonymize_contact.find_by: find_by: email needs an attribute named \"email\" (define it under attributes)"]),
+         ["mappings.USER_BLOCKED[0].anonymize_contact.find_by: email needs an attribute named \"email\" (define it under attributes)"]),
         ("mappings: { USER_UPDATE: [ { set_property: { list: 1, property: vip } } ] }",
          ["mappings.USER_UPDATE[0].set_property.property: no attribute named \"vip\" (define it under attributes)",
           "mappings.USER_UPDATE[0].set_property.value: required"]),
