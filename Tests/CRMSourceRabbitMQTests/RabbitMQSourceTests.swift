@@ -1,5 +1,7 @@
 import AMQPClient
+import CRMConfig
 import CRMCore
+import CRMStoreSQLite
 import CRMSourceRabbitMQ
 import Foundation
 import Testing
@@ -29,5 +31,210 @@ struct RabbitMQSourceTests {
         #expect(counts.ready == 0 && counts.unacked == 0)
         #expect(try await workload.problems(in: source.store) == [])
         #expect(try await source.count("purchases") == workload.contacts * workload.depositSteps.count)
+    }
+
+    static func poison(_ index: Int) -> (body: String, reason: String) {
+        switch index % 3 {
+        case 0: return (#"{"type":"USER_UPDATE","contactId":"#, "invalid JSON")
+        case 1: return (#"{"type":"USER_DELETE","contactId":"p\#(index)"}"#, #"type: unknown event type "USER_DELETE""#)
+        default: return (#"{"type":"DEPOSIT_APPROVED","contactId":"p","timestamp":"2024-01-01T00:00:00Z","amount":"abc"}"#,
+                         #"DEPOSIT_APPROVED.amount: expected a number, got "abc""#)
+        }
+    }
+
+    /// 9,900 valid events with 100 poison messages mixed in.
+    static func mixedWithPoison(_ workload: Workload, queue: String) -> [AMQPPublisher.Message] {
+        var messages: [AMQPPublisher.Message] = []
+        for (index, message) in workload.messages(queue: queue, withIds: true).enumerated() {
+            messages.append(message)
+            if index % 99 == 98 {
+                let poison = poison(messages.count)
+                messages.append(.init(body: Array(poison.body.utf8), routingKey: queue,
+                                      properties: AMQPProperties(messageId: "poison-\(index)", deliveryMode: 2)))
+            }
+        }
+        return messages
+    }
+
+    @Test func sameMessageIdsTwiceApplyOnce() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("dup-ids")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 500, perContact: 20)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("ledger") == workload.total)
+        #expect(try await workload.problems(in: source.store) == [])
+        #expect(try await source.count("purchases") == workload.contacts * workload.depositSteps.count)
+    }
+
+    @Test func messagesWithoutIdsPublishedTwiceAllApply() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("dup-noid")
+        try node.freshQueue(queue)
+        // 500 contacts x 20 events, published twice without message ids: 20,000 new messages.
+        let workload = Workload(contacts: 500, perContact: 20)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: false))
+        try publisher.publishAll(workload.messages(queue: queue, withIds: false))
+        // One contact toggles its consent on, off, on: byte-identical "on" messages, all three real.
+        let toggles = [true, false, true].map { on in
+            AMQPPublisher.Message(body: Array(#"{"type":"USER_CONSENT_UPDATE","contactId":"contact-0","channel":"SMS","consented":\#(on)}"#.utf8),
+                                  routingKey: queue)
+        }
+        try publisher.publishAll(toggles)
+        publisher.close()
+        let source = try RunningSource(queue: queue, node: node, lanes: 4)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        // Every deposit applied twice: two rows per deposit (no transaction id, no message id: new messages).
+        #expect(try await source.count("purchases") == 2 * workload.contacts * workload.depositSteps.count)
+        #expect(try await workload.problems(in: source.store, depositCopies: 2) == [])
+        guard case let .found(contact) = try await source.store.contact("contact-0", list: 1) else {
+            Issue.record("contact-0 missing")
+            return
+        }
+        #expect(contact.consents[.sms] == true)
+    }
+
+    @Test func poisonMessagesGoToTheDeadLetterQueueWithTheirReason() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("poison")
+        let deadLetters = queue + ".dead"
+        try node.freshQueue(queue)
+        try node.freshQueue(deadLetters)
+        let workload = Workload(contacts: 495, perContact: 20)
+        let messages = Self.mixedWithPoison(workload, queue: queue)
+        #expect(messages.count == 10_000)
+        let publisher = try node.publisher()
+        try publisher.publishAll(messages)
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("ledger") == workload.total)
+        #expect(try await workload.problems(in: source.store) == [])
+        #expect(try node.counts(deadLetters).ready == 100)
+        let dead = try node.drain(deadLetters, expected: 100)
+        #expect(dead.count == 100)
+        for delivery in dead {
+            let reason = delivery.properties.headers["x-crm-ingest-reason"]?.stringValue ?? ""
+            let expected = Self.poison(Int(delivery.properties.messageId?.split(separator: "-").last ?? "") ?? 0)
+            #expect(!reason.isEmpty)
+            #expect(delivery.properties.headers["x-crm-ingest-source"]?.stringValue == "test")
+            #expect(delivery.properties.messageId?.hasPrefix("poison-") == true)
+            #expect(reason.contains("invalid JSON") || reason.contains("USER_DELETE") || reason.contains("expected a number"))
+            _ = expected
+        }
+        #expect(logs.count("dead-lettering") == 100)
+    }
+
+    @Test func withoutATargetPoisonIsRejectedToTheQueuesDeadLetterExchange() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("reject")
+        let deadLetters = queue + ".dlx"
+        try node.freshQueue(deadLetters)
+        try node.freshQueue(queue, arguments: ["x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(deadLetters)])
+        let workload = Workload(contacts: 99, perContact: 10)
+        let messages = Self.mixedWithPoison(workload, queue: queue)
+        let publisher = try node.publisher()
+        try publisher.publishAll(messages)
+        publisher.close()
+        let source = try RunningSource(queue: queue, node: node)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("ledger") == workload.total)
+        let dead = try node.drain(deadLetters, expected: 10)
+        #expect(dead.count == 10)
+        #expect(dead.allSatisfy { $0.properties.headers["x-death"] != nil })
+    }
+
+    @Test func aMessageRedeliveredTooOftenIsDeadLetteredUnprocessed() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("redelivered")
+        let deadLetters = queue + ".dead"
+        try node.freshQueue(queue, arguments: ["x-queue-type": .string("quorum")])
+        try node.freshQueue(deadLetters)
+        let publisher = try node.publisher()
+        try publisher.publishAll([.init(body: Array(#"{"type":"USER_REGISTRATION","contactId":"looping"}"#.utf8), routingKey: queue,
+                                        properties: AMQPProperties(messageId: "loop-1", deliveryMode: 2))])
+        publisher.close()
+        // Another consumer takes the message and gives it back, again and again, as a crashing daemon would.
+        let connection = try AMQPConnection(endpoint: node.endpoint)
+        try connection.openChannel(1)
+        try connection.setPrefetch(1, channel: 1)
+        _ = try connection.consume(queue: queue, channel: 1)
+        var returned = 0
+        while returned < 4 {
+            if case let .delivery(delivery)? = try connection.nextEvent(timeout: .seconds(5)) {
+                try connection.reject(delivery.deliveryTag, requeue: true, channel: 1)
+                returned += 1
+            }
+        }
+        connection.close()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), maxRedeliveries: 2)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(deadLetters).ready == 1 })
+        try await source.stop()
+        #expect(try await source.count("contacts") == 0)
+        let dead = try node.drain(deadLetters, expected: 1)
+        #expect(dead.first?.properties.headers["x-crm-ingest-reason"]?.stringValue?.contains("max_redeliveries is 2") == true)
+    }
+
+    @Test func survivesTheBrokerGoingAwayMidStream() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("outage")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 500, perContact: 20)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait { try await source.count("ledger") >= 2_000 })
+        try node.pause()
+        try await Task.sleep(for: .seconds(3))
+        try node.resume()
+        #expect(try await source.wait { try await source.count("ledger") >= workload.total })
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(logs.contains("RabbitMQ connection lost"))
+        #expect(try await source.count("ledger") == workload.total)
+        #expect(try await workload.problems(in: source.store) == [])
+        #expect(try await source.count("purchases") == workload.contacts * workload.depositSteps.count)
+    }
+
+    @Test func noticesAFrozenBrokerWithinTwoHeartbeats() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("heartbeat")
+        try node.freshQueue(queue)
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, heartbeat: 2, logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait { logs.contains("consuming") })
+        // Idle queue; the broker stops answering (frozen, connections open): only heartbeats can tell.
+        try await Task.sleep(for: .seconds(3))
+        let pid = try node.serverPid()
+        kill(pid, SIGSTOP)
+        let frozenAt = ContinuousClock.now
+        let noticed = try await source.wait(timeout: .seconds(8)) { logs.contains("RabbitMQ connection lost") }
+        let elapsed = ContinuousClock.now - frozenAt
+        kill(pid, SIGCONT)
+        #expect(noticed, "not noticed within 8 s")
+        #expect(elapsed < .seconds(7))
+        #expect(try await source.wait(timeout: .seconds(30)) { logs.count("consuming") >= 2 })
+        try await source.stop()
     }
 }

@@ -78,6 +78,14 @@ final class RabbitMQTestNode: @unchecked Sendable {
         throw NodeError("no queue \(queue) in \(output)")
     }
 
+    /// The broker's Erlang VM process.
+    func serverPid() throws -> Int32 {
+        let env = try String(contentsOfFile: directory + "/env", encoding: .utf8)
+        guard let line = env.split(separator: "\n").first(where: { $0.hasPrefix("SERVER_PID=") }),
+              let pid = Int32(line.dropFirst("SERVER_PID=".count)) else { throw NodeError("no SERVER_PID in env") }
+        return pid
+    }
+
     func pause() throws {
         let result = try Self.run([Self.script, "pause", directory])
         guard result.status == 0 else { throw NodeError("pause failed: \(result.output)") }

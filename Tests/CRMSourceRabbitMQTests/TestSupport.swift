@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+
+/// Log lines kept in memory, so a test can see what the source said.
+final class CapturedLogs: @unchecked Sendable {
+    // `lines` is guarded by `lock`.
+    private let lock = NSLock()
+    private var lines: [String] = []
+
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
+    func count(_ text: String) -> Int { lock.withLock { lines.filter { $0.contains(text) }.count } }
+
+    var logger: Logger {
+        Logger(label: "test.captured") { _ in CapturingHandler(sink: self) }
+    }
+}
+
+struct CapturingHandler: LogHandler {
+    let sink: CapturedLogs
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let fields = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
+        sink.append("\(event.level) \(event.message) \(fields)")
+    }
+}
+
+/// The `crm-ingest` binary built beside this test bundle.
+let crmIngestBinary: String = {
+    let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crm-ingest").path
+    if FileManager.default.isExecutableFile(atPath: besideTests) { return besideTests }
+    return RabbitMQTestNode.repositoryRoot.appendingPathComponent(".build/debug/crm-ingest").path
+}()
+
+/// The real daemon as a child process, logging to a file.
+final class DaemonProcess: @unchecked Sendable {
+    // Set in init; the process is only signalled and waited for.
+    let process = Process()
+    let logPath: String
+
+    init(config: String, folder: URL) throws {
+        logPath = folder.appendingPathComponent("daemon-\(UUID().uuidString.prefix(4)).log").path
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: crmIngestBinary)
+        process.arguments = ["run", "--config", config]
+        process.standardOutput = FileHandle(forWritingAtPath: logPath)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits up to `timeout` for the process to end; true if it did.
+    func waitForExit(timeout: Duration) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        return !process.isRunning
+    }
+
+    func kill9() async throws {
+        signal(SIGKILL)
+        _ = try await waitForExit(timeout: .seconds(10))
+    }
+}
+
+/// A daemon configuration for one queue and a SQLite file in `folder`.
+func daemonConfig(url: String, queue: String, folder: URL, extra: String = "") throws -> String {
+    let path = folder.appendingPathComponent("crm-ingest.yaml").path
+    let yaml = """
+        store:
+          sqlite: { path: "\(folder.appendingPathComponent("crm.sqlite").path)" }
+        sources:
+          - name: app-events
+            rabbitmq:
+              url: "\(url)"
+              queue: \(queue)
+              prefetch: 500
+              lanes: 4
+              heartbeat: 5s
+        \(extra)
+        \(Workload.mappingYAML)
+        """
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
