@@ -3,11 +3,18 @@ SWIFT ?= swift
 CONFIG ?=
 RUN_ARGS ?=
 
-.PHONY: run test build release deps test-deps clean
+.PHONY: run test build release deps test-deps clean broker stop-broker
 
-## run: install what is missing, build, and start the daemon on its built-in defaults (SQLite under ./data).
-run: deps build
+## run: install what is missing, build, start a local RabbitMQ if none answers on 127.0.0.1:5672, and start the
+## daemon on its built-in defaults (SQLite under ./data, consuming the queue crm.events).
+run: deps build broker
 	.build/debug/crm-ingest run $(if $(CONFIG),--config $(CONFIG)) $(RUN_ARGS)
+
+broker:
+	@scripts/local-broker.sh ensure
+
+stop-broker:
+	@scripts/local-broker.sh stop
 
 ## test: install what is missing and run every test.
 test: test-deps

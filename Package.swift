@@ -91,7 +91,7 @@ let package = Package(
         ),
 
         .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CRMStoreSQLiteTests",
             dependencies: ["CRMStoreSQLite", "CRMCore", .product(name: "GRDB", package: "GRDB.swift")],

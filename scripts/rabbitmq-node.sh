@@ -26,6 +26,7 @@
 #   client connects over loopback. The vhost is spelled %2F (= "/") on purpose: librabbitmq's
 #   amqp_parse_url, and so amqp-tools, read a bare trailing "/" as the empty vhost "" and the
 #   login fails with "NOT_ALLOWED - vhost  not found"; crm-ingest's parser takes both.
+#   FIXED_AMQP_PORT=5672 in the environment makes it use that AMQP port instead of a free one.
 #   Calling start again on a DIR whose node was stopped restarts the same node: same ports,
 #   same URL, same data (durable queues and persistent messages survive). That is the "real
 #   process stop" variant of pause/resume: `stop DIR` then `start DIR`.
@@ -166,6 +167,11 @@ cmd_start() {
         done
     else
         read -r AMQP_PORT DIST_PORT ERL_EPMD_PORT < <(free_ports 3)
+        if [ -n "${FIXED_AMQP_PORT:-}" ]; then
+            # `make run` wants the well-known port, so the default configuration finds the broker.
+            port_in_use "$FIXED_AMQP_PORT" && die "port $FIXED_AMQP_PORT is taken"
+            AMQP_PORT=$FIXED_AMQP_PORT
+        fi
         RABBITMQ_NODENAME="crmtest-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost"
     fi
     SERVER_PID="" WRAPPER_PID=""

@@ -1,3 +1,4 @@
+import AMQPClient
 import CRMConfig
 import CRMCore
 import Foundation
@@ -26,6 +27,62 @@ struct ConfigLoaderTests {
             .createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10),
         ])
         #expect(config.mappings[.userBlocked] == [.tempBlockContact(list: 1, findBy: .originalId, duration: 30, unit: .days)])
+        guard case let .rabbitmq(rabbitmq)? = config.sources.first?.transport else {
+            Issue.record("no RabbitMQ source in the defaults")
+            return
+        }
+        #expect(rabbitmq.queue == "crm.events")
+        #expect(rabbitmq.endpoint == AMQPEndpoint(host: "127.0.0.1", port: 5672))
+        #expect(rabbitmq.deadLetter == .queue("crm.events.dead"))
+    }
+
+    @Test func readsARabbitMQSource() throws {
+        let config = try ConfigLoader(environment: ["AMQP_PASSWORD": "s3cret"]).load(yaml: """
+            sources:
+              - name: app-events
+                format: default
+                rabbitmq:
+                  url: "amqps://crm:${AMQP_PASSWORD}@rabbit.example.org:5671/prod"
+                  queue: crm.events
+                  declare: { durable: true, arguments: { x-queue-type: quorum, x-dead-letter-exchange: crm.dlx, x-delivery-limit: 10 } }
+                  bindings: [ { exchange: app, routing_key: "user.*", exchange_type: topic } ]
+                  prefetch: 200
+                  lanes: 8
+                  max_redeliveries: 3
+                  heartbeat: 15s
+                  tls: { ca_file: /etc/ssl/ca.pem, verify_peer: true }
+                  dead_letter: { exchange: crm.dead, routing_key: refused }
+            """)
+        let source = try #require(config.sources.first)
+        guard case let .rabbitmq(rabbitmq) = source.transport else { return }
+        #expect(source.name == "app-events")
+        #expect(rabbitmq.endpoint.host == "rabbit.example.org" && rabbitmq.endpoint.port == 5671)
+        #expect(rabbitmq.endpoint.virtualHost == "prod" && rabbitmq.endpoint.user == "crm" && rabbitmq.endpoint.password == "s3cret")
+        #expect(rabbitmq.endpoint.tls?.caFile == "/etc/ssl/ca.pem")
+        #expect(rabbitmq.endpoint.maskedURL == "amqps://crm:***@rabbit.example.org:5671/prod")
+        #expect(rabbitmq.declare?.arguments == ["x-queue-type": .string("quorum"), "x-dead-letter-exchange": .string("crm.dlx"), "x-delivery-limit": .int(10)])
+        #expect(rabbitmq.bindings == [.init(exchange: "app", routingKey: "user.*", exchangeType: "topic")])
+        #expect(rabbitmq.prefetch == 200 && rabbitmq.lanes == 8 && rabbitmq.maxRedeliveries == 3 && rabbitmq.heartbeatSeconds == 15)
+        #expect(rabbitmq.deadLetter == .exchange("crm.dead", routingKey: "refused"))
+    }
+
+    @Test(arguments: [
+        ("url: \"http://x\"", "sources[0].rabbitmq.url: scheme must be amqp or amqps, got http"),
+        ("url: \"amqp://u:pw@h\"\n      tls: { ca_file: x }", "sources[0].rabbitmq.tls: TLS settings need an amqps:// url"),
+        ("url: \"amqp://h\"\n      prefetch: 70000", "sources[0].rabbitmq.prefetch: at most 65535, got 70000"),
+        ("url: \"amqp://h\"\n      dead_letter: { queue: a, exchange: b }", "sources[0].rabbitmq.dead_letter: give queue or exchange, not both"),
+    ])
+    func refusesBadRabbitMQSettings(fragment: String, expected: String) {
+        let yaml = "sources:\n  - name: s\n    rabbitmq:\n      queue: q\n      \(fragment)\n"
+        #expect(problems(yaml) == [expected])
+    }
+
+    @Test func vhostsAndPasswordsParseAsRabbitMQDocumentsThem() throws {
+        #expect(try AMQPEndpoint.parse("amqp://127.0.0.1").get() == AMQPEndpoint(host: "127.0.0.1", port: 5672))
+        #expect(try AMQPEndpoint.parse("amqp://h/%2F").get().virtualHost == "/")
+        #expect(try AMQPEndpoint.parse("amqp://h/%2Fprod").get().virtualHost == "/prod")
+        #expect(try AMQPEndpoint.parse("amqp://u:p%40ss@h:1234/v").get().password == "p@ss")
+        #expect(AMQPEndpoint.masked("amqp://u:secret@h/") == "amqp://u:***@h/")
     }
 
     @Test func readsTheIssueExample() throws {

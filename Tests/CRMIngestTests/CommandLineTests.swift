@@ -106,7 +106,11 @@ struct CommandLineTests {
         process.executableURL = URL(fileURLWithPath: crmIngestBinary)
         process.arguments = ["run"]
         process.currentDirectoryURL = folder.url
-        process.environment = ProcessInfo.processInfo.environment.merging(["CRM_INGEST_DATA": folder.path("data")]) { $1 }
+        // Port 1: nothing answers, so the daemon keeps reconnecting; it must still stop cleanly. (It must not
+        // consume from a broker a developer runs on 5672.)
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "CRM_INGEST_DATA": folder.path("data"), "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
+        ]) { $1 }
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
