@@ -4,6 +4,7 @@ import CRMCore
 import CRMStoreSQLite
 import CRMSourceRabbitMQ
 import Foundation
+import ServiceLifecycle
 import Testing
 
 /// The RabbitMQ source against a real broker (scripts/rabbitmq-node.sh).
@@ -224,8 +225,10 @@ struct RabbitMQSourceTests {
         let source = try RunningSource(queue: queue, node: node, heartbeat: 2, logger: logs.logger)
         defer { source.remove() }
         #expect(try await source.wait { logs.contains("consuming") })
-        // Idle queue; the broker stops answering (frozen, connections open): only heartbeats can tell.
-        try await Task.sleep(for: .seconds(3))
+        // Idle for three heartbeat intervals: heartbeats keep the connection alive.
+        try await Task.sleep(for: .seconds(6))
+        #expect(!logs.contains("RabbitMQ connection lost"))
+        // The broker stops answering (frozen, connections open): only heartbeats can tell.
         let pid = try node.serverPid()
         kill(pid, SIGSTOP)
         let frozenAt = ContinuousClock.now
@@ -236,5 +239,38 @@ struct RabbitMQSourceTests {
         #expect(elapsed < .seconds(7))
         #expect(try await source.wait(timeout: .seconds(30)) { logs.count("consuming") >= 2 })
         try await source.stop()
+    }
+
+    @Test func passwordsNeverReachTheLog() async throws {
+        let logs = CapturedLogs()
+        let endpoint = try AMQPEndpoint.parse("amqp://crm:s3cret-pw@127.0.0.1:1/").get()
+        let processor = Workload.processor
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-pw-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        let source = RabbitMQSource(name: "pw", config: RabbitMQSourceConfig(endpoint: endpoint, queue: "q"),
+                                    processor: { processor }, store: store, logger: logs.logger)
+        let group = ServiceGroup(services: [source], logger: logs.logger)
+        let task = Task { try await group.run() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !logs.contains("reconnecting"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(logs.contains("amqp://crm:***@127.0.0.1:1/"))
+        #expect(!logs.contains("s3cret-pw"))
+    }
+
+    @Test func publisherConfirmsReportUnroutableMessages() throws {
+        let node = try RabbitMQTestNode.shared()
+        let publisher = try node.publisher()
+        defer { publisher.close() }
+        #expect(throws: AMQPError.self) {
+            try publisher.publishAll([.init(body: Array("x".utf8), routingKey: "crm.test.no-such-queue-\(UUID().uuidString)")])
+        }
+        let queue = Self.uniqueQueue("confirms")
+        try node.freshQueue(queue)
+        try publisher.publishAll((0..<1_200).map { _ in .init(body: Array("x".utf8), routingKey: queue) }, window: 500)
+        #expect(try node.counts(queue).ready == 1_200)
     }
 }
