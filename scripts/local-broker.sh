@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# For `make run`: makes sure a RabbitMQ broker answers on 127.0.0.1:${AMQP_PORT:-5672}. If none does, it installs
+# For `make run`: unless AMQP_URL names a broker, makes sure one answers on 127.0.0.1:5672. If none does, it installs
 # Debian's rabbitmq-server when missing and starts a local node without systemd, its state under ./data/rabbitmq.
 #   scripts/local-broker.sh ensure | stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
-port=${AMQP_PORT:-5672}
+port=5672
 dir=./data/rabbitmq
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 case "${1:-ensure}" in
 ensure)
+    if [ -n "${AMQP_URL:-}" ]; then
+        echo "AMQP_URL is set: using that broker, starting none"
+        exit 0
+    fi
     if answers; then
         echo "RabbitMQ answers on 127.0.0.1:$port"
         exit 0

@@ -75,17 +75,17 @@ public final class AMQPPublisher {
     }
 
     /// Publishes all messages, waiting for confirms after every `window` of them and at the end.
-    public func publishAll(_ messages: some Sequence<Message>, window: Int = 500) throws(AMQPError) {
+    public func publishAll(_ messages: some Sequence<Message>, window: Int = 500, confirmTimeout: Duration = .seconds(30)) throws(AMQPError) {
         var inWindow = 0
         for message in messages {
             try publish(message)
             inWindow += 1
             if inWindow >= window {
-                try waitForConfirms()
+                try waitForConfirms(timeout: confirmTimeout)
                 inWindow = 0
             }
         }
-        try waitForConfirms()
+        try waitForConfirms(timeout: confirmTimeout)
     }
 
     private func settle(_ tag: UInt64, multiple: Bool) {

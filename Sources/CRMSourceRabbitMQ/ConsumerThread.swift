@@ -9,7 +9,7 @@ import Glibc
 /// The thread that owns the source's AMQP connections: it consumes, acks, dead-letters, and reconnects.
 ///
 /// librabbitmq blocks and is not thread-safe, so everything that touches a connection happens here, off Swift's
-/// cooperative pool. The thread waits in `poll` on the socket and on the completion inbox's eventfd, and calls into
+/// cooperative pool. The thread waits in `poll` on the socket and on the completion inbox's wake-up pipe, and calls into
 /// librabbitmq at least every quarter heartbeat, which is when the library sends and checks heartbeats.
 final class ConsumerThread: @unchecked Sendable {
     // Everything mutable below is touched only by the consumer thread, except `stopFlag` (thread-safe) and the
@@ -29,6 +29,8 @@ final class ConsumerThread: @unchecked Sendable {
     private var deadLetters: DeadLetterPublisher?
     /// Dead-letter completions waiting for a successful publish.
     private var pendingDeadLetters: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
+    private var deadLetterFailures = 0
+    private var nextDeadLetterAttempt = ContinuousClock.now
     /// Deliveries of the current generation by tag, kept until settled, so a dead letter can carry the original.
     private var inFlightDeliveries: [UInt64: AMQPDelivery] = [:]
 
@@ -72,9 +74,9 @@ final class ConsumerThread: @unchecked Sendable {
         }
         while !stopFlag.isSet {
             do {
-                let connection = try connect()
+                let (connection, consumerTag) = try connect()
                 backoff = .milliseconds(500)
-                try session(connection)
+                try session(connection, consumerTag: consumerTag)
                 connection.close()
                 deadLetters?.close()
                 return
@@ -97,7 +99,8 @@ final class ConsumerThread: @unchecked Sendable {
         }
     }
 
-    private func connect() throws(AMQPError) -> AMQPConnection {
+    /// Connects, declares, binds and starts consuming; returns the connection and the consumer tag.
+    private func connect() throws(AMQPError) -> (AMQPConnection, String) {
         let connection = try AMQPConnection(
             endpoint: config.endpoint, heartbeatSeconds: config.heartbeatSeconds, connectionName: "crm-ingest \(sourceName)"
         )
@@ -114,20 +117,21 @@ final class ConsumerThread: @unchecked Sendable {
         try connection.setPrefetch(UInt16(config.prefetch), channel: 1)
         generation += 1
         tracker = DeliveryTracker()
+        let consumerTag = try connection.consume(queue: config.queue, channel: 1, consumerTag: "crm-ingest.\(sourceName).\(generation)")
         logger.info("consuming", metadata: [
             "source": "\(sourceName)", "queue": "\(config.queue)", "url": "\(config.endpoint.maskedURL)",
             "prefetch": "\(config.prefetch)", "lanes": "\(config.lanes)",
         ])
-        return connection
+        return (connection, consumerTag)
     }
 
     /// Consumes until a stop is requested and every delivery is settled. Throws on any connection trouble.
-    private func session(_ connection: AMQPConnection) throws(AMQPError) {
-        let consumerTag = try connection.consume(queue: config.queue, channel: 1, consumerTag: "crm-ingest.\(sourceName).\(generation)")
+    private func session(_ connection: AMQPConnection, consumerTag: String) throws(AMQPError) {
         var cancelRequested = false
         var cancelConfirmed = false
         var cancelDeadline = ContinuousClock.now
-        let pollInterval = Int32(max(50, min(1_000, config.heartbeatSeconds * 1_000 / 4)))
+        // A quarter heartbeat: librabbitmq sends and checks heartbeats only inside calls. No heartbeat: once a second.
+        let pollInterval = Int32(config.heartbeatSeconds == 0 ? 1_000 : max(50, min(1_000, config.heartbeatSeconds * 1_000 / 4)))
         while true {
             try settleCompletions(connection)
             if stopFlag.isSet && !cancelRequested {
@@ -190,27 +194,47 @@ final class ConsumerThread: @unchecked Sendable {
                 }
             }
         }
-        if !pendingDeadLetters.isEmpty { publishDeadLetters() }
+        if !pendingDeadLetters.isEmpty { try publishDeadLetters(connection) }
         if let ackTag = tracker.advance() {
             try connection.ack(ackTag, multiple: true, channel: 1)
         }
     }
 
     /// Publishes pending dead letters and waits for the broker's confirms; only then are the originals acked.
-    /// A failure leaves them pending (unacked) for the next round.
-    private func publishDeadLetters() {
+    /// A failure leaves them pending (unacked) for another try a second later; after three failures in a row, or
+    /// when stopping, they go back to the queue (nack with requeue), so one broken dead-letter target never stalls
+    /// consumption or shutdown, and no message is lost.
+    private func publishDeadLetters(_ connection: AMQPConnection) throws(AMQPError) {
         guard let target = config.deadLetter else { return }
+        guard ContinuousClock.now >= nextDeadLetterAttempt else { return }
         do {
             if deadLetters == nil {
                 deadLetters = try DeadLetterPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue)
+            // Confirms are waited for at most half a heartbeat: the consuming connection is not serviced meanwhile.
+            let wait = Duration.seconds(max(1, min(10, config.heartbeatSeconds / 2)))
+            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue, confirmTimeout: wait)
             for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
             pendingDeadLetters.removeAll()
+            deadLetterFailures = 0
         } catch {
-            logger.error("cannot publish dead letters, will retry", metadata: ["source": "\(sourceName)", "error": "\(error)"])
             deadLetters?.close()
             deadLetters = nil
+            deadLetterFailures += 1
+            nextDeadLetterAttempt = ContinuousClock.now + .seconds(1)
+            guard deadLetterFailures >= 3 || stopFlag.isSet else {
+                logger.error("cannot publish dead letters, will retry", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                return
+            }
+            logger.error("cannot publish dead letters, giving the messages back to the queue", metadata: [
+                "source": "\(sourceName)", "count": "\(pendingDeadLetters.count)", "error": "\(error)",
+            ])
+            for item in pendingDeadLetters {
+                try connection.nack(item.tag, multiple: false, requeue: true, channel: 1)
+                tracker.finished(item.tag, needsAck: false)
+            }
+            pendingDeadLetters.removeAll()
+            deadLetterFailures = 0
         }
     }
 
@@ -244,7 +268,7 @@ final class DeadLetterPublisher {
         }
     }
 
-    func publish(_ items: [(delivery: AMQPDelivery?, reason: String)], queue: String) throws(AMQPError) {
+    func publish(_ items: [(delivery: AMQPDelivery?, reason: String)], queue: String, confirmTimeout: Duration) throws(AMQPError) {
         let messages: [AMQPPublisher.Message] = items.map { item in
             var properties = item.delivery?.properties ?? AMQPProperties()
             properties.deliveryMode = 2
@@ -256,11 +280,12 @@ final class DeadLetterPublisher {
             case let .queue(name):
                 return .init(body: item.delivery?.body ?? [], exchange: "", routingKey: name, properties: properties, mandatory: true)
             case let .exchange(name, routingKey):
+                // Mandatory: a dead letter nothing is bound to take comes back as a failure instead of vanishing.
                 return .init(body: item.delivery?.body ?? [], exchange: name, routingKey: routingKey ?? item.delivery?.routingKey ?? "",
-                             properties: properties, mandatory: false)
+                             properties: properties, mandatory: true)
             }
         }
-        try publisher.publishAll(messages, window: 500)
+        try publisher.publishAll(messages, window: 500, confirmTimeout: confirmTimeout)
     }
 
     func close() { publisher.close() }

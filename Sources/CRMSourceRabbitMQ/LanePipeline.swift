@@ -95,20 +95,25 @@ struct LanePipeline: Sendable {
     }
 
     private func runLane(_ lane: Int, _ stream: AsyncStream<LaneWork>) async {
+        // When the store started failing for this lane: the retry budget counts from there across batches, so
+        // queued batches give up together instead of each waiting a whole budget (deliveries must be settled
+        // before RabbitMQ's consumer_timeout).
+        var failingSince: ContinuousClock.Instant?
         for await work in stream {
-            let dispositions = await apply(work)
+            let dispositions = await apply(work, failingSince: &failingSince)
             inbox.post(zip(work.tags, dispositions).map { Completion(generation: work.generation, deliveryTag: $0, disposition: $1) })
         }
     }
 
     /// Applies one lane's sub-batch; retries a busy or unavailable store with back-off until the budget is spent or
     /// the source stops, then gives the messages back to the queue.
-    private func apply(_ work: LaneWork) async -> [Disposition] {
+    private func apply(_ work: LaneWork, failingSince: inout ContinuousClock.Instant?) async -> [Disposition] {
         var delay = Duration.milliseconds(100)
-        let deadline = ContinuousClock.now + retryBudget
         while true {
+            let deadline = (failingSince ?? ContinuousClock.now) + retryBudget
             do {
                 let outcomes = try await store.apply(work.events, now: now())
+                failingSince = nil
                 return outcomes.map { outcome in
                     switch outcome {
                     case .applied:
@@ -124,6 +129,7 @@ struct LanePipeline: Sendable {
                 }
             } catch {
                 let transient = (error as? StoreError)?.isTransient ?? true
+                if failingSince == nil { failingSince = ContinuousClock.now }
                 if stopping.isSet || ContinuousClock.now + delay > deadline || !transient {
                     logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
                         "source": "\(sourceName)", "error": "\(error)",
@@ -159,7 +165,7 @@ final class StopFlag: @unchecked Sendable {
     func set() { lock.withLock { value = true } }
 }
 
-/// The counters one source keeps; a backend (Prometheus) is bootstrapped by the executable only.
+/// The counters one source keeps, through swift-metrics: whatever backend the process bootstrapped receives them.
 struct SourceMetrics: Sendable {
     let applied: Counter
     let duplicates: Counter

@@ -19,7 +19,7 @@ public struct RabbitMQSource: Service {
     let retryBudget: Duration
 
     /// - Parameters:
-    ///   - processor: the current mapping's processor, read for each batch, so a reload takes effect between batches.
+    ///   - processor: the mapping's processor, read once per batch: a batch is planned with one mapping.
     ///   - retryBudget: how long a busy or unavailable store is retried before messages go back to the queue; kept
     ///     under RabbitMQ's 30-minute consumer_timeout, and long, because every requeue counts as a redelivery.
     public init(

@@ -273,4 +273,27 @@ struct RabbitMQSourceTests {
         try publisher.publishAll((0..<1_200).map { _ in .init(body: Array("x".utf8), routingKey: queue) }, window: 500)
         #expect(try node.counts(queue).ready == 1_200)
     }
+
+    @Test func aBrokenDeadLetterTargetStallsNothingAndLosesNothing() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("broken-dlx")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 50, perContact: 4)
+        var messages = workload.messages(queue: queue, withIds: true)
+        messages.insert(.init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: "poison", deliveryMode: 2)), at: 3)
+        let publisher = try node.publisher()
+        try publisher.publishAll(messages)
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .exchange("crm.test.no-such-exchange", routingKey: nil), logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait(timeout: .seconds(60)) { try await source.count("ledger") >= workload.total })
+        #expect(try await source.wait(timeout: .seconds(30)) { logs.contains("giving the messages back to the queue") })
+        let stopped = ContinuousClock.now
+        try await source.stop()
+        #expect(ContinuousClock.now - stopped < .seconds(10))
+        #expect(try await workload.problems(in: source.store) == [])
+        // The refused message is not lost: it is back in the queue.
+        #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (1, 0) })
+    }
 }
