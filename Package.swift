@@ -94,7 +94,9 @@ let package = Package(
         .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CRMStoreSQLiteTests",
-            dependencies: ["CRMStoreSQLite", "CRMCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "CRMStoreSQLite", "CRMCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

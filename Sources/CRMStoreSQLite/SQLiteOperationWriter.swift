@@ -7,41 +7,52 @@ import GRDB
 struct SQLiteOperationWriter {
     let db: Database
     let now: Timestamp
-    let tombstoneKey: SymmetricKey
+    let keyedHash: KeyedHash
     /// Set when an anonymization ran, so the store can checkpoint the WAL after commit.
     private(set) var erasedPersonalData = false
+    /// Whether any tombstone exists: read once per batch, so a store that never anonymized skips the per-event
+    /// lookup (and its hash).
+    private var tombstonesExist: Bool
 
-    init(db: Database, now: Timestamp, tombstoneKey: SymmetricKey) {
+    init(db: Database, now: Timestamp, keyedHash: KeyedHash) throws {
         self.db = db
         self.now = now
-        self.tombstoneKey = tombstoneKey
+        self.keyedHash = keyedHash
+        tombstonesExist = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tombstones)") ?? true
     }
 
     /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone; a busy or broken
     /// database throws, and the caller's transaction rolls back whole.
     mutating func applyInSavepoint(_ event: PlannedEvent) throws -> EventOutcome {
-        if try isDuplicate(event.key) { return .duplicate }
+        let key = keyedHash.hash(event.key.value)
+        if try isDuplicate(key, event.key.check) { return .duplicate }
         var notes: [String] = []
         var erased = false
+        // Savepoint statements are prepared once and reused: GRDB's inSavepoint parses its SQL on every call.
+        try db.cachedStatement(sql: "SAVEPOINT event").execute()
         do {
-            try db.inSavepoint {
-                notes = []
-                erased = false
-                if try isTombstoned(event.contactId) {
-                    notes.append("contact \(event.contactId) was anonymized: nothing applied")
-                } else {
-                    for operation in event.operations {
-                        if let note = try apply(operation) { notes.append(note) }
-                        if case .anonymize = operation { erased = true }
-                    }
+            if try isTombstoned(event.contactId) {
+                notes.append("contact \(event.contactId) was anonymized: nothing applied")
+            } else {
+                for operation in event.operations {
+                    if let note = try apply(operation) { notes.append(note) }
+                    if case .anonymize = operation { erased = true }
                 }
-                try recordInLedger(event)
-                return .commit
             }
-        } catch let error as DatabaseError where Self.isEventSpecific(error) {
-            return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(error.message ?? "\(error)")"))
+            try recordInLedger(key, event)
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT event").execute()
+        } catch {
+            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT event").execute()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT event").execute()
+            if let error = error as? DatabaseError, Self.isEventSpecific(error) {
+                return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(error.message ?? "\(error)")"))
+            }
+            throw error
         }
-        if erased { erasedPersonalData = true }
+        if erased {
+            erasedPersonalData = true
+            tombstonesExist = true
+        }
         return .applied(notes: notes)
     }
 
@@ -55,34 +66,31 @@ struct SQLiteOperationWriter {
 
     // MARK: Ledger
 
-    func isDuplicate(_ key: IdempotencyKey) throws -> Bool {
+    func isDuplicate(_ key: Data, _ check: IdempotencyKey.Check) throws -> Bool {
         let since: Int64
-        switch key.check {
+        switch check {
         case .recordOnly: return false
         case .always: since = Int64.min
         case let .since(instant): since = instant.microsecondsSinceEpoch
         }
         let statement = try db.cachedStatement(sql: "SELECT processed_at FROM ledger WHERE key = ?")
-        guard let processedAt = try Int64.fetchOne(statement, arguments: [ledgerKey(key)]) else { return false }
+        guard let processedAt = try Int64.fetchOne(statement, arguments: [key]) else { return false }
         return processedAt >= since
     }
 
-    func recordInLedger(_ event: PlannedEvent) throws {
+    /// Ledger keys are stored as keyed hashes: message ids and content hashes can be derived from personal data,
+    /// and the ledger outlives anonymization.
+    func recordInLedger(_ key: Data, _ event: PlannedEvent) throws {
         try db.cachedStatement(sql: """
             INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
             ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
-            """).execute(arguments: [ledgerKey(event.key), event.type.rawValue, now.microsecondsSinceEpoch])
-    }
-
-    /// Keys are stored as keyed hashes: message ids and content hashes can be derived from personal data, and the
-    /// ledger outlives anonymization.
-    func ledgerKey(_ key: IdempotencyKey) -> Data {
-        Data(HMAC<SHA256>.authenticationCode(for: Data(key.value.utf8), using: tombstoneKey))
+            """).execute(arguments: [key, event.type.rawValue, now.microsecondsSinceEpoch])
     }
 
     func isTombstoned(_ contactId: String) throws -> Bool {
+        guard tombstonesExist else { return false }
         let statement = try db.cachedStatement(sql: "SELECT 1 FROM tombstones WHERE contact_hash = ?")
-        return try Bool.fetchOne(statement, arguments: [tombstoneHash(contactId, key: tombstoneKey)]) != nil
+        return try Bool.fetchOne(statement, arguments: [keyedHash.hash(contactId)]) != nil
     }
 
     // MARK: Operations
@@ -197,7 +205,7 @@ struct SQLiteOperationWriter {
     /// Erases every personal value of the contact in every list, keeps purchase amounts under an anonymous key,
     /// and leaves a tombstone (a keyed hash of the id, never the id).
     func anonymize(_ contactId: String) throws {
-        let hash = tombstoneHash(contactId, key: tombstoneKey)
+        let hash = keyedHash.hash(contactId)
         let anonymousId = "anonymized:" + hexString(hash.prefix(12))
         let arguments: StatementArguments = [contactId]
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO tombstones (contact_hash, anonymized_at) VALUES (?, ?)")
