@@ -39,21 +39,19 @@ struct LanePipeline: Sendable {
 
     /// Runs until `batches` ends and every lane finished its work.
     func run(_ batches: AsyncStream<DeliveryBatch>) async {
-        var continuations: [AsyncStream<LaneWork>.Continuation] = []
+        let queues = (0..<laneCount).map { _ in LaneQueue<LaneWork>() }
         await withTaskGroup(of: Void.self) { group in
-            for lane in 0..<laneCount {
-                let (stream, continuation) = AsyncStream<LaneWork>.makeStream()
-                continuations.append(continuation)
-                group.addTask { await runLane(lane, stream) }
+            for queue in queues {
+                group.addTask { await runLane(queue) }
             }
             for await batch in batches {
-                dispatch(batch, to: continuations)
+                dispatch(batch, to: queues)
             }
-            for continuation in continuations { continuation.finish() }
+            for queue in queues { queue.finish() }
         }
     }
 
-    private func dispatch(_ batch: DeliveryBatch, to lanes: [AsyncStream<LaneWork>.Continuation]) {
+    private func dispatch(_ batch: DeliveryBatch, to lanes: [LaneQueue<LaneWork>]) {
         let processor = processor()
         let receivedAt = now()
         var work = (0..<laneCount).map { _ in LaneWork(generation: batch.generation, tags: [], events: []) }
@@ -82,7 +80,7 @@ struct LanePipeline: Sendable {
         }
         inbox.post(immediate)
         for (lane, item) in work.enumerated() where !item.events.isEmpty {
-            lanes[lane].yield(item)
+            lanes[lane].append(item)
         }
     }
 
@@ -94,14 +92,24 @@ struct LanePipeline: Sendable {
         return Completion(generation: generation, deliveryTag: delivery.deliveryTag, disposition: .deadLetter(reason: reason, code: code))
     }
 
-    private func runLane(_ lane: Int, _ stream: AsyncStream<LaneWork>) async {
+    private func runLane(_ queue: LaneQueue<LaneWork>) async {
         // When the store started failing for this lane: the retry budget counts from there across batches, so
         // queued batches give up together instead of each waiting a whole budget (deliveries must be settled
         // before RabbitMQ's consumer_timeout).
         var failingSince: ContinuousClock.Instant?
-        for await work in stream {
-            let dispositions = await apply(work, failingSince: &failingSince)
-            inbox.post(zip(work.tags, dispositions).map { Completion(generation: work.generation, deliveryTag: $0, disposition: $1) })
+        while let works = await queue.takeAll() {
+            // Everything that queued up while the last transaction ran goes into the next one, in delivery order.
+            var merged = LaneWork(generation: 0, tags: [], events: [])
+            var generations: [Int] = []
+            for work in works {
+                merged.tags += work.tags
+                merged.events += work.events
+                generations += Array(repeating: work.generation, count: work.tags.count)
+            }
+            let dispositions = await apply(merged, failingSince: &failingSince)
+            inbox.post(zip(zip(merged.tags, generations), dispositions).map {
+                Completion(generation: $0.1, deliveryTag: $0.0, disposition: $1)
+            })
         }
     }
 

@@ -12,6 +12,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     let database: DatabaseQueue
     let tombstoneKey: SymmetricKey
     let keyedHash: KeyedHash
+    private let groupCommit: GroupCommit
     public let path: String
 
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -26,6 +27,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             try db.execute(sql: "PRAGMA secure_delete = ON")
             // 16 MiB of page cache: the contacts' index pages stay in memory instead of being read again.
             try db.execute(sql: "PRAGMA cache_size = -16384")
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 16384")
             // Sources ack a message once its transaction committed, so "committed" must mean "on disk": FULL syncs
             // the WAL at every commit (once per batch, thanks to group commit). NORMAL survives process crashes
             // but may lose the last commits on power loss, after their messages were acked.
@@ -43,7 +45,12 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             let key = try database.read { db in try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tombstone_key'") }
             guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
             tombstoneKey = SymmetricKey(data: key)
-            keyedHash = KeyedHash(key: [UInt8](key))
+            let keyedHash = KeyedHash(key: [UInt8](key))
+            self.keyedHash = keyedHash
+            let database = database
+            groupCommit = GroupCommit { batches, now in
+                try SQLiteCRMStore.commit(batches, now: now, database: database, keyedHash: keyedHash)
+            }
         } catch let error as StoreError {
             throw error
         } catch {
@@ -57,26 +64,33 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
 
     // MARK: Applying events
 
+    /// Applies a batch; batches submitted concurrently share one transaction (see `GroupCommit`).
     public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
         guard !events.isEmpty else { return [] }
-        let hasher = keyedHash
-        let (outcomes, erased): ([EventOutcome], Bool)
+        return try await groupCommit.submit(events, now: now)
+    }
+
+    /// One transaction for several batches, each event in its own savepoint. Runs on the group-commit queue.
+    static func commit(_ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash) throws -> [[EventOutcome]] {
+        let (outcomes, erased): ([[EventOutcome]], Bool)
         do {
-            (outcomes, erased) = try await database.write { db in
-                var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: hasher)
-                var outcomes: [EventOutcome] = []
-                outcomes.reserveCapacity(events.count)
-                for event in events {
-                    outcomes.append(try writer.applyInSavepoint(event))
+            (outcomes, erased) = try database.write { db in
+                var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash)
+                var outcomes: [[EventOutcome]] = []
+                for events in batches {
+                    var batchOutcomes: [EventOutcome] = []
+                    batchOutcomes.reserveCapacity(events.count)
+                    for event in events { batchOutcomes.append(try writer.applyInSavepoint(event)) }
+                    outcomes.append(batchOutcomes)
                 }
                 return (outcomes, writer.erasedPersonalData)
             }
         } catch {
-            throw Self.storeError(error)
+            throw storeError(error)
         }
         if erased {
             // The WAL still holds the pages as they were before the erasure: fold them into the main file now.
-            try? await database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
         }
         return outcomes
     }
