@@ -68,6 +68,7 @@ public struct IngestRunner: Sendable {
         let reader = JSONLinesReader(handle: handle, batchSize: batchSize)
         var summary = IngestSummary()
         var occurrences: [SHA256Digest: Int] = [:]
+        var inFlight: InFlightBatch?
         for try await batch in reader.batches {
             reader.consumed()
             let receivedAt = now()
@@ -96,22 +97,36 @@ public struct IngestRunner: Sendable {
                     onRejected(Rejection(line: line.number, reason: error.description))
                 }
             }
-            let outcomes = try await applyWithRetry(planned)
-            for (outcome, lineNumber) in zip(outcomes, plannedLines) {
-                switch outcome {
-                case let .applied(notes):
-                    summary.applied += 1
-                    for note in notes { logger.debug("line \(lineNumber): \(note)") }
-                case .duplicate:
-                    summary.duplicate += 1
-                case let .failed(error):
-                    summary.rejected += 1
-                    onRejected(Rejection(line: lineNumber, reason: error.message))
-                }
-            }
-            onProgress(summary, batch.bytesRead)
+            // The store applies this batch while the next one is read and planned: the two overlap, and
+            // batches still commit one after the other, in file order.
+            if let previous = inFlight { try await settle(previous, into: &summary, onRejected: onRejected, onProgress: onProgress) }
+            let events = planned
+            inFlight = (Task { try await applyWithRetry(events) }, plannedLines, batch.bytesRead)
         }
+        if let previous = inFlight { try await settle(previous, into: &summary, onRejected: onRejected, onProgress: onProgress) }
         return summary
+    }
+
+    private typealias InFlightBatch = (task: Task<[EventOutcome], any Error>, lines: [Int], bytesRead: Int)
+
+    private func settle(
+        _ batch: InFlightBatch, into summary: inout IngestSummary,
+        onRejected: @Sendable (Rejection) -> Void, onProgress: @Sendable (IngestSummary, Int) -> Void
+    ) async throws {
+        let outcomes = try await batch.task.value
+        for (outcome, lineNumber) in zip(outcomes, batch.lines) {
+            switch outcome {
+            case let .applied(notes):
+                summary.applied += 1
+                for note in notes { logger.debug("line \(lineNumber): \(note)") }
+            case .duplicate:
+                summary.duplicate += 1
+            case let .failed(error):
+                summary.rejected += 1
+                onRejected(Rejection(line: lineNumber, reason: error.message))
+            }
+        }
+        onProgress(summary, batch.bytesRead)
     }
 
     func applyWithRetry(_ events: [PlannedEvent]) async throws -> [EventOutcome] {
