@@ -44,6 +44,12 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        // AWS Signature Version 4: canonical requests, Authorization headers, presigned URLs. Pure; no I/O, no clock.
+        .target(
+            name: "AWSSigV4",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // The YAML configuration file: parsing, environment expansion, validation with YAML paths.
         .target(
             name: "CRMConfig",
@@ -113,6 +119,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "AWSSigV4Tests", dependencies: ["AWSSigV4"], swiftSettings: swiftSettings),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

@@ -37,11 +37,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             let folder = (path as NSString).deletingLastPathComponent
             if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             database = try DatabaseQueue(path: path, configuration: configuration)
-            // Migrating takes the write lock; check first, so a reader (`contact show`) opens beside a busy writer.
-            let migrator = SQLiteSchema.migrator
-            if try !database.read({ db in try migrator.hasCompletedMigrations(db) }) {
-                try migrator.migrate(database)
-            }
+            try Self.migrate(database)
             let key = try database.read { db in try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tombstone_key'") }
             guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
             tombstoneKey = SymmetricKey(data: key)
@@ -55,6 +51,32 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             throw error
         } catch {
             throw StoreError(.unavailable, "cannot open SQLite database \(path): \(error)")
+        }
+    }
+
+    /// Applies pending migrations. Migrating takes the write lock, so the check comes first: a reader
+    /// (`contact show`) opens beside a busy writer. Two processes may open a new file at once (a daemon and a
+    /// `contact show`); the loser of that race sees a half-created schema or a lock, waits and checks again.
+    static func migrate(_ database: DatabaseQueue) throws {
+        let migrator = SQLiteSchema.migrator
+        var attempt = 0
+        while true {
+            do {
+                let done = try database.inDatabase { db in
+                    var completed = false
+                    try db.inTransaction(.deferred) {
+                        completed = try migrator.hasCompletedMigrations(db)
+                        return .commit
+                    }
+                    return completed
+                }
+                if !done { try migrator.migrate(database) }
+                return
+            } catch {
+                attempt += 1
+                guard attempt < 10 else { throw error }
+                Thread.sleep(forTimeInterval: 0.1 * Double(attempt))
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import CRMCore
 import CRMStoreSQLite
 import CRMSourceRabbitMQ
 import Foundation
+import Logging
 import ServiceLifecycle
 import Testing
 
@@ -295,5 +296,40 @@ struct RabbitMQSourceTests {
         #expect(try await workload.problems(in: source.store) == [])
         // The refused message is not lost: it is back in the queue.
         #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (1, 0) })
+    }
+
+    @Test func twoSourcesInOneDaemonShareTheStore() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let first = Self.uniqueQueue("two-a")
+        let second = Self.uniqueQueue("two-b")
+        try node.freshQueue(first)
+        try node.freshQueue(second)
+        let workload = Workload(contacts: 100, perContact: 10)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: first, withIds: true, idPrefix: "a"))
+        // The second queue carries the same events under other ids: each applies there once more (deposits twice).
+        try publisher.publishAll(workload.messages(queue: second, withIds: true, idPrefix: "b"))
+        publisher.close()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-two-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        let processor = Workload.processor
+        let sources = [first, second].map { queue in
+            RabbitMQSource(name: queue, config: RabbitMQSourceConfig(endpoint: node.endpoint, queue: queue),
+                           processor: { processor }, store: store, logger: Logger(label: "test.two"))
+        }
+        let group = ServiceGroup(services: sources, logger: Logger(label: "test.two"))
+        let task = Task { try await group.run() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await store.count("ledger") < 2 * workload.total, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(try await store.count("ledger") == 2 * workload.total)
+        #expect(try node.counts(first) == (0, 0))
+        #expect(try node.counts(second) == (0, 0))
+        #expect(try await store.count("purchases") == 2 * workload.contacts * workload.depositSteps.count)
     }
 }

@@ -152,3 +152,33 @@ struct IdempotencyAndBatchTests {
         try reopened.close()
     }
 }
+
+@Suite("SQLite store: opening")
+struct OpeningTests {
+    /// A daemon and a `contact show` may open a new database file at the same moment: both must succeed.
+    @Test func twoConnectionsOpeningANewFileAtOnceBothSucceed() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-open-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for round in 0..<15 {
+            let path = folder.appendingPathComponent("race-\(round).sqlite").path
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<3 {
+                    group.addTask {
+                        do {
+                            let store = try SQLiteCRMStore(path: path)
+                            try store.close()
+                            return nil
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                var failures: [String] = []
+                for await failure in group { if let failure { failures.append(failure) } }
+                return failures
+            }
+            #expect(failures == [], "round \(round)")
+        }
+    }
+}
