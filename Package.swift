@@ -38,6 +38,12 @@ let package = Package(
         // librabbitmq wrapped: connections, channels, consuming, publishing with confirms. Blocking; one thread each.
         .target(name: "AMQPClient", dependencies: ["CRabbitMQ"], swiftSettings: swiftSettings),
 
+        // libcurl wrapped: a blocking HTTP client with keep-alive, for the SQS poller's own thread.
+        .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
+
+        // The SQS API (AWS JSON 1.0, SigV4) over CurlHTTP. Blocking; one client per poller thread.
+        .target(name: "SQSClient", dependencies: ["CurlHTTP", "AWSSigV4", "CRMCore"], swiftSettings: swiftSettings),
+
         // The domain core: events, decoding, mapping, actions, the store protocol. No C, no NIO.
         .target(
             name: "CRMCore",
@@ -77,6 +83,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // SNS support for the SQS source: unwrapping SNS notifications, evaluating SNS filter policies. Pure; no I/O.
+        .target(name: "SNSSupport", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
         // The application: commands, the daemon's services, the ingest runner.
         .target(
             name: "CRMIngest",
@@ -120,6 +128,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AWSSigV4Tests", dependencies: ["AWSSigV4"], swiftSettings: swiftSettings),
+        .testTarget(name: "SNSSupportTests", dependencies: ["SNSSupport", "CRMCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore"], swiftSettings: swiftSettings),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

@@ -4,8 +4,15 @@
 set -euo pipefail
 
 want=(pkg-config librabbitmq-dev libcurl4-openssl-dev libsqlite3-dev amqp-tools)
+need_moto=false
 if [ "${1:-build}" = "test" ]; then
     want+=(rabbitmq-server)
+    # moto_server (pip package moto[server]) is the local SQS/SNS the tests start (scripts/moto-server.sh).
+    if ! python3 -c "import moto.server" >/dev/null 2>&1; then
+        need_moto=true
+        # pip comes from Debian's python3-pip (which brings python3 with it) when python3 or its pip is missing.
+        python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)
+    fi
 fi
 
 missing=()
@@ -25,6 +32,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
     for package in "${missing[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok" || { echo "could not install $package" >&2; exit 1; }
     done
+fi
+
+if [ "$need_moto" = true ]; then
+    echo "installing: moto[server] (pip)"
+    if ! pip_output=$(python3 -m pip install --quiet 'moto[server]' 2>&1); then
+        if ! grep -q "externally-managed-environment" <<<"$pip_output"; then
+            echo "$pip_output" >&2
+            echo "could not install moto[server]" >&2
+            exit 1
+        fi
+        # Debian's own python3 refuses pip installs into the system (PEP 668): install for this user instead,
+        # under ~/.local, leaving Debian's packages alone. moto_server may then not be on PATH;
+        # scripts/moto-server.sh falls back to `python3 -m moto.server`.
+        python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
+    fi
+    python3 -c "import moto.server" >/dev/null 2>&1 || { echo "could not install moto[server]" >&2; exit 1; }
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

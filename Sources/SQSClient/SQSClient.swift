@@ -1,0 +1,266 @@
+import AWSSigV4
+import CRMCore
+import CurlHTTP
+import Foundation
+
+/// An SQS error: the AWS error code (`SignatureDoesNotMatch`, `AWS.SimpleQueueService.NonExistentQueue`, ...), its
+/// message, and the HTTP status; or a transport failure (status 0).
+public struct SQSError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var code: String
+    public var message: String
+    public var httpStatus: Int
+
+    public init(code: String, message: String, httpStatus: Int) {
+        self.code = code
+        self.message = message
+        self.httpStatus = httpStatus
+    }
+
+    /// Worth retrying: throttling, server errors, transport trouble. Not: bad credentials, missing queue.
+    public var isTransient: Bool {
+        httpStatus == 0 || httpStatus >= 500 || code.contains("Throttl") || code == "RequestThrottled" || code == "ServiceUnavailable"
+    }
+
+    /// The credentials are wrong or lack permission: retrying the same request cannot help.
+    public var isAuthentication: Bool {
+        ["SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClientException", "AccessDenied",
+         "AccessDeniedException", "MissingAuthenticationToken", "IncompleteSignature", "ExpiredToken"].contains(code)
+    }
+
+    public var description: String { httpStatus == 0 ? "sqs transport: \(message)" : "sqs \(code) (HTTP \(httpStatus)): \(message)" }
+}
+
+/// A received message.
+public struct SQSMessage: Sendable, Hashable {
+    public var messageId: String
+    public var receiptHandle: String
+    public var body: String
+    /// System attributes: `ApproximateReceiveCount`, `MessageGroupId`, `SentTimestamp`, ...
+    public var attributes: [String: String]
+    /// Message attributes: name -> (data type, string value).
+    public var messageAttributes: [String: MessageAttribute]
+
+    public struct MessageAttribute: Sendable, Hashable {
+        public var dataType: String
+        public var stringValue: String?
+
+        public init(dataType: String, stringValue: String?) {
+            self.dataType = dataType
+            self.stringValue = stringValue
+        }
+    }
+
+    public var receiveCount: Int { Int(attributes["ApproximateReceiveCount"] ?? "") ?? 1 }
+    public var messageGroupId: String? { attributes["MessageGroupId"] }
+}
+
+/// The SQS API over AWS JSON 1.0 (`X-Amz-Target: AmazonSQS.<Action>`), signed with SigV4, on libcurl.
+///
+/// Blocking and not thread-safe (one curl handle, kept alive): each poller thread owns its own client.
+public final class SQSClient {
+    public let queueURL: String
+    public let endpoint: String
+    let signer: AWSSigner
+    let http: CurlHTTPClient
+    let parser = JSONParser(limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32, maxObjectMembers: 10_000, maxStringBytes: 4 << 20))
+    /// Requests sent, for the requests-per-message figure.
+    public private(set) var requestCount = 0
+
+    /// - Parameters:
+    ///   - endpoint: where requests go; nil: `https://sqs.<region>.amazonaws.com`.
+    public init(queueURL: String, region: String, credentials: AWSCredentials, endpoint: String? = nil, connectTimeout: Duration = .seconds(5)) {
+        self.queueURL = queueURL
+        self.endpoint = endpoint ?? "https://sqs.\(region).amazonaws.com"
+        signer = AWSSigner(credentials: credentials, name: "sqs", region: region)
+        http = CurlHTTPClient(connectTimeout: connectTimeout)
+    }
+
+    // MARK: Actions
+
+    /// Long-polls for up to `maxMessages` (1...10), waiting up to `waitSeconds` (0...20).
+    public func receiveMessages(maxMessages: Int = 10, waitSeconds: Int = 20, visibilityTimeout: Int? = nil) throws(SQSError) -> [SQSMessage] {
+        var request: [(key: String, value: JSONValue)] = [
+            ("QueueUrl", .string(queueURL)),
+            ("MaxNumberOfMessages", .number(String(maxMessages))),
+            ("WaitTimeSeconds", .number(String(waitSeconds))),
+            ("MessageSystemAttributeNames", .array([.string("All")])),
+            ("AttributeNames", .array([.string("All")])),
+            ("MessageAttributeNames", .array([.string("All")])),
+        ]
+        if let visibilityTimeout { request.append(("VisibilityTimeout", .number(String(visibilityTimeout)))) }
+        let response = try call("ReceiveMessage", .object(request), timeout: .seconds(waitSeconds + 10))
+        guard case let .array(messages)? = response["Messages"] else { return [] }
+        return messages.compactMap { message in
+            guard case let .string(id)? = message["MessageId"], case let .string(handle)? = message["ReceiptHandle"] else { return nil }
+            let body: String
+            if case let .string(text)? = message["Body"] { body = text } else { body = "" }
+            var attributes: [String: String] = [:]
+            if case let .object(members)? = message["Attributes"] {
+                for member in members { if case let .string(value) = member.value { attributes[member.key] = value } }
+            }
+            var messageAttributes: [String: SQSMessage.MessageAttribute] = [:]
+            if case let .object(members)? = message["MessageAttributes"] {
+                for member in members {
+                    guard case let .string(type)? = member.value["DataType"] else { continue }
+                    var value: String?
+                    if case let .string(text)? = member.value["StringValue"] { value = text }
+                    messageAttributes[member.key] = .init(dataType: type, stringValue: value)
+                }
+            }
+            return SQSMessage(messageId: id, receiptHandle: handle, body: body, attributes: attributes, messageAttributes: messageAttributes)
+        }
+    }
+
+    /// The result of a batch call: ids that succeeded, and the failures with their codes.
+    public struct BatchResult: Sendable, Hashable {
+        public var successful: [String]
+        public var failed: [(id: String, code: String, message: String, senderFault: Bool)]
+
+        public static func == (lhs: BatchResult, rhs: BatchResult) -> Bool {
+            lhs.successful == rhs.successful && lhs.failed.map(\.id) == rhs.failed.map(\.id)
+        }
+
+        public func hash(into hasher: inout Hasher) { hasher.combine(successful) }
+    }
+
+    /// Deletes up to 10 messages by receipt handle (ids are the caller's, unique within the call).
+    public func deleteMessages(_ entries: [(id: String, receiptHandle: String)]) throws(SQSError) -> BatchResult {
+        let body: JSONValue = .object([
+            ("QueueUrl", .string(queueURL)),
+            ("Entries", .array(entries.map { .object([("Id", .string($0.id)), ("ReceiptHandle", .string($0.receiptHandle))]) })),
+        ])
+        return Self.batchResult(try call("DeleteMessageBatch", body, timeout: .seconds(30)))
+    }
+
+    /// Sets the visibility timeout of up to 10 in-flight messages.
+    public func changeVisibility(_ entries: [(id: String, receiptHandle: String, seconds: Int)]) throws(SQSError) -> BatchResult {
+        let body: JSONValue = .object([
+            ("QueueUrl", .string(queueURL)),
+            ("Entries", .array(entries.map {
+                .object([("Id", .string($0.id)), ("ReceiptHandle", .string($0.receiptHandle)), ("VisibilityTimeout", .number(String($0.seconds)))])
+            })),
+        ])
+        return Self.batchResult(try call("ChangeMessageVisibilityBatch", body, timeout: .seconds(30)))
+    }
+
+    /// Queue attributes by name (`VisibilityTimeout`, `RedrivePolicy`, `FifoQueue`, `ApproximateNumberOfMessages`...).
+    public func queueAttributes(_ names: [String] = ["All"]) throws(SQSError) -> [String: String] {
+        let body: JSONValue = .object([("QueueUrl", .string(queueURL)), ("AttributeNames", .array(names.map(JSONValue.string)))])
+        let response = try call("GetQueueAttributes", body, timeout: .seconds(30))
+        var attributes: [String: String] = [:]
+        if case let .object(members)? = response["Attributes"] {
+            for member in members { if case let .string(value) = member.value { attributes[member.key] = value } }
+        }
+        return attributes
+    }
+
+    /// One message to send with `sendMessages`.
+    public struct OutgoingMessage: Sendable {
+        public var id: String
+        public var body: String
+        public var attributes: [String: SQSMessage.MessageAttribute]
+        public var groupId: String?
+        public var deduplicationId: String?
+
+        public init(id: String, body: String, attributes: [String: SQSMessage.MessageAttribute] = [:], groupId: String? = nil, deduplicationId: String? = nil) {
+            self.id = id
+            self.body = body
+            self.attributes = attributes
+            self.groupId = groupId
+            self.deduplicationId = deduplicationId
+        }
+    }
+
+    /// Sends up to 10 messages.
+    public func sendMessages(_ messages: [OutgoingMessage]) throws(SQSError) -> BatchResult {
+        let entries: [JSONValue] = messages.map { message in
+            var members: [(key: String, value: JSONValue)] = [("Id", .string(message.id)), ("MessageBody", .string(message.body))]
+            if !message.attributes.isEmpty {
+                members.append(("MessageAttributes", .object(message.attributes.sorted { $0.key < $1.key }.map { name, attribute in
+                    (name, .object([("DataType", .string(attribute.dataType)), ("StringValue", .string(attribute.stringValue ?? ""))]))
+                })))
+            }
+            if let group = message.groupId { members.append(("MessageGroupId", .string(group))) }
+            if let dedup = message.deduplicationId { members.append(("MessageDeduplicationId", .string(dedup))) }
+            return .object(members)
+        }
+        return Self.batchResult(try call("SendMessageBatch", .object([("QueueUrl", .string(queueURL)), ("Entries", .array(entries))]), timeout: .seconds(30)))
+    }
+
+    // MARK: The wire
+
+    /// Sends one signed JSON 1.0 request; returns the parsed answer, or throws the AWS error it carries.
+    public func call(_ action: String, _ body: JSONValue, timeout: Duration) throws(SQSError) -> JSONValue {
+        let bytes = Array(JSONWriter.string(body).utf8)
+        guard let url = URL(string: endpoint.hasSuffix("/") ? endpoint : endpoint + "/") else {
+            throw SQSError(code: "InvalidEndpoint", message: "not a URL: \(endpoint)", httpStatus: 0)
+        }
+        let headers: AWSSigner.Headers
+        do {
+            headers = try signer.signHeaders(
+                method: "POST", url: url,
+                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "AmazonSQS.\(action)")],
+                body: .data(Data(bytes)), date: Date()
+            )
+        } catch {
+            throw SQSError(code: "SigningFailed", message: "\(error)", httpStatus: 0)
+        }
+        requestCount += 1
+        let response: HTTPResponse
+        do {
+            response = try http.send(HTTPRequest(method: "POST", url: url.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: bytes), timeout: timeout)
+        } catch {
+            throw SQSError(code: error.isTimeout ? "Timeout" : "Transport", message: error.message, httpStatus: 0)
+        }
+        guard response.status == 200 else { throw Self.error(from: response) }
+        if response.body.isEmpty { return .object([]) }
+        do {
+            return try parser.parse(response.body)
+        } catch {
+            throw SQSError(code: "InvalidResponse", message: "\(action) answer is not JSON: \(error)", httpStatus: response.status)
+        }
+    }
+
+    /// AWS errors come as JSON (`__type`, `message`) from SQS, as XML (`<Code>`, `<Message>`) from some servers.
+    static func error(from response: HTTPResponse) -> SQSError {
+        let text = String(decoding: response.body, as: UTF8.self)
+        if let json = try? JSONParser().parse(response.body) {
+            var code = "HTTP\(response.status)"
+            if case let .string(type)? = json["__type"] ?? json["code"] ?? json["Code"] {
+                code = String(type.split(separator: "#").last ?? Substring(type))
+            }
+            var message = ""
+            if case let .string(text)? = json["message"] ?? json["Message"] { message = text }
+            return SQSError(code: code, message: message, httpStatus: response.status)
+        }
+        func element(_ name: String) -> String? {
+            guard let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex) else { return nil }
+            return String(text[start.upperBound..<end.lowerBound])
+        }
+        if let code = element("Code") {
+            return SQSError(code: code, message: element("Message") ?? "", httpStatus: response.status)
+        }
+        if let queryError = response.header("x-amzn-query-error") {
+            return SQSError(code: String(queryError.split(separator: ";").first ?? ""), message: String(text.prefix(200)), httpStatus: response.status)
+        }
+        return SQSError(code: "HTTP\(response.status)", message: String(text.prefix(200)), httpStatus: response.status)
+    }
+
+    static func batchResult(_ response: JSONValue) -> BatchResult {
+        var result = BatchResult(successful: [], failed: [])
+        if case let .array(entries)? = response["Successful"] {
+            for entry in entries { if case let .string(id)? = entry["Id"] { result.successful.append(id) } }
+        }
+        if case let .array(entries)? = response["Failed"] {
+            for entry in entries {
+                guard case let .string(id)? = entry["Id"] else { continue }
+                var code = "", message = ""
+                if case let .string(text)? = entry["Code"] { code = text }
+                if case let .string(text)? = entry["Message"] { message = text }
+                let senderFault = entry["SenderFault"] == .bool(true)
+                result.failed.append((id, code, message, senderFault))
+            }
+        }
+        return result
+    }
+}

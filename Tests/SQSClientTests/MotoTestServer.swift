@@ -1,0 +1,58 @@
+import AWSSigV4
+import Foundation
+
+/// A real local SQS for the tests: moto_server with authentication enforced, the one `make test` started
+/// (CRM_TEST_MOTO_DIR) or one this process starts on first use with scripts/moto-server.sh.
+final class MotoTestServer: @unchecked Sendable {
+    // Immutable after init.
+    let directory: String
+    let url: String
+    let credentials: AWSCredentials
+    let region: String
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let script = repositoryRoot.appendingPathComponent("scripts/moto-server.sh").path
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var instance: Result<MotoTestServer, any Error>?
+    nonisolated(unsafe) private static var ownedDirectory: String?
+
+    static func shared() throws -> MotoTestServer {
+        try lock.withLock {
+            if instance == nil { instance = Result { try MotoTestServer() } }
+            return try instance!.get()
+        }
+    }
+
+    struct ServerError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private init() throws {
+        if let dir = ProcessInfo.processInfo.environment["CRM_TEST_MOTO_DIR"] {
+            directory = dir
+        } else {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("crm-moto-\(UUID().uuidString.prefix(8))").path
+            // system(3), output to a file: the server runs on in the background.
+            let status = system("bash '\(Self.script)' start '\(directory)' </dev/null >'\(directory).start.log' 2>&1")
+            guard status == 0 else {
+                throw ServerError(description: "moto start failed: " + ((try? String(contentsOfFile: directory + ".start.log", encoding: .utf8)) ?? ""))
+            }
+            Self.ownedDirectory = directory
+            atexit {
+                guard let dir = MotoTestServer.ownedDirectory else { return }
+                _ = system("bash '\(MotoTestServer.script)' stop '\(dir)' >/dev/null 2>&1; rm -rf '\(dir)' '\(dir).start.log'")
+            }
+        }
+        var env: [String: String] = [:]
+        for line in try String(contentsOfFile: directory + "/env", encoding: .utf8).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            env[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let url = env["MOTO_URL"], let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"] else {
+            throw ServerError(description: "incomplete env in \(directory)")
+        }
+        self.url = url
+        credentials = AWSCredentials(accessKeyId: key, secretAccessKey: secret)
+        region = env["AWS_REGION"] ?? "us-east-1"
+    }
+}
