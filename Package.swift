@@ -59,7 +59,7 @@ let package = Package(
         // The YAML configuration file: parsing, environment expansion, validation with YAML paths.
         .target(
             name: "CRMConfig",
-            dependencies: ["CRMCore", "AMQPClient", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // The embedded SQLite store.
@@ -72,11 +72,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What every source shares: lanes by key, the lane work queue, stop flags.
+        .target(name: "CRMSourceSupport", swiftSettings: swiftSettings),
         // The RabbitMQ source: consumer thread, lanes, acks after commit, dead-lettering, reconnects.
         .target(
             name: "CRMSourceRabbitMQ",
             dependencies: [
-                "CRMCore", "CRMConfig", "AMQPClient",
+                "CRMCore", "CRMConfig", "AMQPClient", "CRMSourceSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,11 +87,21 @@ let package = Package(
         ),
         // SNS support for the SQS source: unwrapping SNS notifications, evaluating SNS filter policies. Pure; no I/O.
         .target(name: "SNSSupport", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
+        // The SQS source: poller threads, a settler thread (deletes, visibility), SNS unwrapping, filter policies.
+        .target(
+            name: "CRMSourceSQS",
+            dependencies: [
+                "CRMCore", "CRMConfig", "SQSClient", "SNSSupport", "AWSSigV4", "CRMSourceSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The application: commands, the daemon's services, the ingest runner.
         .target(
             name: "CRMIngest",
             dependencies: [
-                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ",
+                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,7 +117,7 @@ let package = Package(
         ),
 
         .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient"], swiftSettings: swiftSettings),
+        .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CRMStoreSQLiteTests",
             dependencies: [
@@ -129,7 +141,18 @@ let package = Package(
         ),
         .testTarget(name: "AWSSigV4Tests", dependencies: ["AWSSigV4"], swiftSettings: swiftSettings),
         .testTarget(name: "SNSSupportTests", dependencies: ["SNSSupport", "CRMCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore"], swiftSettings: swiftSettings),
+        // Real servers for the integration tests (started by scripts/, shared by the test targets).
+        .target(name: "CRMTestSupport", dependencies: ["AWSSigV4"], path: "Tests/CRMTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore", "CRMTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CRMSourceSQSTests",
+            dependencies: [
+                "CRMSourceSQS", "SQSClient", "AWSSigV4", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

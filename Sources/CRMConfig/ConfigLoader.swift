@@ -222,7 +222,7 @@ struct ConfigReader {
         var sources: [SourceConfig] = []
         for (index, item) in items.enumerated() {
             let path = "sources[\(index)]"
-            guard let fields = members(item, at: path, allowed: ["name", "format", "rabbitmq"]) else { continue }
+            guard let fields = members(item, at: path, allowed: ["name", "format", "rabbitmq", "sqs"]) else { continue }
             guard let name = requiredString(fields["name"], at: "\(path).name") else { continue }
             if name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) {
                 problem("\(path).name", "use letters, digits, '-', '_' and '.', got \"\(name)\"")
@@ -240,12 +240,19 @@ struct ConfigReader {
                     problem("\(path).format", "unknown format \"\(text)\" (formats: \(MessageFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
             }
-            guard let rabbitmq = fields["rabbitmq"] else {
-                problem(path, "name the transport: rabbitmq")
-                continue
-            }
-            if let config = readRabbitMQ(rabbitmq, at: "\(path).rabbitmq") {
-                sources.append(SourceConfig(name: name, format: format, transport: .rabbitmq(config)))
+            switch (fields["rabbitmq"], fields["sqs"]) {
+            case let (rabbitmq?, nil):
+                if let config = readRabbitMQ(rabbitmq, at: "\(path).rabbitmq") {
+                    sources.append(SourceConfig(name: name, format: format, transport: .rabbitmq(config)))
+                }
+            case let (nil, sqs?):
+                if let config = readSQS(sqs, at: "\(path).sqs") {
+                    sources.append(SourceConfig(name: name, format: format, transport: .sqs(config)))
+                }
+            case (_?, _?):
+                problem(path, "one transport per source: rabbitmq or sqs")
+            case (nil, nil):
+                problem(path, "name the transport: rabbitmq or sqs")
             }
         }
         return sources

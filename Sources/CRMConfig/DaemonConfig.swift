@@ -72,6 +72,7 @@ public struct SourceConfig: Sendable, Equatable {
 
     public enum Transport: Sendable, Equatable {
         case rabbitmq(RabbitMQSourceConfig)
+        case sqs(SQSSourceConfig)
     }
 
     public init(name: String, format: MessageFormat = .default, transport: Transport) {

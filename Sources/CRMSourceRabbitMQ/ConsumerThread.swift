@@ -1,5 +1,6 @@
 import AMQPClient
 import CRMConfig
+import CRMSourceSupport
 import Foundation
 import Logging
 #if canImport(Glibc)

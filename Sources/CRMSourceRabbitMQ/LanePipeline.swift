@@ -1,5 +1,6 @@
 import AMQPClient
 import CRMCore
+import CRMSourceSupport
 import Foundation
 import Logging
 import CoreMetrics
@@ -152,25 +153,7 @@ struct LanePipeline: Sendable {
         }
     }
 
-    /// FNV-1a over the contact id's UTF-8: stable across runs and machines, so a contact keeps its lane.
-    static func lane(of contactId: String, count: Int) -> Int {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in contactId.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0100_0000_01B3
-        }
-        return Int(hash % UInt64(count))
-    }
-}
-
-/// A flag set once, read from any thread.
-final class StopFlag: @unchecked Sendable {
-    // One Bool, guarded by `lock`.
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
+    static func lane(of contactId: String, count: Int) -> Int { Lanes.lane(of: contactId, count: count) }
 }
 
 /// The counters one source keeps, through swift-metrics: whatever backend the process bootstrapped receives them.

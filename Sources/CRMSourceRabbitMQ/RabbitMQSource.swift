@@ -1,4 +1,5 @@
 import CRMConfig
+import CRMSourceSupport
 import CRMCore
 import Dispatch
 import Logging

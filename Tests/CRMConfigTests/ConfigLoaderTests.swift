@@ -161,7 +161,7 @@ struct ConfigLoaderTests {
         ("idempotency: { redelivery_window: soon }",
          ["idempotency.redelivery_window: expected a duration such as 30s, 15m, 1h or 7d, got \"soon\""]),
         ("sources: [ { name: x } ]",
-         ["sources[0]: name the transport: rabbitmq"]),
+         ["sources[0]: name the transport: rabbitmq or sqs"]),
         ("mappings: [1, 2]", ["mappings: expected event types with their actions, got a list"]),
     ])
     func reportsEveryProblemWithItsPath(yaml: String, expected: [String]) {

@@ -1,5 +1,6 @@
 import AWSSigV4
 import CRMCore
+import CRMTestSupport
 import Foundation
 import SQSClient
 import Testing

@@ -1,6 +1,7 @@
 import CRMConfig
 import CRMCore
 import CRMSourceRabbitMQ
+import CRMSourceSQS
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -31,6 +32,9 @@ public struct Daemon: Sendable {
                 let service = RabbitMQSource(
                     name: source.name, config: rabbitmq, processor: { processor }, store: store, logger: logger, now: now
                 )
+                return .init(service: service, serviceName: "source \(source.name)")
+            case let .sqs(sqs):
+                let service = SQSSource(name: source.name, config: sqs, processor: { processor }, store: store, logger: logger, now: now)
                 return .init(service: service, serviceName: "source \(source.name)")
             }
         }

@@ -2,14 +2,16 @@ import Foundation
 
 /// Work waiting for one lane. The lane takes everything queued at once, so while a transaction runs, the
 /// deliveries that arrive meanwhile pile up and go into the next transaction together (group commit).
-final class LaneQueue<Item: Sendable>: @unchecked Sendable {
+public final class LaneQueue<Item: Sendable>: @unchecked Sendable {
+    public init() {}
+
     // `items`, `waiter` and `finished` are guarded by `lock`.
     private let lock = NSLock()
     private var items: [Item] = []
     private var waiter: CheckedContinuation<[Item]?, Never>?
     private var finished = false
 
-    func append(_ item: Item) {
+    public func append(_ item: Item) {
         let resume: CheckedContinuation<[Item]?, Never>? = lock.withLock {
             items.append(item)
             defer { waiter = nil }
@@ -25,7 +27,7 @@ final class LaneQueue<Item: Sendable>: @unchecked Sendable {
     }
 
     /// No more items will come; a waiting `takeAll` returns nil once the queue is empty.
-    func finish() {
+    public func finish() {
         let resume: CheckedContinuation<[Item]?, Never>? = lock.withLock {
             finished = true
             defer { waiter = nil }
@@ -35,7 +37,7 @@ final class LaneQueue<Item: Sendable>: @unchecked Sendable {
     }
 
     /// Everything queued, waiting for at least one item; nil when finished and empty.
-    func takeAll() async -> [Item]? {
+    public func takeAll() async -> [Item]? {
         await withCheckedContinuation { continuation in
             let immediate: [Item]?? = lock.withLock {
                 if !items.isEmpty {

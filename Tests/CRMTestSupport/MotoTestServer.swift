@@ -3,20 +3,20 @@ import Foundation
 
 /// A real local SQS for the tests: moto_server with authentication enforced, the one `make test` started
 /// (CRM_TEST_MOTO_DIR) or one this process starts on first use with scripts/moto-server.sh.
-final class MotoTestServer: @unchecked Sendable {
+public final class MotoTestServer: @unchecked Sendable {
     // Immutable after init.
-    let directory: String
-    let url: String
-    let credentials: AWSCredentials
-    let region: String
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public let directory: String
+    public let url: String
+    public let credentials: AWSCredentials
+    public let region: String
+    public static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let script = repositoryRoot.appendingPathComponent("scripts/moto-server.sh").path
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var instance: Result<MotoTestServer, any Error>?
     nonisolated(unsafe) private static var ownedDirectory: String?
 
-    static func shared() throws -> MotoTestServer {
+    public static func shared() throws -> MotoTestServer {
         try lock.withLock {
             if instance == nil { instance = Result { try MotoTestServer() } }
             return try instance!.get()

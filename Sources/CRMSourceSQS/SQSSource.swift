@@ -1,0 +1,239 @@
+import AWSSigV4
+import CRMConfig
+import CRMCore
+import CRMSourceSupport
+import Dispatch
+import Foundation
+import Logging
+import SNSSupport
+import SQSClient
+import ServiceLifecycle
+
+/// An SQS queue as a source of events: a `Service` that polls until graceful shutdown, then drains.
+///
+/// A message is deleted only after the store committed its event (or found it a duplicate); messages in process
+/// are kept invisible past the queue's visibility timeout; SNS notifications are unwrapped and the SNS
+/// `MessageId` keys them; a filter policy drops what it does not match (deleted and counted).
+public struct SQSSource: Service {
+    public let name: String
+    public let config: SQSSourceConfig
+    let processor: @Sendable () -> EventProcessor
+    let store: any CRMStore
+    let logger: Logger
+    let now: @Sendable () -> Timestamp
+    let retryBudget: Duration
+    let environment: [String: String]
+
+    public init(
+        name: String, config: SQSSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(120),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
+        self.name = name
+        self.config = config
+        self.processor = processor
+        self.store = store
+        self.logger = logger
+        self.now = now
+        self.retryBudget = retryBudget
+        self.environment = environment
+    }
+
+    /// What a run did, for logs and the requests-per-message figure.
+    public struct Totals: Sendable {
+        public var received = 0
+        public var applied = 0
+        public var duplicates = 0
+        public var filtered = 0
+        public var refused = 0
+        public var requests = 0
+    }
+
+    public func run() async throws {
+        _ = try await runReturningTotals()
+    }
+
+    /// `run`, returning the totals (tests and benchmarks read them).
+    public func runReturningTotals() async throws -> Totals {
+        let credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
+        let (visibility, redrive) = try await onOwnThread { () throws -> (Int, Bool) in
+            let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
+            let attributes = try client.queueAttributes(["VisibilityTimeout", "RedrivePolicy"])
+            return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"] != nil)
+        }
+        if !redrive {
+            logger.warning("the queue has no redrive policy: refused messages are recorded in \(config.deadLetterFile) and deleted",
+                           metadata: ["source": "\(name)"])
+        }
+        let workers = SQSWorkers(sourceName: name, config: config, credentials: credentials, visibilityTimeout: visibility,
+                                 hasRedrivePolicy: redrive, logger: logger)
+        logger.info("polling", metadata: [
+            "source": "\(name)", "queue": "\(config.queueURL)", "pollers": "\(config.pollers)", "visibility_timeout": "\(visibility)s",
+        ])
+        workers.start()
+        let totals = TotalsBox()
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await pipeline(workers, totals: totals)
+            } onCancel: {
+                workers.stop.set()
+            }
+        } onGracefulShutdown: {
+            workers.stop.set()
+        }
+        await onOwnThread { workers.waitForSettler() }
+        var result = totals.value
+        result.requests = workers.requestCount
+        logger.info("stopped polling", metadata: [
+            "source": "\(name)", "received": "\(result.received)", "sqs_requests": "\(result.requests)",
+            "requests_per_message": "\(result.received == 0 ? 0 : Double(result.requests) / Double(result.received))",
+        ])
+        return result
+    }
+
+    /// Prepares each received batch and applies it over lanes (by contact, or by message group on FIFO queues).
+    private func pipeline(_ workers: SQSWorkers, totals: TotalsBox) async {
+        let lanes = (0..<max(1, config.lanes)).map { _ in LaneQueue<[(messageId: String, event: PlannedEvent)]>() }
+        await withTaskGroup(of: Void.self) { group in
+            for lane in lanes {
+                group.addTask {
+                    while let works = await lane.takeAll() {
+                        let items = works.flatMap { $0 }
+                        let dispositions = await apply(items.map(\.event), workers: workers, totals: totals)
+                        workers.complete(zip(items, dispositions).map { ($0.messageId, $1) })
+                    }
+                }
+            }
+            for await messages in workers.batches {
+                let processor = processor()
+                let receivedAt = now()
+                var work = lanes.map { _ in [(messageId: String, event: PlannedEvent)]() }
+                var immediate: [(messageId: String, disposition: SQSDisposition)] = []
+                totals.add { $0.received += messages.count }
+                for message in messages {
+                    switch prepare(message, processor: processor, receivedAt: receivedAt) {
+                    case let .event(event, laneKey):
+                        work[Lanes.lane(of: laneKey, count: lanes.count)].append((message.messageId, event))
+                    case .filtered:
+                        totals.add { $0.filtered += 1 }
+                        immediate.append((message.messageId, .delete))
+                    case .skipped:
+                        immediate.append((message.messageId, .delete))
+                    case let .refused(reason):
+                        totals.add { $0.refused += 1 }
+                        logger.warning("message refused", metadata: ["source": "\(name)", "message_id": "\(message.messageId)", "reason": "\(reason)"])
+                        immediate.append((message.messageId, .refused(reason: reason, body: message.body)))
+                    }
+                }
+                workers.complete(immediate)
+                for (index, items) in work.enumerated() where !items.isEmpty { lanes[index].append(items) }
+            }
+            for lane in lanes { lane.finish() }
+        }
+    }
+
+    enum Prepared {
+        case event(PlannedEvent, laneKey: String)
+        case filtered
+        case skipped
+        case refused(String)
+    }
+
+    /// SNS unwrapping, the filter policy, then the ordinary decoder and planner.
+    func prepare(_ message: SQSMessage, processor: EventProcessor, receivedAt: Timestamp) -> Prepared {
+        let parser = JSONParser(limits: JSONLimits(maxBytes: 1 << 20, maxStringBytes: 1 << 20))
+        var body = Array(message.body.utf8)
+        var messageId = message.messageId
+        var attributes: [String: SNSMessageAttribute] = message.messageAttributes.mapValues {
+            SNSMessageAttribute(type: $0.dataType, value: $0.stringValue ?? "")
+        }
+        var parsedBody: JSONValue?
+        if config.sns == .auto || config.filterPolicy?.scope == .messageBody, let json = try? parser.parse(body) {
+            parsedBody = json
+            if config.sns == .auto {
+                do {
+                    if let envelope = try SNSEnvelope.unwrap(json) {
+                        body = Array(envelope.message.utf8)
+                        messageId = envelope.messageId
+                        attributes = envelope.messageAttributes
+                        parsedBody = try? envelope.payload(parser: parser)
+                    }
+                } catch {
+                    return .refused(error.description)
+                }
+            }
+        }
+        if let policy = config.filterPolicy {
+            let matches: Bool
+            switch policy.scope {
+            case .messageAttributes: matches = policy.matches(attributes: attributes)
+            case .messageBody: matches = parsedBody.map { policy.matches(body: $0) } ?? false
+            }
+            if !matches { return .filtered }
+        }
+        let incoming = IncomingMessage(body: body, identity: .messageId(messageId), mayBeRedelivery: message.receiveCount > 1,
+                                       receivedAt: receivedAt, source: name)
+        switch processor.prepare(incoming) {
+        case let .event(event): return .event(event, laneKey: config.isFIFO ? (message.messageGroupId ?? event.contactId) : event.contactId)
+        case .skipped: return .skipped
+        case let .rejected(error): return .refused(error.description)
+        }
+    }
+
+    /// Applies a lane's events; retries a busy store with back-off for `retryBudget`, then gives them back.
+    private func apply(_ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox) async -> [SQSDisposition] {
+        var delay = Duration.milliseconds(100)
+        let deadline = ContinuousClock.now + retryBudget
+        while true {
+            do {
+                let outcomes = try await store.apply(events, now: now())
+                return zip(events, outcomes).map { event, outcome in
+                    switch outcome {
+                    case .applied:
+                        totals.add { $0.applied += 1 }
+                        return .delete
+                    case .duplicate:
+                        totals.add { $0.duplicates += 1 }
+                        return .delete
+                    case let .failed(error):
+                        totals.add { $0.refused += 1 }
+                        return .refused(reason: error.description, body: "")
+                    }
+                }
+            } catch {
+                if workers.stop.isSet || ContinuousClock.now + delay > deadline || (error as? StoreError)?.isTransient == false {
+                    logger.error("store failed; giving messages back to the queue", metadata: ["source": "\(name)", "error": "\(error)"])
+                    return Array(repeating: .giveBack, count: events.count)
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+}
+
+/// Totals updated from several tasks.
+final class TotalsBox: @unchecked Sendable {
+    // `totals` is guarded by `lock`.
+    private let lock = NSLock()
+    private var totals = SQSSource.Totals()
+
+    func add(_ change: (inout SQSSource.Totals) -> Void) { lock.withLock { change(&totals) } }
+    var value: SQSSource.Totals { lock.withLock { totals } }
+}
+
+/// Runs a blocking closure on a thread of its own and awaits it, so it never occupies the cooperative pool.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func onOwnThread(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        Thread {
+            body()
+            continuation.resume()
+        }.start()
+    }
+}

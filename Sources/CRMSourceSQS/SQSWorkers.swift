@@ -1,0 +1,264 @@
+import AWSSigV4
+import CRMConfig
+import CRMCore
+import CRMSourceSupport
+import Foundation
+import Logging
+import SQSClient
+
+/// A message taken from the queue and not yet deleted or released.
+struct InFlightMessage: Sendable {
+    var receiptHandle: String
+    /// When its visibility was last set (received or extended).
+    var visibleAgainAt: ContinuousClock.Instant
+}
+
+/// What became of a message once the pipeline is done with it.
+enum SQSDisposition: Sendable {
+    /// Committed, duplicate, skipped or filtered out: delete it.
+    case delete
+    /// Refused (bad message): the queue's redrive policy takes it, or, without one, it is recorded and deleted.
+    case refused(reason: String, body: String)
+    /// Not processed (store down, stopping): per `on_failure`, keep it in flight or make it visible now.
+    case giveBack
+}
+
+/// The SQS source's threads: pollers that long-poll, and one settler that deletes after commit, extends the
+/// visibility of messages still in process, and releases or records refused ones. Each thread owns its own
+/// `SQSClient` (curl handle): blocking calls never run on Swift's cooperative pool.
+final class SQSWorkers: @unchecked Sendable {
+    // `inFlight`, `completions` and `requestCounts` are guarded by `lock`; the rest is set in init.
+    let sourceName: String
+    let config: SQSSourceConfig
+    let credentials: AWSCredentials
+    let logger: Logger
+    let stop = StopFlag()
+    let batches: AsyncStream<[SQSMessage]>
+    private let continuation: AsyncStream<[SQSMessage]>.Continuation
+    private let lock = NSLock()
+    private var inFlight: [String: InFlightMessage] = [:]
+    private var completions: [(messageId: String, disposition: SQSDisposition)] = []
+    private var requestCounts: [Int] = []
+    private var pollersRunning = 0
+    private let settlerDone = DispatchSemaphore(value: 0)
+    /// The queue's visibility timeout in seconds (read at start when the config says `queue`).
+    let visibilityTimeout: Int
+    /// Whether the queue has a redrive policy (then refused messages are left to it).
+    let hasRedrivePolicy: Bool
+
+    init(sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, hasRedrivePolicy: Bool, logger: Logger) {
+        self.sourceName = sourceName
+        self.config = config
+        self.credentials = credentials
+        self.visibilityTimeout = visibilityTimeout
+        self.hasRedrivePolicy = hasRedrivePolicy
+        self.logger = logger
+        (batches, continuation) = AsyncStream<[SQSMessage]>.makeStream()
+        requestCounts = Array(repeating: 0, count: config.pollers + 1)
+    }
+
+    func makeClient() -> SQSClient {
+        SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
+    }
+
+    /// SQS requests made so far by every thread.
+    var requestCount: Int { lock.withLock { requestCounts.reduce(0, +) } }
+
+    var inFlightCount: Int { lock.withLock { inFlight.count } }
+
+    func start() {
+        lock.withLock { pollersRunning = config.pollers }
+        for index in 0..<config.pollers {
+            let thread = Thread { [self] in poll(index) }
+            thread.name = "crm-ingest.sqs.\(sourceName).\(index)"
+            thread.start()
+        }
+        let settler = Thread { [self] in settle() }
+        settler.name = "crm-ingest.sqs.\(sourceName).settler"
+        settler.start()
+    }
+
+    /// Posts what the pipeline finished; the settler acts on it within a second.
+    func complete(_ items: [(messageId: String, disposition: SQSDisposition)]) {
+        lock.withLock { completions.append(contentsOf: items) }
+    }
+
+    func waitForSettler() { settlerDone.wait() }
+
+    // MARK: Pollers
+
+    private func poll(_ index: Int) {
+        let client = makeClient()
+        var backoff = Duration.seconds(1)
+        defer {
+            let last = lock.withLock {
+                requestCounts[index] = client.requestCount
+                pollersRunning -= 1
+                return pollersRunning == 0
+            }
+            if last { continuation.finish() }
+        }
+        while !stop.isSet {
+            do {
+                let messages = try client.receiveMessages(
+                    maxMessages: 10, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds
+                )
+                lock.withLock { requestCounts[index] = client.requestCount }
+                backoff = .seconds(1)
+                guard !messages.isEmpty else { continue }
+                if stop.isSet {
+                    // Received after the stop: give them straight back rather than leave them invisible.
+                    _ = try? client.changeVisibility(messages.enumerated().map { ("r\($0.offset)", $0.element.receiptHandle, 0) })
+                    return
+                }
+                let visibleAgain = ContinuousClock.now + .seconds(visibilityTimeout)
+                lock.withLock {
+                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, visibleAgainAt: visibleAgain) }
+                }
+                continuation.yield(messages)
+            } catch {
+                if error.isAuthentication {
+                    logger.error("SQS refused our credentials: \(error.code): \(error.message)", metadata: [
+                        "source": "\(sourceName)", "access_key": "\(credentials.accessKeyId)", "queue": "\(config.queueURL)",
+                    ])
+                    backoff = .seconds(30)
+                } else {
+                    logger.warning("SQS receive failed, retrying in \(backoff)", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                }
+                sleepUnlessStopped(backoff)
+                backoff = min(backoff * 2, .seconds(30))
+            }
+        }
+    }
+
+    private func sleepUnlessStopped(_ duration: Duration) {
+        let deadline = ContinuousClock.now + duration
+        while !stop.isSet, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.1) }
+    }
+
+    // MARK: Settler
+
+    private func settle() {
+        let client = makeClient()
+        defer {
+            lock.withLock { requestCounts[config.pollers] = client.requestCount }
+            settlerDone.signal()
+        }
+        while true {
+            let (items, pollersDone, empty) = lock.withLock { () -> ([(messageId: String, disposition: SQSDisposition)], Bool, Bool) in
+                defer { completions.removeAll() }
+                return (completions, pollersRunning == 0, inFlight.isEmpty && completions.isEmpty)
+            }
+            settle(items, client)
+            extendVisibility(client)
+            lock.withLock { requestCounts[config.pollers] = client.requestCount }
+            if stop.isSet && pollersDone && empty { return }
+            Thread.sleep(forTimeInterval: items.isEmpty ? 0.05 : 0.001)
+        }
+    }
+
+    private func settle(_ items: [(messageId: String, disposition: SQSDisposition)], _ client: SQSClient) {
+        guard !items.isEmpty else { return }
+        var deletes: [(id: String, receiptHandle: String)] = []
+        var releases: [(id: String, receiptHandle: String, seconds: Int)] = []
+        var finished: [String] = []
+        let handles = lock.withLock { items.map { inFlight[$0.messageId]?.receiptHandle } }
+        for (item, handle) in zip(items, handles) {
+            guard let handle else { continue }
+            switch item.disposition {
+            case .delete:
+                deletes.append((item.messageId, handle))
+            case let .refused(reason, body):
+                if hasRedrivePolicy {
+                    // Left in flight: it comes back after its visibility timeout and the redrive policy moves it.
+                    finished.append(item.messageId)
+                } else {
+                    recordDeadLetter(messageId: item.messageId, reason: reason, body: body)
+                    deletes.append((item.messageId, handle))
+                }
+            case .giveBack:
+                if config.onFailure == .release { releases.append((item.messageId, handle, 0)) }
+                finished.append(item.messageId)
+            }
+        }
+        for chunk in deletes.chunked(10) {
+            do {
+                let result = try client.deleteMessages(chunk.map { (Self.entryId($0.id), $0.receiptHandle) })
+                for failure in result.failed {
+                    logger.warning("SQS did not delete a message", metadata: ["source": "\(sourceName)", "code": "\(failure.code)", "reason": "\(failure.message)"])
+                }
+                // Failed entries are not retried blindly: the message becomes visible again and the ledger makes it
+                // a duplicate, which is then deleted with a fresh receipt handle.
+                finished += chunk.map(\.id)
+            } catch {
+                logger.warning("SQS delete failed; the messages will come back and be recognised as duplicates", metadata: [
+                    "source": "\(sourceName)", "error": "\(error)",
+                ])
+                finished += chunk.map(\.id)
+            }
+        }
+        for chunk in releases.chunked(10) {
+            _ = try? client.changeVisibility(chunk.map { (Self.entryId($0.id), $0.receiptHandle, $0.seconds) })
+        }
+        lock.withLock { for id in finished { inFlight[id] = nil } }
+    }
+
+    /// Messages still in process at half their visibility timeout get another full timeout.
+    private func extendVisibility(_ client: SQSClient) {
+        let now = ContinuousClock.now
+        let half = Duration.seconds(visibilityTimeout) / 2
+        let due = lock.withLock { inFlight.filter { $0.value.visibleAgainAt - now < half } }
+        guard !due.isEmpty else { return }
+        for chunk in Array(due).chunked(10) {
+            do {
+                let result = try client.changeVisibility(chunk.map { (Self.entryId($0.key), $0.value.receiptHandle, visibilityTimeout) })
+                let extendedUntil = ContinuousClock.now + .seconds(visibilityTimeout)
+                let failed = Set(result.failed.map(\.id))
+                lock.withLock {
+                    for entry in chunk where !failed.contains(Self.entryId(entry.key)) { inFlight[entry.key]?.visibleAgainAt = extendedUntil }
+                }
+            } catch {
+                logger.warning("SQS visibility extension failed", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Batch entry ids allow letters, digits, '-' and '_': SQS message ids are UUIDs, so they qualify.
+    static func entryId(_ messageId: String) -> String {
+        String(messageId.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(80))
+    }
+
+    /// Refused messages of a queue without redrive policy: one JSON line each, then deleted from the queue.
+    private func recordDeadLetter(messageId: String, reason: String, body: String) {
+        let line: String = {
+            var out: [UInt8] = []
+            out.append(contentsOf: "{\"source\":".utf8)
+            JSONWriter.writeString(sourceName, into: &out)
+            out.append(contentsOf: ",\"messageId\":".utf8)
+            JSONWriter.writeString(messageId, into: &out)
+            out.append(contentsOf: ",\"reason\":".utf8)
+            JSONWriter.writeString(reason, into: &out)
+            out.append(contentsOf: ",\"body\":".utf8)
+            JSONWriter.writeString(body, into: &out)
+            out.append(contentsOf: "}\n".utf8)
+            return String(decoding: out, as: UTF8.self)
+        }()
+        let path = config.deadLetterFile
+        let folder = (path as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if let handle = FileHandle(forWritingAtPath: path) {
+            handle.seekToEndOfFile()
+            handle.write(Data(line.utf8))
+            try? handle.close()
+        } else {
+            logger.error("cannot write dead-letter record", metadata: ["source": "\(sourceName)", "file": "\(path)"])
+        }
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}

@@ -1,0 +1,306 @@
+import AWSSigV4
+import CRMConfig
+import CRMCore
+import CRMSourceSQS
+import CRMStoreSQLite
+import CRMTestSupport
+import Foundation
+import Logging
+import SNSSupport
+import SQSClient
+import ServiceLifecycle
+import Testing
+
+/// The SQS source against moto_server (SigV4 enforced).
+@Suite("SQS source", .serialized)
+struct SQSSourceTests {
+    static let mapping = Mapping(
+        attributes: [AttributeDefinition(name: "seq", headers: ["seq"])],
+        actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
+            .userUpdate: [.updateContact(list: 1)],
+            .depositApproved: [.createPurchaseRow(list: 1)],
+        ]
+    )
+
+    static func createQueue(_ server: MotoTestServer, _ name: String, attributes: [String: String] = [:]) throws -> String {
+        let admin = SQSClient(queueURL: "", region: server.region, credentials: server.credentials, endpoint: server.url)
+        var body: [(key: String, value: JSONValue)] = [("QueueName", .string(name))]
+        if !attributes.isEmpty {
+            body.append(("Attributes", .object(attributes.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) })))
+        }
+        guard case let .string(url)? = try admin.call("CreateQueue", .object(body), timeout: .seconds(10))["QueueUrl"] else {
+            throw SQSError(code: "NoQueueUrl", message: "", httpStatus: 200)
+        }
+        return url
+    }
+
+    static func send(_ server: MotoTestServer, _ queue: String, _ messages: [SQSClient.OutgoingMessage]) throws {
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        for chunk in stride(from: 0, to: messages.count, by: 10).map({ Array(messages[$0..<min($0 + 10, messages.count)]) }) {
+            let result = try client.sendMessages(chunk)
+            #expect(result.failed.isEmpty)
+        }
+    }
+
+    /// A contact's sequence: registration, then deposits of increasing amounts and seq updates.
+    static func event(contact: Int, step: Int) -> String {
+        if step == 0 { return #"{"type":"USER_REGISTRATION","contactId":"c\#(contact)"}"# }
+        if step % 2 == 1 { return #"{"type":"DEPOSIT_APPROVED","contactId":"c\#(contact)","timestamp":"2024-01-01T00:00:00Z","amount":\#(step)}"# }
+        return #"{"type":"USER_UPDATE","contactId":"c\#(contact)","properties":{"seq":\#(step)}}"#
+    }
+
+    static func snsEnvelope(_ payload: String, id: String, resourceType: String) -> String {
+        var escaped: [UInt8] = []
+        JSONWriter.writeString(payload, into: &escaped)
+        return #"{"Type":"Notification","MessageId":"\#(id)","TopicArn":"arn:aws:sns:us-east-1:123456789012:jomablue","Message":\#(String(decoding: escaped, as: UTF8.self)),"Timestamp":"2024-01-01T00:00:00.000Z","MessageAttributes":{"resource_type":{"Type":"String","Value":"\#(resourceType)"}}}"#
+    }
+
+    /// Runs a source until `done` holds (or 90 s), then stops it gracefully; returns its totals.
+    static func run(
+        _ config: SQSSourceConfig, store: any CRMStore, logger: Logger = Logger(label: "test.sqs"),
+        whileRunning: @Sendable () throws -> Void = {},
+        until done: @escaping @Sendable () async throws -> Bool
+    ) async throws -> SQSSource.Totals {
+        let source = SQSSource(name: "sqs-test", config: config, processor: { EventProcessor(mapping: mapping) }, store: store, logger: logger)
+        let box = ResultBox()
+        let service = TotalsService(source: source, box: box)
+        let group = ServiceGroup(services: [service], logger: logger)
+        let task = Task { try await group.run() }
+        // moto slows down as a queue grows (it scans it per request): publishing while the source drains keeps it short.
+        try whileRunning()
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline, !(try await done()) { try await Task.sleep(for: .milliseconds(200)) }
+        await group.triggerGracefulShutdown()
+        try await task.value
+        return try #require(box.totals)
+    }
+
+    static func store() throws -> (SQLiteCRMStore, URL) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-sqs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return (try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path), folder)
+    }
+
+    func config(_ server: MotoTestServer, _ queue: String, folder: URL) -> SQSSourceConfig {
+        SQSSourceConfig(queueURL: queue, region: server.region, endpoint: server.url, credentials: server.credentials,
+                        pollers: 2, waitTimeSeconds: 1, deadLetterFile: folder.appendingPathComponent("dead-letters.jsonl").path)
+    }
+
+    @Test func fiveThousandPlainAndSNSWrappedEventsApplyOnce() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "events-\(UUID().uuidString.prefix(6))")
+        // 500 contacts x 10 steps; even contacts arrive plain, odd ones wrapped by SNS with a message attribute.
+        var messages: [SQSClient.OutgoingMessage] = []
+        for step in 0..<10 {
+            for contact in 0..<500 {
+                let payload = Self.event(contact: contact, step: step)
+                let body = contact % 2 == 0 ? payload : Self.snsEnvelope(payload, id: "sns-\(contact)-\(step)", resourceType: "person")
+                messages.append(.init(id: "m\(messages.count % 10)", body: body))
+            }
+        }
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let publish = messages
+        // One poller: moto (unlike SQS) can hand the same message to two concurrent long polls, and the second copy
+        // then stays "not visible" after the first is deleted, which would blur the "queue empty" check below.
+        var settings = config(server, queue, folder: folder)
+        settings.pollers = 1
+        let totals = try await Self.run(settings, store: store, whileRunning: {
+            try Self.send(server, queue, publish)
+        }) { try await store.count("ledger") >= 5_000 }
+        #expect(try await store.count("ledger") == 5_000)
+        #expect(try await store.count("purchases") == 500 * 5)
+        // Exactly 5,000 applied; SQS (and moto, serving two pollers at once) may deliver a message twice: the
+        // ledger turns those into duplicates.
+        #expect(totals.applied == 5_000 && totals.refused == 0)
+        #expect(totals.received == 5_000 + totals.duplicates)
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+        let perMessage = Double(totals.requests) / Double(totals.received)
+        print("SQS requests per message: \(totals.requests) / \(totals.received) = \(perMessage) (duplicates: \(totals.duplicates))")
+        // One receive and one batch delete per 10 messages is the floor (0.2); a few empty polls come on top.
+        #expect(perMessage >= 0.2 && perMessage < 0.3)
+    }
+
+    @Test func poisonGoesToTheDeadLetterQueueThroughTheRedrivePolicy() async throws {
+        let server = try MotoTestServer.shared()
+        let name = "redrive-\(UUID().uuidString.prefix(6))"
+        let deadLetterQueue = try Self.createQueue(server, name + "-dlq")
+        let redrive = #"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:\#(name)-dlq","maxReceiveCount":"2"}"#
+        let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "2"])
+        var messages = (0..<40).map { SQSClient.OutgoingMessage(id: "v\($0 % 10)", body: Self.event(contact: $0, step: 0)) }
+        messages += ["not json", #"{"type":"USER_DELETE","contactId":"x"}"#, #"{"type":"DEPOSIT_APPROVED","contactId":"c1","amount":"abc"}"#]
+            .enumerated().map { SQSClient.OutgoingMessage(id: "p\($0.offset)", body: $0.element) }
+        try Self.send(server, queue, messages)
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let dlq = SQSClient(queueURL: deadLetterQueue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let credentials = server.credentials, region = server.region, endpoint = server.url
+        _ = try await Self.run(config(server, queue, folder: folder), store: store) {
+            let client = SQSClient(queueURL: deadLetterQueue, region: region, credentials: credentials, endpoint: endpoint)
+            return try client.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "3"
+        }
+        #expect(try await store.count("contacts") == 40)
+        #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "3")
+        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("dead-letters.jsonl").path))
+    }
+
+    @Test func withoutARedrivePolicyRefusedMessagesAreRecordedAndDeleted() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "no-redrive-\(UUID().uuidString.prefix(6))")
+        try Self.send(server, queue, [.init(id: "a", body: Self.event(contact: 1, step: 0)), .init(id: "b", body: "{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}")])
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let record = folder.appendingPathComponent("dead-letters.jsonl").path
+        _ = try await Self.run(config(server, queue, folder: folder), store: store) {
+            let contacts = try await store.count("contacts")
+            return FileManager.default.fileExists(atPath: record) && contacts == 1
+        }
+        let line = try String(contentsOfFile: record, encoding: .utf8)
+        #expect(line.contains(#"type: unknown event type \"USER_DELETE\""#))
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        try await Task.sleep(for: .seconds(1))
+        #expect(try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]).values.allSatisfy { $0 == "0" })
+    }
+
+    @Test func slowProcessingIsExtendedNotRedelivered() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "slow-\(UUID().uuidString.prefix(6))", attributes: ["VisibilityTimeout": "2"])
+        try Self.send(server, queue, [.init(id: "a", body: Self.event(contact: 7, step: 0))])
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let slow = SlowStore(inner: sqlite, delay: .seconds(6))
+        let totals = try await Self.run(config(server, queue, folder: folder), store: slow) { try await sqlite.count("contacts") == 1 }
+        // Processing took three visibility timeouts; the message was extended, so no second poller got it.
+        #expect(totals.received == 1)
+        #expect(totals.duplicates == 0)
+        #expect(slow.calls == 1)
+    }
+
+    @Test func fifoKeepsOrderWithinAGroup() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "ordered-\(UUID().uuidString.prefix(6)).fifo",
+                                         attributes: ["FifoQueue": "true", "ContentBasedDeduplication": "false"])
+        var messages: [SQSClient.OutgoingMessage] = []
+        for step in 0..<12 {
+            for contact in 0..<20 {
+                messages.append(.init(id: "m\(messages.count % 10)", body: Self.event(contact: contact, step: step),
+                                      groupId: "c\(contact)", deduplicationId: "d-\(contact)-\(step)"))
+            }
+        }
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let publish = messages
+        _ = try await Self.run(config(server, queue, folder: folder), store: store, whileRunning: {
+            try Self.send(server, queue, publish)
+        }) { try await store.count("ledger") >= 240 }
+        for contact in 0..<20 {
+            guard case let .found(snapshot) = try await store.contact("c\(contact)", list: 1) else {
+                Issue.record("c\(contact) missing")
+                continue
+            }
+            #expect(snapshot.purchases.map(\.amount.text) == ["1", "3", "5", "7", "9", "11"])
+            #expect(snapshot.attribute("seq") == .number("10"))
+        }
+    }
+
+    @Test func aFilterPolicyDropsWhatItDoesNotMatch() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "filtered-\(UUID().uuidString.prefix(6))")
+        try Self.send(server, queue, (0..<20).map { index in
+            .init(id: "m\(index % 10)", body: Self.snsEnvelope(Self.event(contact: index, step: 0), id: "f\(index)", resourceType: index % 2 == 0 ? "person" : "session"))
+        })
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.filterPolicy = try SNSFilterPolicy(parsing: #"{"resource_type":["person",{"prefix":"lea"}]}"#)
+        let totals = try await Self.run(settings, store: store) { try await store.count("contacts") == 10 }
+        #expect(try await store.count("contacts") == 10)
+        #expect(totals.filtered == 10)
+    }
+
+    @Test func aWrongSecretIsReportedClearlyWithoutSpinning() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "secret-\(UUID().uuidString.prefix(6))")
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.credentials?.secretAccessKey = "wrong"
+        let logs = CapturedLogs()
+        let source = SQSSource(name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger)
+        await #expect(throws: SQSError.self) { try await source.run() }
+        #expect(logs.lines.isEmpty || logs.lines.allSatisfy { !$0.contains("wrong") })
+        do {
+            try await source.run()
+        } catch let error as SQSError {
+            #expect(error.code == "SignatureDoesNotMatch")
+        }
+    }
+}
+
+/// Runs the source and keeps its totals.
+struct TotalsService: Service {
+    let source: SQSSource
+    let box: ResultBox
+
+    func run() async throws {
+        box.totals = try await source.runReturningTotals()
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    // Written once by the service, read after the group ended.
+    var totals: SQSSource.Totals?
+}
+
+/// A store that takes its time, to outlast visibility timeouts.
+final class SlowStore: CRMStore, @unchecked Sendable {
+    // `calls` is guarded by `lock`.
+    let inner: any CRMStore
+    let delay: Duration
+    private let lock = NSLock()
+    private var count = 0
+
+    init(inner: any CRMStore, delay: Duration) {
+        self.inner = inner
+        self.delay = delay
+    }
+
+    var calls: Int { lock.withLock { count } }
+
+    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+        lock.withLock { count += 1 }
+        try await Task.sleep(for: delay)
+        return try await inner.apply(events, now: now)
+    }
+
+    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await inner.contact(contactId, list: list) }
+    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await inner.pruneLedger(before: cutoff) }
+}
+
+final class CapturedLogs: @unchecked Sendable {
+    // `stored` is guarded by `lock`.
+    private let lock = NSLock()
+    private var stored: [String] = []
+    var lines: [String] { lock.withLock { stored } }
+    func append(_ line: String) { lock.withLock { stored.append(line) } }
+
+    var logger: Logger {
+        Logger(label: "test.sqs") { _ in Handler(sink: self) }
+    }
+
+    struct Handler: LogHandler {
+        let sink: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            sink.append("\(event.message) \((event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        }
+    }
+}
