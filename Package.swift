@@ -133,7 +133,7 @@ let package = Package(
         .testTarget(
             name: "CRMSourceRabbitMQTests",
             dependencies: [
-                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient",
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -142,7 +142,12 @@ let package = Package(
         .testTarget(name: "AWSSigV4Tests", dependencies: ["AWSSigV4"], swiftSettings: swiftSettings),
         .testTarget(name: "SNSSupportTests", dependencies: ["SNSSupport", "CRMCore"], swiftSettings: swiftSettings),
         // Real servers for the integration tests (started by scripts/, shared by the test targets).
-        .target(name: "CRMTestSupport", dependencies: ["AWSSigV4"], path: "Tests/CRMTestSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "CRMTestSupport",
+            dependencies: ["AWSSigV4", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/CRMTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore", "CRMTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CRMSourceSQSTests",

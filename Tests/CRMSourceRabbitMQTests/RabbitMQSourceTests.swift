@@ -3,6 +3,7 @@ import CRMConfig
 import CRMCore
 import CRMStoreSQLite
 import CRMSourceRabbitMQ
+import CRMTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle

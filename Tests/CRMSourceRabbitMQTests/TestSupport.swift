@@ -1,36 +1,5 @@
+import CRMTestSupport
 import Foundation
-import Logging
-
-/// Log lines kept in memory, so a test can see what the source said.
-final class CapturedLogs: @unchecked Sendable {
-    // `lines` is guarded by `lock`.
-    private let lock = NSLock()
-    private var lines: [String] = []
-
-    func append(_ line: String) { lock.withLock { lines.append(line) } }
-    func contains(_ text: String) -> Bool { lock.withLock { lines.contains { $0.contains(text) } } }
-    func count(_ text: String) -> Int { lock.withLock { lines.filter { $0.contains(text) }.count } }
-
-    var logger: Logger {
-        Logger(label: "test.captured") { _ in CapturingHandler(sink: self) }
-    }
-}
-
-struct CapturingHandler: LogHandler {
-    let sink: CapturedLogs
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let fields = (event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.sorted().joined(separator: " ")
-        sink.append("\(event.level) \(event.message) \(fields)")
-    }
-}
 
 /// The `crm-ingest` binary built beside this test bundle.
 let crmIngestBinary: String = {

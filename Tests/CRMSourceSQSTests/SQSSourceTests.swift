@@ -279,28 +279,3 @@ final class SlowStore: CRMStore, @unchecked Sendable {
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await inner.contact(contactId, list: list) }
     func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await inner.pruneLedger(before: cutoff) }
 }
-
-final class CapturedLogs: @unchecked Sendable {
-    // `stored` is guarded by `lock`.
-    private let lock = NSLock()
-    private var stored: [String] = []
-    var lines: [String] { lock.withLock { stored } }
-    func append(_ line: String) { lock.withLock { stored.append(line) } }
-
-    var logger: Logger {
-        Logger(label: "test.sqs") { _ in Handler(sink: self) }
-    }
-
-    struct Handler: LogHandler {
-        let sink: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .info
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            sink.append("\(event.message) \((event.metadata ?? [:]).map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
-        }
-    }
-}
