@@ -30,6 +30,13 @@ static inline CURLcode CCurl_setopt_header_function(CURL *handle, CCurl_data_cal
     return curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, callback);
 }
 
+typedef int (*CCurl_progress_callback)(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+
+/* Called about once a second during a transfer (a long poll included); returning non-zero aborts it. */
+static inline CURLcode CCurl_setopt_progress_function(CURL *handle, CCurl_progress_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback);
+}
+
 static inline CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }

@@ -100,8 +100,11 @@ final class SQSWorkers: @unchecked Sendable {
         }
         while !stop.isSet {
             do {
+                // The long poll ends within about a second of a stop request, so SIGTERM does not wait for it.
+                let stop = self.stop
                 let messages = try client.receiveMessages(
-                    maxMessages: 10, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds
+                    maxMessages: 10, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds,
+                    shouldAbort: { stop.isSet }
                 )
                 lock.withLock { requestCounts[index] = client.requestCount }
                 backoff = .seconds(1)

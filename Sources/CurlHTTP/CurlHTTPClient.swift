@@ -35,6 +35,8 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
     public var curlCode: Int
     public var message: String
     public var isTimeout: Bool { curlCode == Int(CURLE_OPERATION_TIMEDOUT.rawValue) }
+    /// The caller's `shouldAbort` said stop.
+    public var isAborted: Bool { curlCode == Int(CURLE_ABORTED_BY_CALLBACK.rawValue) }
 
     public var description: String { "http \(curlCode): \(message)" }
 }
@@ -64,10 +66,13 @@ public final class CurlHTTPClient {
 
     /// Sends the request and waits up to `timeout` for the whole answer. HTTP error statuses are answers, not
     /// errors: only a missing answer throws.
-    public func send(_ request: HTTPRequest, timeout: Duration) throws(HTTPClientError) -> HTTPResponse {
+    /// - Parameter shouldAbort: asked about once a second while the request runs; true ends it (a long poll
+    ///   during shutdown), with an error whose `isAborted` is true.
+    public func send(_ request: HTTPRequest, timeout: Duration, shouldAbort: (@Sendable () -> Bool)? = nil) throws(HTTPClientError) -> HTTPResponse {
         // Reset clears the options of the last request but keeps its open connections.
         curl_easy_reset(handle)
         let collector = ResponseCollector()
+        collector.shouldAbort = shouldAbort
         let collectorPointer = Unmanaged.passUnretained(collector).toOpaque()
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -100,6 +105,12 @@ public final class CurlHTTPClient {
                 return size * count
             },
             CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, collectorPointer),
+            CCurl_setopt_long(handle, CURLOPT_NOPROGRESS, shouldAbort == nil ? 1 : 0),
+            CCurl_setopt_progress_function(handle) { user, _, _, _, _ in
+                guard let user else { return 0 }
+                return Unmanaged<ResponseCollector>.fromOpaque(user).takeUnretainedValue().shouldAbort?() == true ? 1 : 0
+            },
+            CCurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, collectorPointer),
         ]
         options.removeAll { $0 == CURLE_OK }
         if let failed = options.first { throw error(failed) }
@@ -127,6 +138,7 @@ public final class CurlHTTPClient {
 
 /// Collects one response; reachable from libcurl's callbacks through the userdata pointer.
 private final class ResponseCollector {
+    var shouldAbort: (@Sendable () -> Bool)?
     var body: [UInt8] = []
     var headers: [(name: String, value: String)] = []
 

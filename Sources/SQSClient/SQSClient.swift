@@ -78,7 +78,10 @@ public final class SQSClient {
     // MARK: Actions
 
     /// Long-polls for up to `maxMessages` (1...10), waiting up to `waitSeconds` (0...20).
-    public func receiveMessages(maxMessages: Int = 10, waitSeconds: Int = 20, visibilityTimeout: Int? = nil) throws(SQSError) -> [SQSMessage] {
+    /// `shouldAbort` ends the long poll early (about once a second it is asked); an aborted poll returns no messages.
+    public func receiveMessages(
+        maxMessages: Int = 10, waitSeconds: Int = 20, visibilityTimeout: Int? = nil, shouldAbort: (@Sendable () -> Bool)? = nil
+    ) throws(SQSError) -> [SQSMessage] {
         var request: [(key: String, value: JSONValue)] = [
             ("QueueUrl", .string(queueURL)),
             ("MaxNumberOfMessages", .number(String(maxMessages))),
@@ -88,7 +91,12 @@ public final class SQSClient {
             ("MessageAttributeNames", .array([.string("All")])),
         ]
         if let visibilityTimeout { request.append(("VisibilityTimeout", .number(String(visibilityTimeout)))) }
-        let response = try call("ReceiveMessage", .object(request), timeout: .seconds(waitSeconds + 10))
+        let response: JSONValue
+        do {
+            response = try call("ReceiveMessage", .object(request), timeout: .seconds(waitSeconds + 10), shouldAbort: shouldAbort)
+        } catch where error.code == "Aborted" {
+            return []
+        }
         guard case let .array(messages)? = response["Messages"] else { return [] }
         return messages.compactMap { message in
             guard case let .string(id)? = message["MessageId"], case let .string(handle)? = message["ReceiptHandle"] else { return nil }
@@ -190,7 +198,7 @@ public final class SQSClient {
     // MARK: The wire
 
     /// Sends one signed JSON 1.0 request; returns the parsed answer, or throws the AWS error it carries.
-    public func call(_ action: String, _ body: JSONValue, timeout: Duration) throws(SQSError) -> JSONValue {
+    public func call(_ action: String, _ body: JSONValue, timeout: Duration, shouldAbort: (@Sendable () -> Bool)? = nil) throws(SQSError) -> JSONValue {
         let bytes = Array(JSONWriter.string(body).utf8)
         guard let url = URL(string: endpoint.hasSuffix("/") ? endpoint : endpoint + "/") else {
             throw SQSError(code: "InvalidEndpoint", message: "not a URL: \(endpoint)", httpStatus: 0)
@@ -208,9 +216,12 @@ public final class SQSClient {
         requestCount += 1
         let response: HTTPResponse
         do {
-            response = try http.send(HTTPRequest(method: "POST", url: url.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: bytes), timeout: timeout)
+            response = try http.send(
+                HTTPRequest(method: "POST", url: url.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: bytes),
+                timeout: timeout, shouldAbort: shouldAbort
+            )
         } catch {
-            throw SQSError(code: error.isTimeout ? "Timeout" : "Transport", message: error.message, httpStatus: 0)
+            throw SQSError(code: error.isAborted ? "Aborted" : error.isTimeout ? "Timeout" : "Transport", message: error.message, httpStatus: 0)
         }
         guard response.status == 200 else { throw Self.error(from: response) }
         if response.body.isEmpty { return .object([]) }

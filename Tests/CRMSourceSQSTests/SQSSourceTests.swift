@@ -221,6 +221,26 @@ struct SQSSourceTests {
         #expect(totals.filtered == 10)
     }
 
+    @Test func stoppingDoesNotWaitForALongPoll() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "idle-\(UUID().uuidString.prefix(6))")
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.waitTimeSeconds = 20
+        let source = SQSSource(name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store,
+                               logger: Logger(label: "test.sqs"))
+        let group = ServiceGroup(services: [source], logger: Logger(label: "test.sqs"))
+        let task = Task { try await group.run() }
+        try await Task.sleep(for: .seconds(3)) // both pollers are inside a 20 s long poll now
+        let asked = ContinuousClock.now
+        await group.triggerGracefulShutdown()
+        try await task.value
+        // SIGTERM must not wait out the long poll: the pollers notice within about a second.
+        let elapsed = ContinuousClock.now - asked
+        #expect(elapsed < .seconds(5))
+    }
+
     @Test func aWrongSecretIsReportedClearlyWithoutSpinning() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "secret-\(UUID().uuidString.prefix(6))")
