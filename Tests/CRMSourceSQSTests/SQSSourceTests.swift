@@ -221,6 +221,47 @@ struct SQSSourceTests {
         #expect(totals.filtered == 10)
     }
 
+    static let filterCases: [(policy: String, scope: SNSFilterPolicy.Scope, applied: Int)] = [
+        (#"{"resource_type":["person","lead"]}"#, .messageAttributes, 2),
+        (#"{"resource_type":[{"prefix":"lea"}]}"#, .messageAttributes, 2),
+        (#"{"resource_type":[{"suffix":"-x"}]}"#, .messageAttributes, 1),
+        (#"{"resource_type":[{"anything-but":["person","lead"]}]}"#, .messageAttributes, 4),
+        (#"{"count":[{"numeric":[">",5,"<=",100]}]}"#, .messageAttributes, 3),
+        (#"{"missing":[{"exists":false}]}"#, .messageAttributes, 6),
+        (#"{"resource_type":[{"equals-ignore-case":"PERSON"}]}"#, .messageAttributes, 2),
+        (#"{"$or":[{"resource_type":["event"]},{"count":[{"numeric":["<",5]}]}]}"#, .messageAttributes, 2),
+        (#"{"region":[{"prefix":"eu-"}]}"#, .messageBody, 3),
+    ]
+
+    /// Every filter-policy operator, end to end: SNS-wrapped messages with attributes through moto.
+    @Test(arguments: filterCases)
+    func filterPolicyOperators(policy: String, scope: SNSFilterPolicy.Scope, applied: Int) async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "operator-\(UUID().uuidString.prefix(6))")
+        let types = ["person", "lead", "session", "Person", "lead-x", "event"]
+        let counts = [1, 5, 10, 50, 100, 150]
+        let regions = ["eu-west", "us-east", "eu-north", "ap-south", "eu-west", "us-west"]
+        try Self.send(server, queue, (0..<6).map { index in
+            let payload = #"{"type":"USER_REGISTRATION","contactId":"f\#(index)","region":"\#(regions[index])"}"#
+            var escaped: [UInt8] = []
+            JSONWriter.writeString(payload, into: &escaped)
+            let body = #"{"Type":"Notification","MessageId":"op-\#(index)","TopicArn":"arn:aws:sns:us-east-1:123456789012:t","Message":\#(String(decoding: escaped, as: UTF8.self)),"MessageAttributes":{"resource_type":{"Type":"String","Value":"\#(types[index])"},"count":{"Type":"Number","Value":"\#(counts[index])"}}}"#
+            return .init(id: "m\(index)", body: body)
+        })
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.filterPolicy = try SNSFilterPolicy(parsing: policy, scope: scope)
+        let credentials = server.credentials, region = server.region, endpoint = server.url
+        let totals = try await Self.run(settings, store: store) {
+            let client = SQSClient(queueURL: queue, region: region, credentials: credentials, endpoint: endpoint)
+            let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+            return left.values.allSatisfy { $0 == "0" }
+        }
+        #expect(try await store.count("contacts") == applied, "\(policy)")
+        #expect(totals.filtered == 6 - applied)
+    }
+
     @Test func stoppingDoesNotWaitForALongPoll() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "idle-\(UUID().uuidString.prefix(6))")
