@@ -186,12 +186,20 @@ final class SQSWorkers: @unchecked Sendable {
         }
         for chunk in deletes.chunked(10) {
             do {
-                let result = try client.deleteMessages(chunk.map { (Self.entryId($0.id), $0.receiptHandle) })
-                for failure in result.failed {
-                    logger.warning("SQS did not delete a message", metadata: ["source": "\(sourceName)", "code": "\(failure.code)", "reason": "\(failure.message)"])
+                var result = try client.deleteMessages(chunk.map { (Self.entryId($0.id), $0.receiptHandle) })
+                // Entries that failed on the server's side are retried once, by themselves; a sender fault (an
+                // expired receipt handle) cannot succeed again: that message comes back after its visibility
+                // timeout and the ledger makes it a duplicate, deleted then with a fresh handle.
+                let retry = chunk.filter { entry in result.failed.contains { $0.id == Self.entryId(entry.id) && !$0.senderFault } }
+                if !retry.isEmpty {
+                    let second = try client.deleteMessages(retry.map { (Self.entryId($0.id), $0.receiptHandle) })
+                    result.failed = result.failed.filter { $0.senderFault } + second.failed
                 }
-                // Failed entries are not retried blindly: the message becomes visible again and the ledger makes it
-                // a duplicate, which is then deleted with a fresh receipt handle.
+                for failure in result.failed {
+                    logger.warning("SQS did not delete a message", metadata: [
+                        "source": "\(sourceName)", "entry": "\(failure.id)", "code": "\(failure.code)", "reason": "\(failure.message)",
+                    ])
+                }
                 finished += chunk.map(\.id)
             } catch {
                 logger.warning("SQS delete failed; the messages will come back and be recognised as duplicates", metadata: [
