@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "CRMCore", "CRMConfig", "SQSClient", "SNSSupport", "AWSSigV4", "CRMSourceSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

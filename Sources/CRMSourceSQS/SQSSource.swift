@@ -4,6 +4,7 @@ import CRMCore
 import CRMSourceSupport
 import Dispatch
 import Foundation
+import CoreMetrics
 import Logging
 import SNSSupport
 import SQSClient
@@ -71,7 +72,7 @@ public struct SQSSource: Service {
             "source": "\(name)", "queue": "\(config.queueURL)", "pollers": "\(config.pollers)", "visibility_timeout": "\(visibility)s",
         ])
         workers.start()
-        let totals = TotalsBox()
+        let totals = TotalsBox(source: name)
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await pipeline(workers, totals: totals)
@@ -85,7 +86,8 @@ public struct SQSSource: Service {
         var result = totals.value
         result.requests = workers.requestCount
         logger.info("stopped polling", metadata: [
-            "source": "\(name)", "received": "\(result.received)", "sqs_requests": "\(result.requests)",
+            "source": "\(name)", "received": "\(result.received)", "applied": "\(result.applied)", "duplicates": "\(result.duplicates)",
+            "filtered": "\(result.filtered)", "refused": "\(result.refused)", "sqs_requests": "\(result.requests)",
             "requests_per_message": "\(result.received == 0 ? 0 : Double(result.requests) / Double(result.received))",
         ])
         return result
@@ -212,13 +214,38 @@ public struct SQSSource: Service {
     }
 }
 
-/// Totals updated from several tasks.
+/// Totals updated from several tasks; each change also counts in `crm_ingest_events_total{source,outcome}`.
 final class TotalsBox: @unchecked Sendable {
-    // `totals` is guarded by `lock`.
+    // `totals` is guarded by `lock`; the counters are thread-safe.
     private let lock = NSLock()
     private var totals = SQSSource.Totals()
+    private let counters: [String: Counter]
 
-    func add(_ change: (inout SQSSource.Totals) -> Void) { lock.withLock { change(&totals) } }
+    init(source: String) {
+        var counters: [String: Counter] = [:]
+        for outcome in ["received", "applied", "duplicate", "filtered", "refused"] {
+            counters[outcome] = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", outcome)])
+        }
+        self.counters = counters
+    }
+
+    func add(_ change: (inout SQSSource.Totals) -> Void) {
+        let (before, after) = lock.withLock { () -> (SQSSource.Totals, SQSSource.Totals) in
+            let before = totals
+            change(&totals)
+            return (before, totals)
+        }
+        count("received", after.received - before.received)
+        count("applied", after.applied - before.applied)
+        count("duplicate", after.duplicates - before.duplicates)
+        count("filtered", after.filtered - before.filtered)
+        count("refused", after.refused - before.refused)
+    }
+
+    private func count(_ outcome: String, _ delta: Int) {
+        if delta > 0 { counters[outcome]?.increment(by: delta) }
+    }
+
     var value: SQSSource.Totals { lock.withLock { totals } }
 }
 
