@@ -60,6 +60,7 @@ struct SQSSourceTests {
     static func run(
         _ config: SQSSourceConfig, store: any CRMStore, logger: Logger = Logger(label: "test.sqs"),
         whileRunning: @Sendable () throws -> Void = {},
+        progress: (@Sendable () async throws -> Int)? = nil,
         until done: @escaping @Sendable () async throws -> Bool
     ) async throws -> SQSSource.Totals {
         let source = SQSSource(name: "sqs-test", config: config, processor: { EventProcessor(mapping: mapping) }, store: store, logger: logger)
@@ -69,8 +70,17 @@ struct SQSSourceTests {
         let task = Task { try await group.run() }
         // moto slows down as a queue grows (it scans it per request): publishing while the source drains keeps it short.
         try whileRunning()
-        let deadline = ContinuousClock.now + .seconds(90)
-        while ContinuousClock.now < deadline, !(try await done()) { try await Task.sleep(for: .milliseconds(200)) }
+        // Gives up after 90 s without progress (moto's speed varies a lot with the machine's load), or 20 minutes.
+        var deadline = ContinuousClock.now + .seconds(90)
+        let hardDeadline = ContinuousClock.now + .seconds(1_200)
+        var seen = try await progress?() ?? 0
+        while ContinuousClock.now < deadline, ContinuousClock.now < hardDeadline, !(try await done()) {
+            try await Task.sleep(for: .milliseconds(200))
+            if let progress, case let now = try await progress(), now > seen {
+                seen = now
+                deadline = ContinuousClock.now + .seconds(90)
+            }
+        }
         await group.triggerGracefulShutdown()
         try await task.value
         return try #require(box.totals)
@@ -87,13 +97,15 @@ struct SQSSourceTests {
                         pollers: 2, waitTimeSeconds: 1, deadLetterFile: folder.appendingPathComponent("dead-letters.jsonl").path)
     }
 
-    @Test func fiveThousandPlainAndSNSWrappedEventsApplyOnce() async throws {
+    /// Sized at 1,000 events: moto's speed on this 2-core machine varied from 47 to under 10 messages/s between
+    /// runs, too slow for the 5,000 inside `make test`; the 5,000-event run belongs in `make bench`.
+    @Test func aThousandPlainAndSNSWrappedEventsApplyOnce() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "events-\(UUID().uuidString.prefix(6))")
-        // 500 contacts x 10 steps; even contacts arrive plain, odd ones wrapped by SNS with a message attribute.
+        // 100 contacts x 10 steps; even contacts arrive plain, odd ones wrapped by SNS with a message attribute.
         var messages: [SQSClient.OutgoingMessage] = []
         for step in 0..<10 {
-            for contact in 0..<500 {
+            for contact in 0..<100 {
                 let payload = Self.event(contact: contact, step: step)
                 let body = contact % 2 == 0 ? payload : Self.snsEnvelope(payload, id: "sns-\(contact)-\(step)", resourceType: "person")
                 messages.append(.init(id: "m\(messages.count % 10)", body: body))
@@ -108,13 +120,12 @@ struct SQSSourceTests {
         settings.pollers = 1
         let totals = try await Self.run(settings, store: store, whileRunning: {
             try Self.send(server, queue, publish)
-        }) { try await store.count("ledger") >= 5_000 }
-        #expect(try await store.count("ledger") == 5_000)
-        #expect(try await store.count("purchases") == 500 * 5)
-        // Exactly 5,000 applied; SQS (and moto, serving two pollers at once) may deliver a message twice: the
-        // ledger turns those into duplicates.
-        #expect(totals.applied == 5_000 && totals.refused == 0)
-        #expect(totals.received == 5_000 + totals.duplicates)
+        }, progress: { try await store.count("ledger") }) { try await store.count("ledger") >= 1_000 }
+        #expect(try await store.count("ledger") == 1_000)
+        #expect(try await store.count("purchases") == 100 * 5)
+        // Exactly 1,000 applied; SQS may deliver a message twice: the ledger turns those into duplicates.
+        #expect(totals.applied == 1_000 && totals.refused == 0)
+        #expect(totals.received == 1_000 + totals.duplicates)
         let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
         let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
         #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
