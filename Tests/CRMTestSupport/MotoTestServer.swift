@@ -27,17 +27,8 @@ public final class MotoTestServer: @unchecked Sendable {
         var description: String
     }
 
-    /// A server of its own, fresh (moto slows down as it accumulates queues and messages); `stop()` ends it.
-    public static func dedicated() throws -> MotoTestServer {
-        try MotoTestServer(dedicated: true)
-    }
-
-    public func stop() {
-        _ = system("bash '\(Self.script)' stop '\(directory)' >/dev/null 2>&1; rm -rf '\(directory)' '\(directory).start.log'")
-    }
-
-    private init(dedicated: Bool = false) throws {
-        if !dedicated, let dir = ProcessInfo.processInfo.environment["CRM_TEST_MOTO_DIR"] {
+    private init() throws {
+        if let dir = ProcessInfo.processInfo.environment["CRM_TEST_MOTO_DIR"] {
             directory = dir
         } else {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("crm-moto-\(UUID().uuidString.prefix(8))").path
@@ -46,7 +37,7 @@ public final class MotoTestServer: @unchecked Sendable {
             guard status == 0 else {
                 throw ServerError(description: "moto start failed: " + ((try? String(contentsOfFile: directory + ".start.log", encoding: .utf8)) ?? ""))
             }
-            if !dedicated { Self.ownedDirectory = directory }
+            Self.ownedDirectory = directory
             atexit {
                 guard let dir = MotoTestServer.ownedDirectory else { return }
                 _ = system("bash '\(MotoTestServer.script)' stop '\(dir)' >/dev/null 2>&1; rm -rf '\(dir)' '\(dir).start.log'")
