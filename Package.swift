@@ -21,6 +21,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries at the edge: one Swift target each will wrap them.
@@ -73,7 +78,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // What every source shares: lanes by key, the lane work queue, stop flags.
-        .target(name: "CRMSourceSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "CRMSourceSupport",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: swiftSettings
+        ),
         // The RabbitMQ source: consumer thread, lanes, acks after commit, dead-lettering, reconnects.
         .target(
             name: "CRMSourceRabbitMQ",
@@ -98,12 +107,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // HTTP: incoming integrations (JWT or open, deduplication) and the operational endpoints, on Hummingbird 2.
+        .target(
+            name: "CRMSourceHTTP",
+            dependencies: [
+                "CRMCore", "CRMConfig", "CRMSourceSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The application: commands, the daemon's services, the ingest runner.
         .target(
             name: "CRMIngest",
             dependencies: [
-                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS",
+                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

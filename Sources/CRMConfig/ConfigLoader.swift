@@ -19,17 +19,18 @@ public struct ConfigLoader: Sendable {
         } catch {
             throw ConfigError(problems: [ConfigProblem(path: "", message: "cannot read \(path): \(error.localizedDescription)")])
         }
-        return try load(yaml: text)
+        return try load(yaml: text, baseDirectory: (path as NSString).deletingLastPathComponent)
     }
 
-    public func load(yaml: String) throws(ConfigError) -> DaemonConfig {
+    /// `baseDirectory`: where relative file names in the configuration (`public_key_file`) are looked up.
+    public func load(yaml: String, baseDirectory: String = FileManager.default.currentDirectoryPath) throws(ConfigError) -> DaemonConfig {
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
             throw ConfigError(problems: [ConfigProblem(path: "", message: "not valid YAML: \(error)")])
         }
-        var reader = ConfigReader(environment: environment)
+        var reader = ConfigReader(environment: environment, baseDirectory: baseDirectory.isEmpty ? "." : baseDirectory)
         let config = reader.readDaemon(root)
         guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problems) }
         return config
@@ -39,10 +40,12 @@ public struct ConfigLoader: Sendable {
 /// Walks the YAML tree, collecting problems instead of stopping at the first.
 struct ConfigReader {
     let environment: [String: String]
+    let baseDirectory: String
     var problems: [ConfigProblem] = []
 
-    init(environment: [String: String]) {
+    init(environment: [String: String], baseDirectory: String = ".") {
         self.environment = environment
+        self.baseDirectory = baseDirectory
     }
 
     mutating func problem(_ path: String, _ message: String) {
@@ -177,14 +180,16 @@ struct ConfigReader {
     mutating func readDaemon(_ root: Node?) -> DaemonConfig {
         var config = DaemonConfig()
         guard let root else { return config }
-        guard let top = members(root, at: "", allowed: ["store", "sources", "attributes", "mappings", "idempotency"]) else {
+        guard let top = members(root, at: "", allowed: ["store", "http", "sources", "attributes", "mappings", "idempotency"]) else {
             return config
         }
         if let store = readStore(top["store"]) { config.store = store }
+        config.http = readHTTPServer(top["http"])
         config.sources = readSources(top["sources"])
         config.attributes = readAttributes(top["attributes"])
-        config.mappings = readMappings(top["mappings"], attributes: config.attributes)
+        config.mappings = readMappings(top["mappings"], attributes: config.attributes, sources: config.sources)
         config.idempotency = readIdempotency(top["idempotency"])
+        checkHTTPSources(config)
         return config
     }
 
@@ -222,7 +227,7 @@ struct ConfigReader {
         var sources: [SourceConfig] = []
         for (index, item) in items.enumerated() {
             let path = "sources[\(index)]"
-            guard let fields = members(item, at: path, allowed: ["name", "format", "rabbitmq", "sqs"]) else { continue }
+            guard let fields = members(item, at: path, allowed: ["name", "format", "rabbitmq", "sqs", "http"]) else { continue }
             guard let name = requiredString(fields["name"], at: "\(path).name") else { continue }
             if name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) {
                 problem("\(path).name", "use letters, digits, '-', '_' and '.', got \"\(name)\"")
@@ -232,7 +237,7 @@ struct ConfigReader {
                 problem("\(path).name", "source \"\(name)\" is defined twice")
                 continue
             }
-            var format = MessageFormat.default
+            var format: MessageFormat? = nil
             if let text = string(fields["format"], at: "\(path).format") {
                 if let parsed = MessageFormat(rawValue: text) {
                     format = parsed
@@ -240,19 +245,31 @@ struct ConfigReader {
                     problem("\(path).format", "unknown format \"\(text)\" (formats: \(MessageFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
             }
-            switch (fields["rabbitmq"], fields["sqs"]) {
-            case let (rabbitmq?, nil):
-                if let config = readRabbitMQ(rabbitmq, at: "\(path).rabbitmq") {
-                    sources.append(SourceConfig(name: name, format: format, transport: .rabbitmq(config)))
+            let transports = ["rabbitmq", "sqs", "http"].filter { fields[$0] != nil }
+            guard transports.count == 1, let transport = transports.first, let node = fields[transport] else {
+                problem(path, transports.isEmpty ? "name the transport: rabbitmq, sqs or http" : "one transport per source: rabbitmq, sqs or http")
+                continue
+            }
+            if transport == "http" {
+                if let format, format != .flattened {
+                    problem("\(path).format", "an http source takes JSON bodies as format flattened, got \"\(format.rawValue)\"")
                 }
-            case let (nil, sqs?):
-                if let config = readSQS(sqs, at: "\(path).sqs") {
-                    sources.append(SourceConfig(name: name, format: format, transport: .sqs(config)))
+            } else if format == .flattened {
+                problem("\(path).format", "the flattened format is for http sources; brokers carry the default format")
+            }
+            switch transport {
+            case "rabbitmq":
+                if let config = readRabbitMQ(node, at: "\(path).rabbitmq") {
+                    sources.append(SourceConfig(name: name, format: format ?? .default, transport: .rabbitmq(config)))
                 }
-            case (_?, _?):
-                problem(path, "one transport per source: rabbitmq or sqs")
-            case (nil, nil):
-                problem(path, "name the transport: rabbitmq or sqs")
+            case "sqs":
+                if let config = readSQS(node, at: "\(path).sqs") {
+                    sources.append(SourceConfig(name: name, format: format ?? .default, transport: .sqs(config)))
+                }
+            default:
+                if let config = readHTTPSource(node, at: "\(path).http") {
+                    sources.append(SourceConfig(name: name, format: .flattened, transport: .http(config)))
+                }
             }
         }
         return sources
@@ -328,7 +345,7 @@ struct ConfigReader {
 
     // MARK: Mappings
 
-    mutating func readMappings(_ node: Node?, attributes: [AttributeDefinition]) -> [EventType: [Action]] {
+    mutating func readMappings(_ node: Node?, attributes: [AttributeDefinition], sources: [SourceConfig] = []) -> [EventType: [Action]] {
         guard let node else { return [:] }
         guard case let .mapping(mapping) = node else {
             problem("mappings", "expected event types with their actions, got \(describe(node))")
@@ -338,9 +355,9 @@ struct ConfigReader {
         for (keyNode, value) in mapping {
             let typeName = keyNode.scalar?.string ?? ""
             let path = "mappings.\(typeName)"
-            guard let type = EventType(rawValue: typeName) else {
-                let known = EventType.allCases.map(\.rawValue).joined(separator: ", ")
-                problem(path, "unknown event type \"\(typeName)\" (known: \(known))")
+            guard let type = knownEventType(typeName, sources: sources) else {
+                let known = EventType.defaultFormatTypes.map(\.rawValue).joined(separator: ", ")
+                problem(path, "unknown event type \"\(typeName)\" (known: \(known), or a custom type an http source declares as its event_type)")
                 continue
             }
             guard case let .sequence(items) = value else {
@@ -360,6 +377,45 @@ struct ConfigReader {
             result[type] = actions
         }
         return result
+    }
+
+    /// A default-format type, a type an http source fixes, or any well-formed name when an http source reads its
+    /// type from the request.
+    func knownEventType(_ name: String, sources: [SourceConfig]) -> EventType? {
+        if let type = EventType.defaultFormat(named: name) { return type }
+        for source in sources {
+            guard case let .http(http) = source.transport else { continue }
+            switch http.eventType {
+            case let .fixed(type) where type.rawValue == name: return type
+            case .field where Self.isEventTypeName(name): return EventType(rawValue: name)
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// Checks that need the whole configuration: the server for http sources, endpoints, contact ids, retention.
+    mutating func checkHTTPSources(_ config: DaemonConfig) {
+        var endpoints: [String: String] = [:]
+        for (index, source) in config.sources.enumerated() {
+            guard case let .http(http) = source.transport else { continue }
+            let path = "sources[\(index)].http"
+            if config.http == nil { problem("http", "required: source \"\(source.name)\" receives over HTTP (http: { listen: 127.0.0.1:8080 })") }
+            if let endpoint = http.endpoint {
+                if let other = endpoints[endpoint] { problem("\(path).endpoint", "source \"\(other)\" already uses this endpoint") }
+                endpoints[endpoint] = source.name
+            }
+            if case let .fixed(type) = http.eventType, !(config.mappings[type] ?? []).isEmpty, http.contactId == nil {
+                problem("\(path).contact_id", "required: mappings.\(type.rawValue) has actions, and they need the contact (such as body.customer_email)")
+            }
+            if case .field = http.eventType, http.contactId == nil,
+               config.mappings.contains(where: { !$0.key.isDefaultFormat && !$0.value.isEmpty }) {
+                problem("\(path).contact_id", "required: the event type comes from the request and custom types have actions, which need the contact")
+            }
+            if let dedup = http.deduplication, dedup.windowSeconds > config.idempotency.ledgerRetentionSeconds {
+                problem("\(path).deduplication.window", "longer than idempotency.ledger_retention (\(config.idempotency.ledgerRetentionSeconds)s): hashes would be pruned inside their window")
+            }
+        }
     }
 
     static let actionParameters: [String: [String]] = [

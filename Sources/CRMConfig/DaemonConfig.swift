@@ -3,6 +3,8 @@ import CRMCore
 /// The whole configuration of a daemon, as read from the YAML file.
 public struct DaemonConfig: Sendable {
     public var store: StoreConfig
+    /// The HTTP server; nil: none (no http sources, no operational endpoints).
+    public var http: HTTPServerConfig?
     public var sources: [SourceConfig]
     public var attributes: [AttributeDefinition]
     public var mappings: [EventType: [Action]]
@@ -11,9 +13,10 @@ public struct DaemonConfig: Sendable {
     public init(
         store: StoreConfig = .sqlite(SQLiteStoreConfig()), sources: [SourceConfig] = [],
         attributes: [AttributeDefinition] = [], mappings: [EventType: [Action]] = [:],
-        idempotency: IdempotencyConfig = IdempotencyConfig()
+        idempotency: IdempotencyConfig = IdempotencyConfig(), http: HTTPServerConfig? = nil
     ) {
         self.store = store
+        self.http = http
         self.sources = sources
         self.attributes = attributes
         self.mappings = mappings
@@ -73,6 +76,7 @@ public struct SourceConfig: Sendable, Equatable {
     public enum Transport: Sendable, Equatable {
         case rabbitmq(RabbitMQSourceConfig)
         case sqs(SQSSourceConfig)
+        case http(HTTPSourceConfig)
     }
 
     public init(name: String, format: MessageFormat = .default, transport: Transport) {
@@ -86,6 +90,8 @@ public struct SourceConfig: Sendable, Equatable {
 public enum MessageFormat: String, Sendable, Equatable, CaseIterable {
     /// Symplify's default event format.
     case `default`
+    /// Any JSON object, flattened to dotted keys (http sources).
+    case flattened
 }
 
 public struct IdempotencyConfig: Sendable, Equatable {

@@ -76,13 +76,14 @@ final class ConsumerThread: @unchecked Sendable {
         while !stopFlag.isSet {
             do {
                 let (connection, consumerTag) = try connect()
+                metrics.connected()
                 backoff = .milliseconds(500)
                 try session(connection, consumerTag: consumerTag)
                 connection.close()
                 deadLetters?.close()
                 return
             } catch {
-                metrics.reconnected()
+                metrics.disconnected("\(error)")
                 // Tags of the dead channel mean nothing on the next one: drop them; the broker redelivers those
                 // messages, and the ledger turns the ones we committed into duplicates.
                 tracker = DeliveryTracker()

@@ -69,13 +69,17 @@ struct LanePipeline: Sendable {
             )
             switch processor.prepare(message) {
             case let .event(event):
+                metrics.events.count(.received, type: event.type.rawValue)
                 let lane = Self.lane(of: event.contactId, count: laneCount)
                 work[lane].tags.append(delivery.deliveryTag)
                 work[lane].events.append(event)
-            case .skipped:
-                metrics.skipped.increment()
+            case let .skipped(type):
+                metrics.events.count(.received, type: type.rawValue)
+                metrics.events.count(.skipped, type: type.rawValue)
                 immediate.append(Completion(generation: batch.generation, deliveryTag: delivery.deliveryTag, disposition: .ack))
             case let .rejected(error):
+                metrics.events.count(.received, type: nil)
+                metrics.events.count(.rejected, type: nil)
                 immediate.append(deadLetter(delivery, batch.generation, code: error.code.description, reason: error.description))
             }
         }
@@ -121,17 +125,21 @@ struct LanePipeline: Sendable {
         while true {
             let deadline = (failingSince ?? ContinuousClock.now) + retryBudget
             do {
+                let started = ContinuousClock.now
                 let outcomes = try await store.apply(work.events, now: now())
                 failingSince = nil
-                return outcomes.map { outcome in
+                let elapsed = ContinuousClock.now - started
+                metrics.events.recordLatency(nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                return zip(outcomes, work.events).map { outcome, event in
                     switch outcome {
                     case .applied:
-                        metrics.applied.increment()
+                        metrics.events.count(.applied, type: event.type.rawValue)
                         return .ack
                     case .duplicate:
-                        metrics.duplicates.increment()
+                        metrics.events.count(.duplicate, type: event.type.rawValue)
                         return .ack
                     case let .failed(error):
+                        metrics.events.count(.rejected, type: event.type.rawValue)
                         logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])
                         return .deadLetter(reason: error.description, code: "store_\(error.code)")
                     }
@@ -143,7 +151,7 @@ struct LanePipeline: Sendable {
                     logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
                         "source": "\(sourceName)", "error": "\(error)",
                     ])
-                    metrics.requeued.increment(by: work.events.count)
+                    for event in work.events { metrics.events.count(.requeued, type: event.type.rawValue) }
                     return Array(repeating: .requeue, count: work.events.count)
                 }
                 logger.warning("store failed, retrying in \(delay)", metadata: ["source": "\(sourceName)", "error": "\(error)"])
@@ -156,27 +164,29 @@ struct LanePipeline: Sendable {
     static func lane(of contactId: String, count: Int) -> Int { Lanes.lane(of: contactId, count: count) }
 }
 
-/// The counters one source keeps, through swift-metrics: whatever backend the process bootstrapped receives them.
+/// What one RabbitMQ source reports: the shared event metrics, reconnects, and its connection state.
 struct SourceMetrics: Sendable {
-    let applied: Counter
-    let duplicates: Counter
-    let skipped: Counter
-    let requeued: Counter
+    let events: EventMetrics
     let reconnects: Counter
-    let sourceName: String
+    let board: SourceStatusBoard?
 
-    init(source: String) {
-        sourceName = source
-        applied = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "applied")])
-        duplicates = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "duplicate")])
-        skipped = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "skipped")])
-        requeued = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", "requeued")])
+    init(source: String, board: SourceStatusBoard? = nil) {
+        events = EventMetrics(source: source)
         reconnects = Counter(label: "crm_ingest_source_reconnects_total", dimensions: [("source", source)])
+        self.board = board
+        board?.set(source, .starting)
     }
 
-    func reconnected() { reconnects.increment() }
-
-    func deadLettered(code: String) {
-        Counter(label: "crm_ingest_dead_letters_total", dimensions: [("source", sourceName), ("reason", code)]).increment()
+    func connected() {
+        events.setUp(true)
+        board?.set(events.source, .up)
     }
+
+    func disconnected(_ reason: String) {
+        reconnects.increment()
+        events.setUp(false)
+        board?.set(events.source, .down(reason))
+    }
+
+    func deadLettered(code: String) { events.deadLettered(reason: code) }
 }

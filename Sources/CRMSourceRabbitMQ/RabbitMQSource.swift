@@ -18,6 +18,7 @@ public struct RabbitMQSource: Service {
     let logger: Logger
     let now: @Sendable () -> Timestamp
     let retryBudget: Duration
+    let statusBoard: SourceStatusBoard?
 
     /// - Parameters:
     ///   - processor: the mapping's processor, read once per batch: a batch is planned with one mapping.
@@ -25,8 +26,10 @@ public struct RabbitMQSource: Service {
     ///     under RabbitMQ's 30-minute consumer_timeout, and long, because every requeue counts as a redelivery.
     public init(
         name: String, config: RabbitMQSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
-        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(1_200)
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(1_200),
+        statusBoard: SourceStatusBoard? = nil
     ) {
+        self.statusBoard = statusBoard
         self.name = name
         self.config = config
         self.processor = processor
@@ -39,7 +42,7 @@ public struct RabbitMQSource: Service {
     public func run() async throws {
         let inbox = CompletionInbox()
         let stopping = StopFlag()
-        let metrics = SourceMetrics(source: name)
+        let metrics = SourceMetrics(source: name, board: statusBoard)
         let consumer = ConsumerThread(sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics)
         let pipeline = LanePipeline(
             sourceName: name, laneCount: config.lanes, maxRedeliveries: config.maxRedeliveries, processor: processor,

@@ -24,12 +24,14 @@ public struct SQSSource: Service {
     let now: @Sendable () -> Timestamp
     let retryBudget: Duration
     let environment: [String: String]
+    let statusBoard: SourceStatusBoard?
 
     public init(
         name: String, config: SQSSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
         logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(120),
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, statusBoard: SourceStatusBoard? = nil
     ) {
+        self.statusBoard = statusBoard
         self.name = name
         self.config = config
         self.processor = processor
@@ -56,6 +58,10 @@ public struct SQSSource: Service {
 
     /// `run`, returning the totals (tests and benchmarks read them).
     public func runReturningTotals() async throws -> Totals {
+        let metrics = EventMetrics(source: name)
+        let board = statusBoard
+        let name = self.name
+        board?.set(name, .starting)
         let credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
         let (visibility, redrive) = try await onOwnThread { () throws -> (Int, Bool) in
             let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
@@ -67,12 +73,15 @@ public struct SQSSource: Service {
                            metadata: ["source": "\(name)"])
         }
         let workers = SQSWorkers(sourceName: name, config: config, credentials: credentials, visibilityTimeout: visibility,
-                                 hasRedrivePolicy: redrive, logger: logger)
+                                 hasRedrivePolicy: redrive, logger: logger, onPoll: { error in
+                                     metrics.setUp(error == nil)
+                                     board?.set(name, error.map { .down($0) } ?? .up)
+                                 })
         logger.info("polling", metadata: [
             "source": "\(name)", "queue": "\(config.queueURL)", "pollers": "\(config.pollers)", "visibility_timeout": "\(visibility)s",
         ])
         workers.start()
-        let totals = TotalsBox(source: name)
+        let totals = TotalsBox(metrics: metrics)
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await pipeline(workers, totals: totals)
@@ -115,13 +124,21 @@ public struct SQSSource: Service {
                 for message in messages {
                     switch prepare(message, processor: processor, receivedAt: receivedAt) {
                     case let .event(event, laneKey):
+                        totals.metrics.count(.received, type: event.type.rawValue)
                         work[Lanes.lane(of: laneKey, count: lanes.count)].append((message.messageId, event))
                     case .filtered:
+                        totals.metrics.count(.received, type: nil)
+                        totals.metrics.count(.filtered, type: nil)
                         totals.add { $0.filtered += 1 }
                         immediate.append((message.messageId, .delete))
-                    case .skipped:
+                    case let .skipped(type):
+                        totals.metrics.count(.received, type: type.rawValue)
+                        totals.metrics.count(.skipped, type: type.rawValue)
                         immediate.append((message.messageId, .delete))
                     case let .refused(reason):
+                        totals.metrics.count(.received, type: nil)
+                        totals.metrics.count(.rejected, type: nil)
+                        totals.metrics.deadLettered(reason: "refused")
                         totals.add { $0.refused += 1 }
                         logger.warning("message refused", metadata: ["source": "\(name)", "message_id": "\(message.messageId)", "reason": "\(reason)"])
                         immediate.append((message.messageId, .refused(reason: reason, body: message.body)))
@@ -137,7 +154,7 @@ public struct SQSSource: Service {
     enum Prepared {
         case event(PlannedEvent, laneKey: String)
         case filtered
-        case skipped
+        case skipped(EventType)
         case refused(String)
     }
 
@@ -177,7 +194,7 @@ public struct SQSSource: Service {
                                        receivedAt: receivedAt, source: name)
         switch processor.prepare(incoming) {
         case let .event(event): return .event(event, laneKey: config.isFIFO ? (message.messageGroupId ?? event.contactId) : event.contactId)
-        case .skipped: return .skipped
+        case let .skipped(type): return .skipped(type)
         case let .rejected(error): return .refused(error.description)
         }
     }
@@ -188,16 +205,23 @@ public struct SQSSource: Service {
         let deadline = ContinuousClock.now + retryBudget
         while true {
             do {
+                let started = ContinuousClock.now
                 let outcomes = try await store.apply(events, now: now())
+                let elapsed = ContinuousClock.now - started
+                totals.metrics.recordLatency(nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                 return zip(events, outcomes).map { event, outcome in
                     switch outcome {
                     case .applied:
+                        totals.metrics.count(.applied, type: event.type.rawValue)
                         totals.add { $0.applied += 1 }
                         return .delete
                     case .duplicate:
+                        totals.metrics.count(.duplicate, type: event.type.rawValue)
                         totals.add { $0.duplicates += 1 }
                         return .delete
                     case let .failed(error):
+                        totals.metrics.count(.rejected, type: event.type.rawValue)
+                        totals.metrics.deadLettered(reason: "store_\(error.code)")
                         totals.add { $0.refused += 1 }
                         return .refused(reason: error.description, body: "")
                     }
@@ -214,36 +238,19 @@ public struct SQSSource: Service {
     }
 }
 
-/// Totals updated from several tasks; each change also counts in `crm_ingest_events_total{source,outcome}`.
+/// Totals updated from several tasks (the run's summary); the metrics count the same events by type.
 final class TotalsBox: @unchecked Sendable {
-    // `totals` is guarded by `lock`; the counters are thread-safe.
+    // `totals` is guarded by `lock`; the metrics are thread-safe.
     private let lock = NSLock()
     private var totals = SQSSource.Totals()
-    private let counters: [String: Counter]
+    let metrics: EventMetrics
 
-    init(source: String) {
-        var counters: [String: Counter] = [:]
-        for outcome in ["received", "applied", "duplicate", "filtered", "refused"] {
-            counters[outcome] = Counter(label: "crm_ingest_events_total", dimensions: [("source", source), ("outcome", outcome)])
-        }
-        self.counters = counters
+    init(metrics: EventMetrics) {
+        self.metrics = metrics
     }
 
     func add(_ change: (inout SQSSource.Totals) -> Void) {
-        let (before, after) = lock.withLock { () -> (SQSSource.Totals, SQSSource.Totals) in
-            let before = totals
-            change(&totals)
-            return (before, totals)
-        }
-        count("received", after.received - before.received)
-        count("applied", after.applied - before.applied)
-        count("duplicate", after.duplicates - before.duplicates)
-        count("filtered", after.filtered - before.filtered)
-        count("refused", after.refused - before.refused)
-    }
-
-    private func count(_ outcome: String, _ delta: Int) {
-        if delta > 0 { counters[outcome]?.increment(by: delta) }
+        lock.withLock { change(&totals) }
     }
 
     var value: SQSSource.Totals { lock.withLock { totals } }

@@ -46,7 +46,14 @@ final class SQSWorkers: @unchecked Sendable {
     /// Whether the queue has a redrive policy (then refused messages are left to it).
     let hasRedrivePolicy: Bool
 
-    init(sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, hasRedrivePolicy: Bool, logger: Logger) {
+    /// Told after each receive: nil when it succeeded, else the error.
+    let onPoll: @Sendable (String?) -> Void
+
+    init(
+        sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, hasRedrivePolicy: Bool,
+        logger: Logger, onPoll: @escaping @Sendable (String?) -> Void = { _ in }
+    ) {
+        self.onPoll = onPoll
         self.sourceName = sourceName
         self.config = config
         self.credentials = credentials
@@ -107,6 +114,7 @@ final class SQSWorkers: @unchecked Sendable {
                     shouldAbort: { stop.isSet }
                 )
                 lock.withLock { requestCounts[index] = client.requestCount }
+                onPoll(nil)
                 backoff = .seconds(1)
                 guard !messages.isEmpty else { continue }
                 if stop.isSet {
@@ -120,6 +128,7 @@ final class SQSWorkers: @unchecked Sendable {
                 }
                 continuation.yield(messages)
             } catch {
+                onPoll("\(error)")
                 if error.isAuthentication {
                     logger.error("SQS refused our credentials: \(error.code): \(error.message)", metadata: [
                         "source": "\(sourceName)", "access_key": "\(credentials.accessKeyId)", "queue": "\(config.queueURL)",

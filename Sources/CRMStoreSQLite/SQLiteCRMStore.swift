@@ -121,7 +121,9 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         do {
             return try await database.write { db in
                 try db.execute(sql: "DELETE FROM ledger WHERE processed_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
-                return db.changesCount
+                let removed = db.changesCount
+                try db.execute(sql: "DELETE FROM incoming_requests WHERE received_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
+                return removed
             }
         } catch {
             throw Self.storeError(error)
@@ -136,6 +138,39 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         case .SQLITE_IOERR, .SQLITE_FULL, .SQLITE_CANTOPEN: return StoreError(.io, error.message ?? "\(error)")
         case .SQLITE_CONSTRAINT, .SQLITE_MISMATCH, .SQLITE_TOOBIG: return StoreError(.rejected, error.message ?? "\(error)")
         default: return StoreError(.unavailable, "\(error)")
+        }
+    }
+
+    // MARK: Integrations
+
+    public func incomingRequest(_ eventId: String) async throws -> String? {
+        do {
+            return try await database.read { db in
+                try String.fetchOne(db, sql: "SELECT record FROM incoming_requests WHERE event_id = ?", arguments: [eventId])
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    public func integrationEndpoint(source: String, proposed: String) async throws -> String {
+        let key = "integration_endpoint:" + source
+        do {
+            return try await database.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", arguments: [key, Data(proposed.utf8)])
+                let stored = try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) ?? Data(proposed.utf8)
+                return String(decoding: stored, as: UTF8.self)
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    public func ping() async throws {
+        do {
+            _ = try await database.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        } catch {
+            throw Self.storeError(error)
         }
     }
 

@@ -25,7 +25,14 @@ struct SQLiteOperationWriter {
     /// database throws, and the caller's transaction rolls back whole.
     mutating func applyInSavepoint(_ event: PlannedEvent) throws -> EventOutcome {
         let key = keyedHash.hash(event.key.value)
-        if try isDuplicate(key, event.key.check) { return .duplicate }
+        if try isDuplicate(key, event.key.check) {
+            if case .slidingWindow = event.key.check {
+                // The window runs from the last request that carried the key.
+                try db.cachedStatement(sql: "UPDATE ledger SET processed_at = ? WHERE key = ?")
+                    .execute(arguments: [now.microsecondsSinceEpoch, key])
+            }
+            return .duplicate
+        }
         var notes: [String] = []
         var erased = false
         // Savepoint statements are prepared once and reused: GRDB's inSavepoint parses its SQL on every call.
@@ -71,7 +78,7 @@ struct SQLiteOperationWriter {
         switch check {
         case .recordOnly: return false
         case .always: since = Int64.min
-        case let .since(instant): since = instant.microsecondsSinceEpoch
+        case let .since(instant), let .slidingWindow(instant): since = instant.microsecondsSinceEpoch
         }
         let statement = try db.cachedStatement(sql: "SELECT processed_at FROM ledger WHERE key = ?")
         guard let processedAt = try Int64.fetchOne(statement, arguments: [key]) else { return false }
@@ -167,6 +174,16 @@ struct SQLiteOperationWriter {
                     """).execute(arguments: [until.microsecondsSinceEpoch, now.microsecondsSinceEpoch, list, id])
             }
             return nil
+
+        case let .recordRequest(record):
+            try db.cachedStatement(sql: """
+                INSERT INTO incoming_requests (event_id, source, endpoint_id, event_type, contact_id, received_at, record)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    record.eventId, record.source, record.endpointId, record.eventType.rawValue, record.contactId,
+                    record.receivedAt.microsecondsSinceEpoch, record.json,
+                ])
+            return nil
         }
     }
 
@@ -216,5 +233,6 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: "UPDATE purchases SET contact_id = ?, transaction_id = NULL WHERE contact_id = ?")
             .execute(arguments: [anonymousId, contactId])
         try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: "DELETE FROM incoming_requests WHERE contact_id = ?").execute(arguments: arguments)
     }
 }

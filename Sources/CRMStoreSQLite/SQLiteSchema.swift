@@ -78,6 +78,22 @@ enum SQLiteSchema {
                 """)
             try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('tombstone_key', randomblob(32))")
         }
+        migrator.registerMigration("v2: incoming requests") { db in
+            try db.execute(sql: """
+                -- Requests received by HTTP integrations, as recorded (flattened body, headers without credentials).
+                CREATE TABLE incoming_requests (
+                    event_id TEXT PRIMARY KEY,
+                    source TEXT NOT NULL,
+                    endpoint_id TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    contact_id TEXT,
+                    received_at INTEGER NOT NULL,
+                    record TEXT NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX incoming_requests_by_contact ON incoming_requests (contact_id) WHERE contact_id IS NOT NULL;
+                CREATE INDEX incoming_requests_by_time ON incoming_requests (received_at);
+                """)
+        }
         return migrator
     }
 }

@@ -19,7 +19,7 @@ struct DefaultFormatDecoderTests {
     }
 
     static let userTypes: [EventType] = [.userRegistration, .userUpdate, .userBlocked]
-    static let transactionTypes: [EventType] = EventType.allCases.filter { $0.transaction != nil }
+    static let transactionTypes: [EventType] = EventType.defaultFormatTypes.filter { $0.transaction != nil }
 
     @Test(arguments: userTypes)
     func decodesUserEvents(type: EventType) throws {

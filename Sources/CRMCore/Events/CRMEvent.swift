@@ -1,17 +1,42 @@
-/// The twelve event types of the default format (Symplify's realtime CRM events).
-public enum EventType: String, Sendable, CaseIterable, Hashable {
-    case userRegistration = "USER_REGISTRATION"
-    case userUpdate = "USER_UPDATE"
-    case userBlocked = "USER_BLOCKED"
-    case userConsentUpdate = "USER_CONSENT_UPDATE"
-    case withdrawalRequested = "WITHDRAWAL_REQUESTED"
-    case withdrawalApproved = "WITHDRAWAL_APPROVED"
-    case withdrawalRejected = "WITHDRAWAL_REJECTED"
-    case withdrawalCancelled = "WITHDRAWAL_CANCELLED"
-    case depositRequested = "DEPOSIT_REQUESTED"
-    case depositApproved = "DEPOSIT_APPROVED"
-    case depositRejected = "DEPOSIT_REJECTED"
-    case depositCancelled = "DEPOSIT_CANCELLED"
+/// An event's type: one of the twelve of the default format (Symplify's realtime CRM events), or a custom type an
+/// integration names (an HTTP source's `event_type`, e.g. `CUSTOM_ORDER`).
+public struct EventType: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Any name; `defaultFormat(named:)` accepts only the twelve.
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public static let userRegistration = EventType(rawValue: "USER_REGISTRATION")
+    public static let userUpdate = EventType(rawValue: "USER_UPDATE")
+    public static let userBlocked = EventType(rawValue: "USER_BLOCKED")
+    public static let userConsentUpdate = EventType(rawValue: "USER_CONSENT_UPDATE")
+    public static let withdrawalRequested = EventType(rawValue: "WITHDRAWAL_REQUESTED")
+    public static let withdrawalApproved = EventType(rawValue: "WITHDRAWAL_APPROVED")
+    public static let withdrawalRejected = EventType(rawValue: "WITHDRAWAL_REJECTED")
+    public static let withdrawalCancelled = EventType(rawValue: "WITHDRAWAL_CANCELLED")
+    public static let depositRequested = EventType(rawValue: "DEPOSIT_REQUESTED")
+    public static let depositApproved = EventType(rawValue: "DEPOSIT_APPROVED")
+    public static let depositRejected = EventType(rawValue: "DEPOSIT_REJECTED")
+    public static let depositCancelled = EventType(rawValue: "DEPOSIT_CANCELLED")
+
+    /// The twelve types of the default format, in the seed's order.
+    public static let defaultFormatTypes: [EventType] = [
+        .userRegistration, .userUpdate, .userBlocked, .userConsentUpdate,
+        .withdrawalRequested, .withdrawalApproved, .withdrawalRejected, .withdrawalCancelled,
+        .depositRequested, .depositApproved, .depositRejected, .depositCancelled,
+    ]
+
+    /// The default-format type with this name, or nil.
+    public static func defaultFormat(named name: String) -> EventType? {
+        let type = EventType(rawValue: name)
+        return defaultFormatTypes.contains(type) ? type : nil
+    }
+
+    public var isDefaultFormat: Bool { Self.defaultFormatTypes.contains(self) }
+
+    public var description: String { rawValue }
 
     /// For a money event: what moved and how far it got.
     public var transaction: (kind: TransactionKind, status: TransactionStatus)? {
@@ -92,7 +117,22 @@ public struct TransactionPayload: Sendable, Hashable {
     }
 }
 
-/// An event of the default format, typed.
+/// An event of a custom type: a contact, its properties and, when the sender says, the time it happened.
+public struct CustomEventPayload: Sendable, Hashable {
+    public var type: EventType
+    public var contactId: String
+    public var properties: [Property]
+    public var timestamp: Timestamp?
+
+    public init(type: EventType, contactId: String, properties: [Property] = [], timestamp: Timestamp? = nil) {
+        self.type = type
+        self.contactId = contactId
+        self.properties = properties
+        self.timestamp = timestamp
+    }
+}
+
+/// An event, typed: the twelve of the default format, or a custom one.
 public enum CRMEvent: Sendable, Hashable {
     case userRegistration(UserPayload)
     case userUpdate(UserPayload)
@@ -106,6 +146,7 @@ public enum CRMEvent: Sendable, Hashable {
     case depositApproved(TransactionPayload)
     case depositRejected(TransactionPayload)
     case depositCancelled(TransactionPayload)
+    case custom(CustomEventPayload)
 
     public var type: EventType {
         switch self {
@@ -121,6 +162,7 @@ public enum CRMEvent: Sendable, Hashable {
         case .depositApproved: return .depositApproved
         case .depositRejected: return .depositRejected
         case .depositCancelled: return .depositCancelled
+        case let .custom(p): return p.type
         }
     }
 
@@ -131,6 +173,7 @@ public enum CRMEvent: Sendable, Hashable {
         case let .withdrawalRequested(p), let .withdrawalApproved(p), let .withdrawalRejected(p), let .withdrawalCancelled(p),
              let .depositRequested(p), let .depositApproved(p), let .depositRejected(p), let .depositCancelled(p):
             return p.contactId
+        case let .custom(p): return p.contactId
         }
     }
 
@@ -141,6 +184,7 @@ public enum CRMEvent: Sendable, Hashable {
         case let .withdrawalRequested(p), let .withdrawalApproved(p), let .withdrawalRejected(p), let .withdrawalCancelled(p),
              let .depositRequested(p), let .depositApproved(p), let .depositRejected(p), let .depositCancelled(p):
             return p.properties
+        case let .custom(p): return p.properties
         }
     }
 
@@ -161,5 +205,8 @@ public enum CRMEvent: Sendable, Hashable {
     }
 
     /// When the event says it happened, if it says.
-    public var timestamp: Timestamp? { transaction?.timestamp }
+    public var timestamp: Timestamp? {
+        if case let .custom(p) = self { return p.timestamp }
+        return transaction?.timestamp
+    }
 }

@@ -46,7 +46,7 @@ public struct DefaultFormatDecoder: Sendable {
         guard case let .string(typeName) = typeValue else {
             throw EventError(.invalidField, field: "type", reason: "expected a string, got \(typeValue.excerpt)")
         }
-        guard let type = EventType(rawValue: typeName) else {
+        guard let type = EventType.defaultFormat(named: typeName) else {
             throw EventError(.unknownType, field: "type", reason: "unknown event type \(typeValue.excerpt)")
         }
         let fields = Fields(json: json, type: type, limits: limits)

@@ -35,6 +35,9 @@ public struct IdempotencyKey: Sendable, Hashable {
         case since(Timestamp)
         /// First delivery of a message without id: never a duplicate, but recorded so a redelivery can be recognised.
         case recordOnly
+        /// A ledger entry written at or after this instant makes the event a duplicate, and a duplicate moves the
+        /// entry's time to now: the window runs from the last request carrying the key (HTTP deduplication).
+        case slidingWindow(since: Timestamp)
     }
 
     public var value: String

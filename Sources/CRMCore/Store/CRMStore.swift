@@ -10,8 +10,19 @@ public protocol CRMStore: Sendable {
     /// What the store holds for one contact.
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult
 
-    /// Removes ledger entries last written before `cutoff`; returns how many.
+    /// Removes ledger entries last written before `cutoff`, and request records received before it; returns how
+    /// many ledger entries went.
     func pruneLedger(before cutoff: Timestamp) async throws -> Int
+
+    /// The recorded incoming request with this event id, as JSON text.
+    func incomingRequest(_ eventId: String) async throws -> String?
+
+    /// The endpoint id of an HTTP integration configured without one: `proposed` the first time, the same id on
+    /// every later call (it is kept in the store, so the URL survives restarts).
+    func integrationEndpoint(source: String, proposed: String) async throws -> String
+
+    /// Throws unless the store answers a trivial query (readiness checks).
+    func ping() async throws
 }
 
 /// What became of one event of a batch.

@@ -55,6 +55,9 @@ public enum StoreOperation: Sendable, Hashable {
     case anonymize(list: Int, selector: ContactSelector)
     /// Blocks until the given instant; a later block never shortens a longer one.
     case block(list: Int, selector: ContactSelector, until: Timestamp)
+    /// Keeps an incoming HTTP request as received (flattened body, headers without credentials). Erased with its
+    /// contact by `anonymize`.
+    case recordRequest(RequestRecord)
 
     public struct Consent: Sendable, Hashable {
         public var channel: ConsentChannel

@@ -1,0 +1,79 @@
+import CRMCore
+
+/// The daemon's HTTP server (`http:`): incoming integrations and the operational endpoints (`/healthz`, `/readyz`,
+/// `/metrics`).
+public struct HTTPServerConfig: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// Largest request body; a larger one answers 413.
+    public var maxBodyBytes: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20) {
+        self.host = host
+        self.port = port
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// An HTTP incoming integration (`sources[].http`), as Synerise's "incoming integration" describes it.
+public struct HTTPSourceConfig: Sendable, Equatable {
+    /// The `<endpoint>` of `/incoming/<endpoint>`; nil: generated once and kept in the store.
+    public var endpoint: String?
+    public var auth: HTTPAuth
+    public var deduplication: RequestDeduplication?
+    /// The field naming the contact; required when a mapping gives the source's event type actions.
+    public var contactId: RequestField?
+    public var eventType: IncomingEventType
+
+    public init(
+        endpoint: String? = nil, auth: HTTPAuth = .none, deduplication: RequestDeduplication? = nil,
+        contactId: RequestField? = nil, eventType: IncomingEventType
+    ) {
+        self.endpoint = endpoint
+        self.auth = auth
+        self.deduplication = deduplication
+        self.contactId = contactId
+        self.eventType = eventType
+    }
+}
+
+/// How an integration authenticates requests.
+public enum HTTPAuth: Sendable, Equatable {
+    /// Anyone who knows the URL may send (the seed's "without authentication").
+    case none
+    case jwt(JWTAuthConfig)
+}
+
+/// JWT authentication: the algorithm is fixed by configuration, never taken from the token.
+public struct JWTAuthConfig: Sendable, Equatable {
+    public enum Algorithm: String, Sendable, Equatable, CaseIterable {
+        case hs256 = "HS256", hs384 = "HS384", hs512 = "HS512"
+        case rs256 = "RS256", rs384 = "RS384", rs512 = "RS512"
+
+        public var isHMAC: Bool { rawValue.hasPrefix("HS") }
+    }
+
+    public enum Key: Sendable, Equatable {
+        /// The shared secret of an HS* algorithm.
+        case secret([UInt8])
+        /// The PEM public key of an RS* algorithm (read from `public_key_file`).
+        case publicKeyPEM(String)
+    }
+
+    public var algorithm: Algorithm
+    public var key: Key
+    /// When set, the token's `aud` must contain it.
+    public var audience: String?
+    /// When set, the token's `iss` must equal it.
+    public var issuer: String?
+    /// Clock skew allowed on `exp` and `nbf`.
+    public var leewaySeconds: Int64
+
+    public init(algorithm: Algorithm, key: Key, audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 30) {
+        self.algorithm = algorithm
+        self.key = key
+        self.audience = audience
+        self.issuer = issuer
+        self.leewaySeconds = leewaySeconds
+    }
+}

@@ -1,0 +1,259 @@
+import CRMConfig
+import CRMCore
+import CRMSourceSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// One configured HTTP integration, ready to serve: its endpoint, how it authenticates and its metrics.
+public struct HTTPIntegration: Sendable {
+    public var integration: IncomingIntegration
+    /// nil: `auth: none`.
+    public var verifier: IncomingJWTVerifier?
+    public var metrics: EventMetrics
+
+    public init(integration: IncomingIntegration, verifier: IncomingJWTVerifier?, metrics: EventMetrics) {
+        self.integration = integration
+        self.verifier = verifier
+        self.metrics = metrics
+    }
+}
+
+/// What the operational endpoints report, supplied by the daemon.
+public struct OperationalProbes: Sendable {
+    /// Why the daemon is not ready (store unreachable, a source not connected); empty when ready.
+    public var readinessProblems: @Sendable () async -> [String]
+    /// The Prometheus text exposition of every metric.
+    public var metricsText: @Sendable () -> String
+
+    public init(readinessProblems: @escaping @Sendable () async -> [String], metricsText: @escaping @Sendable () -> String) {
+        self.readinessProblems = readinessProblems
+        self.metricsText = metricsText
+    }
+}
+
+/// The daemon's HTTP server on Hummingbird 2: `POST /incoming/<endpoint>` for the integrations, and `GET /healthz`,
+/// `/readyz`, `/metrics`. A `Service`: on graceful shutdown it answers 503 to new requests, lets the ones in flight
+/// finish, and stops.
+public struct IncomingHTTPServer: Service {
+    let config: HTTPServerConfig
+    let integrations: [String: HTTPIntegration]
+    let processor: @Sendable () -> EventProcessor
+    let store: any CRMStore
+    let probes: OperationalProbes
+    let logger: Logger
+    let now: @Sendable () -> Timestamp
+    let makeEventId: @Sendable () -> String
+    let onListening: @Sendable (Int) -> Void
+
+    /// - Parameters:
+    ///   - integrations: keyed by their endpoint id.
+    ///   - processor: the current mapping (a reload swaps it); each request uses the one it started with.
+    ///   - onListening: called with the bound port once the server accepts connections (port 0 picks a free one).
+    public init(
+        config: HTTPServerConfig, integrations: [HTTPIntegration], processor: @escaping @Sendable () -> EventProcessor,
+        store: any CRMStore, probes: OperationalProbes, logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
+        makeEventId: @escaping @Sendable () -> String = { UUID().uuidString },
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
+        self.config = config
+        self.integrations = Dictionary(integrations.map { ($0.integration.endpointId, $0) }, uniquingKeysWith: { first, _ in first })
+        self.processor = processor
+        self.store = store
+        self.probes = probes
+        self.logger = logger
+        self.now = now
+        self.makeEventId = makeEventId
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let state = ServerState()
+        let router = Router()
+        let handler = IncomingRequestHandler(server: self, state: state)
+        router.post("/incoming/:endpoint") { request, context in
+            try await handler.handle(request, endpoint: context.parameters.get("endpoint") ?? "")
+        }
+        for method in [HTTPRequest.Method.get, .put, .delete, .patch, .head] {
+            router.on("/incoming/:endpoint", method: method) { _, _ in
+                JSONResponse.error(.methodNotAllowed, "method_not_allowed", "use POST", headers: [.allow: "POST"])
+            }
+        }
+        router.get("/healthz") { _, _ in JSONResponse.make(.ok, .object([("status", .string("ok"))])) }
+        router.get("/readyz") { _, _ in
+            let problems = await probes.readinessProblems()
+            if problems.isEmpty { return JSONResponse.make(.ok, .object([("status", .string("ready"))])) }
+            return JSONResponse.make(.serviceUnavailable, .object([
+                ("status", .string("not_ready")), ("problems", .array(problems.map(JSONValue.string))),
+            ]))
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: probes.metricsText()))
+            )
+        }
+        let onListening = self.onListening
+        let logger = self.logger
+        let integrations = self.integrations
+        let app = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("http server listening", metadata: [
+                    "address": "\(config.host):\(port)", "integrations": "\(integrations.count)",
+                ])
+                for integration in integrations.values { integration.metrics.setUp(true) }
+                onListening(port)
+            },
+            logger: logger
+        )
+        try await withGracefulShutdownHandler {
+            try await app.run()
+        } onGracefulShutdown: {
+            state.beginShutdown()
+        }
+        for integration in integrations.values { integration.metrics.setUp(false) }
+        logger.info("http server stopped", metadata: ["answered_during_shutdown": "\(state.refusedDuringShutdown)"])
+    }
+}
+
+/// Shared by the handlers: whether the server is shutting down.
+final class ServerState: @unchecked Sendable {
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var shuttingDown = false
+    private var refused = 0
+
+    func beginShutdown() { lock.withLock { shuttingDown = true } }
+
+    /// True (and counted) when a new request must be refused because the server is stopping.
+    func refuseBecauseStopping() -> Bool {
+        lock.withLock {
+            if shuttingDown { refused += 1 }
+            return shuttingDown
+        }
+    }
+
+    var refusedDuringShutdown: Int { lock.withLock { refused } }
+}
+
+/// `POST /incoming/<endpoint>`: authenticate, parse, deduplicate, apply, answer.
+struct IncomingRequestHandler: Sendable {
+    let server: IncomingHTTPServer
+    let state: ServerState
+
+    func handle(_ request: Request, endpoint: String) async throws -> Response {
+        guard let integration = server.integrations[endpoint] else {
+            return JSONResponse.error(.notFound, "unknown_endpoint", "no integration has the endpoint \"\(endpoint.prefix(64))\"")
+        }
+        let metrics = integration.metrics
+        if state.refuseBecauseStopping() {
+            return JSONResponse.error(.serviceUnavailable, "shutting_down", "the daemon is stopping; retry later", headers: [.retryAfter: "5"])
+        }
+        let contentType = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard let contentType, contentType == "application/json" || (contentType.hasPrefix("application/") && contentType.hasSuffix("+json")) else {
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.unsupportedMediaType, "not_json", "send the body as Content-Type: application/json, got \(contentType.map { "\"\($0)\"" } ?? "none")")
+        }
+        let started = ContinuousClock.now
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: server.config.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.contentTooLarge, "body_too_large", "the body is larger than max_body (\(server.config.maxBodyBytes) bytes)")
+        }
+        let receivedAt = server.now()
+        if let verifier = integration.verifier {
+            if case let .failure(failure) = await verifier.verify(authorization: request.headers[.authorization], now: receivedAt) {
+                metrics.count(.rejected, type: nil)
+                server.logger.notice("refused an unauthenticated request", metadata: ["source": "\(integration.integration.source)", "reason": "\(failure.reason)"])
+                return JSONResponse.error(.unauthorized, "unauthorized", failure.reason, headers: [.wwwAuthenticate: "Bearer"])
+            }
+        }
+        let incoming = IncomingRequest(
+            method: request.method.rawValue,
+            headers: request.headers.map { (name: $0.name.rawName, value: $0.value) },
+            body: Array(buffer: body), receivedAt: receivedAt, eventId: server.makeEventId()
+        )
+        let event: PlannedEvent
+        do {
+            event = try integration.integration.prepare(incoming, planner: server.processor().planner)
+        } catch {
+            metrics.count(.received, type: nil)
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.make(.badRequest, .object([
+                ("error", .string(Self.snakeCase(error.code.description))), ("field", .string(error.field)), ("reason", .string(error.reason)),
+            ]))
+        }
+        let type = event.type.rawValue
+        metrics.count(.received, type: type)
+        let outcome: EventOutcome
+        do {
+            outcome = try await server.store.apply([event], now: receivedAt).first ?? .failed(StoreError(.unavailable, "no outcome"))
+        } catch {
+            let storeError = error as? StoreError ?? StoreError(.unavailable, "\(error)")
+            server.logger.error("store failed for an incoming request", metadata: ["source": "\(integration.integration.source)", "error": "\(storeError)"])
+            if storeError.isTransient {
+                return JSONResponse.error(.serviceUnavailable, "store_unavailable", "the store is unavailable; retry later", headers: [.retryAfter: "5"])
+            }
+            return JSONResponse.error(.internalServerError, "store_error", storeError.message)
+        }
+        metrics.recordLatency(nanoseconds: Self.nanoseconds(ContinuousClock.now - started))
+        switch outcome {
+        case .duplicate:
+            metrics.count(.duplicate, type: type)
+            return Response(status: .noContent)
+        case let .applied(notes):
+            let mapped = event.operations.count > 1
+            metrics.count(mapped ? .applied : .skipped, type: type)
+            var fields: [(key: String, value: JSONValue)] = [("eventId", .string(incoming.eventId)), ("type", .string(type))]
+            if !mapped { fields.append(("actions", .string("none mapped: recorded only"))) }
+            if !notes.isEmpty { fields.append(("notes", .array(notes.map(JSONValue.string)))) }
+            return JSONResponse.make(.ok, .object(fields))
+        case let .failed(error):
+            metrics.count(.rejected, type: type)
+            return JSONResponse.error(.unprocessableContent, "refused_by_store", error.message)
+        }
+    }
+
+    /// `invalidJSON` -> `invalid_json`: the API's error codes are snake case.
+    static func snakeCase(_ code: String) -> String {
+        var out = ""
+        var previousWasUpper = false
+        for character in code {
+            if character.isUppercase {
+                if !out.isEmpty, !previousWasUpper { out.append("_") }
+                out.append(Character(character.lowercased()))
+                previousWasUpper = true
+            } else {
+                out.append(character)
+                previousWasUpper = false
+            }
+        }
+        return out
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+}
+
+/// JSON responses: `{"error": code, "reason": text}` for errors.
+enum JSONResponse {
+    static func make(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: JSONWriter.string(value))))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ reason: String, headers: HTTPFields = [:]) -> Response {
+        make(status, .object([("error", .string(code)), ("reason", .string(reason))]), headers: headers)
+    }
+}

@@ -1,0 +1,150 @@
+import CRMConfig
+import CRMCore
+import Foundation
+import JWTKit
+
+/// Why a request's token was refused; answered as 401 with this reason.
+public struct AuthenticationFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// Verifies `Authorization: Bearer <JWT>` for one integration. The algorithm comes from the configuration, never
+/// from the token: a token whose `alg` differs (`none`, or HS256 signed with an RSA public key as its secret) is
+/// refused before any signature check. Signatures are checked by jwt-kit; claims here, against the injected clock.
+public struct IncomingJWTVerifier: Sendable {
+    public let config: JWTAuthConfig
+    let keys: JWTKeyCollection
+
+    /// Fails when the configured key is unusable (an RSA key jwt-kit refuses, e.g. under 2048 bits).
+    public init(config: JWTAuthConfig) async throws {
+        self.config = config
+        let keys = JWTKeyCollection()
+        switch (config.algorithm, config.key) {
+        case let (.hs256, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        case let (.hs384, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha384)
+        case let (.hs512, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha512)
+        case let (.rs256, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha256)
+        case let (.rs384, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha384)
+        case let (.rs512, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha512)
+        default: throw AuthenticationFailure("\(config.algorithm.rawValue) does not go with the configured key kind")
+        }
+        self.keys = keys
+    }
+
+    static func rsaKey(_ pem: String) throws -> Insecure.RSA.PublicKey {
+        if pem.contains("-----BEGIN CERTIFICATE-----") { return try Insecure.RSA.PublicKey(certificatePEM: pem) }
+        return try Insecure.RSA.PublicKey(pem: pem)
+    }
+
+    /// The verified claims of the request's token, or why it is refused.
+    public func verify(authorization: String?, now: Timestamp) async -> Result<JSONValue, AuthenticationFailure> {
+        guard let authorization, !authorization.isEmpty else {
+            return .failure(AuthenticationFailure("missing Authorization header: send Authorization: Bearer <JWT>"))
+        }
+        let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            return .failure(AuthenticationFailure("the Authorization header must be Bearer <JWT>"))
+        }
+        return await verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces), now: now)
+    }
+
+    public func verify(token: String, now: Timestamp) async -> Result<JSONValue, AuthenticationFailure> {
+        let segments = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard segments.count == 3 else {
+            return .failure(AuthenticationFailure("malformed token: expected 3 dot-separated segments, got \(segments.count)"))
+        }
+        guard let headerBytes = Base64URL.decode(segments[0]) else {
+            return .failure(AuthenticationFailure("malformed token: the header is not base64url"))
+        }
+        guard case let .object(header)? = try? JSONParser().parse(headerBytes) else {
+            return .failure(AuthenticationFailure("malformed token: the header is not a JSON object"))
+        }
+        let headerValue = JSONValue.object(header)
+        guard case let .string(alg)? = headerValue["alg"] else {
+            return .failure(AuthenticationFailure("malformed token: the header has no alg"))
+        }
+        if alg.lowercased() == "none" {
+            return .failure(AuthenticationFailure("alg none is refused: tokens must be signed with \(config.algorithm.rawValue)"))
+        }
+        guard alg == config.algorithm.rawValue else {
+            return .failure(AuthenticationFailure("token alg \(alg) does not match the configured \(config.algorithm.rawValue)"))
+        }
+        if let crit = headerValue["crit"] {
+            return .failure(AuthenticationFailure("unsupported critical header parameters \(crit.excerpt): none are understood"))
+        }
+        guard !segments[2].isEmpty else {
+            return .failure(AuthenticationFailure("missing signature"))
+        }
+        guard let payloadBytes = Base64URL.decode(segments[1]) else {
+            return .failure(AuthenticationFailure("malformed token: the payload is not base64url"))
+        }
+        do {
+            _ = try await keys.verify(token, as: OpaquePayload.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            return .failure(AuthenticationFailure("signature does not verify"))
+        } catch {
+            return .failure(AuthenticationFailure("malformed token: \(error)"))
+        }
+        guard case let .object(members)? = try? JSONParser().parse(payloadBytes) else {
+            return .failure(AuthenticationFailure("malformed token: the payload is not a JSON object"))
+        }
+        let claims = JSONValue.object(members)
+        if let failure = checkClaims(claims, now: now) { return .failure(failure) }
+        return .success(claims)
+    }
+
+    /// `exp` required; `nbf` when present; `aud` and `iss` when configured. Times allow the configured leeway.
+    func checkClaims(_ claims: JSONValue, now: Timestamp) -> AuthenticationFailure? {
+        let nowSeconds = Double(now.microsecondsSinceEpoch) / 1_000_000
+        let leeway = Double(config.leewaySeconds)
+        guard let expValue = claims["exp"] else { return AuthenticationFailure("missing exp claim: tokens must expire") }
+        guard case let .number(expText) = expValue, let exp = Double(expText) else {
+            return AuthenticationFailure("exp must be a NumericDate (seconds since 1970), got \(expValue.excerpt)")
+        }
+        if nowSeconds > exp + leeway { return AuthenticationFailure("token expired at \(Self.describe(exp))") }
+        if let nbfValue = claims["nbf"] {
+            guard case let .number(nbfText) = nbfValue, let nbf = Double(nbfText) else {
+                return AuthenticationFailure("nbf must be a NumericDate (seconds since 1970), got \(nbfValue.excerpt)")
+            }
+            if nowSeconds + leeway < nbf { return AuthenticationFailure("token not valid before \(Self.describe(nbf))") }
+        }
+        if let audience = config.audience {
+            let audiences: [String]
+            switch claims["aud"] {
+            case let .string(one)?: audiences = [one]
+            case let .array(many)?: audiences = many.compactMap { if case let .string(text) = $0 { return text } else { return nil } }
+            case nil: return AuthenticationFailure("missing aud claim: expected \(audience)")
+            case let other?: return AuthenticationFailure("aud must be a string or a list of strings, got \(other.excerpt)")
+            }
+            if !audiences.contains(audience) {
+                return AuthenticationFailure("wrong audience \(JSONValue.array(audiences.map(JSONValue.string)).excerpt): expected \(audience)")
+            }
+        }
+        if let issuer = config.issuer {
+            guard case let .string(iss)? = claims["iss"] else { return AuthenticationFailure("missing iss claim: expected \(issuer)") }
+            if iss != issuer { return AuthenticationFailure("wrong issuer \(JSONValue.string(iss).excerpt): expected \(issuer)") }
+        }
+        return nil
+    }
+
+    static func describe(_ seconds: Double) -> String {
+        Timestamp(microsecondsSinceEpoch: Int64((seconds * 1_000_000).rounded())).rfc3339
+    }
+}
+
+/// Any JSON object: jwt-kit checks the signature, `IncomingJWTVerifier` reads the claims itself.
+struct OpaquePayload: JWTPayload {
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// base64url without padding (RFC 7515), refusing anything else.
+enum Base64URL {
+    static func decode(_ text: Substring) -> [UInt8]? {
+        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64).map { [UInt8]($0) }
+    }
+}

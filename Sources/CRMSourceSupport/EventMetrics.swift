@@ -1,0 +1,71 @@
+import CoreMetrics
+import Foundation
+
+/// The metrics every source reports, through swift-metrics (the daemon bootstraps Prometheus; `/metrics` serves
+/// them). The same names and label names for every source, as Prometheus requires:
+///
+/// - `crm_ingest_events_total{source, type, outcome}`: outcome is `received`, `applied`, `duplicate`, `skipped`,
+///   `rejected`, `filtered` or `requeued`; type is the event type, or `unknown` when the message never decoded.
+/// - `crm_ingest_processing_seconds{source}`: from receipt to commit, as a histogram.
+/// - `crm_ingest_dead_letters_total{source, reason}`.
+/// - `crm_ingest_source_up{source}`: 1 while the source is connected (a broker) or serving (HTTP), else 0.
+public final class EventMetrics: @unchecked Sendable {
+    // `counters` is guarded by `lock`; swift-metrics handlers are thread-safe.
+    public let source: String
+    private let factory: any MetricsFactory
+    private let lock = NSLock()
+    private var counters: [Key: Counter] = [:]
+    private let latency: CoreMetrics.Timer
+    private let up: Gauge
+    private var deadLetters: [String: Counter] = [:]
+
+    private struct Key: Hashable {
+        var type: String
+        var outcome: String
+    }
+
+    public enum Outcome: String, Sendable {
+        case received, applied, duplicate, skipped, rejected, filtered, requeued
+    }
+
+    /// `factory`: the process's bootstrapped one by default; tests pass their own.
+    public init(source: String, factory: any MetricsFactory = MetricsSystem.factory) {
+        self.source = source
+        self.factory = factory
+        latency = CoreMetrics.Timer(label: "crm_ingest_processing_seconds", dimensions: [("source", source)], factory: factory)
+        up = Gauge(label: "crm_ingest_source_up", dimensions: [("source", source)], factory: factory)
+    }
+
+    public func count(_ outcome: Outcome, type: String?, by amount: Int = 1) {
+        guard amount > 0 else { return }
+        let key = Key(type: type ?? "unknown", outcome: outcome.rawValue)
+        let counter = lock.withLock {
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "crm_ingest_events_total",
+                dimensions: [("source", source), ("type", key.type), ("outcome", key.outcome)], factory: factory
+            )
+            counters[key] = counter
+            return counter
+        }
+        counter.increment(by: amount)
+    }
+
+    public func recordLatency(nanoseconds: Int64) {
+        latency.recordNanoseconds(nanoseconds)
+    }
+
+    public func deadLettered(reason: String) {
+        let counter = lock.withLock {
+            if let counter = deadLetters[reason] { return counter }
+            let counter = Counter(label: "crm_ingest_dead_letters_total", dimensions: [("source", source), ("reason", reason)], factory: factory)
+            deadLetters[reason] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    public func setUp(_ isUp: Bool) {
+        up.record(isUp ? 1 : 0)
+    }
+}
