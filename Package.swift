@@ -184,6 +184,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "CRMSourceHTTPTests",
+            dependencies: [
+                "CRMSourceHTTP", "CRMCore", "CRMConfig", "CRMSourceSupport", "CRMStoreSQLite", "CurlHTTP",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

@@ -11,7 +11,7 @@ struct CommandLineTests {
         let result = try runCRMIngest(["validate-config", repositoryRoot.appendingPathComponent("Config/crm-ingest.yaml").path], in: folder.url)
         #expect(result.status == 0)
         #expect(result.stdout.hasPrefix("ok: "))
-        #expect(result.stdout.contains("mapped_event_types=12"))
+        #expect(result.stdout.contains("sources=2 attributes=6 mapped_event_types=13"))
     }
 
     @Test func validateConfigListsEveryProblem() throws {
@@ -99,30 +99,48 @@ struct CommandLineTests {
         #expect(result.stderr.contains("mappings.USER_UPDATE[0].update_contact.list: expected a whole number, got \"x\""))
     }
 
-    @Test func theDaemonStopsCleanlyOnSIGTERM() async throws {
+    /// The default configuration's daemon: its HTTP integration answers over real HTTP (200, then 204 for the same
+    /// order), `crm-ingest integrations` prints the same generated URL it serves, and SIGTERM exits 0.
+    @Test func theDaemonServesHTTPAndStopsCleanlyOnSIGTERM() async throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
+        // Port 1: nothing answers, so the daemon keeps reconnecting; it must still stop cleanly. (It must not
+        // consume from a broker a developer runs on 5672.) Port 0: the HTTP server takes a free port.
+        let environment = [
+            "CRM_INGEST_DATA": folder.path("data"), "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "CRM_INGEST_HTTP": "127.0.0.1:0",
+        ]
+        let listed = try runCRMIngest(["integrations"], in: folder.url, environment: environment)
+        #expect(listed.status == 0)
+        let endpoint = try #require(listed.stdout.split(separator: "\n").first { $0.contains("/incoming/") }?.split(separator: "/").last.map(String.init))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: crmIngestBinary)
         process.arguments = ["run"]
         process.currentDirectoryURL = folder.url
-        // Port 1: nothing answers, so the daemon keeps reconnecting; it must still stop cleanly. (It must not
-        // consume from a broker a developer runs on 5672.)
-        process.environment = ProcessInfo.processInfo.environment.merging([
-            "CRM_INGEST_DATA": folder.path("data"), "AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",
-        ]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        // Wait until it says it runs, at most 20 s.
+        // Wait until it runs and its HTTP server listens, at most 20 s.
         var log = Data()
         let deadline = ContinuousClock.now + .seconds(20)
-        while !String(decoding: log, as: UTF8.self).contains("crm-ingest running"), ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline,
+              !(String(decoding: log, as: UTF8.self).contains("crm-ingest running") && String(decoding: log, as: UTF8.self).contains("http server listening")) {
             log.append(err.fileHandleForReading.availableData)
         }
-        #expect(String(decoding: log, as: UTF8.self).contains("crm-ingest running"))
+        let text = String(decoding: log, as: UTF8.self)
+        #expect(text.contains("crm-ingest running"))
+        #expect(text.contains("/incoming/\(endpoint)"))
         #expect(process.isRunning)
+        let port = try #require(text.split(separator: "\n").first { $0.contains("http server listening") }
+            .flatMap { $0.split(separator: " ").first { $0.hasPrefix("address=") } }
+            .flatMap { $0.split(separator: ":").last }.flatMap { Int($0) })
+        let order = #"{"customer_email":"carol@example.com","order_number":"A-1"}"#
+        let url = "http://127.0.0.1:\(port)/incoming/\(endpoint)"
+        #expect(try curl(url, body: order) == 200)
+        #expect(try curl(url, body: order) == 204)
+        #expect(try curl("http://127.0.0.1:\(port)/healthz") == 200)
+        #expect(try curl("http://127.0.0.1:\(port)/readyz") == 503) // the broker on port 1 never answers
         process.terminate() // SIGTERM
         let stopDeadline = ContinuousClock.now + .seconds(10)
         while process.isRunning, ContinuousClock.now < stopDeadline { try await Task.sleep(for: .milliseconds(50)) }
@@ -131,6 +149,23 @@ struct CommandLineTests {
         process.waitUntilExit()
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
-        #expect(FileManager.default.fileExists(atPath: folder.path("data/crm.sqlite")))
+        let shown = try runCRMIngest(["contact", "show", "carol@example.com"], in: folder.url, environment: environment)
+        #expect(shown.status == 0)
+        #expect(shown.stdout.contains(#""email": "carol@example.com""#))
+    }
+
+    /// The HTTP status of a request made with the curl command line (a client independent of ours).
+    func curl(_ url: String, body: String? = nil) throws -> Int {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        var arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+        if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
+        process.arguments = arguments + [url]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Int(String(decoding: data, as: UTF8.self)) ?? -1
     }
 }

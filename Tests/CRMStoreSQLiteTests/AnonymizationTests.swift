@@ -52,6 +52,32 @@ struct AnonymizationTests {
         try await expectErased(h)
     }
 
+    /// A recorded HTTP request names its contact: anonymizing the contact erases the record too.
+    @Test func anonymizationErasesTheContactsRecordedRequests() async throws {
+        let h = try StoreHarness(actions: Self.actions)
+        defer { h.remove() }
+        try await populate(h)
+        func record(_ eventId: String, contact: String, email: String) -> PlannedEvent {
+            let json = #"{"body":{"customer_email":"\#(email)"},"eventId":"\#(eventId)"}"#
+            return PlannedEvent(
+                key: IdempotencyKey(value: "r:shop:\(eventId)", check: .recordOnly), type: EventType(rawValue: "CUSTOM_ORDER"),
+                contactId: contact, operations: [.recordRequest(RequestRecord(
+                    eventId: eventId, source: "shop", endpointId: "e", eventType: EventType(rawValue: "CUSTOM_ORDER"),
+                    contactId: contact, receivedAt: Timestamp(secondsSinceEpoch: 1_700_000_000), json: json
+                ))]
+            )
+        }
+        let outcomes = try await h.store.apply([
+            record("ev-1", contact: Self.secrets[0], email: Self.secrets[1]), record("ev-2", contact: "other-7", email: "o7@example.net"),
+        ], now: Timestamp(secondsSinceEpoch: 1_700_000_000))
+        #expect(outcomes == [.applied(notes: []), .applied(notes: [])])
+        #expect(try await h.store.incomingRequest("ev-1") != nil)
+        try await h.send(#"{"type":"USER_BLOCKED","contactId":"\#(Self.secrets[0])"}"#)
+        try await expectErased(h)
+        #expect(try await h.store.incomingRequest("ev-1") == nil)
+        #expect(try await h.store.incomingRequest("ev-2") != nil)
+    }
+
     @Test func anonymizeByEmail() async throws {
         let h = try StoreHarness(actions: Self.actions)
         defer { h.remove() }

@@ -1,0 +1,145 @@
+import CRMConfig
+import CRMCore
+import CRMSourceHTTP
+import CRMSourceSupport
+import CRMStoreSQLite
+import Crypto
+import CryptoExtras
+import CurlHTTP
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// A clock tests move by hand.
+final class ManualClock: @unchecked Sendable {
+    // `current` is guarded by `lock`.
+    private let lock = NSLock()
+    private var current: Timestamp
+
+    init(_ start: Timestamp = Timestamp(secondsSinceEpoch: 1_790_000_000)) { current = start }
+
+    var now: Timestamp { lock.withLock { current } }
+    func advance(seconds: Int64) { lock.withLock { current = Timestamp(microsecondsSinceEpoch: current.microsecondsSinceEpoch + seconds * 1_000_000) } }
+}
+
+/// A running `IncomingHTTPServer` on a free loopback port, with a real SQLite store in a temp folder.
+final class RunningServer: @unchecked Sendable {
+    // Set once before `start` returns.
+    let store: SQLiteCRMStore
+    let folder: URL
+    let clock: ManualClock
+    private(set) var port = 0
+    private var group: ServiceGroup?
+    private var task: Task<Void, any Error>?
+
+    init(clock: ManualClock = ManualClock()) throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-http-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        self.clock = clock
+    }
+
+    /// Starts the server and waits until it listens.
+    func start(
+        integrations: [HTTPIntegration], mapping: Mapping, store override: (any CRMStore)? = nil,
+        maxBody: Int = 1 << 20, probes: OperationalProbes? = nil
+    ) async throws {
+        let listening = PortBox()
+        let clock = self.clock
+        let store: any CRMStore = override ?? self.store
+        let server = IncomingHTTPServer(
+            config: HTTPServerConfig(host: "127.0.0.1", port: 0, maxBodyBytes: maxBody), integrations: integrations,
+            processor: { EventProcessor(mapping: mapping) }, store: store,
+            probes: probes ?? OperationalProbes(readinessProblems: { [] }, metricsText: { "" }),
+            logger: Logger(label: "test.http"), now: { clock.now }, onListening: { listening.set($0) }
+        )
+        let group = ServiceGroup(services: [server], logger: Logger(label: "test.http"))
+        self.group = group
+        task = Task { try await group.run() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while listening.value == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        port = listening.value
+        guard port != 0 else { throw TestFailure("the server did not start listening within 20 s") }
+    }
+
+    func stop() async throws {
+        await group?.triggerGracefulShutdown()
+        try await task?.value
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    /// One request over real HTTP, on a thread of its own (curl blocks; the server needs the cooperative pool).
+    func send(
+        _ path: String, method: String = "POST", json: String? = nil, headers: [(String, String)] = [],
+        contentType: String? = "application/json"
+    ) async throws -> HTTPResponse {
+        var all = headers.map { (name: $0.0, value: $0.1) }
+        if let contentType, json != nil { all.append((name: "Content-Type", value: contentType)) }
+        let request = CurlHTTP.HTTPRequest(method: method, url: url(path), headers: all, body: Array((json ?? "").utf8))
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { () throws -> HTTPResponse in
+                    try CurlHTTPClient().send(request, timeout: .seconds(30))
+                })
+            }.start()
+        }
+    }
+}
+
+final class PortBox: @unchecked Sendable {
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private var port = 0
+    func set(_ value: Int) { lock.withLock { port = value } }
+    var value: Int { lock.withLock { port } }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension HTTPResponse {
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: JSONValue? { try? JSONParser().parse(body) }
+}
+
+/// Builds JWTs by hand, including broken ones, so every refusal can be tested.
+enum TokenMaker {
+    static func base64URL(_ bytes: some Sequence<UInt8>) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func signingInput(header: String, claims: String) -> String {
+        base64URL(Array(header.utf8)) + "." + base64URL(Array(claims.utf8))
+    }
+
+    static func hs256(header: String = #"{"alg":"HS256","typ":"JWT"}"#, claims: String, secret: [UInt8]) -> String {
+        let input = signingInput(header: header, claims: claims)
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(input.utf8), using: SymmetricKey(data: secret))
+        return input + "." + base64URL(Array(mac))
+    }
+
+    static func rs256(header: String = #"{"alg":"RS256","typ":"JWT"}"#, claims: String, key: _RSA.Signing.PrivateKey) throws -> String {
+        let input = signingInput(header: header, claims: claims)
+        let signature = try key.signature(for: SHA256.hash(data: Array(input.utf8)), padding: .insecurePKCS1v1_5)
+        return input + "." + base64URL(Array(signature.rawRepresentation))
+    }
+
+    static func claims(exp: Int64?, nbf: Int64? = nil, aud: String? = "crm", iss: String? = "shop") -> String {
+        var members: [(key: String, value: JSONValue)] = [("sub", .string("tester"))]
+        if let exp { members.append(("exp", .number(String(exp)))) }
+        if let nbf { members.append(("nbf", .number(String(nbf)))) }
+        if let aud { members.append(("aud", .string(aud))) }
+        if let iss { members.append(("iss", .string(iss))) }
+        return JSONWriter.string(.object(members))
+    }
+}
+
+/// One 2048-bit RSA key for the whole test run (generating one takes a while).
+enum TestRSAKey {
+    static let shared: _RSA.Signing.PrivateKey = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
+}

@@ -1,0 +1,241 @@
+import CRMConfig
+import CRMCore
+import CRMSourceHTTP
+import CRMSourceSupport
+import CRMStoreSQLite
+import CoreMetrics
+import CurlHTTP
+import Foundation
+import Prometheus
+import Testing
+
+/// The HTTP server over real loopback HTTP, with a real SQLite store and a hand-moved clock.
+@Suite("Incoming HTTP server")
+struct IncomingHTTPServerTests {
+    static let endpoint = "shop-endpoint-0001"
+    static let path = "/incoming/\(endpoint)"
+    static let mapping = Mapping(
+        attributes: [AttributeDefinition(name: "email", headers: ["customer_email"])],
+        actions: [EventType(rawValue: "CUSTOM_ORDER"): [.createContact(list: 2, emailSubscribed: false, mobileSubscribed: false)]]
+    )
+    static let order = #"{"customer_email":"ann@example.com","order_number":"111","products":[{"name":"Earwax","id":"abc"}]}"#
+
+    static func integration(
+        dedup: RequestDeduplication? = RequestDeduplication(parameters: [.body("order_number"), .header("X-Request-ID")], windowSeconds: 7 * 86_400),
+        verifier: IncomingJWTVerifier? = nil, metrics: EventMetrics = EventMetrics(source: "shop")
+    ) -> HTTPIntegration {
+        HTTPIntegration(
+            integration: IncomingIntegration(
+                source: "shop", endpointId: endpoint, eventType: .fixed(EventType(rawValue: "CUSTOM_ORDER")),
+                contactId: .body("customer_email"), deduplication: dedup
+            ),
+            verifier: verifier, metrics: metrics
+        )
+    }
+
+    @Test func aRequestAnswers200AndIsRecordedThenTheSameParametersAnswer204() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping)
+        let first = try await server.send(Self.path, json: Self.order, headers: [("X-Request-ID", "r-1"), ("Authorization", "Bearer x")])
+        #expect(first.status == 200)
+        guard case let .string(eventId)? = first.json?["eventId"] else { Issue.record("no eventId in \(first.text)"); return }
+        // Same parameters (order number and X-Request-ID), different other content: a duplicate.
+        let again = try await server.send(Self.path, json: #"{"customer_email":"ann@example.com","order_number":"111","note":"retry"}"#,
+                                          headers: [("x-request-id", "r-1")])
+        #expect(again.status == 204)
+        #expect(again.body.isEmpty)
+        // Another X-Request-ID: new.
+        #expect(try await server.send(Self.path, json: Self.order, headers: [("X-Request-ID", "r-2")]).status == 200)
+
+        #expect(try await server.store.count("incoming_requests") == 2)
+        let record = try #require(try await server.store.incomingRequest(eventId))
+        let json = try JSONParser().parse(record)
+        #expect(json["body"]?["products.0.name"] == .string("Earwax"))
+        #expect(json["body"]?["customer_email"] == .string("ann@example.com"))
+        #expect(json["headers"]?["X-Request-ID"] == .string("r-1"))
+        #expect(json["headers"]?["Authorization"] == nil)
+        #expect(json["method"] == .string("POST"))
+        #expect(json["endpointId"] == .string(Self.endpoint))
+        #expect(json["eventId"] == .string(eventId))
+        #expect(json["time"] == .number(String(server.clock.now.microsecondsSinceEpoch / 1_000)))
+        guard case let .found(contact) = try await server.store.contact("ann@example.com", list: 2) else {
+            Issue.record("the mapped create_contact did not run"); return
+        }
+        #expect(contact.attribute("email") == .string("ann@example.com"))
+        try await server.stop()
+    }
+
+    @Test func theWindowRunsFromTheLastRequestCarryingTheHash() async throws {
+        let server = try RunningServer()
+        let day: Int64 = 86_400
+        try await server.start(integrations: [Self.integration(dedup: RequestDeduplication(parameters: [.body("order_number")], windowSeconds: 7 * day))], mapping: Self.mapping)
+        #expect(try await server.send(Self.path, json: Self.order).status == 200)
+        server.clock.advance(seconds: 6 * day)
+        #expect(try await server.send(Self.path, json: Self.order).status == 204) // day 6: duplicate, window restarts
+        server.clock.advance(seconds: 6 * day)
+        #expect(try await server.send(Self.path, json: Self.order).status == 204) // day 12: 6 days after the last one
+        server.clock.advance(seconds: 7 * day + 1)
+        #expect(try await server.send(Self.path, json: Self.order).status == 200) // over 7 days after the last one
+        #expect(try await server.store.count("incoming_requests") == 2)
+        try await server.stop()
+    }
+
+    @Test func theClientsOwnHashHeaderIsUsedAlone() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration(dedup: RequestDeduplication(parameters: [.body("order_number")], header: "X-Dedup-Hash"))], mapping: Self.mapping)
+        #expect(try await server.send(Self.path, json: Self.order, headers: [("X-Dedup-Hash", "h1")]).status == 200)
+        // Different order number, same client hash: duplicate.
+        #expect(try await server.send(Self.path, json: #"{"customer_email":"ann@example.com","order_number":"999"}"#, headers: [("X-Dedup-Hash", "h1")]).status == 204)
+        // Same order number, another client hash: new.
+        #expect(try await server.send(Self.path, json: Self.order, headers: [("X-Dedup-Hash", "h2")]).status == 200)
+        try await server.stop()
+    }
+
+    @Test func concurrentIdenticalRequestsAreAppliedOnce() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping)
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try await server.send(Self.path, json: Self.order, headers: [("X-Request-ID", "same")]).status }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 1)
+        #expect(statuses.filter { $0 == 204 }.count == 15)
+        #expect(try await server.store.count("incoming_requests") == 1)
+        try await server.stop()
+    }
+
+    @Test func jwtIntegrationsAcceptValidTokensAndAnswer401OtherwiseRecordingNothing() async throws {
+        let server = try RunningServer()
+        let secret = Array("0123456789abcdef0123456789abcdef-shop".utf8)
+        let verifier = try await IncomingJWTVerifier(config: JWTAuthConfig(algorithm: .hs256, key: .secret(secret), audience: "crm", issuer: "shop"))
+        try await server.start(integrations: [Self.integration(verifier: verifier)], mapping: Self.mapping)
+        let exp = server.clock.now.secondsSinceEpoch + 300
+        let valid = TokenMaker.hs256(claims: TokenMaker.claims(exp: exp), secret: secret)
+        #expect(try await server.send(Self.path, json: Self.order, headers: [("Authorization", "Bearer \(valid)")]).status == 200)
+
+        let expired = TokenMaker.hs256(claims: TokenMaker.claims(exp: server.clock.now.secondsSinceEpoch - 3_600), secret: secret)
+        let refused = try await server.send(Self.path, json: #"{"customer_email":"bob@example.com","order_number":"2"}"#,
+                                            headers: [("Authorization", "Bearer \(expired)")])
+        #expect(refused.status == 401)
+        #expect(refused.json?["error"] == .string("unauthorized"))
+        guard case let .string(reason)? = refused.json?["reason"] else { Issue.record("no reason: \(refused.text)"); return }
+        #expect(reason.hasPrefix("token expired at"))
+        #expect(refused.header("WWW-Authenticate") == "Bearer")
+        let missing = try await server.send(Self.path, json: #"{"customer_email":"bob@example.com","order_number":"3"}"#)
+        #expect(missing.status == 401)
+        #expect(missing.json?["reason"] == .string("missing Authorization header: send Authorization: Bearer <JWT>"))
+        #expect(try await server.store.count("incoming_requests") == 1)
+        #expect(try await server.store.contact("bob@example.com", list: 2) == .notFound)
+        try await server.stop()
+    }
+
+    @Test func errorsAnswerTheirStatusWithAJSONReasonAndTheServerGoesOn() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, maxBody: 4_096)
+        let badJSON = try await server.send(Self.path, json: #"{"customer_email": "a@b.c", "order_number": }"#)
+        #expect(badJSON.status == 400)
+        #expect(badJSON.json?["error"] == .string("invalid_json"))
+        #expect(badJSON.json?["reason"] == .string("invalid JSON at byte 44: unexpected character '}'"))
+
+        let notObject = try await server.send(Self.path, json: "[1,2]")
+        #expect(notObject.status == 400)
+        #expect(notObject.json?["reason"] == .string("expected a JSON object, got an array"))
+
+        let noContact = try await server.send(Self.path, json: #"{"order_number":"5"}"#)
+        #expect(noContact.status == 400)
+        #expect(noContact.json?["field"] == .string("body.customer_email"))
+
+        let unknown = try await server.send("/incoming/nope-nope-nope", json: Self.order)
+        #expect(unknown.status == 404)
+        #expect(unknown.json?["error"] == .string("unknown_endpoint"))
+
+        let wrongMethod = try await server.send(Self.path, method: "GET")
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.header("Allow") == "POST")
+
+        let tooLarge = try await server.send(Self.path, json: "{\"a\":\"" + String(repeating: "x", count: 5_000) + "\"}")
+        #expect(tooLarge.status == 413)
+
+        let form = try await server.send(Self.path, json: "a=1", contentType: "application/x-www-form-urlencoded")
+        #expect(form.status == 415)
+        #expect(form.json?["error"] == .string("not_json"))
+
+        // After all that, a good request still works and nothing else was recorded.
+        #expect(try await server.send(Self.path, json: Self.order).status == 200)
+        #expect(try await server.store.count("incoming_requests") == 1)
+        try await server.stop()
+    }
+
+    @Test func anUnmappedTypeIsRecordedAndAnswered200WithoutActions() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Mapping(attributes: [], actions: [:]))
+        let response = try await server.send(Self.path, json: Self.order)
+        #expect(response.status == 200)
+        #expect(response.json?["actions"] == .string("none mapped: recorded only"))
+        #expect(try await server.store.count("incoming_requests") == 1)
+        #expect(try await server.store.contact("ann@example.com", list: 2) == .notFound)
+        try await server.stop()
+    }
+
+    @Test func aStoreThatIsDownAnswers503WithRetryAfter() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: FailingStore())
+        let response = try await server.send(Self.path, json: Self.order)
+        #expect(response.status == 503)
+        #expect(response.header("Retry-After") == "5")
+        #expect(response.json?["error"] == .string("store_unavailable"))
+        try await server.stop()
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let board = SourceStatusBoard()
+        board.set("broker", .down("connection refused"))
+        let server = try RunningServer()
+        let store = server.store
+        try await server.start(
+            integrations: [Self.integration(metrics: EventMetrics(source: "shop", factory: factory))], mapping: Self.mapping,
+            probes: OperationalProbes(readinessProblems: {
+                var problems: [String] = []
+                do { try await store.ping() } catch { problems.append("store: \(error)") }
+                for (source, state) in board.snapshot {
+                    if case let .down(reason) = state { problems.append("source \(source): \(reason)") }
+                }
+                return problems
+            }, metricsText: { registry.emitToString() })
+        )
+        #expect(try await server.send("/healthz", method: "GET").status == 200)
+        let notReady = try await server.send("/readyz", method: "GET")
+        #expect(notReady.status == 503)
+        #expect(notReady.json?["problems"] == .array([.string("source broker: connection refused")]))
+        board.set("broker", .up)
+        #expect(try await server.send("/readyz", method: "GET").status == 200)
+
+        #expect(try await server.send(Self.path, json: Self.order).status == 200)
+        #expect(try await server.send(Self.path, json: Self.order).status == 204)
+        #expect(try await server.send(Self.path, json: "{").status == 400)
+        let metrics = try await server.send("/metrics", method: "GET")
+        #expect(metrics.status == 200)
+        #expect(metrics.header("Content-Type")?.hasPrefix("text/plain") == true)
+        let text = metrics.text
+        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="CUSTOM_ORDER",outcome="applied"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="CUSTOM_ORDER",outcome="duplicate"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="unknown",outcome="rejected"} 1"#))
+        #expect(text.contains(#"crm_ingest_processing_seconds_count{source="shop"} 2"#))
+        #expect(text.contains(#"crm_ingest_source_up{source="shop"} 1"#))
+        try await server.stop()
+    }
+}
+
+/// A store whose database is gone.
+struct FailingStore: CRMStore {
+    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] { throw StoreError(.unavailable, "disk gone") }
+    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { throw StoreError(.unavailable, "disk gone") }
+    func pruneLedger(before cutoff: Timestamp) async throws -> Int { throw StoreError(.unavailable, "disk gone") }
+    func incomingRequest(_ eventId: String) async throws -> String? { throw StoreError(.unavailable, "disk gone") }
+    func integrationEndpoint(source: String, proposed: String) async throws -> String { throw StoreError(.unavailable, "disk gone") }
+    func ping() async throws { throw StoreError(.unavailable, "disk gone") }
+}

@@ -1,0 +1,130 @@
+import CRMConfig
+import CRMCore
+import CRMSourceHTTP
+import CryptoExtras
+import Testing
+
+/// Every acceptance and refusal of `IncomingJWTVerifier`, against a clock given as an argument.
+@Suite("JWT verification")
+struct JWTVerifierTests {
+    static let secret = Array("0123456789abcdef0123456789abcdef-shop".utf8)
+    static let now = Timestamp(secondsSinceEpoch: 1_790_000_000)
+    static let later = 1_790_000_000 + 600
+
+    static func hs256Verifier(audience: String? = "crm", issuer: String? = "shop") async throws -> IncomingJWTVerifier {
+        try await IncomingJWTVerifier(config: JWTAuthConfig(algorithm: .hs256, key: .secret(secret), audience: audience, issuer: issuer, leewaySeconds: 30))
+    }
+
+    static func rs256Verifier() async throws -> IncomingJWTVerifier {
+        try await IncomingJWTVerifier(config: JWTAuthConfig(
+            algorithm: .rs256, key: .publicKeyPEM(TestRSAKey.shared.publicKey.pemRepresentation), audience: "crm", issuer: "shop"
+        ))
+    }
+
+    func refusal(_ result: Result<JSONValue, AuthenticationFailure>) -> String? {
+        if case let .failure(failure) = result { return failure.reason }
+        return nil
+    }
+
+    @Test func aValidHS256TokenIsAccepted() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        let result = try await Self.hs256Verifier().verify(authorization: "Bearer \(token)", now: Self.now)
+        guard case let .success(claims) = result else { Issue.record("refused: \(refusal(result) ?? "")"); return }
+        #expect(claims["sub"] == .string("tester"))
+    }
+
+    @Test func aValidRS256TokenIsAccepted() async throws {
+        let token = try TokenMaker.rs256(claims: TokenMaker.claims(exp: Int64(Self.later)), key: TestRSAKey.shared)
+        let result = try await Self.rs256Verifier().verify(authorization: "Bearer \(token)", now: Self.now)
+        #expect(refusal(result) == nil)
+    }
+
+    @Test func algNoneIsRefused() async throws {
+        let input = TokenMaker.signingInput(header: #"{"alg":"none"}"#, claims: TokenMaker.claims(exp: Int64(Self.later)))
+        let reason = refusal(try await Self.hs256Verifier().verify(token: input + ".", now: Self.now))
+        #expect(reason?.contains("alg none is refused") == true)
+    }
+
+    /// The classic confusion: a token claiming HS256, "signed" with the RSA public key's PEM as the HMAC secret.
+    @Test func hs256SignedWithTheRSAPublicKeyIsRefusedByAnRS256Integration() async throws {
+        let pem = TestRSAKey.shared.publicKey.pemRepresentation
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Array(pem.utf8))
+        let reason = refusal(try await Self.rs256Verifier().verify(token: token, now: Self.now))
+        #expect(reason == "token alg HS256 does not match the configured RS256")
+    }
+
+    @Test func anExpiredTokenIsRefusedBeyondTheLeeway() async throws {
+        let verifier = try await Self.hs256Verifier()
+        let exp: Int64 = 1_790_000_000 - 20 // expired 20 s ago: inside the 30 s leeway
+        let withinLeeway = TokenMaker.hs256(claims: TokenMaker.claims(exp: exp), secret: Self.secret)
+        #expect(refusal(await verifier.verify(token: withinLeeway, now: Self.now)) == nil)
+        let expired = TokenMaker.hs256(claims: TokenMaker.claims(exp: 1_790_000_000 - 31), secret: Self.secret)
+        #expect(refusal(await verifier.verify(token: expired, now: Self.now))?.hasPrefix("token expired at 2026-") == true)
+    }
+
+    @Test func aTokenWithoutExpIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: nil), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == "missing exp claim: tokens must expire")
+    }
+
+    @Test func aTokenNotYetValidIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later), nbf: 1_790_000_000 + 120), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now))?.hasPrefix("token not valid before") == true)
+    }
+
+    @Test func theWrongAudienceIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later), aud: "billing"), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == #"wrong audience ["billing"]: expected crm"#)
+        let none = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later), aud: nil), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: none, now: Self.now)) == "missing aud claim: expected crm")
+    }
+
+    @Test func theWrongIssuerIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later), iss: "mallory"), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == #"wrong issuer "mallory": expected shop"#)
+    }
+
+    @Test func aTamperedPayloadIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        let parts = token.split(separator: ".").map(String.init)
+        let forged = TokenMaker.base64URL(Array(#"{"sub":"admin","exp":9999999999,"aud":"crm","iss":"shop"}"#.utf8))
+        let reason = refusal(try await Self.hs256Verifier().verify(token: "\(parts[0]).\(forged).\(parts[2])", now: Self.now))
+        #expect(reason == "signature does not verify")
+        // Also with RS256.
+        let rsa = try TokenMaker.rs256(claims: TokenMaker.claims(exp: Int64(Self.later)), key: TestRSAKey.shared).split(separator: ".").map(String.init)
+        #expect(refusal(try await Self.rs256Verifier().verify(token: "\(rsa[0]).\(forged).\(rsa[2])", now: Self.now)) == "signature does not verify")
+    }
+
+    @Test func aMissingSignatureIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        let unsigned = token.split(separator: ".").prefix(2).joined(separator: ".") + "."
+        #expect(refusal(try await Self.hs256Verifier().verify(token: unsigned, now: Self.now)) == "missing signature")
+    }
+
+    @Test(arguments: [
+        ("abc", "malformed token: expected 3 dot-separated segments, got 1"),
+        ("a.b.c.d", "malformed token: expected 3 dot-separated segments, got 4"),
+        ("!!!.e30.sig", "malformed token: the header is not base64url"),
+        ("e30.e30.sig", "malformed token: the header has no alg"),
+        ("WzFd.e30.sig", "malformed token: the header is not a JSON object"),
+    ])
+    func malformedSegmentsAreRefused(token: String, expected: String) async throws {
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == expected)
+    }
+
+    @Test func anUnknownCriticalHeaderIsRefused() async throws {
+        let token = TokenMaker.hs256(header: #"{"alg":"HS256","crit":["exp-v2"],"exp-v2":1}"#, claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now))?.hasPrefix("unsupported critical header parameters") == true)
+    }
+
+    @Test func theAuthorizationHeaderMustBeABearerToken() async throws {
+        let verifier = try await Self.hs256Verifier()
+        #expect(refusal(await verifier.verify(authorization: nil, now: Self.now)) == "missing Authorization header: send Authorization: Bearer <JWT>")
+        #expect(refusal(await verifier.verify(authorization: "Basic dXNlcjpwdw==", now: Self.now)) == "the Authorization header must be Bearer <JWT>")
+    }
+
+    @Test func aSecretOtherThanTheConfiguredOneIsRefused() async throws {
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Array("another-secret-of-at-least-32-bytes!!".utf8))
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == "signature does not verify")
+    }
+}
