@@ -205,7 +205,7 @@ struct IncomingRequestHandler: Sendable {
             }
             return JSONResponse.error(.internalServerError, "store_error", storeError.message)
         }
-        metrics.recordLatency(nanoseconds: Self.nanoseconds(ContinuousClock.now - started))
+        metrics.recordLatency(ContinuousClock.now - started)
         switch outcome {
         case .duplicate:
             metrics.count(.duplicate, type: type)
@@ -238,10 +238,6 @@ struct IncomingRequestHandler: Sendable {
             }
         }
         return out
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 }
 

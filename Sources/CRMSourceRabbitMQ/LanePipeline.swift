@@ -128,8 +128,7 @@ struct LanePipeline: Sendable {
                 let started = ContinuousClock.now
                 let outcomes = try await store.apply(work.events, now: now())
                 failingSince = nil
-                let elapsed = ContinuousClock.now - started
-                metrics.events.recordLatency(nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                metrics.events.recordLatency(ContinuousClock.now - started)
                 return zip(outcomes, work.events).map { outcome, event in
                     switch outcome {
                     case .applied:

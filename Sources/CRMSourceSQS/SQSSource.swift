@@ -207,8 +207,7 @@ public struct SQSSource: Service {
             do {
                 let started = ContinuousClock.now
                 let outcomes = try await store.apply(events, now: now())
-                let elapsed = ContinuousClock.now - started
-                totals.metrics.recordLatency(nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                totals.metrics.recordLatency(ContinuousClock.now - started)
                 return zip(events, outcomes).map { event, outcome in
                     switch outcome {
                     case .applied:

@@ -51,8 +51,8 @@ public final class EventMetrics: @unchecked Sendable {
         counter.increment(by: amount)
     }
 
-    public func recordLatency(nanoseconds: Int64) {
-        latency.recordNanoseconds(nanoseconds)
+    public func recordLatency(_ duration: Duration) {
+        latency.recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     public func deadLettered(reason: String) {
