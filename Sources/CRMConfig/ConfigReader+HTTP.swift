@@ -189,9 +189,13 @@ public enum ByteSizeText {
         let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
         let units: [(String, Int)] = [("kib", 1 << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("kb", 1_000), ("mb", 1_000_000), ("gb", 1_000_000_000), ("b", 1)]
         for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-            guard let number = Double(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0, number < 1e12 else { return nil }
-            return Int(number * Double(factor))
+            guard let number = Double(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), number >= 0 else { return nil }
+            let bytes = number * Double(factor)
+            // Past 2^53 a Double is no longer exact, and past Int.max the conversion would trap: far beyond any size.
+            guard bytes.isFinite, bytes < 9e15 else { return nil }
+            return Int(bytes)
         }
-        return Int(trimmed)
+        guard let bytes = Int(trimmed), bytes >= 0 else { return nil }
+        return bytes
     }
 }

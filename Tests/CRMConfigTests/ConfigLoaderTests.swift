@@ -22,7 +22,7 @@ struct ConfigLoaderTests {
     @Test func theShippedDefaultConfigurationIsValid() throws {
         let config = try ConfigLoader(environment: [:]).load(path: Self.repositoryRoot.appendingPathComponent("Config/crm-ingest.yaml").path)
         #expect(config.store == .sqlite(SQLiteStoreConfig(path: "./data/crm.sqlite")))
-        #expect(config.mappings.count == 12)
+        #expect(config.mappings.count == 13) // the twelve default types and the shop integration's CUSTOM_ORDER
         #expect(config.mappings[.userRegistration] == [
             .createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10),
         ])
@@ -125,7 +125,7 @@ struct ConfigLoaderTests {
         ("mappings: { USER_REGISTRATION: [ { create_contact: { list: 1 } }, { enter_journey: {} } ] }",
          ["mappings.USER_REGISTRATION[1].enter_journey.journey: required"]),
         ("mappings: { USER_DELETE: [ { update_contact: { list: 1 } } ] }",
-         ["mappings.USER_DELETE: unknown event type \"USER_DELETE\" (known: USER_REGISTRATION, USER_UPDATE, USER_BLOCKED, USER_CONSENT_UPDATE, WITHDRAWAL_REQUESTED, WITHDRAWAL_APPROVED, WITHDRAWAL_REJECTED, WITHDRAWAL_CANCELLED, DEPOSIT_REQUESTED, DEPOSIT_APPROVED, DEPOSIT_REJECTED, DEPOSIT_CANCELLED)"]),
+         ["mappings.USER_DELETE: unknown event type \"USER_DELETE\" (known: USER_REGISTRATION, USER_UPDATE, USER_BLOCKED, USER_CONSENT_UPDATE, WITHDRAWAL_REQUESTED, WITHDRAWAL_APPROVED, WITHDRAWAL_REJECTED, WITHDRAWAL_CANCELLED, DEPOSIT_REQUESTED, DEPOSIT_APPROVED, DEPOSIT_REJECTED, DEPOSIT_CANCELLED, or a custom type an http source declares as its event_type)"]),
         ("mappings: { USER_UPDATE: [ { update_contact: { list: 1, colour: red } } ] }",
          ["mappings.USER_UPDATE[0].update_contact.colour: unknown key (expected one of: list)"]),
         ("mappings: { USER_UPDATE: [ { update_contact: { list: one } } ] }",
@@ -149,7 +149,7 @@ struct ConfigLoaderTests {
           "mappings.USER_UPDATE[0].set_property.value: required"]),
         ("mappings: { USER_UPDATE: { update_contact: { list: 1 } } }",
          ["mappings.USER_UPDATE: expected a list of actions, got a mapping"]),
-        ("colour: red", ["colour: unknown key (expected one of: store, sources, attributes, mappings, idempotency)"]),
+        ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency)"]),
         ("store: { mysql: {} }", ["store.mysql: unknown key (expected one of: sqlite)", "store: name a store: sqlite"]),
         ("store: { sqlite: { path: \"${NOPE}/x.sqlite\" } }",
          ["store.sqlite.path: environment variable NOPE is not set (write ${NOPE:-default} to give a default)"]),
@@ -161,7 +161,7 @@ struct ConfigLoaderTests {
         ("idempotency: { redelivery_window: soon }",
          ["idempotency.redelivery_window: expected a duration such as 30s, 15m, 1h or 7d, got \"soon\""]),
         ("sources: [ { name: x } ]",
-         ["sources[0]: name the transport: rabbitmq or sqs"]),
+         ["sources[0]: name the transport: rabbitmq, sqs or http"]),
         ("mappings: [1, 2]", ["mappings: expected event types with their actions, got a list"]),
     ])
     func reportsEveryProblemWithItsPath(yaml: String, expected: [String]) {

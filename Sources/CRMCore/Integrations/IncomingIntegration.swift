@@ -117,7 +117,8 @@ public struct IncomingIntegration: Sendable {
         let actions = planner.mapping.actions[type] ?? []
 
         var contactId: String?
-        if let field = self.contactId, let value = try value(of: field, request, properties) {
+        if let field = self.contactId,
+           let value = try value(of: field, request, properties, role: "names the contact", expected: "a non-empty string or number") {
             guard let text = value.stringValue, !text.isEmpty, value != .bool(true), value != .bool(false) else {
                 throw EventError(.invalidField, field: field.description, reason: "names the contact, so it must be a non-empty string or number, got \(value.jsonValue.excerpt)")
             }
@@ -169,7 +170,7 @@ public struct IncomingIntegration: Sendable {
         switch eventType {
         case let .fixed(type): return type
         case let .field(field):
-            guard let value = try value(of: field, request, properties) else {
+            guard let value = try value(of: field, request, properties, role: "names the event type", expected: "a non-empty string of at most 128 characters") else {
                 throw EventError(.missingField, field: field.description, reason: "required: it names the event type")
             }
             guard case let .string(name) = value, !name.isEmpty, name.count <= 128 else {
@@ -179,13 +180,33 @@ public struct IncomingIntegration: Sendable {
         }
     }
 
-    func value(of field: RequestField, _ request: IncomingRequest, _ properties: [Property]) throws(EventError) -> PropertyValue? {
+    /// The scalar at a field; nil when absent. A body key that names an object or an array (its flattened keys
+    /// continue it) is an error naming the field's role: it must be a single value.
+    func value(
+        of field: RequestField, _ request: IncomingRequest, _ properties: [Property],
+        role: String = "is used", expected: String = "a single value"
+    ) throws(EventError) -> PropertyValue? {
         switch field {
         case let .body(key):
-            return properties.first { $0.key == key }?.value
+            if let property = properties.first(where: { $0.key == key }) { return property.value }
+            let nested = properties.filter { $0.key.hasPrefix(key + ".") }
+            if !nested.isEmpty {
+                throw EventError(.invalidField, field: field.description, reason: "\(role), so it must be \(expected), got an object or array")
+            }
+            return nil
         case let .header(name):
             return request.header(name).map(PropertyValue.string)
         }
+    }
+
+    /// A deduplication parameter's value: a scalar, or the flattened members of an object or array (so two
+    /// requests that differ inside it differ in the hash); nil when absent.
+    func parameterValue(_ field: RequestField, _ request: IncomingRequest, _ properties: [Property]) -> JSONValue? {
+        if case let .body(key) = field, !properties.contains(where: { $0.key == key }) {
+            let nested = properties.filter { $0.key.hasPrefix(key + ".") }
+            return nested.isEmpty ? nil : .object(nested.map { ($0.key, $0.value.jsonValue) })
+        }
+        return (try? value(of: field, request, properties))??.jsonValue
     }
 
     /// The ledger key: the deduplication hash over a sliding window, or the request's own id (never a duplicate).
@@ -202,9 +223,9 @@ public struct IncomingIntegration: Sendable {
         var pairs: [JSONValue] = []
         var found = 0
         for field in deduplication.parameters {
-            let value = (try? self.value(of: field, request, properties)) ?? nil
+            let value = parameterValue(field, request, properties)
             if value != nil { found += 1 }
-            pairs.append(.array([.string(field.description), value?.jsonValue ?? .null]))
+            pairs.append(.array([.string(field.description), value ?? .null]))
         }
         guard found > 0 else { return unique }
         let digest = SHA256.hash(data: JSONWriter.canonicalBytes(.array(pairs)))
