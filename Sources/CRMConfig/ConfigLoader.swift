@@ -237,14 +237,7 @@ struct ConfigReader {
                 problem("\(path).name", "source \"\(name)\" is defined twice")
                 continue
             }
-            var format: MessageFormat? = nil
-            if let text = string(fields["format"], at: "\(path).format") {
-                if let parsed = MessageFormat(rawValue: text) {
-                    format = parsed
-                } else {
-                    problem("\(path).format", "unknown format \"\(text)\" (formats: \(MessageFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-            }
+            let format = readFormat(fields["format"], at: "\(path).format")
             let transports = ["rabbitmq", "sqs", "http"].filter { fields[$0] != nil }
             guard transports.count == 1, let transport = transports.first, let node = fields[transport] else {
                 problem(path, transports.isEmpty ? "name the transport: rabbitmq, sqs or http" : "one transport per source: rabbitmq, sqs or http")
@@ -252,7 +245,7 @@ struct ConfigReader {
             }
             if transport == "http" {
                 if let format, format != .flattened {
-                    problem("\(path).format", "an http source takes JSON bodies as format flattened, got \"\(format.rawValue)\"")
+                    problem("\(path).format", "an http source takes JSON bodies as format flattened, got \"\(format.name)\"")
                 }
             } else if format == .flattened {
                 problem("\(path).format", "the flattened format is for http sources; brokers carry the default format")

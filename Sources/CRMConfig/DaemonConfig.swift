@@ -26,9 +26,14 @@ public struct DaemonConfig: Sendable {
     /// What decides what an event does.
     public var mapping: Mapping { Mapping(attributes: attributes, actions: mappings) }
 
-    /// The processor for this configuration's mapping.
+    /// The processor for this configuration's mapping (default format).
     public var processor: EventProcessor {
         EventProcessor(mapping: mapping, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
+    }
+
+    /// The processor for one source: the mapping, and the source's format.
+    public func processor(for source: SourceConfig) -> EventProcessor {
+        EventProcessor(mapping: mapping, format: source.format.eventFormat, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
     }
 
     /// One line for `validate-config`.
@@ -87,11 +92,30 @@ public struct SourceConfig: Sendable, Equatable {
 }
 
 /// How a source's messages are written.
-public enum MessageFormat: String, Sendable, Equatable, CaseIterable {
+public enum MessageFormat: Sendable, Equatable {
     /// Symplify's default event format.
     case `default`
     /// Any JSON object, flattened to dotted keys (http sources).
     case flattened
+    /// A converter defined in the configuration (`format: { custom: … }`).
+    case custom(CustomConverter)
+
+    /// The formats written by name.
+    public static let names = ["default", "flattened", "custom"]
+
+    public var name: String {
+        switch self {
+        case .default: return "default"
+        case .flattened: return "flattened"
+        case .custom: return "custom"
+        }
+    }
+
+    /// How the processor decodes bodies of this format.
+    public var eventFormat: EventFormat {
+        if case let .custom(converter) = self { return .custom(converter) }
+        return .standard
+    }
 }
 
 public struct IdempotencyConfig: Sendable, Equatable {

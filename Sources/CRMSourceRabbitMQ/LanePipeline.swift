@@ -63,10 +63,13 @@ struct LanePipeline: Sendable {
                                             reason: "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"))
                 continue
             }
-            let message = IncomingMessage(
+            var message = IncomingMessage(
                 body: delivery.body, identity: delivery.properties.messageId.map { .messageId($0) } ?? .content,
                 mayBeRedelivery: delivery.redelivered, receivedAt: receivedAt, source: sourceName
             )
+            if processor.readsMessageMetadata {
+                (message.headers, message.attributes) = Self.metadata(of: delivery.properties)
+            }
             switch processor.prepare(message) {
             case let .event(event):
                 metrics.events.count(.received, type: event.type.rawValue)
@@ -161,6 +164,20 @@ struct LanePipeline: Sendable {
     }
 
     static func lane(of contactId: String, count: Int) -> Int { Lanes.lane(of: contactId, count: count) }
+
+    /// AMQP headers with text values, and the message properties a converter may read its type from.
+    static func metadata(of properties: AMQPProperties) -> (headers: [String: String], attributes: [String: String]) {
+        var headers: [String: String] = [:]
+        for entry in properties.headers.entries {
+            if let text = entry.value.stringValue { headers[entry.key] = text } else if let number = entry.value.intValue { headers[entry.key] = String(number) }
+        }
+        var attributes: [String: String] = [:]
+        attributes["type"] = properties.type
+        attributes["app_id"] = properties.appId
+        attributes["content_type"] = properties.contentType
+        attributes["correlation_id"] = properties.correlationId
+        return (headers, attributes)
+    }
 }
 
 /// What one RabbitMQ source reports: the shared event metrics, reconnects, and its connection state.

@@ -190,8 +190,14 @@ public struct SQSSource: Service {
             }
             if !matches { return .filtered }
         }
-        let incoming = IncomingMessage(body: body, identity: .messageId(messageId), mayBeRedelivery: message.receiveCount > 1,
+        var incoming = IncomingMessage(body: body, identity: .messageId(messageId), mayBeRedelivery: message.receiveCount > 1,
                                        receivedAt: receivedAt, source: name)
+        if processor.readsMessageMetadata {
+            // SQS (and SNS) have one kind of message attribute: both header: and attribute: read them.
+            let values = attributes.mapValues(\.value)
+            incoming.headers = values
+            incoming.attributes = values
+        }
         switch processor.prepare(incoming) {
         case let .event(event): return .event(event, laneKey: config.isFIFO ? (message.messageGroupId ?? event.contactId) : event.contactId)
         case let .skipped(type): return .skipped(type)

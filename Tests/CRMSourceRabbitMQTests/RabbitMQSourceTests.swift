@@ -108,6 +108,52 @@ struct RabbitMQSourceTests {
         #expect(contact.consents[.sms] == true)
     }
 
+    /// A configured converter reads each message's type from an AMQP header (`type_from: header:event-name`) or
+    /// the AMQP `type` property (`attribute:type`); messages it cannot convert are dead-lettered with the path.
+    @Test func convertersReadTheMessageTypeFromAHeaderOrTheTypeProperty() async throws {
+        let node = try RabbitMQTestNode.shared()
+        for typeFrom in [CustomConverter.TypeSource.header("event-name"), .attribute("type")] {
+            let queue = Self.uniqueQueue("converter")
+            let deadLetters = queue + ".dead"
+            try node.freshQueue(queue)
+            try node.freshQueue(deadLetters)
+            let converter = CustomConverter(typeFrom: typeFrom, rules: [
+                "signup": .init(type: .userRegistration, fields: [.init(name: "contactId", path: try JSONPath("$.user.id"))],
+                                properties: [.init(name: "firstName", path: try JSONPath("$.user.first"))]),
+                "payment": .init(type: .depositApproved, fields: [
+                    .init(name: "contactId", path: try JSONPath("$.uid")), .init(name: "amount", path: try JSONPath("$.payment.amount")),
+                    .init(name: "timestamp", path: try JSONPath("$.at")),
+                ]),
+            ])
+            func message(_ type: String, _ body: String) -> AMQPPublisher.Message {
+                var properties = AMQPProperties(deliveryMode: 2)
+                if case .header = typeFrom { properties.headers = ["event-name": .string(type)] } else { properties.type = type }
+                return AMQPPublisher.Message(body: Array(body.utf8), routingKey: queue, properties: properties)
+            }
+            let publisher = try node.publisher()
+            try publisher.publishAll([
+                message("signup", #"{"user":{"id":"k-1","first":"Kim"}}"#),
+                message("payment", #"{"uid":"k-1","at":"2026-01-02T03:04:05Z","payment":{"amount":19.90}}"#),
+                message("payment", #"{"uid":"k-1","at":"2026-01-02T03:04:05Z","payment":{}}"#),
+            ])
+            publisher.close()
+            let mapping = Workload.processor.planner.mapping
+            let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters),
+                                           processor: EventProcessor(mapping: mapping, format: .custom(converter)))
+            defer { source.remove() }
+            #expect(try await source.wait { try node.counts(queue) == (0, 0) && node.counts(deadLetters).ready == 1 })
+            try await source.stop()
+            guard case let .found(kim) = try await source.store.contact("k-1", list: 1) else {
+                Issue.record("k-1 missing (\(typeFrom))")
+                continue
+            }
+            #expect(kim.attribute("firstName") == .string("Kim"))
+            #expect(kim.purchases.map(\.amount.text) == ["19.90"])
+            let dead = try node.drain(deadLetters, expected: 1)
+            #expect(dead.first?.properties.headers["x-crm-ingest-reason"]?.stringValue == "$.payment.amount: required by the payment rule's amount")
+        }
+    }
+
     @Test func poisonMessagesGoToTheDeadLetterQueueWithTheirReason() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue("poison")

@@ -4,21 +4,33 @@ import Crypto
 /// planned events to the store in batches.
 public struct EventProcessor: Sendable {
     public let decoder: DefaultFormatDecoder
+    /// How bodies become events: the default format or a configured converter.
+    public let format: EventFormat
     public let planner: ActionPlanner
     /// How far back a message without id is compared with the ledger when it may be a redelivery.
     public let redeliveryWindowSeconds: Int64
 
-    public init(mapping: Mapping, decoder: DefaultFormatDecoder = DefaultFormatDecoder(), redeliveryWindowSeconds: Int64 = 3600) {
+    public init(
+        mapping: Mapping, decoder: DefaultFormatDecoder = DefaultFormatDecoder(), format: EventFormat = .standard,
+        redeliveryWindowSeconds: Int64 = 3600
+    ) {
         self.decoder = decoder
+        self.format = format
         self.planner = ActionPlanner(mapping: mapping)
         self.redeliveryWindowSeconds = redeliveryWindowSeconds
+    }
+
+    /// Whether decoding reads the message's headers or attributes; when not, sources skip collecting them.
+    public var readsMessageMetadata: Bool {
+        if case .custom = format { return true }
+        return false
     }
 
     public func prepare(_ message: IncomingMessage) -> PreparedMessage {
         let event: CRMEvent
         let json: JSONValue
         do {
-            (event, json) = try decoder.decode(message.body)
+            (event, json) = try format.decode(message.body, headers: message.headers, attributes: message.attributes, decoder: decoder)
         } catch {
             return .rejected(error)
         }

@@ -16,8 +16,17 @@ public struct IncomingMessage: Sendable {
     public var receivedAt: Timestamp
     /// The source's name, so ids of two sources never collide.
     public var source: String
+    /// AMQP headers or SQS message attributes (string values): converters may read the message's type there.
+    public var headers: [String: String]
+    /// AMQP message properties (`type`, `app_id`, `content_type`, `correlation_id`) or SQS message attributes.
+    public var attributes: [String: String]
 
-    public init(body: [UInt8], identity: Identity, mayBeRedelivery: Bool, receivedAt: Timestamp, source: String) {
+    public init(
+        body: [UInt8], identity: Identity, mayBeRedelivery: Bool, receivedAt: Timestamp, source: String,
+        headers: [String: String] = [:], attributes: [String: String] = [:]
+    ) {
+        self.headers = headers
+        self.attributes = attributes
         self.body = body
         self.identity = identity
         self.mayBeRedelivery = mayBeRedelivery

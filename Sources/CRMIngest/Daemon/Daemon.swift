@@ -35,12 +35,14 @@ public struct Daemon: Sendable {
         let sources: [ServiceGroupConfiguration.ServiceConfiguration] = config.sources.flatMap { source -> [ServiceGroupConfiguration.ServiceConfiguration] in
             switch source.transport {
             case let .rabbitmq(rabbitmq):
+                let processor = config.processor(for: source)
                 let service = RabbitMQSource(
                     name: source.name, config: rabbitmq, processor: { processor }, store: store, logger: logger, now: now,
                     statusBoard: statusBoard
                 )
                 return [.init(service: service, serviceName: "source \(source.name)")]
             case let .sqs(sqs):
+                let processor = config.processor(for: source)
                 let service = SQSSource(
                     name: source.name, config: sqs, processor: { processor }, store: store, logger: logger, now: now,
                     statusBoard: statusBoard

@@ -1,0 +1,119 @@
+import CRMCore
+import Yams
+
+extension ConfigReader {
+    /// `format: default | flattened | { custom: { type_from, types } }`; nil when absent or broken.
+    mutating func readFormat(_ node: Node?, at path: String) -> MessageFormat? {
+        guard let node else { return nil }
+        if let text = node.scalar?.string {
+            switch expand(text, at: path) {
+            case "default": return .default
+            case "flattened": return .flattened
+            case let other:
+                problem(path, "unknown format \"\(other)\" (formats: default, flattened, or { custom: { type_from, types } })")
+                return nil
+            }
+        }
+        guard let format = members(node, at: path, allowed: ["custom"]) else { return nil }
+        guard let customNode = format["custom"] else {
+            problem(path, "expected default, flattened, or { custom: { type_from, types } }")
+            return nil
+        }
+        return readCustomConverter(customNode, at: "\(path).custom").map(MessageFormat.custom)
+    }
+
+    /// YAML names of the default-format fields a rule fills.
+    static let converterFields: [String: String] = [
+        "contact_id": "contactId", "amount": "amount", "timestamp": "timestamp", "currency": "currency",
+        "transaction_id": "transactionId", "vendor": "vendor", "payment_type": "paymentType", "channel": "channel",
+        "consented": "consented",
+    ]
+
+    mutating func readCustomConverter(_ node: Node, at path: String) -> CustomConverter? {
+        guard let fields = members(node, at: path, allowed: ["type_from", "types"]) else { return nil }
+        let before = problems.count
+        var typeFrom: CustomConverter.TypeSource?
+        if let text = requiredString(fields["type_from"], at: "\(path).type_from") {
+            if text.hasPrefix("header:"), text.count > 7 {
+                typeFrom = .header(String(text.dropFirst(7)))
+            } else if text.hasPrefix("attribute:"), text.count > 10 {
+                typeFrom = .attribute(String(text.dropFirst(10)))
+            } else if text.hasPrefix("$") {
+                if let jsonPath = jsonPath(text, at: "\(path).type_from") { typeFrom = .body(jsonPath) }
+            } else {
+                problem("\(path).type_from", "expected header:NAME, attribute:NAME or a body path such as $.event, got \"\(text)\"")
+            }
+        }
+        var rules: [String: CustomConverter.Rule] = [:]
+        guard case let .mapping(types)? = fields["types"], !types.isEmpty else {
+            problem("\(path).types", "required: the message types and how each becomes an event")
+            return nil
+        }
+        for (keyNode, ruleNode) in types {
+            let name = keyNode.scalar?.string ?? ""
+            let rulePath = "\(path).types.\(name)"
+            if let rule = readConverterRule(ruleNode, at: rulePath) { rules[name] = rule }
+        }
+        guard problems.count == before, let typeFrom else { return nil }
+        return CustomConverter(typeFrom: typeFrom, rules: rules)
+    }
+
+    mutating func readConverterRule(_ node: Node, at path: String) -> CustomConverter.Rule? {
+        let allowed = ["type", "properties"] + Self.converterFields.keys.sorted()
+        guard let fields = members(node, at: path, allowed: allowed) else { return nil }
+        let before = problems.count
+        guard let typeName = requiredString(fields["type"], at: "\(path).type") else { return nil }
+        guard let type = EventType.defaultFormat(named: typeName) else {
+            problem("\(path).type", "expected one of the default types (\(EventType.defaultFormatTypes.map(\.rawValue).joined(separator: ", "))), got \"\(typeName)\"")
+            return nil
+        }
+        var required = ["contact_id"]
+        if type.transaction != nil { required += ["amount", "timestamp"] }
+        if type == .userConsentUpdate { required += ["channel", "consented"] }
+        var paths: [CustomConverter.FieldPath] = []
+        for key in Self.converterFields.keys.sorted() {
+            guard let valueNode = fields[key] else {
+                if required.contains(key) { problem("\(path).\(key)", "required for \(type.rawValue): a path such as $.user.id") }
+                continue
+            }
+            let fieldName = Self.converterFields[key]!
+            if type.transaction == nil, ["amount", "timestamp", "currency", "transaction_id", "vendor", "payment_type"].contains(key) {
+                problem("\(path).\(key)", "\(type.rawValue) carries no \(key)")
+                continue
+            }
+            if type != .userConsentUpdate, ["channel", "consented"].contains(key) {
+                problem("\(path).\(key)", "only USER_CONSENT_UPDATE carries \(key)")
+                continue
+            }
+            if let text = string(valueNode, at: "\(path).\(key)"), let jsonPath = jsonPath(text, at: "\(path).\(key)") {
+                paths.append(CustomConverter.FieldPath(name: fieldName, path: jsonPath))
+            }
+        }
+        // contactId first, so its errors come first.
+        paths.sort { ($0.name == "contactId" ? 0 : 1, $0.name) < ($1.name == "contactId" ? 0 : 1, $1.name) }
+        var properties: [CustomConverter.FieldPath] = []
+        if let propertiesNode = fields["properties"] {
+            guard case let .mapping(mapping) = propertiesNode else {
+                problem("\(path).properties", "expected property names with their paths, such as { email: $.user.email }")
+                return nil
+            }
+            for (keyNode, valueNode) in mapping {
+                let name = keyNode.scalar?.string ?? ""
+                if let text = string(valueNode, at: "\(path).properties.\(name)"), let jsonPath = jsonPath(text, at: "\(path).properties.\(name)") {
+                    properties.append(CustomConverter.FieldPath(name: name, path: jsonPath))
+                }
+            }
+        }
+        guard problems.count == before else { return nil }
+        return CustomConverter.Rule(type: type, fields: paths, properties: properties)
+    }
+
+    mutating func jsonPath(_ text: String, at path: String) -> JSONPath? {
+        do {
+            return try JSONPath(text)
+        } catch {
+            problem(path, error.description)
+            return nil
+        }
+    }
+}

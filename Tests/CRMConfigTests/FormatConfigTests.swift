@@ -1,0 +1,73 @@
+import CRMConfig
+import CRMCore
+import Testing
+
+@Suite("Configuration: formats and converters")
+struct FormatConfigTests {
+    let loader = ConfigLoader(environment: [:])
+
+    func problems(_ yaml: String) -> [String] {
+        do {
+            _ = try loader.load(yaml: yaml)
+            return []
+        } catch {
+            return error.problems.map(\.description)
+        }
+    }
+
+    static func source(format: String) -> String {
+        """
+        sources:
+          - name: partner
+            format:
+        \(format.split(separator: "\n").map { "      " + $0 }.joined(separator: "\n"))
+            rabbitmq: { url: "amqp://127.0.0.1/", queue: partner }
+
+        """
+    }
+
+    static let issueExample = """
+        custom:
+          type_from: header:event-name
+          types:
+            signup:  { type: USER_REGISTRATION, contact_id: $.user.id, properties: { email: $.user.email, country: $.user.address.country } }
+            payment: { type: DEPOSIT_APPROVED, contact_id: $.uid, amount: $.payment.amount, timestamp: $.at, transaction_id: $.payment.id }
+        """
+
+    @Test func theIssuesExampleLoads() throws {
+        let config = try loader.load(yaml: Self.source(format: Self.issueExample))
+        guard case let .custom(converter) = config.sources[0].format else { Issue.record("not a custom format"); return }
+        #expect(converter.typeFrom == .header("event-name"))
+        #expect(converter.rules.keys.sorted() == ["payment", "signup"])
+        let payment = try #require(converter.rules["payment"])
+        #expect(payment.type == .depositApproved)
+        #expect(payment.fields.map(\.name) == ["contactId", "amount", "timestamp", "transactionId"])
+        #expect(payment.fields.map(\.path.description) == ["$.uid", "$.payment.amount", "$.at", "$.payment.id"])
+        #expect(converter.rules["signup"]?.properties.map(\.name) == ["email", "country"])
+        // The processor for the source decodes with the converter.
+        #expect(config.processor(for: config.sources[0]).readsMessageMetadata)
+    }
+
+    @Test(arguments: [
+        ("custom:\n  type_from: body\n  types: { a: { type: USER_UPDATE, contact_id: $.id } }",
+         ["sources[0].format.custom.type_from: expected header:NAME, attribute:NAME or a body path such as $.event, got \"body\""]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE } }",
+         ["sources[0].format.custom.types.a.contact_id: required for USER_UPDATE: a path such as $.user.id"]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: DEPOSIT_APPROVED, contact_id: $.id } }",
+         ["sources[0].format.custom.types.a.amount: required for DEPOSIT_APPROVED: a path such as $.user.id",
+          "sources[0].format.custom.types.a.timestamp: required for DEPOSIT_APPROVED: a path such as $.user.id"]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: $.id, amount: $.x } }",
+         ["sources[0].format.custom.types.a.amount: USER_UPDATE carries no amount"]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: SIGNUP, contact_id: $.id } }",
+         ["sources[0].format.custom.types.a.type: expected one of the default types (USER_REGISTRATION, USER_UPDATE, USER_BLOCKED, USER_CONSENT_UPDATE, WITHDRAWAL_REQUESTED, WITHDRAWAL_APPROVED, WITHDRAWAL_REJECTED, WITHDRAWAL_CANCELLED, DEPOSIT_REQUESTED, DEPOSIT_APPROVED, DEPOSIT_REJECTED, DEPOSIT_CANCELLED), got \"SIGNUP\""]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: user.id } }",
+         ["sources[0].format.custom.types.a.contact_id: invalid JSON path \"user.id\": must start with $"]),
+        ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: $.id, colour: $.c } }",
+         ["sources[0].format.custom.types.a.colour: unknown key (expected one of: type, properties, amount, channel, consented, contact_id, currency, payment_type, timestamp, transaction_id, vendor)"]),
+        ("custom:\n  type_from: $.kind", ["sources[0].format.custom.types: required: the message types and how each becomes an event"]),
+        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, or { custom: { type_from, types } })"]),
+    ])
+    func problemsAreReportedAtTheirPaths(format: String, expected: [String]) {
+        #expect(problems(Self.source(format: format)) == expected)
+    }
+}

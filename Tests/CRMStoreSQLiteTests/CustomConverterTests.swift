@@ -1,0 +1,101 @@
+import CRMCore
+import CRMStoreSQLite
+import Foundation
+import Testing
+
+/// The issue's converter example end to end: sender payloads typed by a header, converted, decoded, planned and
+/// applied to a real SQLite store.
+@Suite("Custom converters")
+struct CustomConverterTests {
+    static func converter() throws -> CustomConverter {
+        CustomConverter(typeFrom: .header("event-name"), rules: [
+            "signup": CustomConverter.Rule(
+                type: .userRegistration,
+                fields: [.init(name: "contactId", path: try JSONPath("$.user.id"))],
+                properties: [.init(name: "email", path: try JSONPath("$.user.email")), .init(name: "firstName", path: try JSONPath("$.user.name.first"))]
+            ),
+            "payment": CustomConverter.Rule(type: .depositApproved, fields: [
+                .init(name: "contactId", path: try JSONPath("$.uid")), .init(name: "amount", path: try JSONPath("$.payment.amount")),
+                .init(name: "timestamp", path: try JSONPath("$.at")), .init(name: "transactionId", path: try JSONPath("$.payment.id")),
+                .init(name: "currency", path: try JSONPath("$.payment.currency")),
+            ]),
+            "consent": CustomConverter.Rule(type: .userConsentUpdate, fields: [
+                .init(name: "contactId", path: try JSONPath("$.uid")), .init(name: "channel", path: try JSONPath("$.channel")),
+                .init(name: "consented", path: try JSONPath("$.granted")),
+            ]),
+        ])
+    }
+
+    static func harness() throws -> (StoreHarness, EventProcessor) {
+        let h = try StoreHarness()
+        let processor = EventProcessor(mapping: h.processor.planner.mapping, format: .custom(try converter()))
+        return (h, processor)
+    }
+
+    static func prepare(_ processor: EventProcessor, _ type: String?, _ json: String) -> PreparedMessage {
+        processor.prepare(IncomingMessage(
+            body: Array(json.utf8), identity: .content, mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "partner",
+            headers: type.map { ["Event-Name": $0] } ?? [:]
+        ))
+    }
+
+    @Test func senderPayloadsBecomeContactsPurchasesAndConsents() async throws {
+        let (h, processor) = try Self.harness()
+        defer { h.remove() }
+        let messages: [(String, String)] = [
+            ("signup", #"{"user":{"id":"p-100","email":"mia@example.se","name":{"first":"Mia","last":"Berg"}},"source":"app"}"#),
+            ("payment", #"{"uid":"p-100","at":"2026-03-01T10:00:00Z","payment":{"id":"tx-9","amount":250.50,"currency":"SEK"}}"#),
+            ("consent", #"{"uid":"p-100","channel":"SMS","granted":true}"#),
+            ("signup", #"{"user":{"id":4711,"email":"numeric@example.se","name":{"first":"Num"}}}"#),
+        ]
+        for (type, json) in messages {
+            guard case let .event(event) = Self.prepare(processor, type, json) else {
+                Issue.record("\(type) was not accepted: \(Self.prepare(processor, type, json))")
+                continue
+            }
+            #expect(try await h.store.apply([event], now: StoreHarness.t0) == [.applied(notes: [])])
+        }
+        let mia = try #require(try await h.contact("p-100"))
+        #expect(mia.attribute("email") == .string("mia@example.se"))
+        #expect(mia.attribute("firstName") == .string("Mia"))
+        #expect(mia.journeys == [10])
+        #expect(mia.purchases.map(\.amount.text) == ["250.50"])
+        #expect(mia.purchases.first?.transactionId == "tx-9")
+        #expect(mia.purchases.first?.currency == "SEK")
+        #expect(mia.consents[.sms] == true)
+        // A numeric id keeps its exact text.
+        #expect(try await h.contact("4711")?.attribute("firstName") == .string("Num"))
+    }
+
+    @Test(arguments: [
+        ("payment", #"{"uid":"p-1","at":"2026-03-01T10:00:00Z","payment":{"id":"tx-1","currency":"SEK"}}"#,
+         "$.payment.amount: required by the payment rule's amount"),
+        ("payment", #"{"uid":"p-1","at":"2026-03-01T10:00:00Z","payment":{"id":"tx-1","amount":"12.00","currency":"SEK"}}"#,
+         #"$.payment.amount: the payment rule's amount must be number, got "12.00""#),
+        ("payment", #"{"uid":"p-1","at":"yesterday","payment":{"id":"tx-1","amount":12,"currency":"SEK"}}"#,
+         #"$.at: expected an ISO-8601 date and time, got "yesterday""#),
+        ("signup", #"{"user":{"email":"x@example.se","name":{"first":"X"}}}"#, "$.user.id: required by the signup rule's contactId"),
+        ("signup", #"{"user":{"id":{"x":1},"email":"x@example.se","name":{"first":"X"}}}"#,
+         #"$.user.id: the signup rule's contactId must be number or string, got {"x":1}"#),
+        ("signup", #"{"user":{"id":"u","name":{"first":"X"}}}"#, "$.user.email: required by the signup rule's property email"),
+        ("consent", #"{"uid":"p-1","channel":"SMS","granted":"yes"}"#, #"$.granted: the consent rule's consented must be boolean, got "yes""#),
+        ("refund", #"{"uid":"p-1"}"#, #"header:event-name: no converter rule for type "refund" (rules: consent, payment, signup)"#),
+        ("payment", "[1]", "expected a JSON object, got an array"),
+    ])
+    func malformedMessagesAreRefusedNamingThePath(type: String, json: String, reason: String) throws {
+        let (h, processor) = try Self.harness()
+        defer { h.remove() }
+        guard case let .rejected(error) = Self.prepare(processor, type, json) else {
+            Issue.record("accepted: \(json)")
+            return
+        }
+        #expect(error.description.hasPrefix(reason), "got: \(error.description)")
+    }
+
+    @Test func aMessageWithoutTheTypeHeaderIsRefused() throws {
+        let (h, processor) = try Self.harness()
+        defer { h.remove() }
+        guard case let .rejected(error) = Self.prepare(processor, nil, #"{"uid":"p-1"}"#) else { Issue.record("accepted"); return }
+        #expect(error.description == "header:event-name: required: it names the message's type")
+    }
+}
