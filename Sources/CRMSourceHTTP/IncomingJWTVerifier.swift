@@ -50,7 +50,13 @@ public struct IncomingJWTVerifier: Sendable {
         return await verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces), now: now)
     }
 
+    /// Longest token accepted: real ones are well under 2 KiB; anything near this is an attack or a mistake.
+    public static let maxTokenBytes = 8_192
+
     public func verify(token: String, now: Timestamp) async -> Result<JSONValue, AuthenticationFailure> {
+        guard token.utf8.count <= Self.maxTokenBytes else {
+            return .failure(AuthenticationFailure("token larger than \(Self.maxTokenBytes) bytes"))
+        }
         let segments = token.split(separator: ".", omittingEmptySubsequences: false)
         guard segments.count == 3 else {
             return .failure(AuthenticationFailure("malformed token: expected 3 dot-separated segments, got \(segments.count)"))

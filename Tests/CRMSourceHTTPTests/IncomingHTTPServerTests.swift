@@ -168,6 +168,36 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// The hostile bodies of the field notes: each answers 400 naming the problem, and the server goes on.
+    @Test func hostileBodiesAnswer400() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping)
+        let cases: [(body: [UInt8], reason: String)] = [
+            (Array(#"{"customer_email":"a@b.c","order_number":"1","x":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8), "not valid UTF-8"),
+            (Array(#"{"customer_email":"a@b.c","order_number":"1","order_number":"2"}"#.utf8), "duplicate key"),
+            (Array(String(repeating: "[", count: 10_000).utf8), "deeper than"),
+            (Array(#"{"customer_email":"a@b.c","order_number":1\#(String(repeating: "0", count: 400))}"#.utf8), "number longer than 64 characters"),
+        ]
+        for item in cases {
+            let request = CurlHTTP.HTTPRequest(method: "POST", url: server.url(Self.path), headers: [(name: "Content-Type", value: "application/json")], body: item.body)
+            let response = try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try CurlHTTPClient().send(request, timeout: .seconds(30)) }) }.start()
+            }
+            #expect(response.status == 400)
+            guard case let .string(reason)? = response.json?["reason"] else { Issue.record("no reason: \(response.text)"); continue }
+            #expect(reason.contains(item.reason), "got: \(reason)")
+        }
+        // A large number within the limit is kept as its exact text.
+        let huge = "1" + String(repeating: "0", count: 60)
+        let accepted = try await server.send(Self.path, json: #"{"customer_email":"n@example.com","order_number":\#(huge)}"#)
+        #expect(accepted.status == 200)
+        guard case let .string(eventId)? = accepted.json?["eventId"], let record = try await server.store.incomingRequest(eventId) else {
+            Issue.record("not recorded: \(accepted.text)"); return
+        }
+        #expect(record.contains(#""order_number":\#(huge)"#))
+        try await server.stop()
+    }
+
     @Test func anUnmappedTypeIsRecordedAndAnswered200WithoutActions() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration()], mapping: Mapping(attributes: [], actions: [:]))

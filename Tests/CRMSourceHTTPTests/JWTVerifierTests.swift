@@ -112,6 +112,12 @@ struct JWTVerifierTests {
         #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == expected)
     }
 
+    @Test func anOversizedTokenIsRefusedBeforeAnyParsing() async throws {
+        let claims = TokenMaker.claims(exp: Int64(Self.later)).dropLast() + #","pad":""# + String(repeating: "x", count: 9_000) + #""}"#
+        let token = TokenMaker.hs256(claims: String(claims), secret: Self.secret)
+        #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == "token larger than 8192 bytes")
+    }
+
     @Test func anUnknownCriticalHeaderIsRefused() async throws {
         let token = TokenMaker.hs256(header: #"{"alg":"HS256","crit":["exp-v2"],"exp-v2":1}"#, claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
         #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now))?.hasPrefix("unsupported critical header parameters") == true)
