@@ -42,6 +42,9 @@ struct ConfigReader {
     let environment: [String: String]
     let baseDirectory: String
     var problems: [ConfigProblem] = []
+    /// Event types http sources declare, kept even when the source has other problems (so its mapping is not
+    /// also reported as unknown).
+    var declaredHTTPEventTypes: [IncomingEventType] = []
 
     init(environment: [String: String], baseDirectory: String = ".") {
         self.environment = environment
@@ -376,9 +379,8 @@ struct ConfigReader {
     /// type from the request.
     func knownEventType(_ name: String, sources: [SourceConfig]) -> EventType? {
         if let type = EventType.defaultFormat(named: name) { return type }
-        for source in sources {
-            guard case let .http(http) = source.transport else { continue }
-            switch http.eventType {
+        for declared in declaredHTTPEventTypes {
+            switch declared {
             case let .fixed(type) where type.rawValue == name: return type
             case .field where Self.isEventTypeName(name): return EventType(rawValue: name)
             default: continue

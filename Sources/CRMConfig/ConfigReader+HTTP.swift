@@ -56,11 +56,13 @@ extension ConfigReader {
             let typeFields = members(.mapping(mapping), at: "\(path).event_type", allowed: ["from"]) ?? [:]
             if let field = requestField(typeFields["from"], at: "\(path).event_type.from", required: true) {
                 eventType = .field(field)
+                declaredHTTPEventTypes.append(.field(field))
             }
         case let other?:
             if let name = string(other, at: "\(path).event_type") {
                 if Self.isEventTypeName(name) {
                     eventType = .fixed(EventType(rawValue: name))
+                    declaredHTTPEventTypes.append(.fixed(EventType(rawValue: name)))
                 } else {
                     problem("\(path).event_type", "use letters, digits and '_' (such as CUSTOM_ORDER), got \"\(name)\"")
                 }
@@ -92,7 +94,7 @@ extension ConfigReader {
                     config.header = header
                 }
             }
-            if config.parameters.isEmpty, config.header == nil, dedup["parameters"] == nil {
+            if dedup["parameters"] == nil, dedup["header"] == nil {
                 problem("\(path).deduplication", "name parameters, a header, or both")
             }
             if let window = duration(dedup["window"], at: "\(path).deduplication.window") {

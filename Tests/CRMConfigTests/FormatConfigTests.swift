@@ -70,4 +70,23 @@ struct FormatConfigTests {
     func problemsAreReportedAtTheirPaths(format: String, expected: [String]) {
         #expect(problems(Self.source(format: format)) == expected)
     }
+
+    /// One mistake, one problem: a broken http source's custom type is still known to the mappings, and a broken
+    /// dedup header is not also reported as missing.
+    @Test func problemsDoNotCascade() {
+        #expect(problems("""
+            http: { listen: 127.0.0.1:8080 }
+            sources:
+              - name: shop
+                http: { auth: none, event_type: CUSTOM_ORDER, contact_id: email }
+            mappings:
+              CUSTOM_ORDER: [ { create_contact: { list: 2 } } ]
+            """) == ["sources[0].http.contact_id: expected body.<flattened key> or headers.<name>, got \"email\""])
+        #expect(problems("""
+            http: { listen: 127.0.0.1:8080 }
+            sources:
+              - name: shop
+                http: { auth: none, event_type: CUSTOM_ORDER, deduplication: { header: "X Hash" } }
+            """) == ["sources[0].http.deduplication.header: expected a header name such as X-Dedup-Hash, got \"X Hash\""])
+    }
 }
