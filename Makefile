@@ -1,4 +1,5 @@
 # crm-ingest: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
 SWIFT ?= swift
 CONFIG ?=
 RUN_ARGS ?=
@@ -6,9 +7,14 @@ RUN_ARGS ?=
 .PHONY: run test build release deps test-deps clean broker stop-broker
 
 ## run: install what is missing, build, start a local RabbitMQ if none answers on 127.0.0.1:5672, and start the
-## daemon on its built-in defaults (SQLite under ./data, consuming the queue crm.events).
+## daemon on its built-in defaults (SQLite under ./data, consuming the queue crm.events, HTTP on 127.0.0.1:8080 or,
+## when that port is taken, on a free one: the log line "http server listening" says which).
 run: deps build broker
-	.build/debug/crm-ingest run $(if $(CONFIG),--config $(CONFIG)) $(RUN_ARGS)
+	@http="$${CRM_INGEST_HTTP:-}"; \
+	if [ -z "$$http" ] && (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then \
+		http=127.0.0.1:0; echo "127.0.0.1:8080 is taken: the HTTP server takes a free port (see \"http server listening\" below)"; \
+	fi; \
+	CRM_INGEST_HTTP="$${http:-127.0.0.1:8080}" exec .build/debug/crm-ingest run $(if $(CONFIG),--config $(CONFIG)) $(RUN_ARGS)
 
 broker:
 	@scripts/local-broker.sh ensure
