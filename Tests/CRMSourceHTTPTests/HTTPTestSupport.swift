@@ -39,6 +39,13 @@ final class RunningServer: @unchecked Sendable {
         self.clock = clock
     }
 
+    /// A server on an existing database file (a restart).
+    init(reopening path: String, clock: ManualClock) throws {
+        folder = URL(fileURLWithPath: (path as NSString).deletingLastPathComponent)
+        store = try SQLiteCRMStore(path: path)
+        self.clock = clock
+    }
+
     /// Starts the server and waits until it listens.
     func start(
         integrations: [HTTPIntegration], mapping: Mapping, store override: (any CRMStore)? = nil,
@@ -66,6 +73,12 @@ final class RunningServer: @unchecked Sendable {
         await group?.triggerGracefulShutdown()
         try await task?.value
         try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Stops the server and leaves the database in place.
+    func stopKeepingFiles() async {
+        await group?.triggerGracefulShutdown()
+        _ = try? await task?.value
     }
 
     func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }

@@ -80,6 +80,22 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// The window lives in the store: a new server (a restarted daemon) on the same database still answers 204.
+    @Test func theWindowSurvivesARestart() async throws {
+        let first = try RunningServer()
+        try await first.start(integrations: [Self.integration()], mapping: Self.mapping)
+        #expect(try await first.send(Self.path, json: Self.order, headers: [("X-Request-ID", "r-9")]).status == 200)
+        await first.stopKeepingFiles()
+        let path = first.store.path
+        try first.store.close()
+        let second = try RunningServer(reopening: path, clock: first.clock)
+        try await second.start(integrations: [Self.integration()], mapping: Self.mapping)
+        #expect(try await second.send(Self.path, json: Self.order, headers: [("X-Request-ID", "r-9")]).status == 204)
+        #expect(try await second.store.count("incoming_requests") == 1)
+        try await second.stop()
+        try? FileManager.default.removeItem(at: first.folder)
+    }
+
     @Test func theClientsOwnHashHeaderIsUsedAlone() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration(dedup: RequestDeduplication(parameters: [.body("order_number")], header: "X-Dedup-Hash"))], mapping: Self.mapping)
