@@ -35,6 +35,11 @@ let package = Package(
             providers: [.apt(["librabbitmq-dev"])]
         ),
         .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
             name: "CCurl",
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
@@ -42,6 +47,9 @@ let package = Package(
 
         // librabbitmq wrapped: connections, channels, consuming, publishing with confirms. Blocking; one thread each.
         .target(name: "AMQPClient", dependencies: ["CRabbitMQ"], swiftSettings: swiftSettings),
+
+        // Proca's encrypted personal data: NaCl crypto_box through libsodium.
+        .target(name: "ProcaCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
 
         // libcurl wrapped: a blocking HTTP client with keep-alive, for the SQS poller's own thread.
         .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
@@ -197,6 +205,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "ProcaCryptoTests", dependencies: ["ProcaCrypto"], swiftSettings: swiftSettings),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test]   (test adds the servers the integration tests start)
 set -euo pipefail
 
-want=(pkg-config librabbitmq-dev libcurl4-openssl-dev libsqlite3-dev amqp-tools)
+want=(pkg-config librabbitmq-dev libcurl4-openssl-dev libsqlite3-dev libsodium-dev amqp-tools)
 need_moto=false
 if [ "${1:-build}" = "test" ]; then
     want+=(rabbitmq-server)
