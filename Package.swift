@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "AMQPClient", dependencies: ["CRabbitMQ"], swiftSettings: swiftSettings),
 
         // Proca's encrypted personal data: NaCl crypto_box through libsodium.
-        .target(name: "ProcaCrypto", dependencies: ["CSodium"], swiftSettings: swiftSettings),
+        .target(name: "ProcaCrypto", dependencies: ["CSodium", "CRMCore"], swiftSettings: swiftSettings),
 
         // libcurl wrapped: a blocking HTTP client with keep-alive, for the SQS poller's own thread.
         .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
@@ -72,7 +72,7 @@ let package = Package(
         // The YAML configuration file: parsing, environment expansion, validation with YAML paths.
         .target(
             name: "CRMConfig",
-            dependencies: ["CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport", "ProcaCrypto", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // The embedded SQLite store.
@@ -205,7 +205,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ProcaCryptoTests", dependencies: ["ProcaCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProcaCryptoTests", dependencies: ["ProcaCrypto", "CRMCore", "CRMStoreSQLite"], swiftSettings: swiftSettings),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CRabbitMQ", "CCurl"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,4 +1,6 @@
 import CRMCore
+import Foundation
+import ProcaCrypto
 import Yams
 
 extension ConfigReader {
@@ -10,16 +12,40 @@ extension ConfigReader {
             case "default": return .default
             case "flattened": return .flattened
             case let other:
-                problem(path, "unknown format \"\(other)\" (formats: default, flattened, or { custom: { type_from, types } })")
+                problem(path, "unknown format \"\(other)\" (formats: default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } })")
                 return nil
             }
         }
-        guard let format = members(node, at: path, allowed: ["custom"]) else { return nil }
+        guard let format = members(node, at: path, allowed: ["custom", "proca"]) else { return nil }
+        if let procaNode = format["proca"] {
+            return readProca(procaNode, at: "\(path).proca").map(MessageFormat.proca)
+        }
         guard let customNode = format["custom"] else {
-            problem(path, "expected default, flattened, or { custom: { type_from, types } }")
+            problem(path, "expected default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } }")
             return nil
         }
         return readCustomConverter(customNode, at: "\(path).custom").map(MessageFormat.custom)
+    }
+
+    /// `proca: { list: 1, keystore: keys.json }`; the keystore (a @proca/crypto file) is read now.
+    mutating func readProca(_ node: Node, at path: String) -> ProcaSettings? {
+        guard let fields = members(node, at: path, allowed: ["list", "keystore"]) else { return nil }
+        guard let list = int(fields["list"], at: "\(path).list", required: true) else { return nil }
+        var settings = ProcaSettings(list: list)
+        if let file = string(fields["keystore"], at: "\(path).keystore") {
+            let resolved = file.hasPrefix("/") ? file : (baseDirectory as NSString).appendingPathComponent(file)
+            guard let data = FileManager.default.contents(atPath: resolved) else {
+                problem("\(path).keystore", "cannot read \(resolved)")
+                return nil
+            }
+            do {
+                settings.privateKeys = try ProcaDecryptor(keystoreJSON: [UInt8](data)).privateKeys
+            } catch {
+                problem("\(path).keystore", "\(resolved): \(error)")
+                return nil
+            }
+        }
+        return settings
     }
 
     /// YAML names of the default-format fields a rule fills.

@@ -1,4 +1,5 @@
 import CRMCore
+import ProcaCrypto
 
 /// The whole configuration of a daemon, as read from the YAML file.
 public struct DaemonConfig: Sendable {
@@ -99,22 +100,44 @@ public enum MessageFormat: Sendable, Equatable {
     case flattened
     /// A converter defined in the configuration (`format: { custom: … }`).
     case custom(CustomConverter)
+    /// Proca's action queue (`format: { proca: { list, keystore } }`).
+    case proca(ProcaSettings)
 
     /// The formats written by name.
-    public static let names = ["default", "flattened", "custom"]
+    public static let names = ["default", "flattened", "custom", "proca"]
 
     public var name: String {
         switch self {
         case .default: return "default"
         case .flattened: return "flattened"
         case .custom: return "custom"
+        case .proca: return "proca"
         }
     }
 
     /// How the processor decodes bodies of this format.
     public var eventFormat: EventFormat {
-        if case let .custom(converter) = self { return .custom(converter) }
-        return .standard
+        switch self {
+        case .default, .flattened: return .standard
+        case let .custom(converter): return .custom(converter)
+        case let .proca(settings):
+            // The loader checked the keys' sizes, so the decryptor cannot refuse them here.
+            let opener = settings.privateKeys.isEmpty ? nil : try? ProcaDecryptor(privateKeys: settings.privateKeys)
+            return .proca(ProcaFormat(list: settings.list, opener: opener))
+        }
+    }
+}
+
+/// The Proca format's settings.
+public struct ProcaSettings: Sendable, Equatable {
+    /// The list contacts are kept in.
+    public var list: Int
+    /// Private keys by public key, read from the keystore file; empty: encrypted personal data is refused.
+    public var privateKeys: [String: [UInt8]]
+
+    public init(list: Int, privateKeys: [String: [UInt8]] = [:]) {
+        self.list = list
+        self.privateKeys = privateKeys
     }
 }
 

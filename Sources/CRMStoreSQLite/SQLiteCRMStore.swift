@@ -196,7 +196,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
 
     static func snapshot(_ db: Database, contactId: String, list: Int) throws -> ContactSnapshot {
         let row = try Row.fetchOne(
-            db, sql: "SELECT email_subscribed, mobile_subscribed, blocked_until FROM contacts WHERE list_id = ? AND contact_id = ?",
+            db, sql: "SELECT email_subscribed, mobile_subscribed, blocked_until, email_unsubscribe_reason FROM contacts WHERE list_id = ? AND contact_id = ?",
             arguments: [list, contactId]
         )
         var snapshot = ContactSnapshot(contactId: contactId, list: list)
@@ -204,6 +204,16 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             snapshot.emailSubscribed = row["email_subscribed"]
             snapshot.mobileSubscribed = row["mobile_subscribed"]
             snapshot.blockedUntil = (row["blocked_until"] as Int64?).map { Timestamp(microsecondsSinceEpoch: $0) }
+            snapshot.emailUnsubscribeReason = row["email_unsubscribe_reason"]
+        }
+        snapshot.actions = try Row.fetchAll(
+            db, sql: """
+                SELECT action_key, action_type, campaign, action_page, fields, occurred_at FROM contact_actions
+                WHERE list_id = ? AND contact_id = ? ORDER BY occurred_at, action_key
+                """, arguments: [list, contactId]
+        ).map { row in
+            ActionRow(key: row["action_key"], actionType: row["action_type"], campaign: row["campaign"], actionPage: row["action_page"],
+                      fieldsJSON: row["fields"], occurredAt: Timestamp(microsecondsSinceEpoch: row["occurred_at"]))
         }
         snapshot.attributes = try Row.fetchAll(
             db, sql: "SELECT name, kind, value FROM contact_attributes WHERE list_id = ? AND contact_id = ? ORDER BY name",

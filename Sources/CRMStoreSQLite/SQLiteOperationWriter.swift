@@ -175,6 +175,42 @@ struct SQLiteOperationWriter {
             }
             return nil
 
+        case let .mergeContact(list, contactId, attributes, asOf, defaults):
+            try db.cachedStatement(sql: """
+                INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (list_id, contact_id) DO UPDATE SET updated_at = excluded.updated_at
+                """).execute(arguments: [
+                    list, contactId, defaults.emailSubscribed, defaults.mobileSubscribed,
+                    now.microsecondsSinceEpoch, now.microsecondsSinceEpoch,
+                ])
+            let newest = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT attributes_as_of FROM contacts WHERE list_id = ? AND contact_id = ?"),
+                arguments: [list, contactId]
+            )
+            if let newest, newest > asOf.microsecondsSinceEpoch { return nil } // a newer record already wrote its values
+            for attribute in attributes { try writeAttribute(list: list, contactId: contactId, attribute) }
+            try db.cachedStatement(sql: "UPDATE contacts SET attributes_as_of = ? WHERE list_id = ? AND contact_id = ?")
+                .execute(arguments: [asOf.microsecondsSinceEpoch, list, contactId])
+            return nil
+
+        case let .setEmailSubscription(list, contactId, subscribed, reason):
+            try db.cachedStatement(sql: """
+                UPDATE contacts SET email_subscribed = ?, email_unsubscribe_reason = ?, updated_at = ? WHERE list_id = ? AND contact_id = ?
+                """).execute(arguments: [subscribed, subscribed ? nil : reason, now.microsecondsSinceEpoch, list, contactId])
+            if db.changesCount == 0 { return "email subscription: no contact \(contactId) in list \(list)" }
+            return nil
+
+        case let .addActionRow(list, contactId, row):
+            guard try exists(list: list, contactId: contactId) else { return "action history: no contact \(contactId) in list \(list)" }
+            try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO contact_actions (list_id, contact_id, action_key, action_type, campaign, action_page, fields, occurred_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [
+                    list, contactId, row.key, row.actionType, row.campaign, row.actionPage, row.fieldsJSON, row.occurredAt.microsecondsSinceEpoch,
+                ])
+            return nil
+
         case let .recordRequest(record):
             try db.cachedStatement(sql: """
                 INSERT INTO incoming_requests (event_id, source, endpoint_id, event_type, contact_id, received_at, record)
@@ -234,5 +270,6 @@ struct SQLiteOperationWriter {
             .execute(arguments: [anonymousId, contactId])
         try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM incoming_requests WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: "DELETE FROM contact_actions WHERE contact_id = ?").execute(arguments: arguments)
     }
 }

@@ -94,6 +94,25 @@ enum SQLiteSchema {
                 CREATE INDEX incoming_requests_by_time ON incoming_requests (received_at);
                 """)
         }
+        migrator.registerMigration("v3: action history, unsubscribe reasons, attribute recency") { db in
+            try db.execute(sql: """
+                ALTER TABLE contacts ADD COLUMN email_unsubscribe_reason TEXT;
+                -- The instant the newest merged record of this contact was taken (mergeContact).
+                ALTER TABLE contacts ADD COLUMN attributes_as_of INTEGER;
+                CREATE TABLE contact_actions (
+                    list_id INTEGER NOT NULL,
+                    contact_id TEXT NOT NULL,
+                    action_key TEXT NOT NULL,
+                    action_type TEXT NOT NULL,
+                    campaign TEXT,
+                    action_page TEXT,
+                    fields TEXT NOT NULL,
+                    occurred_at INTEGER NOT NULL,
+                    PRIMARY KEY (list_id, contact_id, action_key)
+                ) WITHOUT ROWID;
+                CREATE INDEX contact_actions_by_contact ON contact_actions (contact_id);
+                """)
+        }
         return migrator
     }
 }

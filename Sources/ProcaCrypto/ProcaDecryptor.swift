@@ -1,3 +1,4 @@
+import CRMCore
 import CSodium
 import Foundation
 
@@ -15,7 +16,7 @@ public struct ProcaCryptoError: Error, Sendable, Hashable, CustomStringConvertib
 /// without padding, keys 32 bytes.
 public struct ProcaDecryptor: Sendable {
     /// Private keys by their public key (base64url text, as messages name them).
-    let privateKeys: [String: [UInt8]]
+    public let privateKeys: [String: [UInt8]]
 
     private static let initialized: Bool = sodium_init() >= 0
 
@@ -82,5 +83,11 @@ public struct ProcaDecryptor: Sendable {
         var base64 = text.replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         return Data(base64Encoded: base64).map { [UInt8]($0) }
+    }
+}
+
+extension ProcaDecryptor: PersonalInfoOpener {
+    public func openPersonalInfo(payload: String, nonce: String, receiverPublicKey: String, senderPublicKey: String) throws -> [UInt8] {
+        try open(payload: payload, nonce: nonce, receiverPublicKey: receiverPublicKey, senderPublicKey: senderPublicKey)
     }
 }

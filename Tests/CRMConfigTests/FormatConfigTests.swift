@@ -1,5 +1,6 @@
 import CRMConfig
 import CRMCore
+import Foundation
 import Testing
 
 @Suite("Configuration: formats and converters")
@@ -65,7 +66,7 @@ struct FormatConfigTests {
         ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: $.id, colour: $.c } }",
          ["sources[0].format.custom.types.a.colour: unknown key (expected one of: type, properties, amount, channel, consented, contact_id, currency, payment_type, timestamp, transaction_id, vendor)"]),
         ("custom:\n  type_from: $.kind", ["sources[0].format.custom.types: required: the message types and how each becomes an event"]),
-        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, or { custom: { type_from, types } })"]),
+        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } })"]),
     ])
     func problemsAreReportedAtTheirPaths(format: String, expected: [String]) {
         #expect(problems(Self.source(format: format)) == expected)
@@ -88,5 +89,20 @@ struct FormatConfigTests {
               - name: shop
                 http: { auth: none, event_type: CUSTOM_ORDER, deduplication: { header: "X Hash" } }
             """) == ["sources[0].http.deduplication.header: expected a header name such as X-Dedup-Hash, got \"X Hash\""])
+    }
+
+    @Test func procaWithAKeystoreLoads() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-proca-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data(#"{"1fB2iKL_QLmQzzCm3G8eVjIsbPPy2Yies9LK-EV4MBc": {"private": "A2CD8TBmAwfTy_mAVn0BIvMWZow6Nvb67Pt-R37ID0w"}}"#.utf8)
+            .write(to: folder.appendingPathComponent("keys.json"))
+        let config = try loader.load(yaml: Self.source(format: "proca: { list: 3, keystore: keys.json }"), baseDirectory: folder.path)
+        guard case let .proca(settings) = config.sources[0].format else { Issue.record("not proca"); return }
+        #expect(settings.list == 3)
+        #expect(settings.privateKeys.keys.sorted() == ["1fB2iKL_QLmQzzCm3G8eVjIsbPPy2Yies9LK-EV4MBc"])
+        #expect(problems(Self.source(format: "proca: { list: 3, keystore: /nonexistent/keys.json }"))
+            == ["sources[0].format.proca.keystore: cannot read /nonexistent/keys.json"])
+        #expect(problems(Self.source(format: "proca: { keystore: k.json }")) == ["sources[0].format.proca.list: required"])
     }
 }

@@ -147,11 +147,13 @@ public struct CustomConverter: Sendable, Hashable {
 }
 
 /// How a source's message bodies become typed events.
-public enum EventFormat: Sendable, Hashable {
+public enum EventFormat: Sendable {
     /// Symplify's default format.
     case standard
     /// A converter from the configuration.
     case custom(CustomConverter)
+    /// Proca's action and event messages.
+    case proca(ProcaFormat)
 
     /// Parses and decodes one message; `json` is the parsed body (for content-hash keys).
     public func decode(
@@ -160,6 +162,9 @@ public enum EventFormat: Sendable, Hashable {
         switch self {
         case .standard:
             return try decoder.decode(body)
+        case .proca:
+            // EventProcessor.prepare decodes Proca itself: its messages carry operations of their own.
+            throw EventError(.unresolvable, field: "", reason: "proca messages are prepared by EventProcessor")
         case let .custom(converter):
             let json: JSONValue
             do {

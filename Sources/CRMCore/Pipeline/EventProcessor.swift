@@ -27,6 +27,7 @@ public struct EventProcessor: Sendable {
     }
 
     public func prepare(_ message: IncomingMessage) -> PreparedMessage {
+        if case let .proca(proca) = format { return prepareProca(message, proca) }
         let event: CRMEvent
         let json: JSONValue
         do {
@@ -45,6 +46,32 @@ public struct EventProcessor: Sendable {
             key: key(for: message, json: json), type: event.type, contactId: event.contactId,
             operations: plan.operations, unmatchedProperties: plan.unmatchedProperties
         ))
+    }
+
+    /// Proca: the format's own operations (contact merge, subscription, action history), then the mapping's actions
+    /// for `PROCA_ACTION` / `PROCA_EMAIL_STATUS` if any.
+    func prepareProca(_ message: IncomingMessage, _ proca: ProcaFormat) -> PreparedMessage {
+        let json: JSONValue
+        do {
+            json = try decoder.parser.parse(message.body)
+        } catch {
+            return .rejected(EventError(.invalidJSON, field: "", reason: error.description))
+        }
+        do {
+            switch try proca.decode(json, source: message.source, mapping: planner.mapping) {
+            case let .skipped(type, _):
+                return .skipped(type)
+            case let .event(event, operations, key):
+                let plan = try planner.plan(event, receivedAt: message.receivedAt)
+                let idempotency = key.map { IdempotencyKey(value: $0, check: .always) } ?? self.key(for: message, json: json)
+                return .event(PlannedEvent(
+                    key: idempotency, type: event.type, contactId: event.contactId,
+                    operations: operations + (plan?.operations ?? []), unmatchedProperties: plan?.unmatchedProperties ?? 0
+                ))
+            }
+        } catch {
+            return .rejected(error)
+        }
     }
 
     func key(for message: IncomingMessage, json: JSONValue) -> IdempotencyKey {

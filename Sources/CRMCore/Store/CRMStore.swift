@@ -87,6 +87,10 @@ public struct ContactSnapshot: Sendable, Equatable {
     public var purchases: [PurchaseRow]
     public var journeys: [Int]
     public var blockedUntil: Timestamp?
+    /// Why the email is unsubscribed (`bounce`, `spam`, `unsub`…), when a source said.
+    public var emailUnsubscribeReason: String?
+    /// The action history, oldest first.
+    public var actions: [ActionRow] = []
 
     public init(
         contactId: String, list: Int, attributes: [AttributeValue] = [], emailSubscribed: Bool = true,
@@ -118,6 +122,8 @@ public struct ContactSnapshot: Sendable, Equatable {
             ("purchases", .array(purchases.map(\.json))),
             ("journeys", .array(journeys.map { .number(String($0)) })),
             ("blockedUntil", blockedUntil.map { .string($0.rfc3339) } ?? .null),
+            ("emailUnsubscribeReason", emailUnsubscribeReason.map(JSONValue.string) ?? .null),
+            ("actions", .array(actions.map(\.json))),
             ("anonymized", .bool(false)),
         ])
     }

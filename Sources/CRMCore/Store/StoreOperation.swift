@@ -42,6 +42,35 @@ public struct PurchaseRow: Sendable, Hashable {
     }
 }
 
+/// An action a contact took (Proca: a petition signature, a share), kept as history like purchases.
+public struct ActionRow: Sendable, Hashable {
+    /// Unique per contact: the sender's id of the action.
+    public var key: String
+    public var actionType: String
+    public var campaign: String?
+    public var actionPage: String?
+    /// The action's own fields, as JSON text.
+    public var fieldsJSON: String
+    public var occurredAt: Timestamp
+
+    public init(key: String, actionType: String, campaign: String?, actionPage: String?, fieldsJSON: String, occurredAt: Timestamp) {
+        self.key = key
+        self.actionType = actionType
+        self.campaign = campaign
+        self.actionPage = actionPage
+        self.fieldsJSON = fieldsJSON
+        self.occurredAt = occurredAt
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("key", .string(key)), ("actionType", .string(actionType)), ("campaign", campaign.map(JSONValue.string) ?? .null),
+            ("actionPage", actionPage.map(JSONValue.string) ?? .null),
+            ("fields", (try? JSONParser().parse(fieldsJSON)) ?? .object([])), ("timestamp", .string(occurredAt.rfc3339)),
+        ])
+    }
+}
+
 /// One change to the CRM, as a store applies it. The planner turns an event and its actions into these; every store
 /// implements them with the same meaning (the shared store test suite checks that).
 public enum StoreOperation: Sendable, Hashable {
@@ -55,6 +84,15 @@ public enum StoreOperation: Sendable, Hashable {
     case anonymize(list: Int, selector: ContactSelector)
     /// Blocks until the given instant; a later block never shortens a longer one.
     case block(list: Int, selector: ContactSelector, until: Timestamp)
+    /// Creates the contact if missing (with `createWith`), then writes `attributes` unless the contact already holds
+    /// values from a later instant than `asOf`: of several records for one contact, the newest values win whatever
+    /// the order they arrive in (Proca supporters).
+    case mergeContact(list: Int, contactId: String, attributes: [AttributeValue], asOf: Timestamp, createWith: NewContactDefaults)
+    /// Subscribes or unsubscribes the contact's email, keeping the reason of an unsubscription; a missing contact is
+    /// left alone and reported.
+    case setEmailSubscription(list: Int, contactId: String, subscribed: Bool, reason: String?)
+    /// Adds a row to the contact's action history (a signature, a share); a row with the same key is kept once.
+    case addActionRow(list: Int, contactId: String, row: ActionRow)
     /// Keeps an incoming HTTP request as received (flattened body, headers without credentials). Erased with its
     /// contact by `anonymize`.
     case recordRequest(RequestRecord)
