@@ -4,7 +4,7 @@ import Yams
 extension ConfigReader {
     mutating func readRabbitMQ(_ node: Node, at path: String) -> RabbitMQSourceConfig? {
         guard let fields = members(node, at: path, allowed: [
-            "url", "queue", "declare", "bindings", "prefetch", "lanes", "max_redeliveries", "heartbeat", "tls", "dead_letter",
+            "url", "queue", "declare", "bindings", "prefetch", "lanes", "max_redeliveries", "heartbeat", "tls", "dead_letter", "on_refused",
         ]) else { return nil }
         let before = problems.count
         var endpoint: AMQPEndpoint?
@@ -82,6 +82,16 @@ extension ConfigReader {
             case let (nil, exchange?): config.deadLetter = .exchange(exchange, routingKey: routingKey)
             case (_?, _?): problem("\(path).dead_letter", "give queue or exchange, not both")
             case (nil, nil): problem("\(path).dead_letter", "give a queue or an exchange")
+            }
+        }
+        if let text = string(fields["on_refused"], at: "\(path).on_refused") {
+            if let value = RabbitMQSourceConfig.OnRefused(rawValue: text) {
+                config.onRefused = value
+                if value == .retry, fields["dead_letter"] == nil {
+                    problem("\(path).on_refused", "retry needs a dead_letter target for messages past max_redeliveries")
+                }
+            } else {
+                problem("\(path).on_refused", "expected dead_letter or retry, got \"\(text)\"")
             }
         }
         return problems.count == before ? config : nil

@@ -15,6 +15,17 @@ public struct RabbitMQSourceConfig: Sendable, Equatable {
     public var maxRedeliveries: Int
     public var heartbeatSeconds: Int
     public var deadLetter: DeadLetterTarget?
+    /// What happens to a message the daemon refuses.
+    public var onRefused: OnRefused = .deadLetter
+
+    public enum OnRefused: String, Sendable, Equatable {
+        /// To the `dead_letter` target (or, without one, rejected to the queue's dead-letter exchange).
+        case deadLetter = "dead_letter"
+        /// Rejected to the queue's own dead-letter exchange, whose retry topology brings it back later (Proca's
+        /// fail/retry queues); once delivered more than `max_redeliveries` times it goes to the `dead_letter` target
+        /// and leaves the loop.
+        case retry
+    }
 
     public struct QueueDeclaration: Sendable, Equatable {
         public var durable: Bool

@@ -187,7 +187,10 @@ final class ConsumerThread: @unchecked Sendable {
                 inFlightDeliveries[tag] = nil
             case let .deadLetter(reason, code):
                 metrics.deadLettered(code: code)
-                if config.deadLetter == nil {
+                // on_refused: retry sends refusals through the queue's own dead-letter exchange (its retry loop);
+                // only a message past max_redeliveries ("redelivered") goes to the dead_letter target.
+                let throughQueueDLX = config.deadLetter == nil || (config.onRefused == .retry && code != "redelivered")
+                if throughQueueDLX {
                     try connection.reject(tag, requeue: false, channel: 1)
                     tracker.finished(tag, needsAck: false)
                     inFlightDeliveries[tag] = nil

@@ -154,6 +154,35 @@ struct RabbitMQSourceTests {
         }
     }
 
+    /// Proca's topology: the queue dead-letters into a retry queue whose TTL sends messages back. With
+    /// `on_refused: retry` a refused message goes round that loop, and once delivered more than `max_redeliveries`
+    /// times it is parked in the dead_letter queue with its reason, leaving the loop; good messages are applied.
+    @Test func refusedMessagesRetryThroughTheQueuesOwnLoopThenPark() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("proca")
+        let retry = queue + ".retry", parked = queue + ".parked"
+        try node.freshQueue(queue, arguments: ["x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(retry)])
+        try node.freshQueue(retry, arguments: ["x-message-ttl": .int(200), "x-dead-letter-exchange": .string(""), "x-dead-letter-routing-key": .string(queue)])
+        try node.freshQueue(parked)
+        let publisher = try node.publisher()
+        try publisher.publishAll([
+            AMQPPublisher.Message(body: Array(#"{"type":"USER_REGISTRATION","contactId":"r-1"}"#.utf8), routingKey: queue),
+            AMQPPublisher.Message(body: Array(#"{"type":"USER_DELETE","contactId":"r-2"}"#.utf8), routingKey: queue),
+        ])
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(parked), maxRedeliveries: 2, logger: logs.logger, onRefused: .retry)
+        defer { source.remove() }
+        #expect(try await source.wait(timeout: .seconds(60)) { try node.counts(parked).ready == 1 && node.counts(queue) == (0, 0) && node.counts(retry).ready == 0 })
+        try await source.stop()
+        #expect(try await source.store.contact("r-1", list: 1) != .notFound)
+        // Processed (and refused) on each pass until past the limit, then parked unprocessed.
+        #expect(logs.count("dead-lettering") >= 2)
+        let dead = try node.drain(parked, expected: 1)
+        #expect(dead.first?.properties.headers["x-crm-ingest-reason"]?.stringValue?.hasPrefix("delivered ") == true)
+        #expect(dead.first.map { String(decoding: $0.body, as: UTF8.self) } == #"{"type":"USER_DELETE","contactId":"r-2"}"#)
+    }
+
     @Test func poisonMessagesGoToTheDeadLetterQueueWithTheirReason() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue("poison")

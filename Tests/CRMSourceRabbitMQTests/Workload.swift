@@ -97,15 +97,17 @@ final class RunningSource: @unchecked Sendable {
 
     init(queue: String, node: RabbitMQTestNode, lanes: Int = 4, prefetch: Int = 500, heartbeat: Int = 30,
          deadLetter: RabbitMQSourceConfig.DeadLetterTarget? = nil, maxRedeliveries: Int = 5, folder: URL? = nil,
-         logger: Logger = Logger(label: "test.rabbitmq"), processor: EventProcessor = Workload.processor) throws {
+         logger: Logger = Logger(label: "test.rabbitmq"), processor: EventProcessor = Workload.processor,
+         onRefused: RabbitMQSourceConfig.OnRefused = .deadLetter) throws {
         let folder = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("crm-rmq-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         self.folder = folder
         store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
-        let config = RabbitMQSourceConfig(
+        var config = RabbitMQSourceConfig(
             endpoint: node.endpoint, queue: queue, prefetch: prefetch, lanes: lanes, maxRedeliveries: maxRedeliveries,
             heartbeatSeconds: heartbeat, deadLetter: deadLetter
         )
+        config.onRefused = onRefused
         let source = RabbitMQSource(name: "test", config: config, processor: { processor }, store: store, logger: logger, retryBudget: .seconds(10))
         group = ServiceGroup(services: [source], logger: logger)
         let group = group
