@@ -16,7 +16,10 @@ extension ConfigReader {
                 return nil
             }
         }
-        guard let format = members(node, at: path, allowed: ["custom", "proca"]) else { return nil }
+        guard let format = members(node, at: path, allowed: ["custom", "proca", "by", "formats", "otherwise"]) else { return nil }
+        if format["by"] != nil || format["formats"] != nil || format["otherwise"] != nil {
+            return readPerMessageFormat(format, at: path)
+        }
         if let procaNode = format["proca"] {
             return readProca(procaNode, at: "\(path).proca").map(MessageFormat.proca)
         }
@@ -25,6 +28,39 @@ extension ConfigReader {
             return nil
         }
         return readCustomConverter(customNode, at: "\(path).custom").map(MessageFormat.custom)
+    }
+
+    /// `{ by: header:NAME | attribute:NAME, formats: { value: format, … }, otherwise: format }`.
+    mutating func readPerMessageFormat(_ fields: [String: Node], at path: String) -> MessageFormat? {
+        let before = problems.count
+        if fields["custom"] != nil || fields["proca"] != nil {
+            problem(path, "a per-message format names its formats under formats:, not beside by:")
+        }
+        var selector: CustomConverter.TypeSource?
+        if let text = requiredString(fields["by"], at: "\(path).by") {
+            if text.hasPrefix("header:"), text.count > 7 {
+                selector = .header(String(text.dropFirst(7)))
+            } else if text.hasPrefix("attribute:"), text.count > 10 {
+                selector = .attribute(String(text.dropFirst(10)))
+            } else {
+                problem("\(path).by", "expected header:NAME or attribute:NAME, got \"\(text)\"")
+            }
+        }
+        var formats: [String: MessageFormat] = [:]
+        if case let .mapping(mapping)? = fields["formats"], !mapping.isEmpty {
+            for (keyNode, formatNode) in mapping {
+                let value = keyNode.scalar?.string ?? ""
+                if let format = readFormat(formatNode, at: "\(path).formats.\(value)") {
+                    if case .perMessage = format { problem("\(path).formats.\(value)", "formats do not nest") } else { formats[value] = format }
+                }
+            }
+        } else {
+            problem("\(path).formats", "required: the value of \(fields["by"]?.scalar?.string ?? "by") and the format it names, such as { proca: { proca: { list: 1 } }, app: default }")
+        }
+        var otherwise: MessageFormat?
+        if let node = fields["otherwise"] { otherwise = readFormat(node, at: "\(path).otherwise") }
+        guard problems.count == before, let selector else { return nil }
+        return .perMessage(by: selector, formats: formats, otherwise: otherwise)
     }
 
     /// `proca: { list: 1, keystore: keys.json }`; the keystore (a @proca/crypto file) is read now.

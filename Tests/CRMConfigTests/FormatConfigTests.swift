@@ -105,4 +105,25 @@ struct FormatConfigTests {
             == ["sources[0].format.proca.keystore: cannot read /nonexistent/keys.json"])
         #expect(problems(Self.source(format: "proca: { keystore: k.json }")) == ["sources[0].format.proca.list: required"])
     }
+
+    @Test func aFormatChosenPerMessage() throws {
+        let config = try loader.load(yaml: Self.source(format: """
+            by: header:x-format
+            formats:
+              app: default
+              partner: { custom: { type_from: $.kind, types: { s: { type: USER_UPDATE, contact_id: $.id } } } }
+              proca: { proca: { list: 2 } }
+            otherwise: default
+            """))
+        guard case let .perMessage(by, formats, otherwise) = config.sources[0].format else { Issue.record("not per message"); return }
+        #expect(by == .header("x-format"))
+        #expect(formats.keys.sorted() == ["app", "partner", "proca"])
+        #expect(formats["proca"] == .proca(ProcaSettings(list: 2)))
+        #expect(otherwise == .default)
+        #expect(config.processor(for: config.sources[0]).readsMessageMetadata)
+        #expect(problems(Self.source(format: "by: $.format\nformats: { a: default }"))
+            == ["sources[0].format.by: expected header:NAME or attribute:NAME, got \"$.format\""])
+        #expect(problems(Self.source(format: "by: header:x-format"))
+            == ["sources[0].format.formats: required: the value of header:x-format and the format it names, such as { proca: { proca: { list: 1 } }, app: default }"])
+    }
 }

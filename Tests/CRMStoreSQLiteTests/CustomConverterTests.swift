@@ -98,4 +98,33 @@ struct CustomConverterTests {
         guard case let .rejected(error) = Self.prepare(processor, nil, #"{"uid":"p-1"}"#) else { Issue.record("accepted"); return }
         #expect(error.description == "header:event-name: required: it names the message's type")
     }
+
+    /// One queue, several senders: the `x-format` header picks the format of each message.
+    @Test func theFormatIsChosenPerMessageByAHeader() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        let processor = EventProcessor(mapping: h.processor.planner.mapping, format: .perMessage(
+            by: .header("x-format"), formats: ["partner": .custom(try Self.converter()), "symplify": .standard], otherwise: nil
+        ))
+        func prepare(_ format: String?, _ type: String?, _ json: String) -> PreparedMessage {
+            var headers: [String: String] = [:]
+            headers["X-Format"] = format
+            headers["event-name"] = type
+            return processor.prepare(IncomingMessage(body: Array(json.utf8), identity: .content, mayBeRedelivery: false,
+                                                     receivedAt: StoreHarness.t0, source: "mixed", headers: headers))
+        }
+        for prepared in [
+            prepare("partner", "signup", #"{"user":{"id":"p-7","email":"p7@example.se","name":{"first":"Per"}}}"#),
+            prepare("symplify", nil, #"{"type":"USER_REGISTRATION","contactId":"s-7","properties":{"firstName":"Sym"}}"#),
+        ] {
+            guard case let .event(event) = prepared else { Issue.record("not accepted: \(prepared)"); continue }
+            #expect(try await h.store.apply([event], now: StoreHarness.t0) == [.applied(notes: [])])
+        }
+        #expect(try await h.contact("p-7")?.attribute("firstName") == .string("Per"))
+        #expect(try await h.contact("s-7")?.attribute("firstName") == .string("Sym"))
+        guard case let .rejected(unknown) = prepare("xml", nil, "{}") else { Issue.record("accepted"); return }
+        #expect(unknown.description == #"header:x-format: unknown format "xml" (formats: partner, symplify)"#)
+        guard case let .rejected(missing) = prepare(nil, nil, "{}") else { Issue.record("accepted"); return }
+        #expect(missing.description == "header:x-format: required: it names the message's format (partner, symplify)")
+    }
 }

@@ -154,6 +154,27 @@ public enum EventFormat: Sendable {
     case custom(CustomConverter)
     /// Proca's action and event messages.
     case proca(ProcaFormat)
+    /// Chosen per message by a header or message attribute: `formats` by the value found there, `otherwise` for
+    /// a message without it or with another value (nil: such a message is refused).
+    indirect case perMessage(by: CustomConverter.TypeSource, formats: [String: EventFormat], otherwise: EventFormat?)
+
+    /// The format one message is written in.
+    public func resolve(headers: [String: String], attributes: [String: String]) throws(EventError) -> EventFormat {
+        guard case let .perMessage(selector, formats, otherwise) = self else { return self }
+        let value: String?
+        switch selector {
+        case let .header(name): value = CustomConverter.lookup(headers, name)
+        case let .attribute(name): value = CustomConverter.lookup(attributes, name)
+        case .body: value = nil // the loader accepts header: and attribute: only
+        }
+        if let value, let format = formats[value] { return format }
+        if let otherwise { return otherwise }
+        let known = formats.keys.sorted().joined(separator: ", ")
+        guard let value else {
+            throw EventError(.missingField, field: selector.description, reason: "required: it names the message's format (\(known))")
+        }
+        throw EventError(.unknownType, field: selector.description, reason: "unknown format \(JSONValue.string(value).excerpt) (formats: \(known))")
+    }
 
     /// Parses and decodes one message; `json` is the parsed body (for content-hash keys).
     public func decode(
@@ -162,9 +183,9 @@ public enum EventFormat: Sendable {
         switch self {
         case .standard:
             return try decoder.decode(body)
-        case .proca:
-            // EventProcessor.prepare decodes Proca itself: its messages carry operations of their own.
-            throw EventError(.unresolvable, field: "", reason: "proca messages are prepared by EventProcessor")
+        case .proca, .perMessage:
+            // EventProcessor.prepare resolves per-message formats and decodes Proca itself.
+            throw EventError(.unresolvable, field: "", reason: "resolved by EventProcessor.prepare")
         case let .custom(converter):
             let json: JSONValue
             do {

@@ -22,11 +22,19 @@ public struct EventProcessor: Sendable {
 
     /// Whether decoding reads the message's headers or attributes; when not, sources skip collecting them.
     public var readsMessageMetadata: Bool {
-        if case .custom = format { return true }
-        return false
+        switch format {
+        case .custom, .perMessage: return true
+        case .standard, .proca: return false
+        }
     }
 
     public func prepare(_ message: IncomingMessage) -> PreparedMessage {
+        let format: EventFormat
+        do {
+            format = try self.format.resolve(headers: message.headers, attributes: message.attributes)
+        } catch {
+            return .rejected(error)
+        }
         if case let .proca(proca) = format { return prepareProca(message, proca) }
         let event: CRMEvent
         let json: JSONValue
