@@ -12,19 +12,24 @@ extension ConfigReader {
             case "default": return .default
             case "flattened": return .flattened
             case let other:
-                problem(path, "unknown format \"\(other)\" (formats: default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } })")
+                problem(path, "unknown format \"\(other)\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })")
                 return nil
             }
         }
-        guard let format = members(node, at: path, allowed: ["custom", "proca", "by", "formats", "otherwise"]) else { return nil }
+        guard let format = members(node, at: path, allowed: ["custom", "proca", "jomablue", "by", "formats", "otherwise"]) else { return nil }
         if format["by"] != nil || format["formats"] != nil || format["otherwise"] != nil {
             return readPerMessageFormat(format, at: path)
+        }
+        if let jomablueNode = format["jomablue"] {
+            guard let fields = members(jomablueNode, at: "\(path).jomablue", allowed: ["list"]),
+                  let list = int(fields["list"], at: "\(path).jomablue.list", required: true) else { return nil }
+            return .jomablue(list: list)
         }
         if let procaNode = format["proca"] {
             return readProca(procaNode, at: "\(path).proca").map(MessageFormat.proca)
         }
         guard let customNode = format["custom"] else {
-            problem(path, "expected default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } }")
+            problem(path, "expected default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } }")
             return nil
         }
         return readCustomConverter(customNode, at: "\(path).custom").map(MessageFormat.custom)
@@ -33,7 +38,7 @@ extension ConfigReader {
     /// `{ by: header:NAME | attribute:NAME, formats: { value: format, … }, otherwise: format }`.
     mutating func readPerMessageFormat(_ fields: [String: Node], at path: String) -> MessageFormat? {
         let before = problems.count
-        if fields["custom"] != nil || fields["proca"] != nil {
+        if fields["custom"] != nil || fields["proca"] != nil || fields["jomablue"] != nil {
             problem(path, "a per-message format names its formats under formats:, not beside by:")
         }
         var selector: CustomConverter.TypeSource?

@@ -102,11 +102,13 @@ public enum MessageFormat: Sendable, Equatable {
     case custom(CustomConverter)
     /// Proca's action queue (`format: { proca: { list, keystore } }`).
     case proca(ProcaSettings)
+    /// Jomablue's push payloads (`format: { jomablue: { list } }`).
+    case jomablue(list: Int)
     /// Chosen per message (`format: { by: header:x-format, formats: { … }, otherwise: default }`).
     indirect case perMessage(by: CustomConverter.TypeSource, formats: [String: MessageFormat], otherwise: MessageFormat?)
 
     /// The formats written by name.
-    public static let names = ["default", "flattened", "custom", "proca"]
+    public static let names = ["default", "flattened", "custom", "proca", "jomablue"]
 
     public var name: String {
         switch self {
@@ -114,6 +116,7 @@ public enum MessageFormat: Sendable, Equatable {
         case .flattened: return "flattened"
         case .custom: return "custom"
         case .proca: return "proca"
+        case .jomablue: return "jomablue"
         case .perMessage: return "per-message"
         }
     }
@@ -127,6 +130,8 @@ public enum MessageFormat: Sendable, Equatable {
             // The loader checked the keys' sizes, so the decryptor cannot refuse them here.
             let opener = settings.privateKeys.isEmpty ? nil : try? ProcaDecryptor(privateKeys: settings.privateKeys)
             return .proca(ProcaFormat(list: settings.list, opener: opener))
+        case let .jomablue(list):
+            return .jomablue(JomablueFormat(list: list))
         case let .perMessage(selector, formats, otherwise):
             return .perMessage(by: selector, formats: formats.mapValues(\.eventFormat), otherwise: otherwise?.eventFormat)
         }

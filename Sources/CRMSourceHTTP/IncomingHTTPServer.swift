@@ -207,7 +207,7 @@ struct IncomingRequestHandler: Sendable {
         }
         metrics.recordLatency(ContinuousClock.now - started)
         switch outcome {
-        case .duplicate:
+        case .duplicate, .unchanged:
             metrics.count(.duplicate, type: type)
             return Response(status: .noContent)
         case let .applied(notes):

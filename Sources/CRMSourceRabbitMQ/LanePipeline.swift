@@ -140,6 +140,9 @@ struct LanePipeline: Sendable {
                     case .duplicate:
                         metrics.events.count(.duplicate, type: event.type.rawValue)
                         return .ack
+                    case .unchanged:
+                        metrics.events.count(.unchanged, type: event.type.rawValue)
+                        return .ack
                     case let .failed(error):
                         metrics.events.count(.rejected, type: event.type.rawValue)
                         logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])

@@ -47,6 +47,8 @@ public struct SQSSource: Service {
         public var received = 0
         public var applied = 0
         public var duplicates = 0
+        /// Republished records identical to what the store holds.
+        public var unchanged = 0
         public var filtered = 0
         public var refused = 0
         public var requests = 0
@@ -223,6 +225,10 @@ public struct SQSSource: Service {
                     case .duplicate:
                         totals.metrics.count(.duplicate, type: event.type.rawValue)
                         totals.add { $0.duplicates += 1 }
+                        return .delete
+                    case .unchanged:
+                        totals.metrics.count(.unchanged, type: event.type.rawValue)
+                        totals.add { $0.unchanged += 1 }
                         return .delete
                     case let .failed(error):
                         totals.metrics.count(.rejected, type: event.type.rawValue)

@@ -25,7 +25,7 @@ public final class EventMetrics: @unchecked Sendable {
     }
 
     public enum Outcome: String, Sendable {
-        case received, applied, duplicate, skipped, rejected, filtered, requeued
+        case received, applied, duplicate, unchanged, skipped, rejected, filtered, requeued
     }
 
     /// `factory`: the process's bootstrapped one by default; tests pass their own.

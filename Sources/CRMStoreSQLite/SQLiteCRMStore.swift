@@ -238,6 +238,18 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 occurredAt: Timestamp(microsecondsSinceEpoch: row["occurred_at"])
             )
         }
+        snapshot.records = try Row.fetchAll(
+            db, sql: "SELECT kind, record_id, event_id FROM linked_records WHERE contact_id = ? ORDER BY kind, record_id", arguments: [contactId]
+        ).map { row in
+            let kind: String = row["kind"], id: String = row["record_id"], eventId: String? = row["event_id"]
+            // Category names come from the latest record of the event the person belongs to.
+            let categories = try Row.fetchAll(db, sql: """
+                SELECT c.category_id, e.name FROM record_categories c
+                LEFT JOIN record_categories e ON e.kind = 'event' AND e.record_id = ? AND e.category_id = c.category_id
+                WHERE c.kind = ? AND c.record_id = ? ORDER BY c.category_id
+                """, arguments: [eventId, kind, id]).map { ContactRecord.Category(id: $0[0], name: $0[1]) }
+            return ContactRecord(kind: kind, id: id, eventId: eventId, categories: categories)
+        }
         snapshot.journeys = try Int.fetchAll(
             db, sql: "SELECT journey_id FROM journey_enrollments WHERE contact_id = ? ORDER BY entered_at, journey_id",
             arguments: [contactId]

@@ -33,6 +33,10 @@ struct SQLiteOperationWriter {
             }
             return .duplicate
         }
+        if let record = Self.record(of: event), try isUnchanged(record) {
+            try recordInLedger(key, event)
+            return .unchanged
+        }
         var notes: [String] = []
         var erased = false
         // Savepoint statements are prepared once and reused: GRDB's inSavepoint parses its SQL on every call.
@@ -92,6 +96,17 @@ struct SQLiteOperationWriter {
             INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
             ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
             """).execute(arguments: [key, event.type.rawValue, now.microsecondsSinceEpoch])
+    }
+
+    static func record(of event: PlannedEvent) -> LinkedRecord? {
+        for operation in event.operations { if case let .upsertRecord(record) = operation { return record } }
+        return nil
+    }
+
+    /// The stored version of the record is this very payload.
+    func isUnchanged(_ record: LinkedRecord) throws -> Bool {
+        let statement = try db.cachedStatement(sql: "SELECT payload FROM linked_records WHERE kind = ? AND record_id = ?")
+        return try String.fetchOne(statement, arguments: [record.kind, record.id]) == record.json
     }
 
     func isTombstoned(_ contactId: String) throws -> Bool {
@@ -211,6 +226,25 @@ struct SQLiteOperationWriter {
                 ])
             return nil
 
+        case let .upsertRecord(record):
+            let stored = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT generated_at FROM linked_records WHERE kind = ? AND record_id = ?"), arguments: [record.kind, record.id]
+            )
+            if let stored, stored > record.generatedAt.microsecondsSinceEpoch {
+                return "\(record.kind) \(record.id): a newer version is already stored"
+            }
+            try db.cachedStatement(sql: """
+                INSERT INTO linked_records (kind, record_id, contact_id, event_id, generated_at, payload) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (kind, record_id) DO UPDATE SET contact_id = excluded.contact_id, event_id = excluded.event_id,
+                    generated_at = excluded.generated_at, payload = excluded.payload
+                """).execute(arguments: [record.kind, record.id, record.contactId, record.eventId, record.generatedAt.microsecondsSinceEpoch, record.json])
+            try db.cachedStatement(sql: "DELETE FROM record_categories WHERE kind = ? AND record_id = ?").execute(arguments: [record.kind, record.id])
+            for category in record.categories {
+                try db.cachedStatement(sql: "INSERT OR REPLACE INTO record_categories (kind, record_id, category_id, name) VALUES (?, ?, ?, ?)")
+                    .execute(arguments: [record.kind, record.id, category.id, category.name])
+            }
+            return nil
+
         case let .recordRequest(record):
             try db.cachedStatement(sql: """
                 INSERT INTO incoming_requests (event_id, source, endpoint_id, event_type, contact_id, received_at, record)
@@ -271,5 +305,9 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM incoming_requests WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM contact_actions WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: """
+            DELETE FROM record_categories WHERE (kind, record_id) IN (SELECT kind, record_id FROM linked_records WHERE contact_id = ?)
+            """).execute(arguments: arguments)
+        try db.cachedStatement(sql: "DELETE FROM linked_records WHERE contact_id = ?").execute(arguments: arguments)
     }
 }

@@ -113,6 +113,29 @@ enum SQLiteSchema {
                 CREATE INDEX contact_actions_by_contact ON contact_actions (contact_id);
                 """)
         }
+        migrator.registerMigration("v4: linked records") { db in
+            try db.execute(sql: """
+                -- Records a sender publishes (Jomablue people, events, leads, session participations), latest version.
+                CREATE TABLE linked_records (
+                    kind TEXT NOT NULL,
+                    record_id TEXT NOT NULL,
+                    contact_id TEXT,
+                    event_id TEXT,
+                    generated_at INTEGER NOT NULL,
+                    payload TEXT NOT NULL,
+                    PRIMARY KEY (kind, record_id)
+                ) WITHOUT ROWID;
+                CREATE INDEX linked_records_by_contact ON linked_records (contact_id) WHERE contact_id IS NOT NULL;
+                -- Categories of a record: ids on people, ids with names on events.
+                CREATE TABLE record_categories (
+                    kind TEXT NOT NULL,
+                    record_id TEXT NOT NULL,
+                    category_id TEXT NOT NULL,
+                    name TEXT,
+                    PRIMARY KEY (kind, record_id, category_id)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

@@ -66,7 +66,7 @@ struct FormatConfigTests {
         ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: $.id, colour: $.c } }",
          ["sources[0].format.custom.types.a.colour: unknown key (expected one of: type, properties, amount, channel, consented, contact_id, currency, payment_type, timestamp, transaction_id, vendor)"]),
         ("custom:\n  type_from: $.kind", ["sources[0].format.custom.types: required: the message types and how each becomes an event"]),
-        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } })"]),
+        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })"]),
     ])
     func problemsAreReportedAtTheirPaths(format: String, expected: [String]) {
         #expect(problems(Self.source(format: format)) == expected)

@@ -475,7 +475,7 @@ struct HTTPConfigTests {
                 format: xml
                 http: { auth: none, event_type: CUSTOM_ORDER }
             http: {}
-            """) == ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } } or { proca: { list, keystore } })"])
+            """) == ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })"])
     }
 
     @Test func oneTransportPerSource() {

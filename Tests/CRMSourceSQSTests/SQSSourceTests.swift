@@ -83,9 +83,10 @@ struct SQSSourceTests {
         _ config: SQSSourceConfig, store: any CRMStore, logger: Logger = Logger(label: "test.sqs"),
         whileRunning: @Sendable () async throws -> Void = {},
         progress: (@Sendable () async throws -> Int)? = nil,
+        processor: EventProcessor = EventProcessor(mapping: mapping),
         until done: @escaping @Sendable () async throws -> Bool
     ) async throws -> SQSSource.Totals {
-        let source = SQSSource(name: "sqs-test", config: config, processor: { EventProcessor(mapping: mapping) }, store: store, logger: logger)
+        let source = SQSSource(name: "sqs-test", config: config, processor: { processor }, store: store, logger: logger)
         let box = ResultBox()
         let service = TotalsService(source: source, box: box)
         let group = ServiceGroup(services: [service], logger: logger)
@@ -157,6 +158,32 @@ struct SQSSourceTests {
         print("SQS requests per message: \(totals.requests) / \(totals.received) = \(perMessage) (duplicates: \(totals.duplicates), \(ContinuousClock.now - started))")
         // One receive and one batch delete per 10 messages is the floor (0.2); a few empty polls come on top.
         #expect(perMessage >= 0.2 && perMessage < 0.3)
+    }
+
+    /// Jomablue publishes to SNS, SNS delivers to SQS (not raw): the envelope is unwrapped, the person becomes a
+    /// contact, and the republished identical person (a new SNS MessageId) is counted as unchanged.
+    @Test func jomabluePayloadsArriveSNSWrapped() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "jomablue-\(UUID().uuidString.prefix(6))")
+        let person = #"{"resource_type":"person","generated_at":"2026-05-13T00:02:10.118Z","context":{"event_id":"northwind/event/5"},"identifiers":{"first_name":"สมศรี","last_name":"ทองดี","email":"somsri@example.co.th","id":"northwind/event_person/51502","organisation_uid":""},"data":{"job_title":"","checked_in":true,"categories":[]}}"#
+        let event = #"{"resource_type":"event","generated_at":"2026-05-12T08:00:03.120Z","identifiers":{"id":"northwind/event/5"},"data":{"name":"Summit","categories":[]}}"#
+        try Self.send(server, queue, [
+            .init(id: "e", body: Self.snsEnvelope(event, id: "sns-e", resourceType: "event")),
+            .init(id: "p1", body: Self.snsEnvelope(person, id: "sns-p1", resourceType: "person")),
+        ])
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let mapping = Mapping(attributes: [AttributeDefinition(name: "firstName", headers: ["first_name"])], actions: [:])
+        let processor = EventProcessor(mapping: mapping, format: .jomablue(JomablueFormat(list: 1)))
+        _ = try await Self.run(config(server, queue, folder: folder), store: store, processor: processor) { try await store.count("ledger") >= 2 }
+        try Self.send(server, queue, [.init(id: "p2", body: Self.snsEnvelope(person, id: "sns-p2", resourceType: "person"))])
+        let totals = try await Self.run(config(server, queue, folder: folder), store: store, processor: processor) { try await store.count("ledger") >= 3 }
+        #expect(totals.unchanged == 1)
+        guard case let .found(contact) = try await store.contact("northwind/event_person/51502", list: 1) else {
+            Issue.record("the person is not a contact"); return
+        }
+        #expect(contact.attribute("firstName") == .string("สมศรี"))
+        #expect(try await store.count("linked_records") == 2)
     }
 
     @Test func poisonGoesToTheDeadLetterQueueThroughTheRedrivePolicy() async throws {

@@ -154,6 +154,8 @@ public enum EventFormat: Sendable {
     case custom(CustomConverter)
     /// Proca's action and event messages.
     case proca(ProcaFormat)
+    /// Jomablue's push payloads.
+    case jomablue(JomablueFormat)
     /// Chosen per message by a header or message attribute: `formats` by the value found there, `otherwise` for
     /// a message without it or with another value (nil: such a message is refused).
     indirect case perMessage(by: CustomConverter.TypeSource, formats: [String: EventFormat], otherwise: EventFormat?)
@@ -183,7 +185,7 @@ public enum EventFormat: Sendable {
         switch self {
         case .standard:
             return try decoder.decode(body)
-        case .proca, .perMessage:
+        case .proca, .jomablue, .perMessage:
             // EventProcessor.prepare resolves per-message formats and decodes Proca itself.
             throw EventError(.unresolvable, field: "", reason: "resolved by EventProcessor.prepare")
         case let .custom(converter):

@@ -24,7 +24,7 @@ public struct EventProcessor: Sendable {
     public var readsMessageMetadata: Bool {
         switch format {
         case .custom, .perMessage: return true
-        case .standard, .proca: return false
+        case .standard, .proca, .jomablue: return false
         }
     }
 
@@ -36,6 +36,7 @@ public struct EventProcessor: Sendable {
             return .rejected(error)
         }
         if case let .proca(proca) = format { return prepareProca(message, proca) }
+        if case let .jomablue(jomablue) = format { return prepareJomablue(message, jomablue) }
         let event: CRMEvent
         let json: JSONValue
         do {
@@ -74,6 +75,30 @@ public struct EventProcessor: Sendable {
                 let idempotency = key.map { IdempotencyKey(value: $0, check: .always) } ?? self.key(for: message, json: json)
                 return .event(PlannedEvent(
                     key: idempotency, type: event.type, contactId: event.contactId,
+                    operations: operations + (plan?.operations ?? []), unmatchedProperties: plan?.unmatchedProperties ?? 0
+                ))
+            }
+        } catch {
+            return .rejected(error)
+        }
+    }
+
+    /// Jomablue: the format's own operations (record, contact), then the mapping's actions for its types if any.
+    func prepareJomablue(_ message: IncomingMessage, _ jomablue: JomablueFormat) -> PreparedMessage {
+        let json: JSONValue
+        do {
+            json = try decoder.parser.parse(message.body)
+        } catch {
+            return .rejected(EventError(.invalidJSON, field: "", reason: error.description))
+        }
+        do {
+            switch try jomablue.decode(json, mapping: planner.mapping) {
+            case let .skipped(type):
+                return .skipped(type)
+            case let .event(event, operations):
+                let plan = event.contactId.isEmpty ? nil : try planner.plan(event, receivedAt: message.receivedAt)
+                return .event(PlannedEvent(
+                    key: key(for: message, json: json), type: event.type, contactId: event.contactId,
                     operations: operations + (plan?.operations ?? []), unmatchedProperties: plan?.unmatchedProperties ?? 0
                 ))
             }

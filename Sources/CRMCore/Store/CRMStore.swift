@@ -31,6 +31,8 @@ public enum EventOutcome: Sendable, Hashable {
     case applied(notes: [String])
     /// Its key was in the ledger: nothing changed.
     case duplicate
+    /// A new message that republished a record exactly as stored: nothing changed (its key is now in the ledger).
+    case unchanged
     /// The store refused this event (its savepoint was rolled back); the others of the batch are unaffected.
     case failed(StoreError)
 }
@@ -91,6 +93,9 @@ public struct ContactSnapshot: Sendable, Equatable {
     public var emailUnsubscribeReason: String?
     /// The action history, oldest first.
     public var actions: [ActionRow] = []
+    /// The sender's records linked to the contact (Jomablue people, leads, session participations), with category
+    /// names resolved from the latest event records.
+    public var records: [ContactRecord] = []
 
     public init(
         contactId: String, list: Int, attributes: [AttributeValue] = [], emailSubscribed: Bool = true,
@@ -124,6 +129,7 @@ public struct ContactSnapshot: Sendable, Equatable {
             ("blockedUntil", blockedUntil.map { .string($0.rfc3339) } ?? .null),
             ("emailUnsubscribeReason", emailUnsubscribeReason.map(JSONValue.string) ?? .null),
             ("actions", .array(actions.map(\.json))),
+            ("records", .array(records.map(\.json))),
             ("anonymized", .bool(false)),
         ])
     }
@@ -141,6 +147,38 @@ public struct ContactSnapshot: Sendable, Equatable {
             ("journeys", .array([])),
             ("blockedUntil", .null),
             ("anonymized", .bool(true)),
+        ])
+    }
+}
+
+/// A linked record as `contact show` prints it.
+public struct ContactRecord: Sendable, Equatable {
+    public var kind: String
+    public var id: String
+    public var eventId: String?
+    /// Category ids with their current names (nil when no event record names them yet).
+    public var categories: [Category]
+
+    public struct Category: Sendable, Equatable {
+        public var id: String
+        public var name: String?
+        public init(id: String, name: String?) {
+            self.id = id
+            self.name = name
+        }
+    }
+
+    public init(kind: String, id: String, eventId: String?, categories: [Category]) {
+        self.kind = kind
+        self.id = id
+        self.eventId = eventId
+        self.categories = categories
+    }
+
+    public var json: JSONValue {
+        .object([
+            ("kind", .string(kind)), ("id", .string(id)), ("eventId", eventId.map(JSONValue.string) ?? .null),
+            ("categories", .array(categories.map { .object([("id", .string($0.id)), ("name", $0.name.map(JSONValue.string) ?? .null)]) })),
         ])
     }
 }

@@ -71,6 +71,47 @@ public struct ActionRow: Sendable, Hashable {
     }
 }
 
+/// A sender's record kept beside the contacts, so later messages can be joined to it.
+public struct LinkedRecord: Sendable, Hashable {
+    /// `person`, `event`, `lead`, `session_participation`.
+    public var kind: String
+    /// The sender's id of the record (`acme/event_person/51486`).
+    public var id: String
+    /// The contact it belongs to, if any.
+    public var contactId: String?
+    /// The event it belongs to, if any.
+    public var eventId: String?
+    /// When the sender generated this version; an older version never replaces a newer one.
+    public var generatedAt: Timestamp
+    /// The payload, as canonical JSON text.
+    public var json: String
+    /// Categories: on a person their ids (names nil), on an event ids with their current names.
+    public var categories: [(id: String, name: String?)]
+
+    public init(kind: String, id: String, contactId: String?, eventId: String?, generatedAt: Timestamp, json: String,
+                categories: [(id: String, name: String?)] = []) {
+        self.kind = kind
+        self.id = id
+        self.contactId = contactId
+        self.eventId = eventId
+        self.generatedAt = generatedAt
+        self.json = json
+        self.categories = categories
+    }
+
+    public static func == (lhs: LinkedRecord, rhs: LinkedRecord) -> Bool {
+        lhs.kind == rhs.kind && lhs.id == rhs.id && lhs.contactId == rhs.contactId && lhs.eventId == rhs.eventId
+            && lhs.generatedAt == rhs.generatedAt && lhs.json == rhs.json
+            && lhs.categories.map(\.id) == rhs.categories.map(\.id) && lhs.categories.map(\.name) == rhs.categories.map(\.name)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(id)
+        hasher.combine(json)
+    }
+}
+
 /// One change to the CRM, as a store applies it. The planner turns an event and its actions into these; every store
 /// implements them with the same meaning (the shared store test suite checks that).
 public enum StoreOperation: Sendable, Hashable {
@@ -93,6 +134,10 @@ public enum StoreOperation: Sendable, Hashable {
     case setEmailSubscription(list: Int, contactId: String, subscribed: Bool, reason: String?)
     /// Adds a row to the contact's action history (a signature, a share); a row with the same key is kept once.
     case addActionRow(list: Int, contactId: String, row: ActionRow)
+    /// Keeps a record the sender publishes about a contact or an event (Jomablue: a person, an event, a lead, a
+    /// session participation), replacing an older version; an identical republication makes the whole event
+    /// `.unchanged`.
+    case upsertRecord(LinkedRecord)
     /// Keeps an incoming HTTP request as received (flattened body, headers without credentials). Erased with its
     /// contact by `anonymize`.
     case recordRequest(RequestRecord)

@@ -119,7 +119,7 @@ public struct IngestRunner: Sendable {
             case let .applied(notes):
                 summary.applied += 1
                 for note in notes { logger.debug("line \(lineNumber): \(note)") }
-            case .duplicate:
+            case .duplicate, .unchanged:
                 summary.duplicate += 1
             case let .failed(error):
                 summary.rejected += 1
