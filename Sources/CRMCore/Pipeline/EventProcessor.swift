@@ -57,9 +57,16 @@ public struct EventProcessor: Sendable {
         ))
     }
 
-    /// Proca: the format's own operations (contact merge, subscription, action history), then the mapping's actions
-    /// for `PROCA_ACTION` / `PROCA_EMAIL_STATUS` if any.
-    func prepareProca(_ message: IncomingMessage, _ proca: ProcaFormat) -> PreparedMessage {
+    /// What a format with operations of its own (Proca, Jomablue) made of one message.
+    enum FormatResult {
+        /// The event, the format's operations, and its own idempotency key if it has one.
+        case event(CRMEvent, operations: [StoreOperation], key: String?)
+        case skipped(EventType)
+    }
+
+    /// Proca and Jomablue: the format's own operations (contact merge, subscription, history, records), then the
+    /// mapping's actions for the event's type, if any.
+    func prepareWithFormatOperations(_ message: IncomingMessage, _ decode: (JSONValue) throws(EventError) -> FormatResult) -> PreparedMessage {
         let json: JSONValue
         do {
             json = try decoder.parser.parse(message.body)
@@ -67,11 +74,11 @@ public struct EventProcessor: Sendable {
             return .rejected(EventError(.invalidJSON, field: "", reason: error.description))
         }
         do {
-            switch try proca.decode(json, source: message.source, mapping: planner.mapping) {
-            case let .skipped(type, _):
+            switch try decode(json) {
+            case let .skipped(type):
                 return .skipped(type)
             case let .event(event, operations, key):
-                let plan = try planner.plan(event, receivedAt: message.receivedAt)
+                let plan = event.contactId.isEmpty ? nil : try planner.plan(event, receivedAt: message.receivedAt)
                 let idempotency = key.map { IdempotencyKey(value: $0, check: .always) } ?? self.key(for: message, json: json)
                 return .event(PlannedEvent(
                     key: idempotency, type: event.type, contactId: event.contactId,
@@ -83,27 +90,21 @@ public struct EventProcessor: Sendable {
         }
     }
 
-    /// Jomablue: the format's own operations (record, contact), then the mapping's actions for its types if any.
-    func prepareJomablue(_ message: IncomingMessage, _ jomablue: JomablueFormat) -> PreparedMessage {
-        let json: JSONValue
-        do {
-            json = try decoder.parser.parse(message.body)
-        } catch {
-            return .rejected(EventError(.invalidJSON, field: "", reason: error.description))
-        }
-        do {
-            switch try jomablue.decode(json, mapping: planner.mapping) {
-            case let .skipped(type):
-                return .skipped(type)
-            case let .event(event, operations):
-                let plan = event.contactId.isEmpty ? nil : try planner.plan(event, receivedAt: message.receivedAt)
-                return .event(PlannedEvent(
-                    key: key(for: message, json: json), type: event.type, contactId: event.contactId,
-                    operations: operations + (plan?.operations ?? []), unmatchedProperties: plan?.unmatchedProperties ?? 0
-                ))
+    func prepareProca(_ message: IncomingMessage, _ proca: ProcaFormat) -> PreparedMessage {
+        prepareWithFormatOperations(message) { json throws(EventError) in
+            switch try proca.decode(json, source: message.source, mapping: planner.mapping) {
+            case let .skipped(type, _): return .skipped(type)
+            case let .event(event, operations, key): return .event(event, operations: operations, key: key)
             }
-        } catch {
-            return .rejected(error)
+        }
+    }
+
+    func prepareJomablue(_ message: IncomingMessage, _ jomablue: JomablueFormat) -> PreparedMessage {
+        prepareWithFormatOperations(message) { json throws(EventError) in
+            switch try jomablue.decode(json, mapping: planner.mapping) {
+            case let .skipped(type): return .skipped(type)
+            case let .event(event, operations): return .event(event, operations: operations, key: nil)
+            }
         }
     }
 
