@@ -12,11 +12,14 @@ public struct AMQPProperties: Sendable, Hashable {
     public var timestamp: UInt64?
     /// 2 is persistent.
     public var deliveryMode: UInt8?
+    /// Milliseconds, as text: the broker drops the message from a queue once it waited this long.
+    public var expiration: String?
     public var headers: AMQPTable
 
     public init(
         contentType: String? = nil, messageId: String? = nil, correlationId: String? = nil, replyTo: String? = nil,
-        type: String? = nil, appId: String? = nil, timestamp: UInt64? = nil, deliveryMode: UInt8? = nil, headers: AMQPTable = AMQPTable()
+        type: String? = nil, appId: String? = nil, timestamp: UInt64? = nil, deliveryMode: UInt8? = nil, expiration: String? = nil,
+        headers: AMQPTable = AMQPTable()
     ) {
         self.contentType = contentType
         self.messageId = messageId
@@ -26,6 +29,7 @@ public struct AMQPProperties: Sendable, Hashable {
         self.appId = appId
         self.timestamp = timestamp
         self.deliveryMode = deliveryMode
+        self.expiration = expiration
         self.headers = headers
     }
 
@@ -56,6 +60,7 @@ extension AMQPProperties {
             appId: text(AMQP_BASIC_APP_ID_FLAG, properties.app_id),
             timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? properties.timestamp : nil,
             deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil,
+            expiration: text(AMQP_BASIC_EXPIRATION_FLAG, properties.expiration),
             headers: has(AMQP_BASIC_HEADERS_FLAG) ? AMQPTable(properties.headers) : AMQPTable()
         )
     }
@@ -71,6 +76,7 @@ extension AMQPProperties {
         if let appId { properties.app_id = arena.bytes(appId); flags |= AMQP_BASIC_APP_ID_FLAG }
         if let timestamp { properties.timestamp = timestamp; flags |= AMQP_BASIC_TIMESTAMP_FLAG }
         if let deliveryMode { properties.delivery_mode = deliveryMode; flags |= AMQP_BASIC_DELIVERY_MODE_FLAG }
+        if let expiration { properties.expiration = arena.bytes(expiration); flags |= AMQP_BASIC_EXPIRATION_FLAG }
         if !headers.isEmpty { properties.headers = arena.table(headers); flags |= AMQP_BASIC_HEADERS_FLAG }
         properties._flags = amqp_flags_t(flags)
         return properties

@@ -96,6 +96,17 @@ public final class AMQPPublisher {
         }
     }
 
+    /// Declares a durable queue unless it exists. A queue that exists with other arguments makes the broker answer
+    /// 406 and close the side channel used here: the queue exists, which is all a publisher needs.
+    public func declareQueueIfMissing(_ name: String, arguments: AMQPTable = AMQPTable()) throws(AMQPError) {
+        let side: UInt16 = 2
+        try connection.openChannel(side)
+        do {
+            try connection.declareQueue(name, channel: side, durable: true, arguments: arguments)
+            connection.closeChannel(side)
+        } catch where error.replyCode == 406 {}
+    }
+
     public func close() {
         connection.close()
     }

@@ -253,9 +253,18 @@ struct ConfigReader {
             } else if format == .flattened {
                 problem("\(path).format", "the flattened format is for http sources; brokers carry the default format")
             }
+            if transport != "rabbitmq", format?.altcraftImport != nil {
+                problem("\(path).format", "altcraft_import replies on a RabbitMQ queue: it is for rabbitmq sources")
+            }
             switch transport {
             case "rabbitmq":
-                if let config = readRabbitMQ(node, at: "\(path).rabbitmq") {
+                if var config = readRabbitMQ(node, at: "\(path).rabbitmq") {
+                    if let altcraft = format?.altcraftImport {
+                        config.replies = .init(queue: altcraft.replyQueue, ttlSeconds: altcraft.replyTTLSeconds)
+                        if altcraft.replyQueue == config.queue {
+                            problem("\(path).format.altcraft_import.reply_queue", "replies cannot go to the queue the requests come from (\(config.queue))")
+                        }
+                    }
                     sources.append(SourceConfig(name: name, format: format ?? .default, transport: .rabbitmq(config)))
                 }
             case "sqs":

@@ -12,11 +12,11 @@ extension ConfigReader {
             case "default": return .default
             case "flattened": return .flattened
             case let other:
-                problem(path, "unknown format \"\(other)\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })")
+                problem(path, "unknown format \"\(other)\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } }, { jomablue: { list } } or { altcraft_import: { reply_queue, reply_ttl, account_id } })")
                 return nil
             }
         }
-        guard let format = members(node, at: path, allowed: ["custom", "proca", "jomablue", "by", "formats", "otherwise"]) else { return nil }
+        guard let format = members(node, at: path, allowed: ["custom", "proca", "jomablue", "altcraft_import", "by", "formats", "otherwise"]) else { return nil }
         if format["by"] != nil || format["formats"] != nil || format["otherwise"] != nil {
             return readPerMessageFormat(format, at: path)
         }
@@ -25,11 +25,14 @@ extension ConfigReader {
                   let list = int(fields["list"], at: "\(path).jomablue.list", required: true) else { return nil }
             return .jomablue(list: list)
         }
+        if let altcraftNode = format["altcraft_import"] {
+            return readAltcraftImport(altcraftNode, at: "\(path).altcraft_import").map(MessageFormat.altcraftImport)
+        }
         if let procaNode = format["proca"] {
             return readProca(procaNode, at: "\(path).proca").map(MessageFormat.proca)
         }
         guard let customNode = format["custom"] else {
-            problem(path, "expected default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } }")
+            problem(path, "expected default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } }, { jomablue: { list } } or { altcraft_import: { reply_queue, reply_ttl, account_id } }")
             return nil
         }
         return readCustomConverter(customNode, at: "\(path).custom").map(MessageFormat.custom)
@@ -38,7 +41,7 @@ extension ConfigReader {
     /// `{ by: header:NAME | attribute:NAME, formats: { value: format, … }, otherwise: format }`.
     mutating func readPerMessageFormat(_ fields: [String: Node], at path: String) -> MessageFormat? {
         let before = problems.count
-        if fields["custom"] != nil || fields["proca"] != nil || fields["jomablue"] != nil {
+        if fields["custom"] != nil || fields["proca"] != nil || fields["jomablue"] != nil || fields["altcraft_import"] != nil {
             problem(path, "a per-message format names its formats under formats:, not beside by:")
         }
         var selector: CustomConverter.TypeSource?
@@ -66,6 +69,24 @@ extension ConfigReader {
         if let node = fields["otherwise"] { otherwise = readFormat(node, at: "\(path).otherwise") }
         guard problems.count == before, let selector else { return nil }
         return .perMessage(by: selector, formats: formats, otherwise: otherwise)
+    }
+
+    /// `altcraft_import: { reply_queue: database_import_result, reply_ttl: 24h, account_id: 1 }`, every key optional
+    /// (`altcraft_import: {}` takes the defaults).
+    mutating func readAltcraftImport(_ node: Node, at path: String) -> AltcraftImportSettings? {
+        if case let .scalar(scalar) = node, scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null" { return AltcraftImportSettings() }
+        guard let fields = members(node, at: path, allowed: ["reply_queue", "reply_ttl", "account_id"]) else { return nil }
+        let before = problems.count
+        var settings = AltcraftImportSettings()
+        if let queue = string(fields["reply_queue"], at: "\(path).reply_queue") {
+            if queue.isEmpty || queue.utf8.count > 255 { problem("\(path).reply_queue", "a queue name of 1 to 255 bytes") } else { settings.replyQueue = queue }
+        }
+        if let ttl = duration(fields["reply_ttl"], at: "\(path).reply_ttl") {
+            let seconds = Int(ttl)
+            if seconds < 1 || seconds > Int(UInt32.max / 1000) { problem("\(path).reply_ttl", "from 1s to 49d") } else { settings.replyTTLSeconds = seconds }
+        }
+        settings.accountId = int(fields["account_id"], at: "\(path).account_id", required: false)
+        return problems.count == before ? settings : nil
     }
 
     /// `proca: { list: 1, keystore: keys.json }`; the keystore (a @proca/crypto file) is read now.

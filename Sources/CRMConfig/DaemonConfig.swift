@@ -104,11 +104,13 @@ public enum MessageFormat: Sendable, Equatable {
     case proca(ProcaSettings)
     /// Jomablue's push payloads (`format: { jomablue: { list } }`).
     case jomablue(list: Int)
+    /// Altcraft's profile import requests, each answered on a reply queue (`format: { altcraft_import: { … } }`).
+    case altcraftImport(AltcraftImportSettings)
     /// Chosen per message (`format: { by: header:x-format, formats: { … }, otherwise: default }`).
     indirect case perMessage(by: CustomConverter.TypeSource, formats: [String: MessageFormat], otherwise: MessageFormat?)
 
     /// The formats written by name.
-    public static let names = ["default", "flattened", "custom", "proca", "jomablue"]
+    public static let names = ["default", "flattened", "custom", "proca", "jomablue", "altcraft_import"]
 
     public var name: String {
         switch self {
@@ -117,6 +119,7 @@ public enum MessageFormat: Sendable, Equatable {
         case .custom: return "custom"
         case .proca: return "proca"
         case .jomablue: return "jomablue"
+        case .altcraftImport: return "altcraft_import"
         case .perMessage: return "per-message"
         }
     }
@@ -132,9 +135,37 @@ public enum MessageFormat: Sendable, Equatable {
             return .proca(ProcaFormat(list: settings.list, opener: opener))
         case let .jomablue(list):
             return .jomablue(JomablueFormat(list: list))
+        case let .altcraftImport(settings):
+            return .altcraftImport(AltcraftImportFormat(accountId: settings.accountId))
         case let .perMessage(selector, formats, otherwise):
             return .perMessage(by: selector, formats: formats.mapValues(\.eventFormat), otherwise: otherwise?.eventFormat)
         }
+    }
+
+    /// The Altcraft import settings this format uses, directly or among its per-message formats.
+    public var altcraftImport: AltcraftImportSettings? {
+        switch self {
+        case let .altcraftImport(settings): return settings
+        case let .perMessage(_, formats, otherwise):
+            return formats.keys.sorted().lazy.compactMap { formats[$0]?.altcraftImport }.first ?? otherwise?.altcraftImport
+        default: return nil
+        }
+    }
+}
+
+/// The Altcraft profile import's settings.
+public struct AltcraftImportSettings: Sendable, Equatable {
+    /// Requests for another account are refused (with an error reply); nil: any account.
+    public var accountId: Int?
+    /// The queue replies go to.
+    public var replyQueue: String
+    /// How long an unread reply lives (Altcraft: 24 hours by default).
+    public var replyTTLSeconds: Int
+
+    public init(accountId: Int? = nil, replyQueue: String = "database_import_result", replyTTLSeconds: Int = 86_400) {
+        self.accountId = accountId
+        self.replyQueue = replyQueue
+        self.replyTTLSeconds = replyTTLSeconds
     }
 }
 

@@ -17,6 +17,21 @@ public struct RabbitMQSourceConfig: Sendable, Equatable {
     public var deadLetter: DeadLetterTarget?
     /// What happens to a message the daemon refuses.
     public var onRefused: OnRefused = .deadLetter
+    /// Where replies to requests go (Altcraft's `database_import_result`); set from the source's format.
+    public var replies: ReplyTarget?
+
+    /// A queue that receives one reply per request, published with confirms before the request is acked.
+    public struct ReplyTarget: Sendable, Equatable {
+        /// Declared durable with `x-message-ttl` if missing; replies go to it through the default exchange.
+        public var queue: String
+        /// Replies expire after this long unread (each carries it as its `expiration`).
+        public var ttlSeconds: Int
+
+        public init(queue: String = "database_import_result", ttlSeconds: Int = 86_400) {
+            self.queue = queue
+            self.ttlSeconds = ttlSeconds
+        }
+    }
 
     public enum OnRefused: String, Sendable, Equatable {
         /// To the `dead_letter` target (or, without one, rejected to the queue's dead-letter exchange).

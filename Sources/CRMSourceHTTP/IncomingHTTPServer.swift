@@ -217,6 +217,10 @@ struct IncomingRequestHandler: Sendable {
             if !mapped { fields.append(("actions", .string("none mapped: recorded only"))) }
             if !notes.isEmpty { fields.append(("notes", .array(notes.map(JSONValue.string)))) }
             return JSONResponse.make(.ok, .object(fields))
+        case .imported:
+            // Requests build their own operations here; profile imports come from RabbitMQ only.
+            metrics.count(.applied, type: type)
+            return JSONResponse.make(.ok, .object([("eventId", .string(incoming.eventId)), ("type", .string(type))]))
         case let .failed(error):
             metrics.count(.rejected, type: type)
             return JSONResponse.error(.unprocessableContent, "refused_by_store", error.message)

@@ -17,6 +17,8 @@ struct Completion: Sendable {
     var generation: Int
     var deliveryTag: UInt64
     var disposition: Disposition
+    /// A reply to publish (with confirms) before the disposition is carried out: Altcraft's import results.
+    var reply: [UInt8]? = nil
 }
 
 /// Completions handed from the pipeline's tasks to the consumer thread, which alone may ack on its connection.

@@ -30,10 +30,16 @@ final class ConsumerThread: @unchecked Sendable {
     private var deadLetters: DeadLetterPublisher?
     /// Dead-letter completions waiting for a successful publish.
     private var pendingDeadLetters: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
-    private var deadLetterFailures = 0
-    private var nextDeadLetterAttempt = ContinuousClock.now
-    /// Deliveries of the current generation by tag, kept until settled, so a dead letter can carry the original.
+    private var deadLetterRetry = SidePublishRetry()
+    /// Deliveries of the current generation by tag, kept until settled, so a dead letter can carry the original
+    /// and a reply its correlation id.
     private var inFlightDeliveries: [UInt64: AMQPDelivery] = [:]
+    private var replies: ReplyPublisher?
+    /// Completions whose reply must be confirmed by the broker before they are carried out.
+    private var pendingReplies: [Completion] = []
+    private var replyRetry = SidePublishRetry()
+    /// Whether deliveries are kept until settled (for dead letters or replies).
+    private var keepsDeliveries: Bool { config.deadLetter != nil || config.replies != nil }
 
     init(sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics) {
         self.sourceName = sourceName
@@ -81,6 +87,7 @@ final class ConsumerThread: @unchecked Sendable {
                 try session(connection, consumerTag: consumerTag)
                 connection.close()
                 deadLetters?.close()
+                replies?.close()
                 return
             } catch {
                 metrics.disconnected("\(error)")
@@ -89,8 +96,11 @@ final class ConsumerThread: @unchecked Sendable {
                 tracker = DeliveryTracker()
                 inFlightDeliveries.removeAll()
                 pendingDeadLetters.removeAll()
+                pendingReplies.removeAll()
                 deadLetters?.close()
                 deadLetters = nil
+                replies?.close()
+                replies = nil
                 let jittered = backoff * Double.random(in: 0.5...1.0)
                 logger.warning("RabbitMQ connection lost, reconnecting in \(jittered)", metadata: [
                     "source": "\(sourceName)", "url": "\(config.endpoint.maskedURL)", "error": "\(error)",
@@ -141,7 +151,8 @@ final class ConsumerThread: @unchecked Sendable {
                 cancelRequested = true
                 cancelDeadline = ContinuousClock.now + .seconds(5)
             }
-            if cancelRequested, cancelConfirmed || ContinuousClock.now > cancelDeadline, tracker.outstanding == 0, pendingDeadLetters.isEmpty {
+            if cancelRequested, cancelConfirmed || ContinuousClock.now > cancelDeadline, tracker.outstanding == 0, pendingDeadLetters.isEmpty,
+               pendingReplies.isEmpty {
                 logger.info("stopped consuming; every delivery settled", metadata: ["source": "\(sourceName)"])
                 return
             }
@@ -150,14 +161,14 @@ final class ConsumerThread: @unchecked Sendable {
                     pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0),
                     pollfd(fd: inbox.eventDescriptor, events: Int16(POLLIN), revents: 0),
                 ]
-                _ = poll(&fds, 2, pendingDeadLetters.isEmpty ? pollInterval : min(pollInterval, 200))
+                _ = poll(&fds, 2, pendingDeadLetters.isEmpty && pendingReplies.isEmpty ? pollInterval : min(pollInterval, 200))
             }
             var deliveries: [AMQPDelivery] = []
             while deliveries.count < config.prefetch, let event = try connection.nextEvent(timeout: .zero) {
                 switch event {
                 case let .delivery(delivery):
                     tracker.received(delivery.deliveryTag)
-                    if config.deadLetter != nil { inFlightDeliveries[delivery.deliveryTag] = delivery }
+                    if keepsDeliveries { inFlightDeliveries[delivery.deliveryTag] = delivery }
                     deliveries.append(delivery)
                 case .consumerCancelOk:
                     cancelConfirmed = true
@@ -173,73 +184,117 @@ final class ConsumerThread: @unchecked Sendable {
         }
     }
 
-    /// Acks, rejects, requeues and dead-letters what the pipeline finished.
+    /// Acks, rejects, requeues and dead-letters what the pipeline finished; completions with a reply wait until
+    /// the broker confirmed it.
     private func settleCompletions(_ connection: AMQPConnection) throws(AMQPError) {
         for completion in inbox.take() where completion.generation == generation {
-            let tag = completion.deliveryTag
-            switch completion.disposition {
-            case .ack:
-                tracker.finished(tag, needsAck: true)
-                inFlightDeliveries[tag] = nil
-            case .requeue:
-                try connection.nack(tag, multiple: false, requeue: true, channel: 1)
-                tracker.finished(tag, needsAck: false)
-                inFlightDeliveries[tag] = nil
-            case let .deadLetter(reason, code):
-                metrics.deadLettered(code: code)
-                // on_refused: retry sends refusals through the queue's own dead-letter exchange (its retry loop);
-                // only a message past max_redeliveries ("redelivered") goes to the dead_letter target.
-                let throughQueueDLX = config.deadLetter == nil || (config.onRefused == .retry && code != "redelivered")
-                if throughQueueDLX {
-                    try connection.reject(tag, requeue: false, channel: 1)
-                    tracker.finished(tag, needsAck: false)
-                    inFlightDeliveries[tag] = nil
-                } else {
-                    pendingDeadLetters.append((tag, inFlightDeliveries.removeValue(forKey: tag), reason, code))
-                }
+            if completion.reply != nil, config.replies != nil {
+                pendingReplies.append(completion)
+            } else {
+                try settle(completion, connection)
             }
         }
+        if !pendingReplies.isEmpty { try publishReplies(connection) }
         if !pendingDeadLetters.isEmpty { try publishDeadLetters(connection) }
         if let ackTag = tracker.advance() {
             try connection.ack(ackTag, multiple: true, channel: 1)
         }
     }
 
+    /// Carries out one completion: ack, requeue, reject to the queue's dead-letter exchange, or queue a dead letter.
+    private func settle(_ completion: Completion, _ connection: AMQPConnection) throws(AMQPError) {
+        let tag = completion.deliveryTag
+        switch completion.disposition {
+        case .ack:
+            tracker.finished(tag, needsAck: true)
+            inFlightDeliveries[tag] = nil
+        case .requeue:
+            try connection.nack(tag, multiple: false, requeue: true, channel: 1)
+            tracker.finished(tag, needsAck: false)
+            inFlightDeliveries[tag] = nil
+        case let .deadLetter(reason, code):
+            metrics.deadLettered(code: code)
+            // on_refused: retry sends refusals through the queue's own dead-letter exchange (its retry loop);
+            // only a message past max_redeliveries ("redelivered") goes to the dead_letter target.
+            let throughQueueDLX = config.deadLetter == nil || (config.onRefused == .retry && code != "redelivered")
+            if throughQueueDLX {
+                try connection.reject(tag, requeue: false, channel: 1)
+                tracker.finished(tag, needsAck: false)
+                inFlightDeliveries[tag] = nil
+            } else {
+                pendingDeadLetters.append((tag, inFlightDeliveries.removeValue(forKey: tag), reason, code))
+            }
+        }
+    }
+
+    /// Publishes pending replies and waits for the broker's confirms; only then are their requests settled. On
+    /// failure the requests stay pending for another try; given up (see `SidePublishRetry`), they go back to the
+    /// queue unsettled: their effects are committed, so the redelivery is a duplicate for the store, answered then.
+    private func publishReplies(_ connection: AMQPConnection) throws(AMQPError) {
+        guard let target = config.replies, replyRetry.due else { return }
+        do {
+            if replies == nil {
+                replies = try ReplyPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
+            }
+            try replies?.publish(pendingReplies.map { ($0.reply ?? [], inFlightDeliveries[$0.deliveryTag]) }, confirmTimeout: sideConfirmTimeout)
+            let confirmed = pendingReplies
+            pendingReplies.removeAll()
+            replyRetry.succeeded()
+            for completion in confirmed { try settle(completion, connection) }
+        } catch {
+            replies?.close()
+            replies = nil
+            guard replyRetry.failed(stopping: stopFlag.isSet) else {
+                logger.error("cannot publish replies, will retry", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                return
+            }
+            logger.error("cannot publish replies, giving the requests back to the queue", metadata: [
+                "source": "\(sourceName)", "count": "\(pendingReplies.count)", "error": "\(error)",
+            ])
+            try giveBack(pendingReplies.map(\.deliveryTag), connection)
+            pendingReplies.removeAll()
+        }
+    }
+
     /// Publishes pending dead letters and waits for the broker's confirms; only then are the originals acked.
-    /// A failure leaves them pending (unacked) for another try a second later; after three failures in a row, or
-    /// when stopping, they go back to the queue (nack with requeue), so one broken dead-letter target never stalls
-    /// consumption or shutdown, and no message is lost.
+    /// A failure leaves them pending (unacked) for another try; given up (see `SidePublishRetry`), they go back to
+    /// the queue (nack with requeue), so one broken dead-letter target never stalls consumption or shutdown, and no
+    /// message is lost.
     private func publishDeadLetters(_ connection: AMQPConnection) throws(AMQPError) {
-        guard let target = config.deadLetter else { return }
-        guard ContinuousClock.now >= nextDeadLetterAttempt else { return }
+        guard let target = config.deadLetter, deadLetterRetry.due else { return }
         do {
             if deadLetters == nil {
                 deadLetters = try DeadLetterPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            // Confirms are waited for at most half a heartbeat: the consuming connection is not serviced meanwhile.
-            let wait = Duration.seconds(max(1, min(10, config.heartbeatSeconds / 2)))
-            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue, confirmTimeout: wait)
+            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue, confirmTimeout: sideConfirmTimeout)
             for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
             pendingDeadLetters.removeAll()
-            deadLetterFailures = 0
+            deadLetterRetry.succeeded()
         } catch {
             deadLetters?.close()
             deadLetters = nil
-            deadLetterFailures += 1
-            nextDeadLetterAttempt = ContinuousClock.now + .seconds(1)
-            guard deadLetterFailures >= 3 || stopFlag.isSet else {
+            guard deadLetterRetry.failed(stopping: stopFlag.isSet) else {
                 logger.error("cannot publish dead letters, will retry", metadata: ["source": "\(sourceName)", "error": "\(error)"])
                 return
             }
             logger.error("cannot publish dead letters, giving the messages back to the queue", metadata: [
                 "source": "\(sourceName)", "count": "\(pendingDeadLetters.count)", "error": "\(error)",
             ])
-            for item in pendingDeadLetters {
-                try connection.nack(item.tag, multiple: false, requeue: true, channel: 1)
-                tracker.finished(item.tag, needsAck: false)
-            }
+            try giveBack(pendingDeadLetters.map(\.tag), connection)
             pendingDeadLetters.removeAll()
-            deadLetterFailures = 0
+        }
+    }
+
+    /// Confirms of dead letters and replies are waited for at most half a heartbeat: the consuming connection is
+    /// not serviced meanwhile.
+    private var sideConfirmTimeout: Duration { .seconds(max(1, min(10, config.heartbeatSeconds / 2))) }
+
+    /// Nacks with requeue: the broker delivers these messages again.
+    private func giveBack(_ tags: [UInt64], _ connection: AMQPConnection) throws(AMQPError) {
+        for tag in tags {
+            try connection.nack(tag, multiple: false, requeue: true, channel: 1)
+            tracker.finished(tag, needsAck: false)
+            inFlightDeliveries[tag] = nil
         }
     }
 
@@ -262,15 +317,7 @@ final class DeadLetterPublisher {
         publisher = try AMQPPublisher(endpoint: endpoint, heartbeatSeconds: heartbeatSeconds, connectionName: "crm-ingest \(sourceName) dead letters")
         self.target = target
         self.sourceName = sourceName
-        if case let .queue(name) = target {
-            // Declared durable if missing. If it exists with other arguments the broker says 406 and closes this
-            // side channel: the queue exists, which is all we need.
-            try publisher.connection.openChannel(2)
-            do {
-                try publisher.connection.declareQueue(name, channel: 2, durable: true)
-                publisher.connection.closeChannel(2)
-            } catch where error.replyCode == 406 {}
-        }
+        if case let .queue(name) = target { try publisher.declareQueueIfMissing(name) }
     }
 
     func publish(_ items: [(delivery: AMQPDelivery?, reason: String)], queue: String, confirmTimeout: Duration) throws(AMQPError) {
@@ -294,4 +341,56 @@ final class DeadLetterPublisher {
     }
 
     func close() { publisher.close() }
+}
+
+/// The reply path of request formats (Altcraft's `database_import_result`): its own connection, publisher confirms,
+/// persistent replies that expire after the configured TTL.
+final class ReplyPublisher {
+    let publisher: AMQPPublisher
+    let target: RabbitMQSourceConfig.ReplyTarget
+    let sourceName: String
+
+    init(endpoint: AMQPEndpoint, target: RabbitMQSourceConfig.ReplyTarget, sourceName: String, heartbeatSeconds: Int) throws(AMQPError) {
+        publisher = try AMQPPublisher(endpoint: endpoint, heartbeatSeconds: heartbeatSeconds, connectionName: "crm-ingest \(sourceName) replies")
+        self.target = target
+        self.sourceName = sourceName
+        var arguments = AMQPTable()
+        arguments["x-message-ttl"] = .int(Int64(target.ttlSeconds) * 1000)
+        try publisher.declareQueueIfMissing(target.queue, arguments: arguments)
+    }
+
+    /// Publishes the replies, each with its request's correlation id (or message id), and waits for the confirms.
+    func publish(_ items: [(body: [UInt8], request: AMQPDelivery?)], confirmTimeout: Duration) throws(AMQPError) {
+        let expiration = String(target.ttlSeconds * 1000)
+        let messages = items.map { item in
+            var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2, expiration: expiration)
+            properties.correlationId = item.request?.properties.correlationId ?? item.request?.properties.messageId
+            properties.appId = "crm-ingest"
+            properties.headers["x-crm-ingest-source"] = .string(sourceName)
+            return AMQPPublisher.Message(body: item.body, exchange: "", routingKey: target.queue, properties: properties, mandatory: true)
+        }
+        try publisher.publishAll(messages, window: 500, confirmTimeout: confirmTimeout)
+    }
+
+    func close() { publisher.close() }
+}
+
+/// When a side publisher (dead letters, replies) tries again: a second after a failure; after three failures in a
+/// row, or when stopping, the caller gives its messages back to the queue instead.
+struct SidePublishRetry {
+    private var failures = 0
+    private var nextAttempt = ContinuousClock.now
+
+    var due: Bool { ContinuousClock.now >= nextAttempt }
+
+    mutating func succeeded() { failures = 0 }
+
+    /// Records a failure; true when the caller should give up now.
+    mutating func failed(stopping: Bool) -> Bool {
+        failures += 1
+        nextAttempt = ContinuousClock.now + .seconds(1)
+        guard failures >= 3 || stopping else { return false }
+        failures = 0
+        return true
+    }
 }

@@ -58,17 +58,19 @@ struct LanePipeline: Sendable {
         var work = (0..<laneCount).map { _ in LaneWork(generation: batch.generation, tags: [], events: []) }
         var immediate: [Completion] = []
         for delivery in batch.deliveries {
-            if let previous = delivery.properties.previousDeliveries, previous > maxRedeliveries {
-                immediate.append(deadLetter(delivery, batch.generation, code: "redelivered",
-                                            reason: "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"))
-                continue
-            }
             var message = IncomingMessage(
                 body: delivery.body, identity: delivery.properties.messageId.map { .messageId($0) } ?? .content,
                 mayBeRedelivery: delivery.redelivered, receivedAt: receivedAt, source: sourceName
             )
             if processor.readsMessageMetadata {
                 (message.headers, message.attributes) = Self.metadata(of: delivery.properties)
+            }
+            if let previous = delivery.properties.previousDeliveries, previous > maxRedeliveries {
+                let reason = "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"
+                var completion = deadLetter(delivery, batch.generation, code: "redelivered", reason: reason)
+                completion.reply = processor.errorReply(to: message, code: .notApplied, text: reason)
+                immediate.append(completion)
+                continue
             }
             switch processor.prepare(message) {
             case let .event(event):
@@ -83,7 +85,9 @@ struct LanePipeline: Sendable {
             case let .rejected(error):
                 metrics.events.count(.received, type: nil)
                 metrics.events.count(.rejected, type: nil)
-                immediate.append(deadLetter(delivery, batch.generation, code: error.code.description, reason: error.description))
+                var completion = deadLetter(delivery, batch.generation, code: error.code.description, reason: error.description)
+                completion.reply = processor.errorReply(to: message, code: .invalidRequest, text: error.description)
+                immediate.append(completion)
             }
         }
         inbox.post(immediate)
@@ -114,16 +118,16 @@ struct LanePipeline: Sendable {
                 merged.events += work.events
                 generations += Array(repeating: work.generation, count: work.tags.count)
             }
-            let dispositions = await apply(merged, failingSince: &failingSince)
-            inbox.post(zip(zip(merged.tags, generations), dispositions).map {
-                Completion(generation: $0.1, deliveryTag: $0.0, disposition: $1)
+            let settled = await apply(merged, failingSince: &failingSince)
+            inbox.post(zip(zip(merged.tags, generations), settled).map {
+                Completion(generation: $0.1, deliveryTag: $0.0, disposition: $1.disposition, reply: $1.reply)
             })
         }
     }
 
     /// Applies one lane's sub-batch; retries a busy or unavailable store with back-off until the budget is spent or
-    /// the source stops, then gives the messages back to the queue.
-    private func apply(_ work: LaneWork, failingSince: inout ContinuousClock.Instant?) async -> [Disposition] {
+    /// the source stops, then gives the messages back to the queue. Events that ask for a reply get its body.
+    private func apply(_ work: LaneWork, failingSince: inout ContinuousClock.Instant?) async -> [(disposition: Disposition, reply: [UInt8]?)] {
         var delay = Duration.milliseconds(100)
         while true {
             let deadline = (failingSince ?? ContinuousClock.now) + retryBudget
@@ -133,21 +137,7 @@ struct LanePipeline: Sendable {
                 failingSince = nil
                 metrics.events.recordLatency(ContinuousClock.now - started)
                 return zip(outcomes, work.events).map { outcome, event in
-                    switch outcome {
-                    case .applied:
-                        metrics.events.count(.applied, type: event.type.rawValue)
-                        return .ack
-                    case .duplicate:
-                        metrics.events.count(.duplicate, type: event.type.rawValue)
-                        return .ack
-                    case .unchanged:
-                        metrics.events.count(.unchanged, type: event.type.rawValue)
-                        return .ack
-                    case let .failed(error):
-                        metrics.events.count(.rejected, type: event.type.rawValue)
-                        logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])
-                        return .deadLetter(reason: error.description, code: "store_\(error.code)")
-                    }
+                    (disposition(of: outcome, event), event.reply?.body(for: outcome))
                 }
             } catch {
                 let transient = (error as? StoreError)?.isTransient ?? true
@@ -157,13 +147,32 @@ struct LanePipeline: Sendable {
                         "source": "\(sourceName)", "error": "\(error)",
                     ])
                     for event in work.events { metrics.events.count(.requeued, type: event.type.rawValue) }
-                    return Array(repeating: .requeue, count: work.events.count)
+                    return Array(repeating: (.requeue, nil), count: work.events.count)
                 }
                 logger.warning("store failed, retrying in \(delay)", metadata: ["source": "\(sourceName)", "error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }
         }
+    }
+
+    /// Counts a store outcome and says what becomes of its message.
+    private func disposition(of outcome: EventOutcome, _ event: PlannedEvent) -> Disposition {
+        switch outcome {
+        case .applied:
+            metrics.events.count(.applied, type: event.type.rawValue)
+        case .duplicate:
+            metrics.events.count(.duplicate, type: event.type.rawValue)
+        case .unchanged:
+            metrics.events.count(.unchanged, type: event.type.rawValue)
+        case let .imported(result):
+            metrics.events.count(result.duplicate ? .duplicate : .applied, type: event.type.rawValue)
+        case let .failed(error):
+            metrics.events.count(.rejected, type: event.type.rawValue)
+            logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])
+            return .deadLetter(reason: error.description, code: "store_\(error.code)")
+        }
+        return .ack
     }
 
     static func lane(of contactId: String, count: Int) -> Int { Lanes.lane(of: contactId, count: count) }

@@ -218,7 +218,8 @@ public struct SQSSource: Service {
                 totals.metrics.recordLatency(ContinuousClock.now - started)
                 return zip(events, outcomes).map { event, outcome in
                     switch outcome {
-                    case .applied:
+                    case .applied, .imported:
+                        // Profile imports (Altcraft) are RabbitMQ-only: the loader refuses them here.
                         totals.metrics.count(.applied, type: event.type.rawValue)
                         totals.add { $0.applied += 1 }
                         return .delete

@@ -31,6 +31,7 @@ struct SQLiteOperationWriter {
                 try db.cachedStatement(sql: "UPDATE ledger SET processed_at = ? WHERE key = ?")
                     .execute(arguments: [now.microsecondsSinceEpoch, key])
             }
+            if let profile = Self.profileImport(of: event) { return .imported(try duplicateResult(profile)) }
             return .duplicate
         }
         if let record = Self.record(of: event), try isUnchanged(record) {
@@ -38,14 +39,23 @@ struct SQLiteOperationWriter {
             return .unchanged
         }
         var notes: [String] = []
+        var imported: ProfileImportResult?
         var erased = false
         // Savepoint statements are prepared once and reused: GRDB's inSavepoint parses its SQL on every call.
         try db.cachedStatement(sql: "SAVEPOINT event").execute()
         do {
             if try isTombstoned(event.contactId) {
-                notes.append("contact \(event.contactId) was anonymized: nothing applied")
+                let note = "contact \(event.contactId) was anonymized: nothing applied"
+                if Self.profileImport(of: event) != nil { imported = ProfileImportResult(profileId: nil, failure: .anonymized(note)) }
+                notes.append(note)
             } else {
                 for operation in event.operations {
+                    if case let .importProfile(profile) = operation {
+                        let result = try importProfile(profile)
+                        imported = result
+                        if profile.then.contains(where: { if case .anonymize = $0 { true } else { false } }) { erased = true }
+                        continue
+                    }
                     if let note = try apply(operation) { notes.append(note) }
                     if case .anonymize = operation { erased = true }
                 }
@@ -64,7 +74,80 @@ struct SQLiteOperationWriter {
             erasedPersonalData = true
             tombstonesExist = true
         }
+        if let imported { return .imported(imported) }
         return .applied(notes: notes)
+    }
+
+    // MARK: Profile imports
+
+    static func profileImport(of event: PlannedEvent) -> ProfileImport? {
+        for operation in event.operations { if case let .importProfile(profile) = operation { return profile } }
+        return nil
+    }
+
+    /// The contact a profile import matches, if any. Of several, the oldest.
+    func matchProfile(_ profile: ProfileImport) throws -> String? {
+        let statement: Statement
+        let arguments: StatementArguments
+        switch profile.match {
+        case let .profileId(id):
+            return try exists(list: profile.list, contactId: id) ? id : nil
+        case .email, .phone:
+            statement = try db.cachedStatement(sql: """
+                SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
+                WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?)
+                ORDER BY c.created_at, c.contact_id LIMIT 1
+                """)
+            let attribute = profile.matchAttribute!
+            arguments = [profile.list, attribute.name, attribute.value.stringValue]
+        case let .field(name, value):
+            statement = try db.cachedStatement(sql: """
+                SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
+                WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?) AND a.value = ?
+                ORDER BY c.created_at, c.contact_id LIMIT 1
+                """)
+            arguments = [profile.list, name, value, value]
+        }
+        return try String.fetchOne(statement, arguments: arguments)
+    }
+
+    /// Finds or creates the profile, writes its attributes, then applies the operations that follow to it.
+    func importProfile(_ profile: ProfileImport) throws -> ProfileImportResult {
+        var contactId = try matchProfile(profile)
+        var created = false
+        if contactId == nil {
+            if case .profileId = profile.match {
+                return ProfileImportResult(profileId: nil, failure: .noMatch("no profile with \(profile.match.description) in database \(profile.list)"))
+            }
+            if profile.updateOnly {
+                return ProfileImportResult(profileId: nil, failure: .noMatch("no profile matches \(profile.match.description) in database \(profile.list), and update_only is set"))
+            }
+            try db.cachedStatement(sql: """
+                INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (list_id, contact_id) DO NOTHING
+                """).execute(arguments: [
+                    profile.list, profile.newContactId, profile.createWith.emailSubscribed, profile.createWith.mobileSubscribed,
+                    now.microsecondsSinceEpoch, now.microsecondsSinceEpoch,
+                ])
+            if let attribute = profile.matchAttribute { try writeAttribute(list: profile.list, contactId: profile.newContactId, attribute) }
+            contactId = profile.newContactId
+            created = true
+        }
+        let id = contactId!
+        for attribute in profile.attributes { try writeAttribute(list: profile.list, contactId: id, attribute) }
+        try db.cachedStatement(sql: "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
+            .execute(arguments: [now.microsecondsSinceEpoch, profile.list, id])
+        var notes: [String] = []
+        for operation in profile.then {
+            if let note = try apply(operation.replacingContactId(profile.newContactId, with: id)) { notes.append(note) }
+        }
+        return ProfileImportResult(profileId: id, created: created, notes: notes)
+    }
+
+    /// A request applied before: the profile it matches now, nothing written.
+    func duplicateResult(_ profile: ProfileImport) throws -> ProfileImportResult {
+        if let id = try matchProfile(profile) { return ProfileImportResult(profileId: id, duplicate: true) }
+        return ProfileImportResult(profileId: nil, duplicate: true, failure: .noMatch("no profile matches \(profile.match.description) in database \(profile.list)"))
     }
 
     /// Errors that concern this event's data alone; anything else fails the whole batch.
@@ -244,6 +327,12 @@ struct SQLiteOperationWriter {
                     .execute(arguments: [record.kind, record.id, category.id, category.name])
             }
             return nil
+
+        case let .importProfile(profile):
+            let result = try importProfile(profile)
+            return result.failure.map { failure in
+                switch failure { case let .noMatch(text), let .anonymized(text): return text }
+            } ?? (result.notes.isEmpty ? nil : result.notes.joined(separator: "; "))
 
         case let .recordRequest(record):
             try db.cachedStatement(sql: """

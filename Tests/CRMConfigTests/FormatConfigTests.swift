@@ -66,7 +66,7 @@ struct FormatConfigTests {
         ("custom:\n  type_from: $.kind\n  types: { a: { type: USER_UPDATE, contact_id: $.id, colour: $.c } }",
          ["sources[0].format.custom.types.a.colour: unknown key (expected one of: type, properties, amount, channel, consented, contact_id, currency, payment_type, timestamp, transaction_id, vendor)"]),
         ("custom:\n  type_from: $.kind", ["sources[0].format.custom.types: required: the message types and how each becomes an event"]),
-        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })"]),
+        ("xml", ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } }, { jomablue: { list } } or { altcraft_import: { reply_queue, reply_ttl, account_id } })"]),
     ])
     func problemsAreReportedAtTheirPaths(format: String, expected: [String]) {
         #expect(problems(Self.source(format: format)) == expected)
@@ -125,5 +125,34 @@ struct FormatConfigTests {
             == ["sources[0].format.by: expected header:NAME or attribute:NAME, got \"$.format\""])
         #expect(problems(Self.source(format: "by: header:x-format"))
             == ["sources[0].format.formats: required: the value of header:x-format and the format it names, such as { proca: { proca: { list: 1 } }, app: default }"])
+    }
+
+    @Test func altcraftImportSetsTheSourcesReplyQueue() throws {
+        let config = try loader.load(yaml: Self.source(format: "altcraft_import: { reply_queue: import_results, reply_ttl: 2h, account_id: 1 }"))
+        #expect(config.sources[0].format == .altcraftImport(AltcraftImportSettings(accountId: 1, replyQueue: "import_results", replyTTLSeconds: 7200)))
+        guard case let .rabbitmq(rabbit) = config.sources[0].transport else { Issue.record("not rabbitmq"); return }
+        #expect(rabbit.replies == RabbitMQSourceConfig.ReplyTarget(queue: "import_results", ttlSeconds: 7200))
+        #expect(config.processor(for: config.sources[0]).repliesToMessages)
+        // Defaults: Altcraft's queue name and 24 hours.
+        let defaults = try loader.load(yaml: Self.source(format: "altcraft_import: {}"))
+        guard case let .rabbitmq(plain) = defaults.sources[0].transport else { return }
+        #expect(plain.replies == RabbitMQSourceConfig.ReplyTarget(queue: "database_import_result", ttlSeconds: 86_400))
+    }
+
+    @Test func altcraftImportProblems() {
+        #expect(problems(Self.source(format: "altcraft_import: { reply_ttl: forever }")) == [
+            #"sources[0].format.altcraft_import.reply_ttl: expected a duration such as 30s, 15m, 1h or 7d, got "forever""#,
+        ])
+        #expect(problems(Self.source(format: "altcraft_import: { reply_queue: partner }")) == [
+            "sources[0].format.altcraft_import.reply_queue: replies cannot go to the queue the requests come from (partner)",
+        ])
+        #expect(problems(Self.source(format: "altcraft_import: { replies: x }")).first?.contains("replies") == true)
+        let onSQS = """
+            sources:
+              - name: partner
+                format: { altcraft_import: {} }
+                sqs: { queue_url: "http://127.0.0.1:4566/000000000000/q", region: eu-west-1 }
+            """
+        #expect(problems(onSQS) == ["sources[0].format: altcraft_import replies on a RabbitMQ queue: it is for rabbitmq sources"])
     }
 }

@@ -475,7 +475,7 @@ struct HTTPConfigTests {
                 format: xml
                 http: { auth: none, event_type: CUSTOM_ORDER }
             http: {}
-            """) == ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } } or { jomablue: { list } })"])
+            """) == ["sources[0].format: unknown format \"xml\" (formats: default, flattened, { custom: { type_from, types } }, { proca: { list, keystore } }, { jomablue: { list } } or { altcraft_import: { reply_queue, reply_ttl, account_id } })"])
     }
 
     @Test func oneTransportPerSource() {

@@ -98,7 +98,7 @@ final class RunningSource: @unchecked Sendable {
     init(queue: String, node: RabbitMQTestNode, lanes: Int = 4, prefetch: Int = 500, heartbeat: Int = 30,
          deadLetter: RabbitMQSourceConfig.DeadLetterTarget? = nil, maxRedeliveries: Int = 5, folder: URL? = nil,
          logger: Logger = Logger(label: "test.rabbitmq"), processor: EventProcessor = Workload.processor,
-         onRefused: RabbitMQSourceConfig.OnRefused = .deadLetter) throws {
+         onRefused: RabbitMQSourceConfig.OnRefused = .deadLetter, replies: RabbitMQSourceConfig.ReplyTarget? = nil) throws {
         let folder = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("crm-rmq-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         self.folder = folder
@@ -108,6 +108,7 @@ final class RunningSource: @unchecked Sendable {
             heartbeatSeconds: heartbeat, deadLetter: deadLetter
         )
         config.onRefused = onRefused
+        config.replies = replies
         let source = RabbitMQSource(name: "test", config: config, processor: { processor }, store: store, logger: logger, retryBudget: .seconds(10))
         group = ServiceGroup(services: [source], logger: logger)
         let group = group

@@ -156,6 +156,8 @@ public enum EventFormat: Sendable {
     case proca(ProcaFormat)
     /// Jomablue's push payloads.
     case jomablue(JomablueFormat)
+    /// Altcraft's profile import requests, answered with a reply each.
+    case altcraftImport(AltcraftImportFormat)
     /// Chosen per message by a header or message attribute: `formats` by the value found there, `otherwise` for
     /// a message without it or with another value (nil: such a message is refused).
     indirect case perMessage(by: CustomConverter.TypeSource, formats: [String: EventFormat], otherwise: EventFormat?)
@@ -185,7 +187,7 @@ public enum EventFormat: Sendable {
         switch self {
         case .standard:
             return try decoder.decode(body)
-        case .proca, .jomablue, .perMessage:
+        case .proca, .jomablue, .altcraftImport, .perMessage:
             // EventProcessor.prepare resolves per-message formats and decodes Proca itself.
             throw EventError(.unresolvable, field: "", reason: "resolved by EventProcessor.prepare")
         case let .custom(converter):

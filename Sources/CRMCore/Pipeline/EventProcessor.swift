@@ -24,8 +24,26 @@ public struct EventProcessor: Sendable {
     public var readsMessageMetadata: Bool {
         switch format {
         case .custom, .perMessage: return true
-        case .standard, .proca, .jomablue: return false
+        case .standard, .proca, .jomablue, .altcraftImport: return false
         }
+    }
+
+    /// Whether this source's messages are requests that each get a reply (Altcraft's profile import).
+    public var repliesToMessages: Bool {
+        switch format {
+        case .altcraftImport: return true
+        case let .perMessage(_, formats, otherwise):
+            return formats.values.contains { if case .altcraftImport = $0 { true } else { false } }
+                || { if case .altcraftImport? = otherwise { true } else { false } }()
+        case .standard, .custom, .proca, .jomablue: return false
+        }
+    }
+
+    /// The error reply to a message that is refused before it reaches the store (invalid, or delivered too often),
+    /// when its format answers every request; nil otherwise.
+    public func errorReply(to message: IncomingMessage, code: ImportReplyRequest.ErrorCode, text: String) -> [UInt8]? {
+        guard case .altcraftImport? = try? format.resolve(headers: message.headers, attributes: message.attributes) else { return nil }
+        return AltcraftImportFormat.errorReply(to: message.body, parser: decoder.parser, code: code, text: text)
     }
 
     public func prepare(_ message: IncomingMessage) -> PreparedMessage {
@@ -37,6 +55,7 @@ public struct EventProcessor: Sendable {
         }
         if case let .proca(proca) = format { return prepareProca(message, proca) }
         if case let .jomablue(jomablue) = format { return prepareJomablue(message, jomablue) }
+        if case let .altcraftImport(altcraft) = format { return prepareAltcraftImport(message, altcraft) }
         let event: CRMEvent
         let json: JSONValue
         do {
@@ -67,13 +86,8 @@ public struct EventProcessor: Sendable {
     /// Proca and Jomablue: the format's own operations (contact merge, subscription, history, records), then the
     /// mapping's actions for the event's type, if any.
     func prepareWithFormatOperations(_ message: IncomingMessage, _ decode: (JSONValue) throws(EventError) -> FormatResult) -> PreparedMessage {
-        let json: JSONValue
         do {
-            json = try decoder.parser.parse(message.body)
-        } catch {
-            return .rejected(EventError(.invalidJSON, field: "", reason: error.description))
-        }
-        do {
+            let json = try parse(message)
             switch try decode(json) {
             case let .skipped(type):
                 return .skipped(type)
@@ -105,6 +119,38 @@ public struct EventProcessor: Sendable {
             case let .skipped(type): return .skipped(type)
             case let .event(event, operations): return .event(event, operations: operations, key: nil)
             }
+        }
+    }
+
+    /// An Altcraft request: one `importProfile` operation carrying the mapping's actions for `ALTCRAFT_IMPORT`
+    /// (without `enter_journey` when `skip_triggers`), and the reply it asks for.
+    func prepareAltcraftImport(_ message: IncomingMessage, _ altcraft: AltcraftImportFormat) -> PreparedMessage {
+        do {
+            let json = try parse(message)
+            let request = try altcraft.decode(json, mapping: planner.mapping)
+            var profile = request.profile
+            var unmatched = 0
+            if let plan = try planner.plan(request.event, receivedAt: message.receivedAt) {
+                profile.then = plan.operations.filter { operation in
+                    if request.skipTriggers, case .enterJourney = operation { return false }
+                    return true
+                }
+                unmatched = plan.unmatchedProperties
+            }
+            return .event(PlannedEvent(
+                key: key(for: message, json: json), type: AltcraftImportFormat.importType, contactId: profile.newContactId,
+                operations: [.importProfile(profile)], unmatchedProperties: unmatched, reply: request.reply
+            ))
+        } catch {
+            return .rejected(error)
+        }
+    }
+
+    func parse(_ message: IncomingMessage) throws(EventError) -> JSONValue {
+        do {
+            return try decoder.parser.parse(message.body)
+        } catch {
+            throw EventError(.invalidJSON, field: "", reason: error.description)
         }
     }
 

@@ -65,13 +65,20 @@ public struct PlannedEvent: Sendable, Hashable {
     public var contactId: String
     public var operations: [StoreOperation]
     public var unmatchedProperties: Int
+    /// The sender wants a reply per request (Altcraft's import results): the source sends it once the outcome is
+    /// committed.
+    public var reply: ImportReplyRequest?
 
-    public init(key: IdempotencyKey, type: EventType, contactId: String, operations: [StoreOperation], unmatchedProperties: Int = 0) {
+    public init(
+        key: IdempotencyKey, type: EventType, contactId: String, operations: [StoreOperation], unmatchedProperties: Int = 0,
+        reply: ImportReplyRequest? = nil
+    ) {
         self.key = key
         self.type = type
         self.contactId = contactId
         self.operations = operations
         self.unmatchedProperties = unmatchedProperties
+        self.reply = reply
     }
 }
 

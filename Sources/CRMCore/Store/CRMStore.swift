@@ -35,6 +35,8 @@ public enum EventOutcome: Sendable, Hashable {
     case unchanged
     /// The store refused this event (its savepoint was rolled back); the others of the batch are unaffected.
     case failed(StoreError)
+    /// A profile import (`StoreOperation.importProfile`) ran, or its request was a duplicate: which profile.
+    case imported(ProfileImportResult)
 }
 
 /// A store failure, with a code and a human message.

@@ -141,6 +141,10 @@ public enum StoreOperation: Sendable, Hashable {
     /// Keeps an incoming HTTP request as received (flattened body, headers without credentials). Erased with its
     /// contact by `anonymize`.
     case recordRequest(RequestRecord)
+    /// Finds the profile a request names (by email, phone, id or a field's value), creating it unless the request
+    /// only updates, writes its attributes, then applies the request's further operations to it. The outcome is
+    /// `.imported` with the profile's id (Altcraft's `database_import`).
+    case importProfile(ProfileImport)
 
     public struct Consent: Sendable, Hashable {
         public var channel: ConsentChannel
@@ -149,6 +153,143 @@ public enum StoreOperation: Sendable, Hashable {
         public init(channel: ConsentChannel, consented: Bool) {
             self.channel = channel
             self.consented = consented
+        }
+    }
+}
+
+/// A profile import: how the profile is matched, what is written, what follows.
+public struct ProfileImport: Sendable, Hashable {
+    /// How the request names its profile.
+    public enum Match: Sendable, Hashable {
+        /// The `email` attribute, compared case-insensitively.
+        case email(String)
+        /// The `phone` attribute, compared after normalization (`+` and digits).
+        case phone(String)
+        /// The contact id itself.
+        case profileId(String)
+        /// The attribute `name` holding exactly `value`.
+        case field(name: String, value: String)
+
+        /// Altcraft's name of the matching mode: `email`, `phone`, `profile_id`, `custom`.
+        public var mode: String {
+            switch self {
+            case .email: return "email"
+            case .phone: return "phone"
+            case .profileId: return "profile_id"
+            case .field: return "custom"
+            }
+        }
+
+        /// Readable, for error texts: `email "a@b.c"`, `field CRM_ID = "7"`.
+        public var description: String {
+            switch self {
+            case let .email(value): return "email \(JSONValue.string(value).excerpt)"
+            case let .phone(value): return "phone \(JSONValue.string(value).excerpt)"
+            case let .profileId(value): return "profile_id \(JSONValue.string(value).excerpt)"
+            case let .field(name, value): return "field \(name) = \(JSONValue.string(value).excerpt)"
+            }
+        }
+    }
+
+    public var list: Int
+    public var match: Match
+    public var attributes: [AttributeValue]
+    /// No match is an error, not a new profile.
+    public var updateOnly: Bool
+    /// The id a new profile gets. `then` names the profile by this id; the store applies it to the matched one.
+    public var newContactId: String
+    public var createWith: NewContactDefaults
+    /// Operations for the profile once matched or created (the mapping's actions for the import's event type).
+    public var then: [StoreOperation]
+
+    public init(
+        list: Int, match: Match, attributes: [AttributeValue], updateOnly: Bool, newContactId: String,
+        createWith: NewContactDefaults, then: [StoreOperation] = []
+    ) {
+        self.list = list
+        self.match = match
+        self.attributes = attributes
+        self.updateOnly = updateOnly
+        self.newContactId = newContactId
+        self.createWith = createWith
+        self.then = then
+    }
+
+    /// The attribute a new profile gets from its match (`email`, `phone` or the custom field); none for an id.
+    public var matchAttribute: AttributeValue? {
+        switch match {
+        case let .email(value): return AttributeValue(name: "email", value: .string(value))
+        case let .phone(value): return AttributeValue(name: "phone", value: .string(value))
+        case .profileId: return nil
+        case let .field(name, value): return AttributeValue(name: name, value: .string(value))
+        }
+    }
+}
+
+/// What a profile import did.
+public struct ProfileImportResult: Sendable, Hashable {
+    /// The matched or created profile; nil when there is none (see `failure`).
+    public var profileId: String?
+    public var created: Bool
+    /// The request was applied before: nothing changed this time, the profile is the one it matches now.
+    public var duplicate: Bool
+    /// Why no profile was imported.
+    public enum Failure: Sendable, Hashable {
+        /// No match with `update_only`, or an unknown `profile_id`.
+        case noMatch(String)
+        /// The profile the request names was anonymized.
+        case anonymized(String)
+    }
+
+    public var failure: Failure?
+    /// Operations that had nothing to act on.
+    public var notes: [String]
+
+    public init(profileId: String?, created: Bool = false, duplicate: Bool = false, failure: Failure? = nil, notes: [String] = []) {
+        self.profileId = profileId
+        self.created = created
+        self.duplicate = duplicate
+        self.failure = failure
+        self.notes = notes
+    }
+}
+
+extension StoreOperation {
+    /// The same operation aimed at contact `new` wherever it named contact `old`.
+    public func replacingContactId(_ old: String, with new: String) -> StoreOperation {
+        func id(_ value: String) -> String { value == old ? new : value }
+        func selector(_ value: ContactSelector) -> ContactSelector {
+            if case let .contactId(current) = value { return .contactId(id(current)) }
+            return value
+        }
+        switch self {
+        case let .upsertContact(list, contactId, attributes, consent, createWith):
+            return .upsertContact(list: list, contactId: id(contactId), attributes: attributes, consent: consent, createWith: createWith)
+        case let .setAttribute(list, contactId, attribute):
+            return .setAttribute(list: list, contactId: id(contactId), attribute: attribute)
+        case let .addPurchase(list, contactId, row):
+            return .addPurchase(list: list, contactId: id(contactId), row: row)
+        case let .enterJourney(journey, contactId, at):
+            return .enterJourney(journey: journey, contactId: id(contactId), at: at)
+        case let .anonymize(list, value):
+            return .anonymize(list: list, selector: selector(value))
+        case let .block(list, value, until):
+            return .block(list: list, selector: selector(value), until: until)
+        case let .mergeContact(list, contactId, attributes, asOf, createWith):
+            return .mergeContact(list: list, contactId: id(contactId), attributes: attributes, asOf: asOf, createWith: createWith)
+        case let .setEmailSubscription(list, contactId, subscribed, reason):
+            return .setEmailSubscription(list: list, contactId: id(contactId), subscribed: subscribed, reason: reason)
+        case let .addActionRow(list, contactId, row):
+            return .addActionRow(list: list, contactId: id(contactId), row: row)
+        case var .upsertRecord(record):
+            record.contactId = record.contactId.map(id)
+            return .upsertRecord(record)
+        case var .recordRequest(record):
+            record.contactId = record.contactId.map(id)
+            return .recordRequest(record)
+        case var .importProfile(profile):
+            profile.then = profile.then.map { $0.replacingContactId(old, with: new) }
+            return .importProfile(profile)
         }
     }
 }

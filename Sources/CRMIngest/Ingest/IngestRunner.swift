@@ -121,6 +121,8 @@ public struct IngestRunner: Sendable {
                 for note in notes { logger.debug("line \(lineNumber): \(note)") }
             case .duplicate, .unchanged:
                 summary.duplicate += 1
+            case let .imported(result):
+                if result.duplicate { summary.duplicate += 1 } else { summary.applied += 1 }
             case let .failed(error):
                 summary.rejected += 1
                 onRejected(Rejection(line: lineNumber, reason: error.message))
