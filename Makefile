@@ -4,7 +4,7 @@ SWIFT ?= swift
 CONFIG ?=
 RUN_ARGS ?=
 
-.PHONY: run test build release deps test-deps clean broker stop-broker
+.PHONY: run test bench build release deps test-deps bench-deps clean broker stop-broker
 
 ## run: install what is missing, build, start a local RabbitMQ if none answers on 127.0.0.1:5672, and start the
 ## daemon on its built-in defaults (SQLite under ./data, consuming the queue crm.events, HTTP on 127.0.0.1:8080 or,
@@ -25,9 +25,18 @@ stop-broker:
 ## test: install what is missing and run every test.
 test: test-deps
 	$(SWIFT) build --build-tests
-	@# Two phases: moto_server is single-threaded and slow under load, so the SQS source tests run after the rest
-	@# instead of beside the RabbitMQ tests on the same two cores.
-	scripts/test-with-servers.sh sh -c '$(SWIFT) test --skip-build --skip CRMSourceSQSTests && $(SWIFT) test --skip-build --filter CRMSourceSQSTests'
+	@# Two phases (the SQS source tests after the rest); failures are summed up at the end of the output.
+	SWIFT=$(SWIFT) scripts/test-with-servers.sh scripts/run-test-phases.sh
+
+## bench: install what is missing, build in release mode, run every scenario against its same-run baseline and
+## rewrite Docs/BENCHMARKS.md (scripts/bench/bench.py says which BENCH_* variables size it). Takes about 30 minutes.
+bench: bench-deps
+	$(SWIFT) build -c release --product crm-ingest
+	$(SWIFT) build -c release --product crm-ingest-bench
+	python3 scripts/bench/bench.py
+
+bench-deps:
+	@scripts/install-deps.sh bench
 
 build: deps
 	$(SWIFT) build --product crm-ingest

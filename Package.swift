@@ -12,6 +12,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "crm-ingest", targets: ["crm-ingest"]),
+        .executable(name: "crm-ingest-bench", targets: ["crm-ingest-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -81,6 +82,7 @@ let package = Package(
             dependencies: [
                 "CRMCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -147,6 +149,14 @@ let package = Package(
         .executableTarget(
             name: "crm-ingest",
             dependencies: ["CRMIngest"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "crm-ingest-bench",
+            dependencies: [
+                "AMQPClient", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            path: "Sources/CRMBench",
             swiftSettings: swiftSettings
         ),
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing crm-ingest needs and is missing, from Debian's packages.
-# Usage: scripts/install-deps.sh [build|test]   (test adds the servers the integration tests start)
+# Usage: scripts/install-deps.sh [build|test|bench]   (test adds the servers the integration tests start; bench
+# adds wrk, the HTTP load generator of make bench, to what test needs)
 set -euo pipefail
 
 want=(pkg-config librabbitmq-dev libcurl4-openssl-dev libsqlite3-dev libsodium-dev amqp-tools)
 need_moto=false
-if [ "${1:-build}" = "test" ]; then
+mode=${1:-build}
+[ "$mode" = "bench" ] && want+=(wrk)
+if [ "$mode" = "test" ] || [ "$mode" = "bench" ]; then
     want+=(rabbitmq-server)
     # moto_server (pip package moto[server]) is the local SQS/SNS the tests start (scripts/moto-server.sh).
     if ! python3 -c "import moto.server" >/dev/null 2>&1; then

@@ -2,6 +2,7 @@ import AWSSigV4
 import CRMConfig
 import CRMCore
 import CRMSourceSupport
+import CoreMetrics
 import Foundation
 import Logging
 import SQSClient
@@ -40,6 +41,8 @@ final class SQSWorkers: @unchecked Sendable {
     private var completions: [(messageId: String, disposition: SQSDisposition)] = []
     private var requestCounts: [Int] = []
     private var pollersRunning = 0
+    /// SQS requests of this source (receive, delete, change visibility, queue attributes), for `/metrics`.
+    private let requestsCounter: Counter
     private let settlerDone = DispatchSemaphore(value: 0)
     /// The queue's visibility timeout in seconds (read at start when the config says `queue`).
     let visibilityTimeout: Int
@@ -62,6 +65,7 @@ final class SQSWorkers: @unchecked Sendable {
         self.logger = logger
         (batches, continuation) = AsyncStream<[SQSMessage]>.makeStream()
         requestCounts = Array(repeating: 0, count: config.pollers + 1)
+        requestsCounter = Counter(label: "crm_ingest_sqs_requests_total", dimensions: [("source", sourceName)])
     }
 
     func makeClient() -> SQSClient {
@@ -70,6 +74,16 @@ final class SQSWorkers: @unchecked Sendable {
 
     /// SQS requests made so far by every thread.
     var requestCount: Int { lock.withLock { requestCounts.reduce(0, +) } }
+
+    /// Notes a thread's request count, and adds what is new to `crm_ingest_sqs_requests_total`.
+    private func recordRequests(_ index: Int, _ client: SQSClient) {
+        let count = client.requestCount
+        let added = lock.withLock {
+            defer { requestCounts[index] = count }
+            return count - requestCounts[index]
+        }
+        if added > 0 { requestsCounter.increment(by: added) }
+    }
 
     var inFlightCount: Int { lock.withLock { inFlight.count } }
 
@@ -98,8 +112,8 @@ final class SQSWorkers: @unchecked Sendable {
         let client = makeClient()
         var backoff = Duration.seconds(1)
         defer {
+            recordRequests(index, client)
             let last = lock.withLock {
-                requestCounts[index] = client.requestCount
                 pollersRunning -= 1
                 return pollersRunning == 0
             }
@@ -113,7 +127,7 @@ final class SQSWorkers: @unchecked Sendable {
                     maxMessages: 10, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds,
                     shouldAbort: { stop.isSet }
                 )
-                lock.withLock { requestCounts[index] = client.requestCount }
+                recordRequests(index, client)
                 onPoll(nil)
                 backoff = .seconds(1)
                 guard !messages.isEmpty else { continue }
@@ -153,7 +167,7 @@ final class SQSWorkers: @unchecked Sendable {
     private func settle() {
         let client = makeClient()
         defer {
-            lock.withLock { requestCounts[config.pollers] = client.requestCount }
+            recordRequests(config.pollers, client)
             settlerDone.signal()
         }
         while true {
@@ -163,7 +177,7 @@ final class SQSWorkers: @unchecked Sendable {
             }
             settle(items, client)
             extendVisibility(client)
-            lock.withLock { requestCounts[config.pollers] = client.requestCount }
+            recordRequests(config.pollers, client)
             if stop.isSet && pollersDone && empty { return }
             Thread.sleep(forTimeInterval: items.isEmpty ? 0.05 : 0.001)
         }

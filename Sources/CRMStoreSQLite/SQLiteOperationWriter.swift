@@ -14,18 +14,59 @@ struct SQLiteOperationWriter {
     /// lookup (and its hash).
     private var tombstonesExist: Bool
 
+    /// The statements of the common path, run through SQLite's C API.
+    private let hot: HotStatements
+
     init(db: Database, now: Timestamp, keyedHash: KeyedHash) throws {
         self.db = db
         self.now = now
         self.keyedHash = keyedHash
         tombstonesExist = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tombstones)") ?? true
+        hot = try HotStatements(db)
+    }
+
+    /// Prepared once per connection (GRDB caches them), looked up once per transaction.
+    struct HotStatements {
+        let savepoint, release, rollback: HotStatement
+        let ledgerProcessedAt, ledgerUpsert, ledgerInsertIfAbsent: HotStatement
+        let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
+
+        init(_ db: Database) throws {
+            savepoint = try HotStatement(db, "SAVEPOINT event")
+            release = try HotStatement(db, "RELEASE SAVEPOINT event")
+            rollback = try HotStatement(db, "ROLLBACK TO SAVEPOINT event")
+            ledgerProcessedAt = try HotStatement(db, "SELECT processed_at FROM ledger WHERE key = ?")
+            ledgerUpsert = try HotStatement(db, """
+                INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
+                """)
+            ledgerInsertIfAbsent = try HotStatement(db, "INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
+            contactExists = try HotStatement(db, "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
+            contactUpsert = try HotStatement(db, """
+                INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (list_id, contact_id) DO UPDATE SET updated_at = excluded.updated_at
+                """)
+            contactTouch = try HotStatement(db, "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
+            attributeUpsert = try HotStatement(db, """
+                INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
+                """)
+            purchaseInsert = try HotStatement(db, """
+                INSERT OR IGNORE INTO purchases
+                    (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        }
     }
 
     /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone; a busy or broken
     /// database throws, and the caller's transaction rolls back whole.
     mutating func applyInSavepoint(_ event: PlannedEvent) throws -> EventOutcome {
         let key = keyedHash.hash(event.key.value)
-        if try isDuplicate(key, event.key.check) {
+        // A key that is always checked is checked by inserting it: one statement instead of a lookup and an insert.
+        let checkedByInsert = event.key.check == .always
+        if !checkedByInsert, try isDuplicate(key, event.key.check) {
             if case .slidingWindow = event.key.check {
                 // The window runs from the last request that carried the key.
                 try db.cachedStatement(sql: "UPDATE ledger SET processed_at = ? WHERE key = ?")
@@ -34,16 +75,28 @@ struct SQLiteOperationWriter {
             if let profile = Self.profileImport(of: event) { return .imported(try duplicateResult(profile)) }
             return .duplicate
         }
-        if let record = Self.record(of: event), try isUnchanged(record) {
-            try recordInLedger(key, event)
-            return .unchanged
-        }
         var notes: [String] = []
         var imported: ProfileImportResult?
         var erased = false
-        // Savepoint statements are prepared once and reused: GRDB's inSavepoint parses its SQL on every call.
-        try db.cachedStatement(sql: "SAVEPOINT event").execute()
+        try hot.savepoint.execute()
         do {
+            if checkedByInsert {
+                let inserted = try hot.ledgerInsertIfAbsent.execute {
+                    $0.bind(key)
+                    $0.bind(event.type.rawValue)
+                    $0.bind(now.microsecondsSinceEpoch)
+                }
+                if inserted == 0 {
+                    let outcome: EventOutcome = try Self.profileImport(of: event).map { .imported(try duplicateResult($0)) } ?? .duplicate
+                    try hot.release.execute()
+                    return outcome
+                }
+            }
+            if let record = Self.record(of: event), try isUnchanged(record) {
+                if !checkedByInsert { try recordInLedger(key, event) }
+                try hot.release.execute()
+                return .unchanged
+            }
             if try isTombstoned(event.contactId) {
                 let note = "contact \(event.contactId) was anonymized: nothing applied"
                 if Self.profileImport(of: event) != nil { imported = ProfileImportResult(profileId: nil, failure: .anonymized(note)) }
@@ -60,11 +113,11 @@ struct SQLiteOperationWriter {
                     if case .anonymize = operation { erased = true }
                 }
             }
-            try recordInLedger(key, event)
-            try db.cachedStatement(sql: "RELEASE SAVEPOINT event").execute()
+            if !checkedByInsert { try recordInLedger(key, event) }
+            try hot.release.execute()
         } catch {
-            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT event").execute()
-            try db.cachedStatement(sql: "RELEASE SAVEPOINT event").execute()
+            try hot.rollback.execute()
+            try hot.release.execute()
             if let error = error as? DatabaseError, Self.isEventSpecific(error) {
                 return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(error.message ?? "\(error)")"))
             }
@@ -167,18 +220,18 @@ struct SQLiteOperationWriter {
         case .always: since = Int64.min
         case let .since(instant), let .slidingWindow(instant): since = instant.microsecondsSinceEpoch
         }
-        let statement = try db.cachedStatement(sql: "SELECT processed_at FROM ledger WHERE key = ?")
-        guard let processedAt = try Int64.fetchOne(statement, arguments: [key]) else { return false }
+        guard let processedAt = try hot.ledgerProcessedAt.fetchInt64({ $0.bind(key) }) else { return false }
         return processedAt >= since
     }
 
     /// Ledger keys are stored as keyed hashes: message ids and content hashes can be derived from personal data,
     /// and the ledger outlives anonymization.
     func recordInLedger(_ key: Data, _ event: PlannedEvent) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO ledger (key, event_type, processed_at) VALUES (?, ?, ?)
-            ON CONFLICT (key) DO UPDATE SET event_type = excluded.event_type, processed_at = excluded.processed_at
-            """).execute(arguments: [key, event.type.rawValue, now.microsecondsSinceEpoch])
+        try hot.ledgerUpsert.execute {
+            $0.bind(key)
+            $0.bind(event.type.rawValue)
+            $0.bind(now.microsecondsSinceEpoch)
+        }
     }
 
     static func record(of event: PlannedEvent) -> LinkedRecord? {
@@ -205,18 +258,21 @@ struct SQLiteOperationWriter {
         switch operation {
         case let .upsertContact(list, contactId, attributes, consent, createWith):
             if let defaults = createWith {
-                try db.cachedStatement(sql: """
-                    INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (list_id, contact_id) DO UPDATE SET updated_at = excluded.updated_at
-                    """).execute(arguments: [
-                        list, contactId, defaults.emailSubscribed, defaults.mobileSubscribed,
-                        now.microsecondsSinceEpoch, now.microsecondsSinceEpoch,
-                    ])
+                try hot.contactUpsert.execute {
+                    $0.bind(list)
+                    $0.bind(contactId)
+                    $0.bind(defaults.emailSubscribed)
+                    $0.bind(defaults.mobileSubscribed)
+                    $0.bind(now.microsecondsSinceEpoch)
+                    $0.bind(now.microsecondsSinceEpoch)
+                }
             } else {
-                try db.cachedStatement(sql: "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
-                    .execute(arguments: [now.microsecondsSinceEpoch, list, contactId])
-                if db.changesCount == 0 { return "update_contact: no contact \(contactId) in list \(list)" }
+                let changed = try hot.contactTouch.execute {
+                    $0.bind(now.microsecondsSinceEpoch)
+                    $0.bind(list)
+                    $0.bind(contactId)
+                }
+                if changed == 0 { return "update_contact: no contact \(contactId) in list \(list)" }
             }
             for attribute in attributes { try writeAttribute(list: list, contactId: contactId, attribute) }
             if let consent {
@@ -234,15 +290,19 @@ struct SQLiteOperationWriter {
 
         case let .addPurchase(list, contactId, row):
             guard try exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
-            try db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO purchases
-                    (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [
-                    list, contactId, row.kind.rawValue, row.status.rawValue, row.amount.text, row.currency,
-                    row.transactionId, row.vendor, row.paymentType, row.occurredAt.microsecondsSinceEpoch,
-                ])
-            if db.changesCount == 0 {
+            let inserted = try hot.purchaseInsert.execute {
+                $0.bind(list)
+                $0.bind(contactId)
+                $0.bind(row.kind.rawValue)
+                $0.bind(row.status.rawValue)
+                $0.bind(row.amount.text)
+                $0.bind(row.currency)
+                $0.bind(row.transactionId)
+                $0.bind(row.vendor)
+                $0.bind(row.paymentType)
+                $0.bind(row.occurredAt.microsecondsSinceEpoch)
+            }
+            if inserted == 0 {
                 return "create_purchase_row: transaction \(row.transactionId ?? "") is already recorded as \(row.status.rawValue)"
             }
             return nil
@@ -348,15 +408,20 @@ struct SQLiteOperationWriter {
 
     func writeAttribute(list: Int, contactId: String, _ attribute: AttributeValue) throws {
         let (kind, value) = AttributeEncoding.encode(attribute.value)
-        try db.cachedStatement(sql: """
-            INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
-            """).execute(arguments: [list, contactId, attribute.name, kind, value])
+        try hot.attributeUpsert.execute {
+            $0.bind(list)
+            $0.bind(contactId)
+            $0.bind(attribute.name)
+            $0.bind(kind)
+            $0.bind(value)
+        }
     }
 
     func exists(list: Int, contactId: String) throws -> Bool {
-        let statement = try db.cachedStatement(sql: "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
-        return try Bool.fetchOne(statement, arguments: [list, contactId]) != nil
+        try hot.contactExists.exists {
+            $0.bind(list)
+            $0.bind(contactId)
+        }
     }
 
     func resolve(list: Int, _ selector: ContactSelector) throws -> [String] {

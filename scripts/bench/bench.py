@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""make bench: runs each scenario against real servers started here, with its same-run baseline, and rewrites
+Docs/BENCHMARKS.md.
+
+Everything it starts (a RabbitMQ node, moto_server, the daemon) runs on 127.0.0.1 in a temporary folder and is
+stopped by its pid. Figures are medians of BENCH_RUNS runs (default 3), with min and max; ratios are computed run
+by run (daemon / baseline of the same run), then their median is reported.
+
+Environment:
+  BENCH_RUNS=3                 runs per scenario
+  BENCH_EVENTS=200000          events of the RabbitMQ drain scenario
+  BENCH_BIG_EVENTS=2000000     events of the memory scenario
+  BENCH_INGEST_LINES=1000000   lines of the ingest scenario
+  BENCH_SCENARIOS="rabbitmq memory latency ingest http sqs startup"
+  BENCH_OUTPUT=Docs/BENCHMARKS.md
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".build", "release")
+DAEMON = os.path.join(BIN, "crm-ingest")
+TOOL = os.path.join(BIN, "crm-ingest-bench")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
+BIG_EVENTS = int(os.environ.get("BENCH_BIG_EVENTS", "2000000"))
+INGEST_LINES = int(os.environ.get("BENCH_INGEST_LINES", "1000000"))
+SCENARIOS = os.environ.get("BENCH_SCENARIOS", "rabbitmq memory latency ingest http sqs startup").split()
+OUTPUT = os.path.join(ROOT, os.environ.get("BENCH_OUTPUT", "Docs/BENCHMARKS.md"))
+CONTACTS = 20_000
+PREFETCH = int(os.environ.get("BENCH_PREFETCH", "2000"))
+
+WORK = tempfile.mkdtemp(prefix="crm-ingest-bench.")
+started_pids = []
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tool(*args, timeout=3600):
+    """Runs crm-ingest-bench; returns its JSON line."""
+    out = subprocess.run([TOOL, *map(str, args)], check=True, capture_output=True, text=True, timeout=timeout).stdout
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
+
+
+# MARK: servers
+
+class RabbitMQ:
+    def __init__(self):
+        self.dir = os.path.join(WORK, "rabbitmq")
+        out = subprocess.run([os.path.join(ROOT, "scripts/rabbitmq-node.sh"), "start", self.dir], check=True, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL).stdout
+        self.url = out.strip().splitlines()[-1]
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(ROOT, "scripts/rabbitmq-node.sh"), "ctl", self.dir, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def depth(self, queue):
+        for line in self.ctl("list_queues", "name", "messages").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == queue:
+                return int(parts[1])
+        return 0
+
+    def delete(self, queue):
+        try:
+            self.ctl("delete_queue", queue)
+        except subprocess.CalledProcessError:
+            pass
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts/rabbitmq-node.sh"), "stop", self.dir], capture_output=True)
+
+
+class Daemon:
+    """crm-ingest run on the embedded default configuration, pointed at this run's broker and a fresh data folder."""
+
+    def __init__(self, amqp_url, data, config=None, extra_env=None):
+        self.http_port = free_port()
+        self.data = data
+        os.makedirs(data, exist_ok=True)
+        env = dict(os.environ, AMQP_URL=amqp_url, CRM_INGEST_DATA=data, CRM_INGEST_HTTP=f"127.0.0.1:{self.http_port}", **(extra_env or {}))
+        args = [DAEMON, "run"] + (["--config", config] if config else [])
+        self.log_path = os.path.join(data, "daemon.log")
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(args, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        started_pids.append(self.process.pid)
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+        except OSError:
+            return 0, ""
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited ({self.process.returncode}); see {self.log_path}")
+            if self.get("/readyz")[0] == 200:
+                return time.monotonic() - self.started_at
+            time.sleep(0.002)
+        raise RuntimeError(f"the daemon was not ready within {timeout} s; see {self.log_path}")
+
+    def settled(self, source="app-events"):
+        """Events of a source with a final outcome (applied, duplicate, unchanged, skipped, rejected)."""
+        status, text = self.get("/metrics")
+        total = 0
+        for match in re.finditer(r'^crm_ingest_events_total\{([^}]*)\} (\S+)$', text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            if labels.get("source") == source and labels.get("outcome") in ("applied", "duplicate", "unchanged", "skipped", "rejected"):
+                total += float(match.group(2))
+        return int(total)
+
+    def proc(self):
+        """CPU seconds and memory (current and peak RSS, MiB) from /proc."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        status = open(f"/proc/{self.process.pid}/status").read()
+        rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+        peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+        return cpu, rss, peak
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.pid in started_pids:
+            started_pids.remove(self.process.pid)
+        return self.process.returncode
+
+
+def fresh_data(name):
+    path = os.path.join(WORK, name)
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def drain_with_daemon(broker, count, samples_at=()):
+    """Starts the daemon on a queue holding `count` events; returns (events/s, CPU s per 10,000, peak RSS MiB,
+    RSS samples at the given fractions)."""
+    daemon = Daemon(broker.url, fresh_data("drain"))
+    try:
+        daemon.wait_ready()
+        first = None
+        samples = {}
+        cpu_start = None
+        while True:
+            done = daemon.settled()
+            now = time.monotonic()
+            if done > 0 and first is None:
+                first, cpu_start = (now, done), daemon.proc()[0]
+            for fraction in samples_at:
+                if fraction not in samples and done >= count * fraction:
+                    samples[fraction] = daemon.proc()[1]
+            if done >= count:
+                break
+            if daemon.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited; see {daemon.log_path}")
+            time.sleep(0.05)
+        cpu, _, peak = daemon.proc()
+        seconds = now - first[0]
+        rate = (count - first[1]) / seconds
+        return rate, (cpu - cpu_start) / count * 10_000, peak, samples
+    finally:
+        daemon.stop()
+
+
+# MARK: scenarios
+
+results = []  # rows of the table
+
+
+def summary(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt(value, digits=0):
+    return f"{value:,.{digits}f}"
+
+
+def row(scenario, figure, values, baseline=None, ratios=None, target="", digits=0, unit=""):
+    med, lo, hi = summary(values)
+    text = f"{fmt(med, digits)}{unit} (min {fmt(lo, digits)}, max {fmt(hi, digits)})"
+    base = ""
+    if baseline:
+        bmed, blo, bhi = summary(baseline)
+        base = f"{fmt(bmed, digits)}{unit} (min {fmt(blo, digits)}, max {fmt(bhi, digits)})"
+    ratio = ""
+    if ratios:
+        rmed, rlo, rhi = summary(ratios)
+        ratio = f"{rmed:.2f} (min {rlo:.2f}, max {rhi:.2f})"
+    results.append((scenario, figure, text, base, ratio, target))
+    log(f"{scenario} / {figure}: {text} | baseline {base} | ratio {ratio} | target {target}")
+
+
+def scenario_rabbitmq(broker):
+    queue = "crm.events"
+    rates, baselines, ratios, cpus, baseline_cpus, peaks = [], [], [], [], [], []
+    for run in range(RUNS):
+        log(f"rabbitmq run {run + 1}/{RUNS}: publishing {EVENTS:,} events")
+        run_tool("publish", "--url", broker.url, "--queue", queue, "--events", EVENTS, "--contacts", CONTACTS)
+        noop = run_tool("noop", "--url", broker.url, "--queue", queue, "--count", EVENTS, "--prefetch", PREFETCH)
+        log(f"rabbitmq run {run + 1}: no-op consumer {noop['events_per_s']:,.0f}/s; publishing again for the daemon")
+        run_tool("publish", "--url", broker.url, "--queue", queue, "--events", EVENTS, "--contacts", CONTACTS)
+        rate, cpu, peak, _ = drain_with_daemon(broker, EVENTS)
+        log(f"rabbitmq run {run + 1}: daemon {rate:,.0f}/s, {cpu:.2f} CPU s per 10,000, peak RSS {peak:.0f} MiB")
+        rates.append(rate)
+        baselines.append(noop["events_per_s"])
+        ratios.append(rate / noop["events_per_s"])
+        cpus.append(cpu)
+        baseline_cpus.append(noop["cpu_seconds"] / EVENTS * 10_000)
+        peaks.append(peak)
+    name = f"RabbitMQ → SQLite, {EVENTS:,} persistent events, {CONTACTS:,} contacts, 12 types"
+    row(name, "events/s to drain", rates, baselines, ratios, "≥ 0.9 × no-op")
+    row(name, "CPU seconds per 10,000 events", cpus, baseline_cpus, [a / b for a, b in zip(cpus, baseline_cpus)], "", digits=2)
+    row(name, "peak RSS", peaks, None, None, "", unit=" MiB")
+    return statistics.median(rates)
+
+
+def scenario_memory(broker):
+    queue = "crm.events"
+    fractions = (0.1, 0.5, 0.9)
+    series = {f: [] for f in fractions}
+    for run in range(RUNS):
+        log(f"memory run {run + 1}/{RUNS}: publishing {BIG_EVENTS:,} events")
+        run_tool("publish", "--url", broker.url, "--queue", queue, "--events", BIG_EVENTS, "--contacts", CONTACTS, timeout=7200)
+        _, _, _, samples = drain_with_daemon(broker, BIG_EVENTS, samples_at=fractions)
+        log(f"memory run {run + 1}: RSS {samples}")
+        for fraction in fractions:
+            series[fraction].append(samples.get(fraction))
+    name = f"RabbitMQ → SQLite, {BIG_EVENTS:,} events"
+    for fraction in fractions:
+        row(name, f"RSS at {int(fraction * 100)}% of the run", series[fraction], None, None, "≤ 64 MiB, flat", digits=1, unit=" MiB")
+
+
+def scenario_latency(broker, max_rate):
+    rate = max(100, int(max_rate / 2))
+    seconds = 60
+    p50s, p99s, maxes = [], [], []
+    for run in range(RUNS):
+        daemon = Daemon(broker.url, fresh_data("latency"))
+        try:
+            daemon.wait_ready()
+            times = os.path.join(WORK, "latency-times.txt")
+            log(f"latency run {run + 1}/{RUNS}: {rate:,}/s for {seconds} s")
+            run_tool("latency-publish", "--url", broker.url, "--queue", "crm.events", "--rate", rate, "--seconds", seconds, "--times", times)
+            deadline = time.monotonic() + 120
+            while daemon.settled() < rate * seconds and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            daemon.stop()
+        report = run_tool("latency-report", "--times", times, "--database", os.path.join(daemon.data, "crm.sqlite"))
+        p50s.append(report["p50_ms"])
+        p99s.append(report["p99_ms"])
+        maxes.append(report["max_ms"])
+    name = f"Latency at half the maximum rate ({rate:,} events/s for {seconds} s)"
+    row(name, "p50 publish → store", p50s, digits=1, unit=" ms")
+    row(name, "p99 publish → store", p99s, target="p99 ≤ 20 ms", digits=1, unit=" ms")
+    row(name, "max publish → store", maxes, digits=1, unit=" ms")
+
+
+def scenario_ingest():
+    lines = os.path.join(WORK, "events.jsonl")
+    run_tool("lines", "--events", INGEST_LINES, "--contacts", CONTACTS, "--output", lines)
+    rates, baselines, ratios = [], [], []
+    for run in range(RUNS):
+        data = fresh_data("ingest")
+        os.makedirs(data)
+        env = dict(os.environ, CRM_INGEST_DATA=data, CRM_INGEST_HTTP="127.0.0.1:0")
+        started = time.monotonic()
+        subprocess.run([DAEMON, "ingest", lines], env=env, check=True, capture_output=True)
+        rate = INGEST_LINES / (time.monotonic() - started)
+        bulk = run_tool("sqlite-bulk", "--input", lines, "--database", os.path.join(WORK, "bulk.sqlite"))
+        log(f"ingest run {run + 1}/{RUNS}: crm-ingest ingest {rate:,.0f}/s, plain bulk insert {bulk['rows_per_s']:,.0f}/s")
+        rates.append(rate)
+        baselines.append(bulk["rows_per_s"])
+        ratios.append(rate / bulk["rows_per_s"])
+    row(f"`crm-ingest ingest` of {INGEST_LINES:,} JSON lines into SQLite", "events/s", rates, baselines, ratios, "≥ 0.5 × bulk insert")
+
+
+def scenario_startup(broker):
+    times = []
+    for run in range(max(RUNS, 5)):
+        daemon = Daemon(broker.url, fresh_data("startup"))
+        try:
+            times.append(daemon.wait_ready() * 1000)
+        finally:
+            daemon.stop()
+    row("Start-up with a local broker", "exec → /readyz 200", times, target="≤ 300 ms", unit=" ms")
+
+
+def scenario_http(broker):
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (scripts/install-deps.sh bench installs it)")
+    secret = "bench-secret-0123456789abcdef0123456789"
+    config = os.path.join(WORK, "http.yaml")
+    with open(os.path.join(ROOT, "Config/crm-ingest.yaml")) as f:
+        text = f.read()
+    text = text.replace("auth: none                             # anyone who can reach the URL may send; use { jwt: { … } } otherwise",
+                        "endpoint: benchshop\n      auth: { jwt: { algorithm: HS256, secret: \"" + secret + "\" } }")
+    with open(config, "w") as f:
+        f.write(text)
+    token = make_hs256(secret)
+    script = os.path.join(WORK, "post.lua")
+    with open(script, "w") as f:
+        f.write(f"""
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{{"order_number":"' .. math.random(1, 1000000000) .. '-' .. counter .. '","customer_email":"c' .. (counter % 20000) .. '@example.com","total":12.5}}'
+  return wrk.format("POST", "/incoming/benchshop", {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {token}"}}, body)
+end
+""")
+    rates, baselines, ratios, p99s, base_p99s = [], [], [], [], []
+    for run in range(RUNS):
+        daemon = Daemon(broker.url, fresh_data("http"), config=config)
+        try:
+            daemon.wait_ready()
+            base = wrk(f"http://127.0.0.1:{daemon.http_port}/healthz")
+            post = wrk(f"http://127.0.0.1:{daemon.http_port}/incoming/benchshop", script)
+            status = daemon.get("/metrics")[1]
+        finally:
+            daemon.stop()
+        log(f"http run {run + 1}/{RUNS}: POST {post['rate']:,.0f}/s (p99 {post['p99_ms']} ms, non-2xx {post['errors']}), healthz {base['rate']:,.0f}/s")
+        if post["errors"]:
+            raise RuntimeError(f"{post['errors']} POSTs were not answered 2xx")
+        rates.append(post["rate"])
+        baselines.append(base["rate"])
+        ratios.append(post["rate"] / base["rate"])
+        p99s.append(post["p99_ms"])
+        base_p99s.append(base["p99_ms"])
+    name = "HTTP incoming, JWT HS256 + deduplication + SQLite, wrk 2 threads 64 connections, 10 s"
+    row(name, "requests/s", rates, baselines, ratios, "≥ 0.5 × /healthz")
+    row(name, "p99", p99s, base_p99s, None, "", digits=2, unit=" ms")
+
+
+def make_hs256(secret):
+    import base64, hashlib, hmac
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 7200}).encode())
+    signature = b64(hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    return f"{header}.{payload}.{signature}"
+
+
+def wrk(url, script=None):
+    args = ["wrk", "-t2", "-c64", "-d10s", "--latency"] + (["-s", script] if script else []) + [url]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rate": rate, "p99_ms": p99_ms, "errors": int(errors.group(1)) if errors else 0}
+
+
+def scenario_sqs():
+    moto_dir = os.path.join(WORK, "moto")
+    subprocess.run([os.path.join(ROOT, "scripts/moto-server.sh"), "start", moto_dir], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    try:
+        env = dict(os.environ, CRM_TEST_MOTO_DIR=moto_dir, CRM_BENCH_SQS_MESSAGES=os.environ.get("BENCH_SQS_MESSAGES", "20000"))
+        per_message, rates = [], []
+        for run in range(RUNS):
+            result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/bench/sqs_drain.py"), moto_dir, DAEMON, WORK],
+                                    env=env, check=True, capture_output=True, text=True)
+            figures = json.loads(result.stdout.strip().splitlines()[-1])
+            log(f"sqs run {run + 1}/{RUNS}: {figures}")
+            per_message.append(figures["requests_per_message"])
+            rates.append(figures["events_per_s"])
+        n = env["CRM_BENCH_SQS_MESSAGES"]
+        row(f"SQS via moto, {int(n):,} messages", "SQS requests per message", per_message, [0.2] * len(per_message),
+            [p / 0.2 for p in per_message], "≤ 0.21", digits=4)
+        row(f"SQS via moto, {int(n):,} messages", "events/s", rates)
+    finally:
+        subprocess.run([os.path.join(ROOT, "scripts/moto-server.sh"), "stop", moto_dir], capture_output=True)
+
+
+# MARK: report
+
+def machine():
+    cores = os.cpu_count()
+    memory = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1)) / 1024 / 1024
+    model = re.search(r"model name\s+:\s+(.*)", open("/proc/cpuinfo").read())
+    return f"{cores} cores ({model.group(1).strip() if model else platform.machine()}), {memory:.0f} GiB, {platform.platform()}"
+
+
+def write_report(command, notes):
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{command}` on {date}.",
+        f"Machine: {machine()}. Runs per scenario: {RUNS} (the figure is the median; min and max in brackets).",
+        "Ratios are daemon ÷ baseline of the same run, run by run; their median is reported.",
+        "",
+        "| Scenario | Figure | crm-ingest | Same-run baseline | Ratio | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario, figure, value, base, ratio, target in results:
+        lines.append(f"| {scenario} | {figure} | {value} | {base} | {ratio} | {target} |")
+    lines += ["", notes.strip(), ""]
+    existing = open(OUTPUT).read() if os.path.exists(OUTPUT) else ""
+    marker = "<!-- analysis: kept across runs -->"
+    if marker in existing:
+        lines += [existing[existing.index(marker):].rstrip(), ""]
+    with open(OUTPUT, "w") as f:
+        f.write("\n".join(lines))
+    log(f"wrote {OUTPUT}")
+
+
+def main():
+    command = "make bench" + "".join(f" {k}={os.environ[k]}" for k in ("BENCH_RUNS", "BENCH_EVENTS", "BENCH_BIG_EVENTS", "BENCH_INGEST_LINES", "BENCH_SCENARIOS") if k in os.environ)
+    failures = []
+    broker = None
+    try:
+        broker = RabbitMQ()
+        log(f"RabbitMQ at {broker.url}")
+        max_rate = None
+        for scenario in SCENARIOS:
+            try:
+                if scenario == "rabbitmq":
+                    max_rate = scenario_rabbitmq(broker)
+                elif scenario == "memory":
+                    scenario_memory(broker)
+                elif scenario == "latency":
+                    if max_rate is None:
+                        max_rate = scenario_rabbitmq(broker)
+                    scenario_latency(broker, max_rate)
+                elif scenario == "ingest":
+                    scenario_ingest()
+                elif scenario == "http":
+                    scenario_http(broker)
+                elif scenario == "sqs":
+                    scenario_sqs()
+                elif scenario == "startup":
+                    scenario_startup(broker)
+                else:
+                    raise RuntimeError(f"unknown scenario {scenario}")
+            except Exception as error:  # a scenario that cannot run says so, loudly, and reports no figure
+                log(f"SCENARIO {scenario} FAILED: {error}")
+                failures.append(f"- **{scenario}**: did not run to the end: {error}")
+    finally:
+        for pid in list(started_pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if broker:
+            broker.stop()
+        shutil.rmtree(WORK, ignore_errors=True)
+    notes = "\n".join(failures) if failures else "Every scenario ran."
+    write_report(command, notes)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
