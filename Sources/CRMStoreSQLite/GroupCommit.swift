@@ -24,7 +24,7 @@ final class GroupCommit: @unchecked Sendable {
     /// Most events one transaction takes; the rest wait for the next.
     private let maxEvents: Int
 
-    init(maxEvents: Int = 5_000, transaction: @escaping Transaction) {
+    init(maxEvents: Int = 20_000, transaction: @escaping Transaction) {
         self.maxEvents = maxEvents
         self.transaction = transaction
     }

@@ -37,7 +37,7 @@ public struct IngestRunner: Sendable {
 
     public init(
         processor: EventProcessor, store: any CRMStore, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
-        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 1_000, maxAttempts: Int = 6
+        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 5_000, maxAttempts: Int = 6
     ) {
         self.processor = processor
         self.store = store
