@@ -20,11 +20,11 @@ extension RabbitMQSourceTests {
         return try await store.count("ledger")
     }
 
-    func waitFor(_ timeout: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws -> Bool {
+    func waitFor(_ timeout: Duration = .seconds(120), every interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if (try? await condition()) == true { return true }
-            try await Task.sleep(for: .milliseconds(100))
+            try await Task.sleep(for: interval)
         }
         return try await condition()
     }
@@ -33,7 +33,9 @@ extension RabbitMQSourceTests {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.sigkill.\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
-        let workload = Workload(contacts: 500, perContact: 20)
+        // 20,000 events, polled every 10 ms: the daemon drains 20,000+ events/s here, so a smaller queue could be
+        // empty before the signal.
+        let workload = Workload(contacts: 1_000, perContact: 20)
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
         publisher.close()
@@ -42,7 +44,7 @@ extension RabbitMQSourceTests {
         let config = try daemonConfig(url: node.url, queue: queue, folder: folder)
 
         let first = try DaemonProcess(config: config, folder: folder)
-        #expect(try await waitFor { try await ledgerCount(folder) >= 3_000 })
+        #expect(try await waitFor(every: .milliseconds(10)) { try await ledgerCount(folder) >= 2_000 })
         try await first.kill9()
         let afterKill = try await ledgerCount(folder)
         #expect(afterKill < workload.total, "the daemon finished before it was killed")
@@ -65,7 +67,9 @@ extension RabbitMQSourceTests {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.sigterm.\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
-        let workload = Workload(contacts: 500, perContact: 20)
+        // 20,000 events, polled every 10 ms: the daemon drains 20,000+ events/s here, so a smaller queue could be
+        // empty before the signal.
+        let workload = Workload(contacts: 1_000, perContact: 20)
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
         publisher.close()
@@ -74,7 +78,7 @@ extension RabbitMQSourceTests {
         let config = try daemonConfig(url: node.url, queue: queue, folder: folder)
 
         let first = try DaemonProcess(config: config, folder: folder)
-        #expect(try await waitFor { try await ledgerCount(folder) >= 2_000 })
+        #expect(try await waitFor(every: .milliseconds(10)) { try await ledgerCount(folder) >= 2_000 })
         let signalled = ContinuousClock.now
         first.signal(SIGTERM)
         #expect(try await first.waitForExit(timeout: .seconds(10)))
