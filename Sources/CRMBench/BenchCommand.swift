@@ -113,6 +113,7 @@ extension BenchCommand {
         @Option var count = 200_000
         @Option var prefetch = 500
         @Option(help: "Ack (multiple) after this many deliveries.") var ackEvery = 250
+        @Option(help: "Write each delivery's message id and arrival (microseconds since 1970) to this file: the broker's share of the latency.") var record: String?
 
         func run() throws {
             let connection = try AMQPConnection(endpoint: endpoint(broker.url), connectionName: "crm-ingest-bench no-op")
@@ -124,6 +125,7 @@ extension BenchCommand {
             var unacked = 0
             var lastTag: UInt64 = 0
             var started: Date?
+            var arrivals: [String] = []
             let cpuStart = cpuSeconds()
             while received < count {
                 guard let event = try connection.nextEvent(timeout: .seconds(30)) else { throw ValidationError("no delivery for 30 s after \(received)") }
@@ -132,12 +134,14 @@ extension BenchCommand {
                 received += 1
                 unacked += 1
                 lastTag = delivery.deliveryTag
+                if record != nil { arrivals.append("\(delivery.properties.messageId ?? "-") \(Int64(Date().timeIntervalSince1970 * 1_000_000))") }
                 if unacked >= ackEvery || !connection.hasBufferedInput {
                     try connection.ack(lastTag, multiple: true, channel: 1)
                     unacked = 0
                 }
             }
             if unacked > 0 { try connection.ack(lastTag, multiple: true, channel: 1) }
+            if let record { try (arrivals.joined(separator: "\n") + "\n").write(toFile: record, atomically: true, encoding: .utf8) }
             let seconds = Date().timeIntervalSince(started ?? Date())
             printJSON([("events", received), ("seconds", seconds), ("events_per_s", Double(received) / seconds),
                        ("cpu_seconds", cpuSeconds() - cpuStart)])
@@ -245,13 +249,23 @@ extension BenchCommand {
     struct LatencyReport: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "latency-report", abstract: "p50/p99/max from publish to store.")
         @Option var times: String
-        @Option var database: String
+        @Option(help: "The daemon's SQLite file: latency to the store.") var database: String?
+        @Option(help: "A file written by noop --record: latency to a do-nothing consumer.") var arrivals: String?
 
         func run() throws {
-            let queue = try DatabaseQueue(path: database)
-            let created = try queue.read { db in
-                try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT contact_id, created_at FROM contacts WHERE contact_id LIKE 'lat-%'")
-                    .map { (row: Row) -> (String, Int64) in (row["contact_id"], row["created_at"]) })
+            var created: [String: Int64] = [:]
+            if let database {
+                created = try DatabaseQueue(path: database).read { db in
+                    try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT contact_id, created_at FROM contacts WHERE contact_id LIKE 'lat-%'")
+                        .map { (row: Row) -> (String, Int64) in (row["contact_id"], row["created_at"]) })
+                }
+            } else if let arrivals, let text = try? String(contentsOfFile: arrivals, encoding: .utf8) {
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: " ")
+                    if parts.count == 2, let at = Int64(parts[1]) { created[String(parts[0])] = at }
+                }
+            } else {
+                throw ValidationError("give --database or --arrivals")
             }
             guard let text = try? String(contentsOfFile: times, encoding: .utf8) else { throw ValidationError("cannot read \(times)") }
             var latencies: [Double] = []
