@@ -384,10 +384,14 @@ struct ConfigReader {
         return result
     }
 
-    /// A default-format type, a type an http source fixes, or any well-formed name when an http source reads its
-    /// type from the request.
+    /// A default-format type, a type of a format a source uses (`PROCA_ACTION`, `JOMABLUE_PERSON`,
+    /// `ALTCRAFT_IMPORT`…), a type an http source fixes, or any well-formed name when an http source reads its type
+    /// from the request.
     func knownEventType(_ name: String, sources: [SourceConfig]) -> EventType? {
         if let type = EventType.defaultFormat(named: name) { return type }
+        for source in sources {
+            if let type = source.format.formatEventTypes.first(where: { $0.rawValue == name }) { return type }
+        }
         for declared in declaredHTTPEventTypes {
             switch declared {
             case let .fixed(type) where type.rawValue == name: return type

@@ -142,6 +142,18 @@ public enum MessageFormat: Sendable, Equatable {
         }
     }
 
+    /// The event types of this format's own messages (Proca, Jomablue, Altcraft), which a mapping may name.
+    public var formatEventTypes: [EventType] {
+        switch self {
+        case .default, .flattened, .custom: return []
+        case .proca: return ProcaFormat.eventTypes
+        case .jomablue: return JomablueFormat.eventTypes
+        case .altcraftImport: return [AltcraftImportFormat.importType]
+        case let .perMessage(_, formats, otherwise):
+            return formats.keys.sorted().flatMap { formats[$0]?.formatEventTypes ?? [] } + (otherwise?.formatEventTypes ?? [])
+        }
+    }
+
     /// The Altcraft import settings this format uses, directly or among its per-message formats.
     public var altcraftImport: AltcraftImportSettings? {
         switch self {

@@ -155,4 +155,19 @@ struct FormatConfigTests {
             """
         #expect(problems(onSQS) == ["sources[0].format: altcraft_import replies on a RabbitMQ queue: it is for rabbitmq sources"])
     }
+
+    /// The types of a format's own messages can be mapped when a source uses that format, and only then.
+    @Test func mappingsNameTheTypesOfTheFormatsInUse() throws {
+        let formats: [(format: String, type: EventType)] = [
+            ("altcraft_import: {}", AltcraftImportFormat.importType), ("proca: { list: 1 }", ProcaFormat.actionType),
+            ("proca: { list: 1 }", ProcaFormat.emailStatusType), ("jomablue: { list: 1 }", JomablueFormat.personType),
+            ("jomablue: { list: 1 }", EventType(rawValue: "JOMABLUE_LEAD")),
+        ]
+        for (format, type) in formats {
+            let mapping = "mappings:\n  \(type.rawValue):\n    - enter_journey: { journey: 7 }\n"
+            let config = try loader.load(yaml: Self.source(format: format) + mapping)
+            #expect(config.mappings[type] == [.enterJourney(journey: 7)], "\(format) \(type.rawValue)")
+            #expect(problems(Self.source(format: "default") + mapping).first?.hasPrefix("mappings.\(type.rawValue): unknown event type") == true)
+        }
+    }
 }

@@ -11,6 +11,8 @@
 ///   newer one. Unknown resource types are acknowledged and counted as skipped. Values are kept byte-exact.
 public struct JomablueFormat: Sendable, Hashable {
     public static let personType = EventType(rawValue: "JOMABLUE_PERSON")
+    /// The types its payloads become, which a mapping may name.
+    public static let eventTypes = [personType] + ["EVENT", "LEAD", "SESSION_PARTICIPATION"].map { EventType(rawValue: "JOMABLUE_" + $0) }
 
     public var list: Int
 

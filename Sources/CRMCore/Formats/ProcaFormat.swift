@@ -16,6 +16,8 @@ public protocol PersonalInfoOpener: Sendable {
 public struct ProcaFormat: Sendable {
     public static let actionType = EventType(rawValue: "PROCA_ACTION")
     public static let emailStatusType = EventType(rawValue: "PROCA_EMAIL_STATUS")
+    /// The types its messages become, which a mapping may name.
+    public static let eventTypes = [actionType, emailStatusType]
 
     public var list: Int
     public var opener: (any PersonalInfoOpener)?
