@@ -1,6 +1,7 @@
 import CRMConfig
 import CRMCore
 import CRMStoreSQLite
+import Logging
 
 /// The configuration built into the binary (a copy of `Config/crm-ingest.yaml`), used when no `--config` is given.
 public enum DefaultConfiguration {
@@ -9,12 +10,12 @@ public enum DefaultConfiguration {
 
 /// Opens the store a configuration names.
 public enum StoreFactory {
-    public static func open(_ config: StoreConfig) throws -> any CRMStore {
+    public static func open(_ config: StoreConfig, logger: Logger) throws -> any CRMStore {
         switch config {
         case let .sqlite(sqlite):
             return try SQLiteCRMStore(
                 path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds,
-                durability: sqlite.synchronousFull ? .full : .normal
+                durability: sqlite.synchronousFull ? .full : .normal, logger: logger
             )
         }
     }

@@ -2,6 +2,8 @@ import CRMCore
 import Crypto
 import Foundation
 import GRDB
+import Logging
+import Synchronization
 
 /// The embedded CRM store on SQLite (through GRDB).
 ///
@@ -13,21 +15,37 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     let tombstoneKey: SymmetricKey
     let keyedHash: KeyedHash
     private let groupCommit: GroupCommit
+    private let checkpointer: WALCheckpointer
+    let counters = StoreCounters()
     public let path: String
 
     /// Opens (creating if needed) the database file and applies pending migrations.
-    public init(path: String, busyTimeoutMilliseconds: Int = 5_000, durability: Durability = .full) throws(StoreError) {
+    public init(
+        path: String, busyTimeoutMilliseconds: Int = 5_000, durability: Durability = .full,
+        logger: Logger = Logger(label: "crm-ingest.sqlite", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws(StoreError) {
         self.path = path
         var configuration = Configuration()
-        configuration.journalMode = .wal
+        // Not `configuration.journalMode = .wal`: GRDB then sets `synchronous = NORMAL` after `prepareDatabase`,
+        // silently overriding the durability chosen below. WAL is switched on here instead.
         configuration.busyMode = .timeout(Double(busyTimeoutMilliseconds) / 1000)
         configuration.label = "crm-ingest.sqlite"
         configuration.prepareDatabase { db in
+            let journalMode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            guard journalMode == "wal" else {
+                throw StoreError(.unavailable, "SQLite refused the WAL journal (journal_mode is \(journalMode ?? "unknown"))")
+            }
             // Erased data is overwritten with zeros, so anonymization leaves no trace in the file.
             try db.execute(sql: "PRAGMA secure_delete = ON")
             // 16 MiB of page cache: the contacts' index pages stay in memory instead of being read again.
             try db.execute(sql: "PRAGMA cache_size = -16384")
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 16384")
+            // Every event runs in a savepoint, whose undo records (the sub-journal) otherwise go to a temporary
+            // file once they outgrew 64 KiB: two write calls per page an event touches.
+            // The WAL is copied into the database by `WALCheckpointer`, off the commit thread; the writer's own
+            // checkpoint (inside a commit) is only a safety net, far above the sizes that thread lets the WAL reach.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 65536")
+            // When the WAL restarts from its beginning, a file grown past 64 MiB is cut back to that size.
+            try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
             // Sources ack a message once its transaction committed, so "committed" must mean "on disk": FULL syncs
             // the WAL at every commit (once per batch, thanks to group commit). NORMAL survives process crashes
             // but may lose the last commits on power loss, after their messages were acked.
@@ -44,8 +62,12 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             let keyedHash = KeyedHash(key: [UInt8](key))
             self.keyedHash = keyedHash
             let database = database
+            let counters = counters
+            let checkpointer = WALCheckpointer(path: path, busyTimeout: Double(busyTimeoutMilliseconds) / 1000, logger: logger)
+            self.checkpointer = checkpointer
             groupCommit = GroupCommit { batches, now in
-                try SQLiteCRMStore.commit(batches, now: now, database: database, keyedHash: keyedHash)
+                defer { checkpointer.noteCommit() }
+                return try SQLiteCRMStore.commit(batches, now: now, database: database, keyedHash: keyedHash, counters: counters)
             }
         } catch let error as StoreError {
             throw error
@@ -81,6 +103,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     }
 
     public func close() throws {
+        checkpointer.stop()
         try database.close()
     }
 
@@ -92,12 +115,28 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         return try await groupCommit.submit(events, now: now)
     }
 
-    /// One transaction for several batches, each event in its own savepoint. Runs on the group-commit queue.
-    static func commit(_ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash) throws -> [[EventOutcome]] {
+    /// One transaction for several batches, each event atomic. Runs on the group-commit queue.
+    ///
+    /// The transaction runs first without savepoints; if the database refuses one of its events, it is rolled back
+    /// and run again with a savepoint per event, so that event alone fails (`EventIsolation`).
+    static func commit(
+        _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, counters: StoreCounters
+    ) throws -> [[EventOutcome]] {
+        do {
+            return try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .sharedTransaction)
+        } catch is SQLiteOperationWriter.EventNeedsSavepoint {
+            counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
+            return try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .savepointPerEvent)
+        }
+    }
+
+    private static func commit(
+        _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, isolation: EventIsolation
+    ) throws -> [[EventOutcome]] {
         let (outcomes, erased): ([[EventOutcome]], Bool)
         do {
             (outcomes, erased) = try database.write { db in
-                var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash)
+                var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash, isolation: isolation)
                 var outcomes: [[EventOutcome]] = []
                 for events in batches {
                     var batchOutcomes: [EventOutcome] = []
@@ -107,6 +146,8 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 }
                 return (outcomes, writer.erasedPersonalData)
             }
+        } catch let error as SQLiteOperationWriter.EventNeedsSavepoint {
+            throw error
         } catch {
             throw storeError(error)
         }
@@ -291,4 +332,11 @@ enum AttributeEncoding {
         default: return .null
         }
     }
+}
+
+/// What the store counts about its own work, for tests and diagnostics.
+final class StoreCounters: Sendable {
+    /// Transactions rolled back because the database refused one of their events, then run again with a
+    /// savepoint per event.
+    let transactionsRedoneWithSavepoints = Atomic<Int>(0)
 }

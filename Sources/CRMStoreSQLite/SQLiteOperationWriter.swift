@@ -3,11 +3,17 @@ import Crypto
 import Foundation
 import GRDB
 
-/// Applies planned events inside an open write transaction, one savepoint per event, with cached prepared statements.
+/// Applies planned events inside an open write transaction with cached prepared statements, each event atomic.
+///
+/// Events are made atomic in one of two ways (`EventIsolation`): a savepoint each, or none at all, in which case
+/// an event the database refuses aborts the whole transaction (`EventNeedsSavepoint`) and the caller runs the
+/// batch again with savepoints. Refusals are rare and savepoints are not free (SQLite copies every page an event
+/// touches into its undo journal), so the store tries without first.
 struct SQLiteOperationWriter {
     let db: Database
     let now: Timestamp
     let keyedHash: KeyedHash
+    let isolation: EventIsolation
     /// Set when an anonymization ran, so the store can checkpoint the WAL after commit.
     private(set) var erasedPersonalData = false
     /// Whether any tombstone exists: read once per batch, so a store that never anonymized skips the per-event
@@ -17,10 +23,11 @@ struct SQLiteOperationWriter {
     /// The statements of the common path, run through SQLite's C API.
     private let hot: HotStatements
 
-    init(db: Database, now: Timestamp, keyedHash: KeyedHash) throws {
+    init(db: Database, now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation = .savepointPerEvent) throws {
         self.db = db
         self.now = now
         self.keyedHash = keyedHash
+        self.isolation = isolation
         tombstonesExist = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM tombstones)") ?? true
         hot = try HotStatements(db)
     }
@@ -78,7 +85,7 @@ struct SQLiteOperationWriter {
         var notes: [String] = []
         var imported: ProfileImportResult?
         var erased = false
-        try hot.savepoint.execute()
+        try beginEvent()
         do {
             if checkedByInsert {
                 let inserted = try hot.ledgerInsertIfAbsent.execute {
@@ -88,13 +95,13 @@ struct SQLiteOperationWriter {
                 }
                 if inserted == 0 {
                     let outcome: EventOutcome = try Self.profileImport(of: event).map { .imported(try duplicateResult($0)) } ?? .duplicate
-                    try hot.release.execute()
+                    try endEvent()
                     return outcome
                 }
             }
             if let record = Self.record(of: event), try isUnchanged(record) {
                 if !checkedByInsert { try recordInLedger(key, event) }
-                try hot.release.execute()
+                try endEvent()
                 return .unchanged
             }
             if try isTombstoned(event.contactId) {
@@ -114,14 +121,15 @@ struct SQLiteOperationWriter {
                 }
             }
             if !checkedByInsert { try recordInLedger(key, event) }
-            try hot.release.execute()
+            try endEvent()
         } catch {
-            try hot.rollback.execute()
-            try hot.release.execute()
-            if let error = error as? DatabaseError, Self.isEventSpecific(error) {
-                return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(error.message ?? "\(error)")"))
+            guard let databaseError = error as? DatabaseError, Self.isEventSpecific(databaseError) else {
+                if isolation == .savepointPerEvent { try abandonEvent() }
+                throw error
             }
-            throw error
+            guard isolation == .savepointPerEvent else { throw EventNeedsSavepoint() }
+            try abandonEvent()
+            return .failed(StoreError(.rejected, "\(event.type.rawValue) for \(event.contactId): \(databaseError.message ?? "\(databaseError)")"))
         }
         if erased {
             erasedPersonalData = true
@@ -129,6 +137,20 @@ struct SQLiteOperationWriter {
         }
         if let imported { return .imported(imported) }
         return .applied(notes: notes)
+    }
+
+    private func beginEvent() throws {
+        if isolation == .savepointPerEvent { try hot.savepoint.execute() }
+    }
+
+    private func endEvent() throws {
+        if isolation == .savepointPerEvent { try hot.release.execute() }
+    }
+
+    /// Undoes what the event wrote (savepoint mode only).
+    private func abandonEvent() throws {
+        try hot.rollback.execute()
+        try hot.release.execute()
     }
 
     // MARK: Profile imports
@@ -204,6 +226,10 @@ struct SQLiteOperationWriter {
     }
 
     /// Errors that concern this event's data alone; anything else fails the whole batch.
+    /// Thrown in `.sharedTransaction` mode when the database refused an event: the transaction must be rolled
+    /// back and its events applied again with a savepoint each.
+    struct EventNeedsSavepoint: Error {}
+
     static func isEventSpecific(_ error: DatabaseError) -> Bool {
         switch error.resultCode {
         case .SQLITE_CONSTRAINT, .SQLITE_MISMATCH, .SQLITE_TOOBIG, .SQLITE_RANGE: return true
@@ -464,4 +490,12 @@ struct SQLiteOperationWriter {
             """).execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM linked_records WHERE contact_id = ?").execute(arguments: arguments)
     }
+}
+
+/// How the writer keeps each event atomic inside a transaction holding many.
+enum EventIsolation: Sendable {
+    /// A savepoint around every event: a refused event rolls back alone.
+    case savepointPerEvent
+    /// No savepoints: a refused event throws `EventNeedsSavepoint`, and the transaction is redone with savepoints.
+    case sharedTransaction
 }

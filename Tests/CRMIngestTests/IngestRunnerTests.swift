@@ -3,6 +3,7 @@ import CRMCore
 import CRMIngest
 import CRMStoreSQLite
 import Foundation
+import Logging
 import Testing
 
 @Suite("Ingest runner")
@@ -14,7 +15,7 @@ struct IngestRunnerTests {
 
     func ingest(_ text: String, folder: TemporaryFolder, name: String = "events.jsonl") async throws -> (IngestSummary, [IngestRunner.Rejection]) {
         let config = try ConfigLoader(environment: ["CRM_INGEST_DATA": folder.url.path]).load(yaml: DefaultConfiguration.yaml)
-        let store = try StoreFactory.open(config.store)
+        let store = try StoreFactory.open(config.store, logger: Logger(label: "test"))
         let file = try folder.write(name, text)
         let rejections = Rejections()
         let runner = IngestRunner(processor: config.processor, store: store, batchSize: 3)

@@ -1,7 +1,8 @@
 import CRMCore
-import CRMStoreSQLite
+@testable import CRMStoreSQLite
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 @Suite("SQLite store: idempotency and group commit")
@@ -87,6 +88,12 @@ struct IdempotencyAndBatchTests {
         #expect(try await h.store.count("contact_attributes") == 0)
         #expect(try await h.store.count("ledger") == 2)
         #expect(try await h.store.count("contacts") == 2)
+        // The batch ran first without savepoints, was refused, and ran again with one per event.
+        #expect(h.store.counters.transactionsRedoneWithSavepoints.load(ordering: .relaxed) == 1)
+        // A batch nobody refuses runs once.
+        _ = try await h.store.apply([try h.plan(registration("d"), id: "4"), try h.plan(registration("e"), id: "5")], now: StoreHarness.t0)
+        #expect(h.store.counters.transactionsRedoneWithSavepoints.load(ordering: .relaxed) == 1)
+        #expect(try await h.store.count("contacts") == 4)
     }
 
     @Test func aBusyDatabaseFailsTheWholeBatch() async throws {

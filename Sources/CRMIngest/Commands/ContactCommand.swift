@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRMConfig
 import CRMCore
+import Logging
 
 /// `crm-ingest contact show CONTACT_ID`.
 struct ContactCommand: AsyncParsableCommand {
@@ -28,7 +29,7 @@ struct ContactCommand: AsyncParsableCommand {
             do { config = try ConfigLoading.load(options.config) } catch { throw ExitCode(1) }
             let result: ContactLookupResult
             do {
-                result = try await StoreFactory.open(config.store).contact(contactId, list: list)
+                result = try await StoreFactory.open(config.store, logger: Logger(label: "crm-ingest")).contact(contactId, list: list)
             } catch {
                 printError("\(error)")
                 throw ExitCode(1)

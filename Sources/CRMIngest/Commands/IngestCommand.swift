@@ -38,7 +38,7 @@ struct IngestCommand: AsyncParsableCommand {
         }
         let store: any CRMStore
         do {
-            store = try StoreFactory.open(config.store)
+            store = try StoreFactory.open(config.store, logger: Logger(label: "crm-ingest"))
         } catch {
             printError("\(error)")
             throw ExitCode(1)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRMConfig
 import CRMCore
+import Logging
 
 /// `crm-ingest integrations`: the URL of every HTTP integration, generating (once) the endpoints the configuration
 /// leaves out.
@@ -21,7 +22,7 @@ struct IntegrationsCommand: AsyncParsableCommand {
         }
         let resolved: [HTTPIntegrations.Resolved]
         do {
-            resolved = try await HTTPIntegrations.endpoints(config, store: try StoreFactory.open(config.store))
+            resolved = try await HTTPIntegrations.endpoints(config, store: try StoreFactory.open(config.store, logger: Logger(label: "crm-ingest")))
         } catch {
             printError("\(error)")
             throw ExitCode(1)

@@ -25,7 +25,7 @@ public struct Daemon: Sendable {
     public func run(onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         // Metrics made from here on go to Prometheus (served at /metrics).
         _ = PrometheusMetrics.registry
-        let store = try StoreFactory.open(config.store)
+        let store = try StoreFactory.open(config.store, logger: logger)
         let statusBoard = SourceStatusBoard()
         let pruner = LedgerPruner(
             store: store, retentionSeconds: config.idempotency.ledgerRetentionSeconds, interval: .seconds(3600),

@@ -1,0 +1,72 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import CRMStoreSQLite
+
+/// The store's durability settings as SQLite reports them on the writer connection. GRDB's own WAL set-up once
+/// overrode `synchronous = FULL` with NORMAL after our configuration ran, so the sources acked events whose
+/// commit had not reached the disk; these read the settings back instead of trusting the code that sets them.
+@Suite("SQLite durability settings")
+struct DurabilityTests {
+    private func pragmas(_ durability: Durability) throws -> (journal: String?, synchronous: Int?) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-durability-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, durability: durability)
+        defer { try? store.close() }
+        return try store.database.read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
+        }
+    }
+
+    @Test("full durability: WAL journal, synchronous = FULL (2), so a commit is on disk before its ack")
+    func full() throws {
+        let settings = try pragmas(.full)
+        #expect(settings.journal == "wal")
+        #expect(settings.synchronous == 2)
+    }
+
+    @Test("normal durability: WAL journal, synchronous = NORMAL (1)")
+    func normal() throws {
+        let settings = try pragmas(.normal)
+        #expect(settings.journal == "wal")
+        #expect(settings.synchronous == 1)
+    }
+}
+
+/// The WAL is copied into the database file by the store's checkpoint thread, not inside commits.
+@Suite("SQLite WAL checkpoints")
+struct WALCheckpointTests {
+    private func fileSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+    }
+
+    @Test("committed pages reach the database file although the writer's own checkpoint is far away")
+    func checkpointThreadCopiesTheWAL() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        let emptySize = fileSize(h.path)
+        for batch in 0..<10 {
+            let events = try (0..<200).map { try h.plan(registration("c\(batch)-\($0)", #"{"firstName":"Ann"}"#), id: "\(batch)-\($0)") }
+            _ = try await h.store.apply(events, now: StoreHarness.t0)
+        }
+        // The writer checkpoints only past 65,536 WAL pages (256 MiB); 2,000 events write far fewer. Without the
+        // checkpoint thread the database file would keep its empty size until the store closes.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while fileSize(h.path) <= emptySize && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(fileSize(h.path) > emptySize + 100_000)
+        #expect(try await h.store.count("contacts") == 2_000)
+    }
+
+    @Test("closing the store stops the checkpoint thread and leaves no WAL behind")
+    func closeStopsTheThread() async throws {
+        let h = try StoreHarness()
+        defer { h.remove() }
+        _ = try await h.store.apply([try h.plan(registration("a"), id: "1")], now: StoreHarness.t0)
+        try h.store.close()
+        // The last connection to close removes the WAL: the checkpoint thread's connection was closed first.
+        #expect(!FileManager.default.fileExists(atPath: h.path + "-wal"))
+    }
+}
