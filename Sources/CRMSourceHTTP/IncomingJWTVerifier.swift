@@ -12,10 +12,15 @@ public struct AuthenticationFailure: Error, Sendable, Equatable, CustomStringCon
 
 /// Verifies `Authorization: Bearer <JWT>` for one integration. The algorithm comes from the configuration, never
 /// from the token: a token whose `alg` differs (`none`, or HS256 signed with an RSA public key as its secret) is
-/// refused before any signature check. Signatures are checked by jwt-kit; claims here, against the injected clock.
+/// refused before any signature check. Signatures are checked by jwt-kit's algorithm for the configured key; claims
+/// here, against the injected clock.
+///
+/// The signature check calls the key's `JWTAlgorithm` directly rather than `JWTKeyCollection.verify`: the
+/// collection is an actor, so every request of the server would queue on one executor for its whole verification
+/// (measured: HTTP throughput capped near 7,900 requests/s with the cores a third idle).
 public struct IncomingJWTVerifier: Sendable {
     public let config: JWTAuthConfig
-    let keys: JWTKeyCollection
+    let algorithm: any JWTAlgorithm
 
     /// Fails when the configured key is unusable (an RSA key jwt-kit refuses, e.g. under 2048 bits).
     public init(config: JWTAuthConfig) async throws {
@@ -30,7 +35,7 @@ public struct IncomingJWTVerifier: Sendable {
         case let (.rs512, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha512)
         default: throw AuthenticationFailure("\(config.algorithm.rawValue) does not go with the configured key kind")
         }
-        self.keys = keys
+        algorithm = try await keys.getKey()
     }
 
     static func rsaKey(_ pem: String) throws -> Insecure.RSA.PublicKey {
@@ -47,7 +52,12 @@ public struct IncomingJWTVerifier: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             return .failure(AuthenticationFailure("the Authorization header must be Bearer <JWT>"))
         }
-        return await verify(token: String(parts[1]).trimmingCharacters(in: .whitespaces), now: now)
+        // Without surrounding spaces and tabs, looked at as bytes (Foundation's trimming went through NSString).
+        let bytes = parts[1].utf8
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        let start = bytes.firstIndex { !isBlank($0) } ?? bytes.endIndex
+        let end = bytes.lastIndex { !isBlank($0) }.map { bytes.index(after: $0) } ?? start
+        return await verify(token: String(parts[1][start..<end]), now: now)
     }
 
     /// Longest token accepted: real ones are well under 2 KiB; anything near this is an attack or a mistake.
@@ -86,10 +96,15 @@ public struct IncomingJWTVerifier: Sendable {
         guard let payloadBytes = Base64URL.decode(segments[1]) else {
             return .failure(AuthenticationFailure("malformed token: the payload is not base64url"))
         }
+        guard let signature = Base64URL.decode(segments[2]) else {
+            return .failure(AuthenticationFailure("malformed token: the signature is not base64url"))
+        }
+        // The signing input is the token's text up to its second dot (RFC 7515 §5.2).
+        let signingInput = token.utf8.prefix(segments[0].utf8.count + 1 + segments[1].utf8.count)
         do {
-            _ = try await keys.verify(token, as: OpaquePayload.self)
-        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            return .failure(AuthenticationFailure("signature does not verify"))
+            guard try algorithm.verify(signature, signs: Array(signingInput)) else {
+                return .failure(AuthenticationFailure("signature does not verify"))
+            }
         } catch {
             return .failure(AuthenticationFailure("malformed token: \(error)"))
         }
@@ -140,17 +155,24 @@ public struct IncomingJWTVerifier: Sendable {
     }
 }
 
-/// Any JSON object: jwt-kit checks the signature, `IncomingJWTVerifier` reads the claims itself.
-struct OpaquePayload: JWTPayload {
-    func verify(using algorithm: some JWTAlgorithm) async throws {}
-}
-
 /// base64url without padding (RFC 7515), refusing anything else.
+///
+/// Works on the UTF-8 bytes: translated to standard base64 and padded in one pass, decoded by Foundation. (The
+/// `Character`-level version, with `isLetter` and `replacingOccurrences`, was a sixth of the HTTP path's CPU.)
 enum Base64URL {
     static func decode(_ text: Substring) -> [UInt8]? {
-        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else { return nil }
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64).map { [UInt8]($0) }
+        var base64: [UInt8] = []
+        base64.reserveCapacity(text.utf8.count + 3)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                base64.append(byte)
+            case UInt8(ascii: "-"): base64.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): base64.append(UInt8(ascii: "/"))
+            default: return nil
+            }
+        }
+        while base64.count % 4 != 0 { base64.append(UInt8(ascii: "=")) }
+        return Data(base64Encoded: Data(base64)).map { [UInt8]($0) }
     }
 }

@@ -1,6 +1,6 @@
 import CRMConfig
 import CRMCore
-import CRMSourceHTTP
+@testable import CRMSourceHTTP
 import CryptoExtras
 import Testing
 
@@ -132,5 +132,20 @@ struct JWTVerifierTests {
     @Test func aSecretOtherThanTheConfiguredOneIsRefused() async throws {
         let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Array("another-secret-of-at-least-32-bytes!!".utf8))
         #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == "signature does not verify")
+    }
+}
+
+@Suite("base64url decoding")
+struct Base64URLTests {
+    @Test func decodesUnpaddedBase64URL() {
+        // "subjects?>" in standard base64 is "c3ViamVjdHM/Pg==": base64url writes / as _ and drops the padding.
+        #expect(Base64URL.decode("c3ViamVjdHM_Pg") == Array("subjects?>".utf8))
+        #expect(Base64URL.decode("-_-_") == [0xFB, 0xFF, 0xBF])
+        #expect(Base64URL.decode("") == [])
+    }
+
+    @Test(arguments: ["c3ViamVjdHM/Pg", "c3ViamVjdHM+Pg", "c3ViamVjdHM_Pg==", "c3Vi amVj", "c3ViamVjdHM_Pé", "A"])
+    func refusesWhatIsNotBase64URL(_ text: String) {
+        #expect(Base64URL.decode(Substring(text)) == nil)
     }
 }

@@ -335,11 +335,17 @@ def scenario_http(broker):
     token = make_hs256(secret)
     script = os.path.join(WORK, "post.lua")
     with open(script, "w") as f:
+        # Every order is new: wrk's threads share neither the counter nor a random seed, so each gets its own id.
         f.write(f"""
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 counter = 0
 request = function()
   counter = counter + 1
-  local body = '{{"order_number":"' .. math.random(1, 1000000000) .. '-' .. counter .. '","customer_email":"c' .. (counter % 20000) .. '@example.com","total":12.5}}'
+  local body = '{{"order_number":"' .. tid .. '-' .. counter .. '","customer_email":"c' .. (counter % 20000) .. '@example.com","total":12.5}}'
   return wrk.format("POST", "/incoming/benchshop", {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {token}"}}, body)
 end
 """)
