@@ -40,7 +40,9 @@ INGEST_LINES = int(os.environ.get("BENCH_INGEST_LINES", "1000000"))
 SCENARIOS = os.environ.get("BENCH_SCENARIOS", "rabbitmq memory latency ingest http sqs startup").split()
 OUTPUT = os.path.join(ROOT, os.environ.get("BENCH_OUTPUT", "Docs/BENCHMARKS.md"))
 CONTACTS = 20_000
-PREFETCH = int(os.environ.get("BENCH_PREFETCH", "2000"))
+# The no-op consumer uses the daemon's own prefetch: the one of the shipped configuration it runs on.
+with open(os.path.join(ROOT, "Config/crm-ingest.yaml")) as _config:
+    PREFETCH = int(os.environ.get("BENCH_PREFETCH") or re.search(r"^\s+prefetch:\s*(\d+)", _config.read(), re.M).group(1))
 
 WORK = tempfile.mkdtemp(prefix="crm-ingest-bench.")
 started_pids = []
@@ -91,6 +93,14 @@ class RabbitMQ:
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts/rabbitmq-node.sh"), "stop", self.dir], capture_output=True)
+
+    def cpu_seconds(self):
+        """CPU seconds the broker's Erlang VM (beam.smp, every scheduler thread) used so far."""
+        with open(os.path.join(self.dir, "env")) as f:
+            pid = re.search(r"^SERVER_PID=(\d+)$", f.read(), re.M).group(1)
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Daemon:
@@ -228,14 +238,20 @@ def row(scenario, figure, values, baseline=None, ratios=None, target="", digits=
 def scenario_rabbitmq(broker):
     queue = "crm.events"
     rates, baselines, ratios, cpus, baseline_cpus, peaks = [], [], [], [], [], []
+    broker_cpus, broker_baseline_cpus = [], []
     for run in range(RUNS):
         log(f"rabbitmq run {run + 1}/{RUNS}: publishing {EVENTS:,} events")
         run_tool("publish", "--url", broker.url, "--queue", queue, "--events", EVENTS, "--contacts", CONTACTS)
+        before = broker.cpu_seconds()
         noop = run_tool("noop", "--url", broker.url, "--queue", queue, "--count", EVENTS, "--prefetch", PREFETCH)
+        broker_baseline_cpus.append((broker.cpu_seconds() - before) / EVENTS * 10_000)
         log(f"rabbitmq run {run + 1}: no-op consumer {noop['events_per_s']:,.0f}/s; publishing again for the daemon")
         run_tool("publish", "--url", broker.url, "--queue", queue, "--events", EVENTS, "--contacts", CONTACTS)
+        before = broker.cpu_seconds()
         rate, cpu, peak, _ = drain_with_daemon(broker, EVENTS)
-        log(f"rabbitmq run {run + 1}: daemon {rate:,.0f}/s, {cpu:.2f} CPU s per 10,000, peak RSS {peak:.0f} MiB")
+        broker_cpus.append((broker.cpu_seconds() - before) / EVENTS * 10_000)
+        log(f"rabbitmq run {run + 1}: daemon {rate:,.0f}/s, {cpu:.2f} CPU s per 10,000, peak RSS {peak:.0f} MiB; "
+            f"broker {broker_cpus[-1]:.2f} CPU s per 10,000 (no-op run: {broker_baseline_cpus[-1]:.2f})")
         rates.append(rate)
         baselines.append(noop["events_per_s"])
         ratios.append(rate / noop["events_per_s"])
@@ -245,6 +261,7 @@ def scenario_rabbitmq(broker):
     name = f"RabbitMQ → SQLite, {EVENTS:,} persistent events, {CONTACTS:,} contacts, 12 types"
     row(name, "events/s to drain", rates, baselines, ratios, "≥ 0.9 × no-op")
     row(name, "CPU seconds per 10,000 events", cpus, baseline_cpus, [a / b for a, b in zip(cpus, baseline_cpus)], "", digits=2)
+    row(name, "broker CPU seconds per 10,000 events", broker_cpus, broker_baseline_cpus, None, "", digits=2)
     row(name, "peak RSS", peaks, None, None, "", unit=" MiB")
     return statistics.median(rates)
 

@@ -51,17 +51,26 @@ final class JSONLinesReader: Sendable {
                 while true {
                     guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else { break }
                     bytesRead += chunk.count
-                    for byte in chunk {
-                        if byte == 0x0A {
+                    // Whole runs between newlines are copied at once (byte by byte, Data's iterator was a
+                    // few percent of `crm-ingest ingest`).
+                    let keepGoing = chunk.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> Bool in
+                        var start = 0
+                        while start < buffer.count {
+                            let newline = buffer[start...].firstIndex(of: 0x0A)
+                            let end = newline ?? buffer.count
+                            let room = maxLineBytes - current.count
+                            if room > 0 { current.append(contentsOf: buffer[start..<min(end, start + room)]) }
+                            guard let newline else { break }
                             finishLine()
                             if pending.count >= batchSize {
-                                guard emit(pending) else { return }
+                                guard emit(pending) else { return false }
                                 pending.removeAll(keepingCapacity: true)
                             }
-                        } else if current.count < maxLineBytes {
-                            current.append(byte)
+                            start = newline + 1
                         }
+                        return true
                     }
+                    guard keepGoing else { return }
                 }
                 if !current.isEmpty { finishLine() }
                 if !pending.isEmpty, !emit(pending) { return }
