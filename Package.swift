@@ -40,6 +40,8 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // glibc's <malloc.h> (mallopt), for the executable's start-up.
+        .systemLibrary(name: "CMalloc"),
         .systemLibrary(
             name: "CCurl",
             pkgConfig: "libcurl",
@@ -149,7 +151,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "crm-ingest",
-            dependencies: ["CRMIngest"],
+            dependencies: ["CRMIngest", .target(name: "CMalloc", condition: .when(platforms: [.linux]))],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".build", "release")
-DAEMON = os.path.join(BIN, "crm-ingest")
+DAEMON = os.environ.get("BENCH_DAEMON") or os.path.join(BIN, "crm-ingest")
 TOOL = os.path.join(BIN, "crm-ingest-bench")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
