@@ -42,8 +42,9 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             // Every event runs in a savepoint, whose undo records (the sub-journal) otherwise go to a temporary
             // file once they outgrew 64 KiB: two write calls per page an event touches.
             // The WAL is copied into the database by `WALCheckpointer`, off the commit thread; the writer's own
-            // checkpoint (inside a commit) is only a safety net, far above the sizes that thread lets the WAL reach.
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 65536")
+            // checkpoint (inside the commit that crosses 16 MiB of WAL) then only copies the last frames, and lets
+            // the next transaction start the WAL over.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 4096")
             // When the WAL restarts from its beginning, a file grown past 64 MiB is cut back to that size.
             try db.execute(sql: "PRAGMA journal_size_limit = 67108864")
             // Sources ack a message once its transaction committed, so "committed" must mean "on disk": FULL syncs

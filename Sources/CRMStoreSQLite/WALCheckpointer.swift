@@ -7,11 +7,12 @@ import Logging
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses its threshold: that commit, and every event
 /// waiting behind it, then waits while megabytes of pages are copied and the database file is synced (measured: a
-/// stall of tens of milliseconds about once a second at 10,000 events/s). Here the writer's automatic checkpoint
-/// is only a safety net far above the usual WAL size. After commits, this thread runs a PASSIVE checkpoint, which
-/// never blocks the writer; once the WAL has grown past `restartFrames` and is fully copied, a RESTART makes the
-/// next transaction write the WAL from its start again (it waits for the running transaction to end and holds
-/// new ones back only while it copies the few frames written since), so the WAL file stays bounded.
+/// stall of tens of milliseconds about once a second at 2,000 events/s). Here, after commits (at most every
+/// `interval`), this thread runs a PASSIVE checkpoint, which never blocks the writer. The writer keeps its own
+/// automatic checkpoint, at 16 MiB of WAL: it then finds nearly every frame already copied, copies the last ones,
+/// and the next transaction writes the WAL from its start again, so the file stays small even when the writer
+/// never pauses. (A RESTART from this thread cannot do that under a continuous load: the writer appends while
+/// the PASSIVE copy runs, so the WAL is never seen fully copied; a 1,000,000-line ingest grew it to 256 MiB.)
 final class WALCheckpointer: @unchecked Sendable {
     // `commitsSinceCheckpoint` and `stopped` are guarded by `condition`; `connection` is used on `thread` only.
     private let condition = NSCondition()
@@ -21,18 +22,14 @@ final class WALCheckpointer: @unchecked Sendable {
     private let path: String
     private let busyTimeout: Double
     private let interval: Double
-    private let restartFrames: Int
     private let logger: Logger
     private var connection: DatabaseQueue?
 
-    /// - Parameters:
-    ///   - interval: the least time between two checkpoints, so one copies the pages of many commits.
-    ///   - restartFrames: the WAL size (in pages) above which a fully copied WAL is restarted.
-    init(path: String, busyTimeout: Double, interval: Double = 0.1, restartFrames: Int = 4_096, logger: Logger) {
+    /// - Parameter interval: the least time between two checkpoints, so one copies the pages of many commits.
+    init(path: String, busyTimeout: Double, interval: Double = 0.1, logger: Logger) {
         self.path = path
         self.busyTimeout = busyTimeout
         self.interval = interval
-        self.restartFrames = restartFrames
         self.logger = logger
         let thread = Thread { [self] in run() }
         thread.name = "crm-ingest.sqlite.checkpoint"
@@ -81,12 +78,7 @@ final class WALCheckpointer: @unchecked Sendable {
     private func checkpoint() {
         do {
             let connection = try openConnection()
-            try connection.writeWithoutTransaction { db in
-                let passive = try db.checkpoint(.passive)
-                if passive.walFrameCount >= restartFrames && passive.checkpointedFrameCount == passive.walFrameCount {
-                    _ = try db.checkpoint(.restart)
-                }
-            }
+            try connection.writeWithoutTransaction { db in _ = try db.checkpoint(.passive) }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
             // Another checkpoint (an anonymization's TRUNCATE, another process) is running: the next one catches up.
         } catch {
