@@ -67,7 +67,10 @@ public struct IngestRunner: Sendable {
     ) async throws -> IngestSummary {
         let reader = JSONLinesReader(handle: handle, batchSize: batchSize)
         var summary = IngestSummary()
-        var occurrences: [SHA256Digest: Int] = [:]
+        // How often each line's content was seen so far in this file, by the first 8 bytes of its hash (16 bytes an
+        // entry instead of 40). Two different lines sharing those bytes only number their occurrences together:
+        // their keys stay distinct (they carry the whole hash) and the numbering is the same on every run.
+        var occurrences: [UInt64: Int] = [:]
         var inFlight: InFlightBatch?
         for try await batch in reader.batches {
             reader.consumed()
@@ -80,8 +83,9 @@ public struct IngestRunner: Sendable {
                 while let last = bytes.last, last == 0x0D || last == 0x20 || last == 0x09 { bytes = bytes.dropLast() }
                 guard bytes.contains(where: { $0 != 0x20 && $0 != 0x09 }) else { continue } // blank lines carry nothing
                 let digest = SHA256.hash(data: bytes)
-                let occurrence = occurrences[digest, default: 0]
-                occurrences[digest] = occurrence + 1
+                let prefix = digest.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                let occurrence = occurrences[prefix, default: 0]
+                occurrences[prefix] = occurrence + 1
                 let message = IncomingMessage(
                     body: Array(bytes), identity: .sourceKey("f:\(hexString(digest)):\(occurrence)"),
                     mayBeRedelivery: true, receivedAt: receivedAt, source: "ingest"
