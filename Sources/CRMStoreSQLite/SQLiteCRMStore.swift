@@ -39,8 +39,6 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             try db.execute(sql: "PRAGMA secure_delete = ON")
             // 16 MiB of page cache: the contacts' index pages stay in memory instead of being read again.
             try db.execute(sql: "PRAGMA cache_size = -16384")
-            // Every event runs in a savepoint, whose undo records (the sub-journal) otherwise go to a temporary
-            // file once they outgrew 64 KiB: two write calls per page an event touches.
             // The WAL is copied into the database by `WALCheckpointer`, off the commit thread; the writer's own
             // checkpoint (inside the commit that crosses 16 MiB of WAL) then only copies the last frames, and lets
             // the next transaction start the WAL over.
@@ -142,7 +140,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 for events in batches {
                     var batchOutcomes: [EventOutcome] = []
                     batchOutcomes.reserveCapacity(events.count)
-                    for event in events { batchOutcomes.append(try writer.applyInSavepoint(event)) }
+                    for event in events { batchOutcomes.append(try writer.applyAtomically(event)) }
                     outcomes.append(batchOutcomes)
                 }
                 return (outcomes, writer.erasedPersonalData)

@@ -66,9 +66,10 @@ struct SQLiteOperationWriter {
         }
     }
 
-    /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone; a busy or broken
-    /// database throws, and the caller's transaction rolls back whole.
-    mutating func applyInSavepoint(_ event: PlannedEvent) throws -> EventOutcome {
+    /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone, or, without
+    /// savepoints, throws `EventNeedsSavepoint`; a busy or broken database throws, and the caller's transaction
+    /// rolls back whole.
+    mutating func applyAtomically(_ event: PlannedEvent) throws -> EventOutcome {
         let key = Self.ledgerKey(event.key.value, keyedHash)
         // A key that is always checked is checked by inserting it: one statement instead of a lookup and an insert.
         let checkedByInsert = event.key.check == .always
@@ -98,7 +99,7 @@ struct SQLiteOperationWriter {
                 }
             }
             if let record = Self.record(of: event), try isUnchanged(record) {
-                if !checkedByInsert { try recordInLedger(key, event) }
+                if !checkedByInsert { try recordInLedger(key) }
                 try endEvent()
                 return .unchanged
             }
@@ -118,7 +119,7 @@ struct SQLiteOperationWriter {
                     if case .anonymize = operation { erased = true }
                 }
             }
-            if !checkedByInsert { try recordInLedger(key, event) }
+            if !checkedByInsert { try recordInLedger(key) }
             try endEvent()
         } catch {
             guard let databaseError = error as? DatabaseError, Self.isEventSpecific(databaseError) else {
@@ -259,7 +260,7 @@ struct SQLiteOperationWriter {
         Data(keyedHash.hash(idempotencyKey).prefix(ledgerKeyBytes))
     }
 
-    func recordInLedger(_ key: Data, _ event: PlannedEvent) throws {
+    func recordInLedger(_ key: Data) throws {
         try hot.ledgerUpsert.execute {
             $0.bind(key)
             $0.bind(now.microsecondsSinceEpoch)
