@@ -4,7 +4,21 @@ SWIFT ?= swift
 CONFIG ?=
 RUN_ARGS ?=
 
-.PHONY: run test bench build release deps test-deps bench-deps clean broker stop-broker
+.PHONY: run test bench build release deps test-deps bench-deps clean broker stop-broker install install-files
+
+# Where `make install` puts things (FHS); DESTDIR prefixes every path, for packaging.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/crm-ingest
+# The binary `make install-files` installs (`make install` builds it in release mode first).
+BINARY ?= .build/release/crm-ingest
+# What the binary needs at run time on Debian/Ubuntu (the Dockerfile's runtime stage installs the same; a test
+# checks both against the libraries the binary links): librabbitmq, libcurl, SQLite, libsodium, the C++ runtime,
+# and the CA certificates for amqps:// and SQS over HTTPS.
+RUNTIME_PACKAGES := librabbitmq4 libcurl4 libsqlite3-0 libsodium23 libstdc++6 ca-certificates
 
 ## run: install what is missing, build, start a local RabbitMQ if none answers on 127.0.0.1:5672, and start the
 ## daemon on its built-in defaults (SQLite under ./data, consuming the queue crm.events, HTTP on 127.0.0.1:8080 or,
@@ -49,6 +63,27 @@ deps:
 
 test-deps:
 	@scripts/install-deps.sh test
+
+## install: build in release mode and install the binary, the systemd unit, the default configuration (kept if one is
+## there already) and the docs. `make install PREFIX=/usr DESTDIR=/tmp/pkg` for a package.
+install: release
+	@$(MAKE) --no-print-directory install-files
+
+install-files:
+	install -D -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/crm-ingest
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		Config/crm-ingest.service > $(DESTDIR)$(UNITDIR)/crm-ingest.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/crm-ingest.service
+	install -d $(DESTDIR)$(SYSCONFDIR)/crm-ingest
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/crm-ingest/crm-ingest.yaml ]; then \
+		echo "kept $(DESTDIR)$(SYSCONFDIR)/crm-ingest/crm-ingest.yaml (the shipped one is $(DESTDIR)$(DOCDIR)/crm-ingest.yaml)"; \
+	else \
+		install -m 0644 Config/crm-ingest.yaml $(DESTDIR)$(SYSCONFDIR)/crm-ingest/crm-ingest.yaml; \
+	fi
+	install -D -m 0644 Config/crm-ingest.yaml $(DESTDIR)$(DOCDIR)/crm-ingest.yaml
+	install -m 0644 README.md Docs/*.md $(DESTDIR)$(DOCDIR)/
+	@echo "installed crm-ingest under $(DESTDIR)$(PREFIX); then: systemctl daemon-reload && systemctl enable --now crm-ingest"
 
 clean:
 	rm -rf .build

@@ -140,6 +140,7 @@ let package = Package(
             dependencies: [
                 "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -174,13 +175,17 @@ let package = Package(
         ),
         .testTarget(
             name: "CRMIngestTests",
-            dependencies: ["CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite"],
+            dependencies: [
+                "CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "CRMSourceRabbitMQTests",
             dependencies: [
-                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport",
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -183,7 +183,7 @@ struct ConfigReader {
     mutating func readDaemon(_ root: Node?) -> DaemonConfig {
         var config = DaemonConfig()
         guard let root else { return config }
-        guard let top = members(root, at: "", allowed: ["store", "http", "sources", "attributes", "mappings", "idempotency"]) else {
+        guard let top = members(root, at: "", allowed: ["store", "http", "sources", "attributes", "mappings", "idempotency", "reload"]) else {
             return config
         }
         if let store = readStore(top["store"]) { config.store = store }
@@ -192,6 +192,7 @@ struct ConfigReader {
         config.attributes = readAttributes(top["attributes"])
         config.mappings = readMappings(top["mappings"], attributes: config.attributes, sources: config.sources)
         config.idempotency = readIdempotency(top["idempotency"])
+        config.reload = readReload(top["reload"])
         checkHTTPSources(config)
         return config
     }
@@ -291,6 +292,20 @@ struct ConfigReader {
         }
         if config.ledgerRetentionSeconds < config.redeliveryWindowSeconds {
             problem("idempotency.ledger_retention", "must be at least the redelivery_window")
+        }
+        return config
+    }
+
+    mutating func readReload(_ node: Node?) -> ReloadConfig {
+        var config = ReloadConfig()
+        guard let fields = members(node, at: "reload", allowed: ["watch_file", "watch_interval"]) else { return config }
+        config.watchFile = bool(fields["watch_file"], at: "reload.watch_file", default: config.watchFile)
+        if let node = fields["watch_interval"], let text = string(node, at: "reload.watch_interval") {
+            if let milliseconds = DurationText.milliseconds(text), (50...3_600_000).contains(milliseconds) {
+                config.watchIntervalMilliseconds = milliseconds
+            } else {
+                problem("reload.watch_interval", "expected a duration from 50ms to 1h, such as 500ms or 2s, got \"\(text)\"")
+            }
         }
         return config
     }
@@ -552,5 +567,15 @@ public enum DurationText {
         }
         guard let number = Int64(trimmed), number >= 0 else { return nil }
         return number
+    }
+
+    /// The same texts in milliseconds (`500ms` stays 500); bare numbers are seconds.
+    public static func milliseconds(_ text: String) -> Int64? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        if trimmed.hasSuffix("ms") {
+            guard let number = Double(trimmed.dropLast(2)), number >= 0, number < 1e12 else { return nil }
+            return Int64(number.rounded(.up))
+        }
+        return seconds(trimmed).flatMap { $0 < Int64.max / 1_000 ? $0 * 1_000 : nil }
     }
 }

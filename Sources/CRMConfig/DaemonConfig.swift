@@ -10,12 +10,15 @@ public struct DaemonConfig: Sendable {
     public var attributes: [AttributeDefinition]
     public var mappings: [EventType: [Action]]
     public var idempotency: IdempotencyConfig
+    /// How the running daemon notices a changed configuration file.
+    public var reload: ReloadConfig
 
     public init(
         store: StoreConfig = .sqlite(SQLiteStoreConfig()), sources: [SourceConfig] = [],
         attributes: [AttributeDefinition] = [], mappings: [EventType: [Action]] = [:],
-        idempotency: IdempotencyConfig = IdempotencyConfig(), http: HTTPServerConfig? = nil
+        idempotency: IdempotencyConfig = IdempotencyConfig(), http: HTTPServerConfig? = nil, reload: ReloadConfig = ReloadConfig()
     ) {
+        self.reload = reload
         self.store = store
         self.http = http
         self.sources = sources
@@ -191,6 +194,18 @@ public struct ProcaSettings: Sendable, Equatable {
     public init(list: Int, privateKeys: [String: [UInt8]] = [:]) {
         self.list = list
         self.privateKeys = privateKeys
+    }
+}
+
+/// `reload:`: SIGHUP always reloads the configuration; this says whether a change of the file on disk does too.
+public struct ReloadConfig: Sendable, Equatable {
+    /// Reload when the file's status (inode, size, modification time) changed and then held still for one interval.
+    public var watchFile: Bool
+    public var watchIntervalMilliseconds: Int64
+
+    public init(watchFile: Bool = true, watchIntervalMilliseconds: Int64 = 1_000) {
+        self.watchFile = watchFile
+        self.watchIntervalMilliseconds = watchIntervalMilliseconds
     }
 }
 

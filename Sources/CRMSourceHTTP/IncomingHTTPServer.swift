@@ -40,7 +40,8 @@ public struct OperationalProbes: Sendable {
 /// finish, and stops.
 public struct IncomingHTTPServer: Service {
     let config: HTTPServerConfig
-    let integrations: [String: HTTPIntegration]
+    /// The integrations keyed by endpoint id; read once per request, so a reload can swap the table.
+    let integrations: @Sendable () -> [String: HTTPIntegration]
     let processor: @Sendable () -> EventProcessor
     let store: any CRMStore
     let probes: OperationalProbes
@@ -59,8 +60,22 @@ public struct IncomingHTTPServer: Service {
         makeEventId: @escaping @Sendable () -> String = { UUID().uuidString },
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
+        let table = Self.table(integrations)
+        self.init(
+            config: config, integrations: { table }, processor: processor, store: store, probes: probes, logger: logger, now: now,
+            makeEventId: makeEventId, onListening: onListening
+        )
+    }
+
+    /// - Parameter integrations: the current table (see `table(_:)`), read once per request: a reload swaps it.
+    public init(
+        config: HTTPServerConfig, integrations: @escaping @Sendable () -> [String: HTTPIntegration],
+        processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore, probes: OperationalProbes, logger: Logger,
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now, makeEventId: @escaping @Sendable () -> String = { UUID().uuidString },
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
         self.config = config
-        self.integrations = Dictionary(integrations.map { ($0.integration.endpointId, $0) }, uniquingKeysWith: { first, _ in first })
+        self.integrations = integrations
         self.processor = processor
         self.store = store
         self.probes = probes
@@ -68,6 +83,11 @@ public struct IncomingHTTPServer: Service {
         self.now = now
         self.makeEventId = makeEventId
         self.onListening = onListening
+    }
+
+    /// Integrations keyed by their endpoint id (the first of two with one id wins; the configuration refuses that).
+    public static func table(_ integrations: [HTTPIntegration]) -> [String: HTTPIntegration] {
+        Dictionary(integrations.map { ($0.integration.endpointId, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func run() async throws {
@@ -104,10 +124,11 @@ public struct IncomingHTTPServer: Service {
             configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
+                let table = integrations()
                 logger.info("http server listening", metadata: [
-                    "address": "\(config.host):\(port)", "integrations": "\(integrations.count)",
+                    "address": "\(config.host):\(port)", "integrations": "\(table.count)",
                 ])
-                for integration in integrations.values { integration.metrics.setUp(true) }
+                for integration in table.values { integration.metrics.setUp(true) }
                 onListening(port)
             },
             logger: logger
@@ -117,7 +138,7 @@ public struct IncomingHTTPServer: Service {
         } onGracefulShutdown: {
             state.beginShutdown()
         }
-        for integration in integrations.values { integration.metrics.setUp(false) }
+        for integration in integrations().values { integration.metrics.setUp(false) }
         logger.info("http server stopped", metadata: ["answered_during_shutdown": "\(state.refusedDuringShutdown)"])
     }
 }
@@ -148,7 +169,7 @@ struct IncomingRequestHandler: Sendable {
     let state: ServerState
 
     func handle(_ request: Request, endpoint: String) async throws -> Response {
-        guard let integration = server.integrations[endpoint] else {
+        guard let integration = server.integrations()[endpoint] else {
             return JSONResponse.error(.notFound, "unknown_endpoint", "no integration has the endpoint \"\(endpoint.prefix(64))\"")
         }
         let metrics = integration.metrics

@@ -102,7 +102,7 @@ final class ConsumerThread: @unchecked Sendable {
                 replies?.close()
                 replies = nil
                 let jittered = backoff * Double.random(in: 0.5...1.0)
-                logger.warning("RabbitMQ connection lost, reconnecting in \(jittered)", metadata: [
+                logger.notice("RabbitMQ connection lost, reconnecting in \(jittered)", metadata: [
                     "source": "\(sourceName)", "url": "\(config.endpoint.maskedURL)", "error": "\(error)",
                 ])
                 waitForWake(jittered)

@@ -25,6 +25,14 @@ public final class SourceStatusBoard: @unchecked Sendable {
         }
     }
 
+    /// Forgets a source that is no longer configured (a reload removed it).
+    public func remove(_ source: String) {
+        lock.withLock {
+            states[source] = nil
+            order.removeAll { $0 == source }
+        }
+    }
+
     /// Every source with its state, in registration order.
     public var snapshot: [(source: String, state: State)] {
         lock.withLock { order.map { ($0, states[$0]!) } }

@@ -149,7 +149,7 @@ struct ConfigLoaderTests {
           "mappings.USER_UPDATE[0].set_property.value: required"]),
         ("mappings: { USER_UPDATE: { update_contact: { list: 1 } } }",
          ["mappings.USER_UPDATE: expected a list of actions, got a mapping"]),
-        ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency)"]),
+        ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency, reload)"]),
         ("store: { mysql: {} }", ["store.mysql: unknown key (expected one of: sqlite)", "store: name a store: sqlite"]),
         ("store: { sqlite: { path: \"${NOPE}/x.sqlite\" } }",
          ["store.sqlite.path: environment variable NOPE is not set (write ${NOPE:-default} to give a default)"]),

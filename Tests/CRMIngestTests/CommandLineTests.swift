@@ -114,7 +114,7 @@ struct CommandLineTests {
         let endpoint = try #require(listed.stdout.split(separator: "\n").first { $0.contains("/incoming/") }?.split(separator: "/").last.map(String.init))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: crmIngestBinary)
-        process.arguments = ["run"]
+        process.arguments = ["run", "--log-format", "text"]
         process.currentDirectoryURL = folder.url
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let err = Pipe()

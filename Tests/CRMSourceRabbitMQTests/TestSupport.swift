@@ -14,11 +14,14 @@ final class DaemonProcess: @unchecked Sendable {
     let process = Process()
     let logPath: String
 
-    init(config: String, folder: URL) throws {
+    init(config: String, folder: URL, environment: [String: String] = [:], arguments: [String] = []) throws {
         logPath = folder.appendingPathComponent("daemon-\(UUID().uuidString.prefix(4)).log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: crmIngestBinary)
-        process.arguments = ["run", "--config", config]
+        process.arguments = ["run", "--config", config] + arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardInput = FileHandle.nullDevice

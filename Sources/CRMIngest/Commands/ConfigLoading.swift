@@ -4,13 +4,16 @@ import Foundation
 /// Loads the configuration a command names, or the built-in one; prints every problem and exits 1 on failure.
 enum ConfigLoading {
     static func load(_ path: String?) throws -> DaemonConfig {
-        let loader = ConfigLoader()
+        try loadFile(path).loaded.config
+    }
+
+    /// The file with what was read from it (the daemon keeps the file to reload it).
+    static func loadFile(_ path: String?) throws -> (file: ConfigFile, loaded: ConfigFile.Loaded) {
+        let file = ConfigFile(path: path)
         do {
-            if let path { return try loader.load(path: path) }
-            return try loader.load(yaml: DefaultConfiguration.yaml)
+            return (file, try file.load())
         } catch {
-            let name = path ?? "built-in configuration"
-            for problem in error.problems { printError("\(name): \(problem)") }
+            for problem in error.problems { printError("\(file.displayName): \(problem)") }
             throw ExitCodeError.configuration
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CRMConfig
+import Foundation
 import Logging
 
 /// `crm-ingest run`: the daemon. SIGTERM or SIGINT drain in-flight work and exit 0.
@@ -11,21 +12,34 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Log format: text, or json (one object a line). Default: json when standard output is not a terminal.")
+    var logFormat: String?
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             printError("--log-level: expected one of trace, debug, info, notice, warning, error, critical, got \"\(logLevel)\"")
             throw ExitCode(1)
         }
+        let json: Bool
+        switch logFormat {
+        case nil: json = isatty(STDOUT_FILENO) == 0
+        case "json": json = true
+        case "text": json = false
+        case let other?:
+            printError("--log-format: expected text or json, got \"\(other)\"")
+            throw ExitCode(1)
+        }
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let config: DaemonConfig
-        do { config = try ConfigLoading.load(options.config) } catch { throw ExitCode(1) }
+        let (file, loaded): (ConfigFile, ConfigFile.Loaded)
+        do { (file, loaded) = try ConfigLoading.loadFile(options.config) } catch { throw ExitCode(1) }
         let logger = Logger(label: "crm-ingest")
         do {
-            try await Daemon(config: config, logger: logger).run()
+            try await Daemon(file: file, loaded: loaded, logger: logger).run()
         } catch {
             logger.critical("crm-ingest failed: \(error)")
             throw ExitCode(1)

@@ -4,57 +4,64 @@ import CRMSourceHTTP
 import CRMSourceRabbitMQ
 import CRMSourceSQS
 import CRMSourceSupport
+import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
 
 /// The long-running daemon: every part is a `Service` in one `ServiceGroup`. Services stop in reverse order, so
-/// sources (listed last) stop taking work before the store's services end.
+/// the systemd notifier says STOPPING first, reloads end, and sources stop taking work before the store's services end.
 public struct Daemon: Sendable {
-    public let config: DaemonConfig
+    public let file: ConfigFile
+    public let loaded: ConfigFile.Loaded
     public let logger: Logger
     public let now: @Sendable () -> Timestamp
+    /// systemd's notify socket, when the environment names one.
+    public let notifier: SystemdNotifier?
 
-    public init(config: DaemonConfig, logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now) {
-        self.config = config
+    public var config: DaemonConfig { loaded.config }
+
+    public init(
+        file: ConfigFile, loaded: ConfigFile.Loaded, logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
+        notifier: SystemdNotifier? = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+    ) {
+        self.file = file
+        self.loaded = loaded
         self.logger = logger
         self.now = now
+        self.notifier = notifier
     }
 
     /// Runs until SIGTERM/SIGINT. `onHTTPListening` gets the HTTP server's bound port.
     public func run(onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         // Metrics made from here on go to Prometheus (served at /metrics).
-        _ = PrometheusMetrics.registry
+        let registry = PrometheusMetrics.registry
+        let config = self.config
         let store = try StoreFactory.open(config.store, logger: logger)
         let statusBoard = SourceStatusBoard()
-        let pruner = LedgerPruner(
-            store: store, retentionSeconds: config.idempotency.ledgerRetentionSeconds, interval: .seconds(3600),
-            now: now, logger: logger
-        )
-        let processor = config.processor
-        let sources: [ServiceGroupConfiguration.ServiceConfiguration] = config.sources.flatMap { source -> [ServiceGroupConfiguration.ServiceConfiguration] in
+        let (logger, now) = (self.logger, self.now)
+        let supervisor = SourceSupervisor(
+            sources: config.sources.map { ($0, config.processor(for: $0)) }, logger: logger
+        ) { source, processor in
             switch source.transport {
             case let .rabbitmq(rabbitmq):
-                let processor = config.processor(for: source)
-                let service = RabbitMQSource(
-                    name: source.name, config: rabbitmq, processor: { processor }, store: store, logger: logger, now: now,
+                return RabbitMQSource(
+                    name: source.name, config: rabbitmq, processor: { processor.current }, store: store, logger: logger, now: now,
                     statusBoard: statusBoard
                 )
-                return [.init(service: service, serviceName: "source \(source.name)")]
             case let .sqs(sqs):
-                let processor = config.processor(for: source)
-                let service = SQSSource(
-                    name: source.name, config: sqs, processor: { processor }, store: store, logger: logger, now: now,
+                return SQSSource(
+                    name: source.name, config: sqs, processor: { processor.current }, store: store, logger: logger, now: now,
                     statusBoard: statusBoard
                 )
-                return [.init(service: service, serviceName: "source \(source.name)")]
             case .http:
-                return [] // Served by the HTTP server below.
+                return nil // Served by the HTTP server; the supervisor is given broker sources only.
             }
         }
-        var http: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var integrations: [HTTPIntegration] = []
+        var resolved: [HTTPIntegrations.Resolved] = []
         if let server = config.http {
-            let resolved = try await HTTPIntegrations.endpoints(config, store: store)
+            resolved = try await HTTPIntegrations.endpoints(config, store: store)
             for item in resolved {
                 statusBoard.set(item.source, .starting)
                 logger.info("http integration", metadata: [
@@ -62,38 +69,67 @@ public struct Daemon: Sendable {
                     "auth": "\(item.config.auth == .none ? "none" : "jwt")",
                 ])
             }
-            let integrations = try await HTTPIntegrations.make(resolved, server: server)
-            let probes = OperationalProbes(readinessProblems: {
-                var problems: [String] = []
-                do { try await store.ping() } catch { problems.append("store: \(error)") }
-                for (source, state) in statusBoard.snapshot {
-                    switch state {
-                    case .up: break
-                    case .starting: problems.append("source \(source): not connected yet")
-                    case let .down(reason): problems.append("source \(source): \(reason)")
-                    }
+            integrations = try await HTTPIntegrations.make(resolved, server: server)
+        }
+        let live = LiveConfiguration(
+            loaded: loaded, supervisor: supervisor, httpIntegrations: integrations, store: store, statusBoard: statusBoard,
+            registry: registry, logger: logger
+        )
+        let pruner = LedgerPruner(
+            store: store, retentionSeconds: { live.ledgerRetentionSeconds.current }, interval: .seconds(3600), now: now, logger: logger
+        )
+        let readinessProblems: @Sendable () async -> [String] = {
+            var problems: [String] = []
+            do { try await store.ping() } catch { problems.append("store: \(error)") }
+            for (source, state) in statusBoard.snapshot {
+                switch state {
+                case .up: break
+                case .starting: problems.append("source \(source): not connected yet")
+                case let .down(reason): problems.append("source \(source): \(reason)")
                 }
-                return problems
-            }, metricsText: PrometheusMetrics.text)
+            }
+            return problems
+        }
+        var http: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let server = config.http {
+            let probes = OperationalProbes(readinessProblems: readinessProblems, metricsText: PrometheusMetrics.text)
+            let httpIntegrations = live.httpIntegrations
+            let httpProcessor = live.httpProcessor
             let server = IncomingHTTPServer(
-                config: server, integrations: integrations, processor: { processor }, store: store, probes: probes,
-                logger: logger, now: now, onListening: { port in
-                    for item in resolved { statusBoard.set(item.source, .up) }
+                config: server, integrations: { httpIntegrations.current }, processor: { httpProcessor.current }, store: store,
+                probes: probes, logger: logger, now: now, onListening: { port in
+                    for integration in httpIntegrations.current.values { statusBoard.set(integration.integration.source, .up) }
                     onHTTPListening(port)
                 }
             )
             http = [.init(service: server, serviceName: "http")]
         }
-        // Stopped in reverse order: sources (last) stop taking work before the store's services end.
+        let reloader = ConfigReloader(
+            file: file, live: live,
+            watchInterval: config.reload.watchFile ? .milliseconds(config.reload.watchIntervalMilliseconds) : nil,
+            notifier: notifier, logger: logger
+        )
+        var systemd: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let notifier {
+            systemd = [.init(service: SystemdNotifyService(
+                notifier: notifier, readinessProblems: readinessProblems, healthProblems: {
+                    do { try await store.ping(); return [] } catch { return ["store: \(error)"] }
+                }, logger: logger
+            ), serviceName: "systemd-notify")]
+        }
+        // Stopped in reverse order: the notifier says STOPPING, reloads end, then sources (the supervisor and the HTTP
+        // server) stop taking work before the store's services end.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
                 .init(service: pruner, serviceName: "ledger-pruner"),
-            ] + sources + http + [
+                .init(service: supervisor, serviceName: "sources"),
+            ] + http + [
+                .init(service: reloader, serviceName: "config-reloader"),
                 .init(service: ReadinessAnnouncer(logger: logger, metadata: [
                     "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
-                    "mapped_event_types": "\(config.mappings.count)",
+                    "mapped_event_types": "\(config.mappings.count)", "config_sha256": "\(loaded.sha256)",
                 ]), serviceName: "readiness"),
-            ],
+            ] + systemd,
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger

@@ -5,14 +5,15 @@ import ServiceLifecycle
 /// Removes idempotency-ledger entries past their retention, at start-up and then every `interval`.
 struct LedgerPruner: Service {
     let store: any CRMStore
-    let retentionSeconds: Int64
+    /// Read at every pass: a reload may change it.
+    let retentionSeconds: @Sendable () -> Int64
     let interval: Duration
     let now: @Sendable () -> Timestamp
     let logger: Logger
 
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let cutoff = Timestamp(microsecondsSinceEpoch: now().microsecondsSinceEpoch - retentionSeconds * 1_000_000)
+            let cutoff = Timestamp(microsecondsSinceEpoch: now().microsecondsSinceEpoch - retentionSeconds() * 1_000_000)
             do {
                 let removed = try await store.pruneLedger(before: cutoff)
                 if removed > 0 { logger.info("pruned \(removed) ledger entries older than \(cutoff)") }

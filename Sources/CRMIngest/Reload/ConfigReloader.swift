@@ -1,0 +1,100 @@
+import CRMConfig
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reloads the configuration on SIGHUP and when its file changes on disk. Reloads run one at a time; systemd is
+/// told `RELOADING=1` before and `READY=1` after each.
+///
+/// The file is watched by polling its status (`stat`, following symbolic links): device, inode, size and
+/// modification time. That sees an editor's write through a rename, a `cp` over the file, and a Kubernetes
+/// ConfigMap's symlink swap alike, which an inotify watch on the file would miss; a reload whose text is unchanged
+/// does nothing.
+struct ConfigReloader: Service {
+    let file: ConfigFile
+    let live: LiveConfiguration
+    /// How often the file's status is checked; nil: only SIGHUP reloads.
+    let watchInterval: Duration?
+    let notifier: SystemdNotifier?
+    let logger: Logger
+
+    private enum Trigger: Sendable {
+        case signal
+        case fileChanged
+    }
+
+    func run() async throws {
+        let (triggers, continuation) = AsyncStream.makeStream(of: Trigger.self, bufferingPolicy: .bufferingNewest(1))
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in signals { continuation.yield(.signal) }
+                }
+                if let watchInterval, let path = file.path {
+                    group.addTask {
+                        // A change counts once the status held still for one interval, so a file still being
+                        // written is not read half-way.
+                        var applied = FileStatus(path: path)
+                        var previous = applied
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: watchInterval)
+                            let now = FileStatus(path: path)
+                            if let now, now == previous, now != applied {
+                                continuation.yield(.fileChanged)
+                                applied = now
+                            }
+                            previous = now
+                        }
+                    }
+                }
+                for await trigger in triggers {
+                    await reload(trigger)
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            continuation.finish()
+        }
+    }
+
+    private func reload(_ trigger: Trigger) async {
+        let reason = trigger == .signal ? "SIGHUP" : "file changed"
+        guard file.path != nil else {
+            logger.notice("\(reason): the daemon runs on its built-in configuration; there is no file to reload")
+            return
+        }
+        notify(SystemdNotifier.reloadingAssignments())
+        _ = await live.reload(from: file, reason: reason)
+        notify(["READY=1", "STATUS=configuration \(await live.sha256.prefix(12)) active"])
+    }
+
+    private func notify(_ assignments: [String]) {
+        guard let notifier else { return }
+        do { try notifier.send(assignments) } catch { logger.warning("systemd notification failed: \(error)") }
+    }
+}
+
+/// What identifies a file's version without reading it: device, inode, size, modification time.
+struct FileStatus: Equatable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedSeconds: Int
+    var modifiedNanoseconds: Int
+
+    /// nil: the file cannot be reached now.
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedSeconds = info.st_mtim.tv_sec
+        modifiedNanoseconds = info.st_mtim.tv_nsec
+    }
+}
