@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "CRMSourceRabbitMQTests",
             dependencies: [
-                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP",
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP", "CRMSourceSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -204,7 +204,7 @@ let package = Package(
         .testTarget(
             name: "CRMSourceSQSTests",
             dependencies: [
-                "CRMSourceSQS", "SQSClient", "AWSSigV4", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport",
+                "CRMSourceSQS", "SQSClient", "AWSSigV4", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport", "CRMSourceSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

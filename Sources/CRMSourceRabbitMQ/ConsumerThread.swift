@@ -328,6 +328,10 @@ final class DeadLetterPublisher {
             properties.headers["x-crm-ingest-source"] = .string(sourceName)
             properties.headers["x-crm-ingest-queue"] = .string(queue)
             properties.headers["x-crm-ingest-dead-lettered-at"] = .timestamp(UInt64(Date().timeIntervalSince1970))
+            // How many deliveries it took: the broker's count when it keeps one (quorum queues, x-death), else 1,
+            // or 2 for a message the broker marked redelivered.
+            let deliveries = item.delivery.map { $0.properties.previousDeliveries.map { $0 + 1 } ?? ($0.redelivered ? 2 : 1) } ?? 1
+            properties.headers["x-crm-ingest-delivery-count"] = .int(Int64(deliveries))
             switch target {
             case let .queue(name):
                 return .init(body: item.delivery?.body ?? [], exchange: "", routingKey: name, properties: properties, mandatory: true)

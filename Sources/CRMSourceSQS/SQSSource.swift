@@ -65,17 +65,17 @@ public struct SQSSource: Service {
         let name = self.name
         board?.set(name, .starting)
         let credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
-        let (visibility, redrive) = try await onOwnThread { () throws -> (Int, Bool) in
+        let (visibility, redrive) = try await onOwnThread { () throws -> (Int, RedrivePolicy?) in
             let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
             let attributes = try client.queueAttributes(["VisibilityTimeout", "RedrivePolicy"])
-            return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"] != nil)
+            return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"].flatMap(RedrivePolicy.init))
         }
-        if !redrive {
+        if redrive == nil {
             logger.warning("the queue has no redrive policy: refused messages are recorded in \(config.deadLetterFile) and deleted",
                            metadata: ["source": "\(name)"])
         }
         let workers = SQSWorkers(sourceName: name, config: config, credentials: credentials, visibilityTimeout: visibility,
-                                 hasRedrivePolicy: redrive, logger: logger, onPoll: { error in
+                                 maxReceiveCount: redrive?.maxReceiveCount, logger: logger, onPoll: { error in
                                      metrics.setUp(error == nil)
                                      board?.set(name, error.map { .down($0) } ?? .up)
                                  })
@@ -161,7 +161,19 @@ public struct SQSSource: Service {
     }
 
     /// SNS unwrapping, the filter policy, then the ordinary decoder and planner.
-    func prepare(_ message: SQSMessage, processor: EventProcessor, receivedAt: Timestamp) -> Prepared {
+    /// What an SQS message carries for the pipeline: SNS envelopes unwrapped (their `MessageId` and attributes
+    /// taken), the filter policy applied.
+    public enum Incoming: Sendable {
+        case message(IncomingMessage)
+        /// The filter policy does not match.
+        case filtered
+        /// An SNS envelope that cannot be read.
+        case refused(String)
+    }
+
+    public static func incoming(
+        _ message: SQSMessage, config: SQSSourceConfig, source name: String, processor: EventProcessor, receivedAt: Timestamp
+    ) -> Incoming {
         let parser = JSONParser(limits: JSONLimits(maxBytes: 1 << 20, maxStringBytes: 1 << 20))
         var body = Array(message.body.utf8)
         var messageId = message.messageId
@@ -199,6 +211,16 @@ public struct SQSSource: Service {
             let values = attributes.mapValues(\.value)
             incoming.headers = values
             incoming.attributes = values
+        }
+        return .message(incoming)
+    }
+
+    func prepare(_ message: SQSMessage, processor: EventProcessor, receivedAt: Timestamp) -> Prepared {
+        let incoming: IncomingMessage
+        switch Self.incoming(message, config: config, source: name, processor: processor, receivedAt: receivedAt) {
+        case let .message(message): incoming = message
+        case .filtered: return .filtered
+        case let .refused(reason): return .refused(reason)
         }
         switch processor.prepare(incoming) {
         case let .event(event): return .event(event, laneKey: config.isFIFO ? (message.messageGroupId ?? event.contactId) : event.contactId)
@@ -268,18 +290,3 @@ final class TotalsBox: @unchecked Sendable {
     var value: SQSSource.Totals { lock.withLock { totals } }
 }
 
-/// Runs a blocking closure on a thread of its own and awaits it, so it never occupies the cooperative pool.
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
-func onOwnThread(_ body: @escaping @Sendable () -> Void) async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        Thread {
-            body()
-            continuation.resume()
-        }.start()
-    }
-}

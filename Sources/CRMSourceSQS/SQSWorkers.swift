@@ -10,6 +10,8 @@ import SQSClient
 /// A message taken from the queue and not yet deleted or released.
 struct InFlightMessage: Sendable {
     var receiptHandle: String
+    /// SQS's ApproximateReceiveCount when it was received.
+    var receiveCount: Int
     /// When its visibility was last set (received or extended).
     var visibleAgainAt: ContinuousClock.Instant
 }
@@ -46,14 +48,17 @@ final class SQSWorkers: @unchecked Sendable {
     private let settlerDone = DispatchSemaphore(value: 0)
     /// The queue's visibility timeout in seconds (read at start when the config says `queue`).
     let visibilityTimeout: Int
-    /// Whether the queue has a redrive policy (then refused messages are left to it).
-    let hasRedrivePolicy: Bool
+    /// The queue's redrive policy's maxReceiveCount; nil: no redrive policy (refused messages are recorded whole in
+    /// the dead-letter file and deleted). With one, refused messages are left to it.
+    let maxReceiveCount: Int?
+    var hasRedrivePolicy: Bool { maxReceiveCount != nil }
+    let deadLetterFile: DeadLetterFile
 
     /// Told after each receive: nil when it succeeded, else the error.
     let onPoll: @Sendable (String?) -> Void
 
     init(
-        sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, hasRedrivePolicy: Bool,
+        sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, maxReceiveCount: Int?,
         logger: Logger, onPoll: @escaping @Sendable (String?) -> Void = { _ in }
     ) {
         self.onPoll = onPoll
@@ -61,7 +66,8 @@ final class SQSWorkers: @unchecked Sendable {
         self.config = config
         self.credentials = credentials
         self.visibilityTimeout = visibilityTimeout
-        self.hasRedrivePolicy = hasRedrivePolicy
+        self.maxReceiveCount = maxReceiveCount
+        deadLetterFile = DeadLetterFile(path: config.deadLetterFile)
         self.logger = logger
         (batches, continuation) = AsyncStream<[SQSMessage]>.makeStream()
         requestCounts = Array(repeating: 0, count: config.pollers + 1)
@@ -138,7 +144,7 @@ final class SQSWorkers: @unchecked Sendable {
                 }
                 let visibleAgain = ContinuousClock.now + .seconds(visibilityTimeout)
                 lock.withLock {
-                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, visibleAgainAt: visibleAgain) }
+                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, visibleAgainAt: visibleAgain) }
                 }
                 continuation.yield(messages)
             } catch {
@@ -188,18 +194,23 @@ final class SQSWorkers: @unchecked Sendable {
         var deletes: [(id: String, receiptHandle: String)] = []
         var releases: [(id: String, receiptHandle: String, seconds: Int)] = []
         var finished: [String] = []
-        let handles = lock.withLock { items.map { inFlight[$0.messageId]?.receiptHandle } }
-        for (item, handle) in zip(items, handles) {
-            guard let handle else { continue }
+        let known = lock.withLock { items.map { inFlight[$0.messageId] } }
+        for (item, message) in zip(items, known) {
+            guard let message else { continue }
+            let handle = message.receiptHandle
             switch item.disposition {
             case .delete:
                 deletes.append((item.messageId, handle))
             case let .refused(reason, body):
-                if hasRedrivePolicy {
-                    // Left in flight: it comes back after its visibility timeout and the redrive policy moves it.
+                if let maxReceiveCount {
+                    // Left in flight: it comes back after its visibility timeout and the redrive policy moves it
+                    // after its last allowed receive; then its reason is recorded for `crm-ingest dlq list`.
+                    if message.receiveCount >= maxReceiveCount {
+                        recordDeadLetter(messageId: item.messageId, reason: reason, body: nil, receiveCount: message.receiveCount)
+                    }
                     finished.append(item.messageId)
                 } else {
-                    recordDeadLetter(messageId: item.messageId, reason: reason, body: body)
+                    recordDeadLetter(messageId: item.messageId, reason: reason, body: body, receiveCount: message.receiveCount)
                     deletes.append((item.messageId, handle))
                 }
             case .giveBack:
@@ -262,31 +273,15 @@ final class SQSWorkers: @unchecked Sendable {
         String(messageId.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(80))
     }
 
-    /// Refused messages of a queue without redrive policy: one JSON line each, then deleted from the queue.
-    private func recordDeadLetter(messageId: String, reason: String, body: String) {
-        let line: String = {
-            var out: [UInt8] = []
-            out.append(contentsOf: "{\"source\":".utf8)
-            JSONWriter.writeString(sourceName, into: &out)
-            out.append(contentsOf: ",\"messageId\":".utf8)
-            JSONWriter.writeString(messageId, into: &out)
-            out.append(contentsOf: ",\"reason\":".utf8)
-            JSONWriter.writeString(reason, into: &out)
-            out.append(contentsOf: ",\"body\":".utf8)
-            JSONWriter.writeString(body, into: &out)
-            out.append(contentsOf: "}\n".utf8)
-            return String(decoding: out, as: UTF8.self)
-        }()
-        let path = config.deadLetterFile
-        let folder = (path as NSString).deletingLastPathComponent
-        if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        if let handle = FileHandle(forWritingAtPath: path) {
-            handle.seekToEndOfFile()
-            handle.write(Data(line.utf8))
-            try? handle.close()
-        } else {
-            logger.error("cannot write dead-letter record", metadata: ["source": "\(sourceName)", "file": "\(path)"])
+    /// A refused message's record in the dead-letter file (see `DeadLetterFile`).
+    private func recordDeadLetter(messageId: String, reason: String, body: String?, receiveCount: Int) {
+        let record = DeadLetterFile.Record(
+            source: sourceName, messageId: messageId, reason: reason, body: body, at: Int64(Date().timeIntervalSince1970), receiveCount: receiveCount
+        )
+        do {
+            try deadLetterFile.append(record)
+        } catch {
+            logger.error("cannot write dead-letter record", metadata: ["source": "\(sourceName)", "file": "\(deadLetterFile.path)", "error": "\(error)"])
         }
     }
 }

@@ -50,6 +50,14 @@ public struct SQSMessage: Sendable, Hashable {
         }
     }
 
+    public init(messageId: String, receiptHandle: String, body: String, attributes: [String: String] = [:], messageAttributes: [String: MessageAttribute] = [:]) {
+        self.messageId = messageId
+        self.receiptHandle = receiptHandle
+        self.body = body
+        self.attributes = attributes
+        self.messageAttributes = messageAttributes
+    }
+
     public var receiveCount: Int { Int(attributes["ApproximateReceiveCount"] ?? "") ?? 1 }
     public var messageGroupId: String? { attributes["MessageGroupId"] }
 }
@@ -273,5 +281,43 @@ public final class SQSClient {
             }
         }
         return result
+    }
+}
+
+/// A queue's `RedrivePolicy` attribute: where SQS moves a message after `maxReceiveCount` receives.
+public struct RedrivePolicy: Sendable, Equatable {
+    /// `arn:aws:sqs:<region>:<account>:<name>`.
+    public var deadLetterTargetArn: String
+    public var maxReceiveCount: Int
+
+    /// Reads the attribute's JSON text (`maxReceiveCount` as a number or a string); nil if it is not one.
+    public init?(_ text: String) {
+        guard let json = try? JSONParser().parse(Array(text.utf8)), case let .string(arn)? = json["deadLetterTargetArn"] else { return nil }
+        switch json["maxReceiveCount"] {
+        case let .number(literal)?: guard let count = Int(literal) else { return nil }; maxReceiveCount = count
+        case let .string(literal)?: guard let count = Int(literal) else { return nil }; maxReceiveCount = count
+        default: return nil
+        }
+        deadLetterTargetArn = arn
+    }
+
+    /// The dead-letter queue's name and owning account, from its ARN.
+    public var deadLetterQueue: (name: String, account: String)? {
+        let parts = deadLetterTargetArn.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0] == "arn", parts[2] == "sqs" else { return nil }
+        return (String(parts[5]), String(parts[4]))
+    }
+}
+
+extension SQSClient {
+    /// The URL of a queue by name (`GetQueueUrl`).
+    public func queueURL(named name: String, ownerAccount: String? = nil) throws(SQSError) -> String {
+        var members: [(key: String, value: JSONValue)] = [("QueueName", .string(name))]
+        if let ownerAccount { members.append(("QueueOwnerAWSAccountId", .string(ownerAccount))) }
+        let response = try call("GetQueueUrl", .object(members), timeout: .seconds(30))
+        guard case let .string(url)? = response["QueueUrl"] else {
+            throw SQSError(code: "MissingQueueUrl", message: "GetQueueUrl answered without a QueueUrl", httpStatus: 200)
+        }
+        return url
     }
 }

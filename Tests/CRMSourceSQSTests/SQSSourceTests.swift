@@ -2,6 +2,7 @@ import AWSSigV4
 import CRMConfig
 import CRMCore
 import CRMSourceSQS
+import CRMSourceSupport
 import CRMStoreSQLite
 import CRMTestSupport
 import Foundation
@@ -206,7 +207,32 @@ struct SQSSourceTests {
         }
         #expect(try await store.count("contacts") == 40)
         #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "3")
-        #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("dead-letters.jsonl").path))
+        // The reasons, recorded at each message's last allowed receive, and no body kept.
+        let records = try DeadLetterFile(path: folder.appendingPathComponent("dead-letters.jsonl").path).records()
+        #expect(records.count == 3)
+        #expect(records.allSatisfy { $0.body == nil && $0.receiveCount == 2 })
+
+        // `crm-ingest dlq list`: every message with its reason, and all of them still in the dead-letter queue.
+        let config = config(server, queue, folder: folder)
+        let deadLetters = try SQSDeadLetters(sourceName: "sqs-test", config: config, processor: EventProcessor(mapping: Self.mapping), environment: [:])
+        #expect(deadLetters.location == .queue(url: deadLetterQueue, maxReceiveCount: 2))
+        let listed = try deadLetters.list(limit: 10)
+        #expect(listed.count == 3)
+        #expect(Set(listed.map(\.reason)) == Set(records.map(\.reason)))
+        #expect(listed.contains { $0.reason.contains("unknown event type \"USER_DELETE\"") && $0.eventType == "USER_DELETE" })
+        #expect(listed.allSatisfy { $0.deliveries == 3 && $0.now.hasPrefix("refused: ") })
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "3")
+
+        // `crm-ingest dlq replay --where DEPOSIT_APPROVED`: that one back in the source queue, the others left.
+        let summary = try deadLetters.replay(limit: nil, eventType: "DEPOSIT_APPROVED")
+        #expect(summary.replayed == 1 && summary.leftOtherType == 2 && summary.failed == 0)
+        let source = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let back = try source.receiveMessages(maxMessages: 10, waitSeconds: 1)
+        #expect(back.map(\.body) == [#"{"type":"DEPOSIT_APPROVED","contactId":"c1","amount":"abc"}"#])
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "2")
+        #expect(try DeadLetterFile(path: folder.appendingPathComponent("dead-letters.jsonl").path).records().count == 2)
     }
 
     @Test func withoutARedrivePolicyRefusedMessagesAreRecordedAndDeleted() async throws {
@@ -225,6 +251,21 @@ struct SQSSourceTests {
         let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
         try await Task.sleep(for: .seconds(1))
         #expect(try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]).values.allSatisfy { $0 == "0" })
+
+        // `crm-ingest dlq list` and `replay` read and empty the file: the body goes back to the queue.
+        let deadLetters = try SQSDeadLetters(
+            sourceName: "sqs-test", config: config(server, queue, folder: folder), processor: EventProcessor(mapping: Self.mapping), environment: [:]
+        )
+        #expect(deadLetters.location == .file(path: record))
+        let listed = try deadLetters.list(limit: 10)
+        #expect(listed.count == 1)
+        #expect(listed.first?.eventType == "USER_DELETE")
+        #expect(listed.first?.deliveries == 1)
+        #expect(listed.first?.deadLetteredAt != nil)
+        let summary = try deadLetters.replay(limit: nil, eventType: nil)
+        #expect(summary.replayed == 1 && summary.failed == 0)
+        #expect(try client.receiveMessages(maxMessages: 10, waitSeconds: 1).map(\.body) == ["{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}"])
+        #expect(try DeadLetterFile(path: record).records().isEmpty)
     }
 
     @Test func slowProcessingIsExtendedNotRedelivered() async throws {

@@ -1,11 +1,12 @@
 import ArgumentParser
+import CRMSourceSupport
 
 /// `crm-ingest`: the command line.
 public struct CRMIngestCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "crm-ingest",
         abstract: "Consumes events and applies them as CRM actions, driven by a mapping in a config file.",
-        subcommands: [RunCommand.self, IngestCommand.self, ContactCommand.self, IntegrationsCommand.self, ValidateConfigCommand.self],
+        subcommands: [RunCommand.self, IngestCommand.self, ContactCommand.self, IntegrationsCommand.self, ValidateConfigCommand.self, DLQCommand.self],
         defaultSubcommand: nil
     )
 
@@ -26,7 +27,9 @@ extension CRMIngestCommand {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
-                try command.run()
+                // A synchronous command may block (librabbitmq, libcurl): on a thread of its own, not the pool's.
+                nonisolated(unsafe) var blocking = command
+                try await onOwnThread { try blocking.run() }
             }
         } catch {
             exit(withError: error)

@@ -108,6 +108,11 @@ struct JSONLineWriter {
         bytes.append(UInt8(ascii: ":"))
     }
 
+    /// Text already in JSON form (a number, `null`).
+    mutating func raw(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
     mutating func field(_ name: String, _ text: String) {
         key(name)
         string(text)

@@ -1,11 +1,8 @@
 import CRMConfig
+import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Reloads the configuration on SIGHUP and when its file changes on disk. Reloads run one at a time; systemd is
 /// told `RELOADING=1` before and `READY=1` after each.
@@ -79,22 +76,21 @@ struct ConfigReloader: Service {
     }
 }
 
-/// What identifies a file's version without reading it: device, inode, size, modification time.
+/// What identifies a file's version without reading it: device, inode, size, modification time (following symbolic
+/// links, as `stat` does).
 struct FileStatus: Equatable {
     var device: UInt64
     var inode: UInt64
-    var size: Int64
-    var modifiedSeconds: Int
-    var modifiedNanoseconds: Int
+    var size: UInt64
+    var modified: Date
 
     /// nil: the file cannot be reached now.
     init?(path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-        size = Int64(info.st_size)
-        modifiedSeconds = info.st_mtim.tv_sec
-        modifiedNanoseconds = info.st_mtim.tv_nsec
+        let resolved = (path as NSString).resolvingSymlinksInPath
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: resolved) else { return nil }
+        device = (attributes[.deviceIdentifier] as? NSNumber)?.uint64Value ?? 0
+        inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+        modified = attributes[.modificationDate] as? Date ?? .distantPast
     }
 }

@@ -1,3 +1,5 @@
+import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,8 +64,7 @@ public struct SystemdNotifier: Sendable {
 
     /// `RELOADING=1` with the monotonic time systemd's `Type=notify-reload` asks for.
     public static func reloadingAssignments() -> [String] {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return ["RELOADING=1", "MONOTONIC_USEC=\(UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1_000)"]
+        // Dispatch's uptime is CLOCK_MONOTONIC on Linux.
+        ["RELOADING=1", "MONOTONIC_USEC=\(DispatchTime.now().uptimeNanoseconds / 1_000)"]
     }
 }

@@ -1,0 +1,170 @@
+import AMQPClient
+import CRMConfig
+import CRMCore
+import CRMSourceSupport
+import Foundation
+
+/// A RabbitMQ source's dead letters: listed without being consumed for good, and replayed to the source queue.
+/// Blocking (librabbitmq): for the command line, not for the cooperative thread pool.
+///
+/// Listing consumes up to the limit without acking, then closes the channel: the broker puts every message back
+/// where it was. Replaying publishes each chosen message to the source queue with publisher confirms and acks it in
+/// the dead-letter queue only after its confirm arrived; a message of another type, or one whose republish failed,
+/// goes back to the dead-letter queue when the channel closes.
+public struct RabbitMQDeadLetters {
+    public let sourceName: String
+    public let endpoint: AMQPEndpoint
+    /// The queue the dead letters are in.
+    public let deadLetterQueue: String
+    /// The source's queue, where replays go.
+    public let sourceQueue: String
+    /// The source's current processor: the event type and what the mapping would do now.
+    public let processor: EventProcessor
+    /// How long a silent queue is waited for before the listing or the replay ends.
+    public var idleTimeout: Duration = .seconds(1)
+
+    /// Why dead letters of a source cannot be reached.
+    public struct Problem: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The dead-letter queue of a source: its `dead_letter: { queue }`, or `queue` (the one bound to its
+    /// dead-letter exchange, which the configuration does not name).
+    public init(source: SourceConfig, config: RabbitMQSourceConfig, processor: EventProcessor, queue override: String? = nil) throws(Problem) {
+        sourceName = source.name
+        endpoint = config.endpoint
+        sourceQueue = config.queue
+        self.processor = processor
+        if let override {
+            deadLetterQueue = override
+        } else if case let .queue(name)? = config.deadLetter {
+            deadLetterQueue = name
+        } else if case let .exchange(name, _)? = config.deadLetter {
+            throw Problem(description: "source \(source.name) dead-letters to the exchange \(name): name the queue bound to it with --queue")
+        } else {
+            throw Problem(description: "source \(source.name) has no dead_letter queue; refused messages go to its queue's dead-letter exchange: name the queue bound to it with --queue")
+        }
+    }
+
+    public func list(limit: Int) throws(AMQPError) -> [DeadLetterEntry] {
+        let connection = try AMQPConnection(endpoint: endpoint, connectionName: "crm-ingest dlq list \(sourceName)")
+        defer { connection.close() }
+        try connection.openChannel(1)
+        let waiting = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true).messages
+        let wanted = min(limit, waiting)
+        guard wanted > 0 else { return [] }
+        try connection.setPrefetch(UInt16(min(wanted, Int(UInt16.max))), channel: 1)
+        _ = try connection.consume(queue: deadLetterQueue, channel: 1)
+        var entries: [DeadLetterEntry] = []
+        try receive(connection, until: wanted) { delivery in
+            entries.append(entry(delivery))
+            return true
+        }
+        // Closing the channel unacked puts every message back in its place.
+        connection.closeChannel(1)
+        return entries
+    }
+
+    /// Replays up to `limit` dead letters (of `eventType` only, when given) to the source queue.
+    public func replay(limit: Int?, eventType: String?, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws(AMQPError) -> DeadLetterReplaySummary {
+        let connection = try AMQPConnection(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName)")
+        defer { connection.close() }
+        try connection.openChannel(1)
+        let waiting = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true).messages
+        var summary = DeadLetterReplaySummary()
+        guard waiting > 0, limit != 0 else { return summary }
+        let publisher = try AMQPPublisher(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName) publisher")
+        defer { publisher.close() }
+        // Messages of other types stay unacked until the end, so they must not hold the window shut.
+        try connection.setPrefetch(eventType == nil ? 500 : 0, channel: 1)
+        _ = try connection.consume(queue: deadLetterQueue, channel: 1)
+        let total = min(limit ?? waiting, waiting)
+        var batch: [AMQPDelivery] = []
+        func flush() throws(AMQPError) {
+            guard !batch.isEmpty else { return }
+            do {
+                try publisher.publishAll(batch.map(replayMessage))
+            } catch {
+                // Not acked: back to the dead-letter queue when the channel closes.
+                summary.failed += batch.count
+                summary.failure = "\(error)"
+                batch.removeAll()
+                throw error
+            }
+            for delivery in batch { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
+            summary.replayed += batch.count
+            batch.removeAll()
+            progress(summary.replayed, total)
+        }
+        do {
+            try receive(connection, until: waiting) { (delivery: AMQPDelivery) throws(AMQPError) -> Bool in
+                if let eventType, entry(delivery).eventType != eventType {
+                    summary.leftOtherType += 1
+                } else {
+                    batch.append(delivery)
+                    if batch.count == 200 { try flush() }
+                }
+                return summary.replayed + batch.count < total
+            }
+            try flush()
+        } catch {
+            if summary.failure == nil { summary.failure = "\(error)" }
+        }
+        connection.closeChannel(1)
+        return summary
+    }
+
+    /// Takes deliveries until `count` arrived, `handle` says stop, or the queue stays silent for `idleTimeout`.
+    private func receive(_ connection: AMQPConnection, until count: Int, _ handle: (AMQPDelivery) throws(AMQPError) -> Bool) throws(AMQPError) {
+        var received = 0
+        while received < count {
+            guard let event = try connection.nextEvent(timeout: idleTimeout) else { return }
+            guard case let .delivery(delivery) = event else { continue }
+            received += 1
+            guard try handle(delivery) else { return }
+        }
+    }
+
+    func entry(_ delivery: AMQPDelivery) -> DeadLetterEntry {
+        let headers = delivery.properties.headers
+        let (metadataHeaders, attributes) = LanePipeline.metadata(of: delivery.properties)
+        let message = IncomingMessage(
+            body: delivery.body, identity: delivery.properties.messageId.map { .messageId($0) } ?? .content, mayBeRedelivery: false,
+            receivedAt: .now(), source: sourceName, headers: metadataHeaders, attributes: attributes
+        )
+        let (type, verdict) = processor.assess(message)
+        var reason = headers["x-crm-ingest-reason"]?.stringValue
+        var at: Int64?
+        if case let .timestamp(seconds)? = headers["x-crm-ingest-dead-lettered-at"] { at = Int64(seconds) }
+        // Dead-lettered by the broker (the queue's dead-letter exchange): x-death says why and when.
+        if case let .array(deaths)? = headers["x-death"] {
+            var times: [Int64] = []
+            for case let .table(death) in deaths {
+                if case let .timestamp(seconds)? = death["time"] { times.append(Int64(seconds)) }
+            }
+            at = at ?? times.min()
+            if reason == nil {
+                let first = headers["x-first-death-reason"]?.stringValue ?? "unknown"
+                reason = "broker dead-lettered it (\(first)) from \(headers["x-first-death-queue"]?.stringValue ?? "its queue")"
+            }
+        }
+        let deliveries = headers["x-crm-ingest-delivery-count"]?.intValue.map(Int.init) ?? delivery.properties.previousDeliveries.map { $0 + 1 }
+        return DeadLetterEntry(
+            messageId: delivery.properties.messageId, eventType: type, reason: reason ?? "unknown", deliveries: deliveries,
+            deadLetteredAt: at, now: verdict, bodyBytes: delivery.body.count
+        )
+    }
+
+    /// The message as first published: the dead-letter headers and the broker's delivery history removed (the
+    /// history would count against `max_redeliveries`), a header saying when it was replayed.
+    func replayMessage(_ delivery: AMQPDelivery) -> AMQPPublisher.Message {
+        var properties = delivery.properties
+        properties.headers = AMQPTable(properties.headers.entries.filter { entry in
+            !entry.key.hasPrefix("x-crm-ingest-") && !["x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
+                "x-last-death-reason", "x-last-death-queue", "x-last-death-exchange", "x-delivery-count"].contains(entry.key)
+        })
+        properties.headers["x-crm-ingest-replayed-at"] = .timestamp(UInt64(Date().timeIntervalSince1970))
+        properties.deliveryMode = 2
+        return AMQPPublisher.Message(body: delivery.body, exchange: "", routingKey: sourceQueue, properties: properties, mandatory: true)
+    }
+}
