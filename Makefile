@@ -13,11 +13,14 @@ BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR ?= $(PREFIX)/share/doc/crm-ingest
-# The binary `make install-files` installs (`make install` builds it in release mode first).
+# The binary `make install-files` installs (`make install` builds it first, with the Swift runtime linked in), and
+# install(1)'s strip flag (INSTALL_STRIP= keeps the debug symbols).
 BINARY ?= .build/release/crm-ingest
-# What the binary needs at run time on Debian/Ubuntu (the Dockerfile's runtime stage installs the same; a test
-# checks both against the libraries the binary links): librabbitmq, libcurl, SQLite, libsodium, the C++ runtime,
-# and the CA certificates for amqps:// and SQS over HTTPS.
+INSTALL_STRIP ?= -s
+# What the binary built by `make install` or the Dockerfile (Swift runtime linked in) needs at run time on
+# Debian/Ubuntu (the Dockerfile's runtime stage installs the same; a test checks both against the libraries the
+# binary links): librabbitmq, libcurl, SQLite, libsodium, the C++ runtime, and the CA certificates for amqps:// and
+# SQS over HTTPS.
 RUNTIME_PACKAGES := librabbitmq4 libcurl4 libsqlite3-0 libsodium23 libstdc++6 ca-certificates
 
 ## run: install what is missing, build, start a local RabbitMQ if none answers on 127.0.0.1:5672, and start the
@@ -64,13 +67,15 @@ deps:
 test-deps:
 	@scripts/install-deps.sh test
 
-## install: build in release mode and install the binary, the systemd unit, the default configuration (kept if one is
-## there already) and the docs. `make install PREFIX=/usr DESTDIR=/tmp/pkg` for a package.
-install: release
-	@$(MAKE) --no-print-directory install-files
+## install: build in release mode with the Swift runtime linked in (the installed binary needs no toolchain, only
+## RUNTIME_PACKAGES) and install it, the systemd unit, the default configuration (kept if one is there already) and
+## the docs. `make install PREFIX=/usr DESTDIR=/tmp/pkg` for a package.
+install: deps
+	$(SWIFT) build -c release --product crm-ingest --static-swift-stdlib --scratch-path .build-install
+	@$(MAKE) --no-print-directory install-files BINARY=.build-install/release/crm-ingest
 
 install-files:
-	install -D -m 0755 $(BINARY) $(DESTDIR)$(BINDIR)/crm-ingest
+	install -D -m 0755 $(INSTALL_STRIP) $(BINARY) $(DESTDIR)$(BINDIR)/crm-ingest
 	install -d $(DESTDIR)$(UNITDIR)
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
 		Config/crm-ingest.service > $(DESTDIR)$(UNITDIR)/crm-ingest.service
@@ -86,4 +91,4 @@ install-files:
 	@echo "installed crm-ingest under $(DESTDIR)$(PREFIX); then: systemctl daemon-reload && systemctl enable --now crm-ingest"
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-install

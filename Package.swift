@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "CRMIngestTests",
             dependencies: [
-                "CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport",
+                "CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport", "AMQPClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "CRMSourceRabbitMQTests",
             dependencies: [
-                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP", "CRMSourceSupport",
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP", "CRMSourceSupport", "AWSSigV4", "SQSClient", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

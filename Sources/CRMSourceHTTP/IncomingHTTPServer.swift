@@ -194,7 +194,7 @@ struct IncomingRequestHandler: Sendable {
         if let verifier = integration.verifier {
             if case let .failure(failure) = await verifier.verify(authorization: request.headers[.authorization], now: receivedAt) {
                 metrics.count(.rejected, type: nil)
-                server.logger.notice("refused an unauthenticated request", metadata: ["source": "\(integration.integration.source)", "reason": "\(failure.reason)"])
+                server.logger.notice("refused an unauthenticated request", metadata: ["source": "\(integration.integration.source)", "reason": "\(LogRedaction.reason(failure.reason))"])
                 return JSONResponse.error(.unauthorized, "unauthorized", failure.reason, headers: [.wwwAuthenticate: "Bearer"])
             }
         }

@@ -67,6 +67,8 @@ struct LanePipeline: Sendable {
             }
             if let previous = delivery.properties.previousDeliveries, previous > maxRedeliveries {
                 let reason = "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"
+                metrics.events.count(.received, type: nil)
+                metrics.events.count(.rejected, type: nil)
                 var completion = deadLetter(delivery, batch.generation, code: "redelivered", reason: reason)
                 completion.reply = processor.errorReply(to: message, code: .notApplied, text: reason)
                 immediate.append(completion)
@@ -99,7 +101,7 @@ struct LanePipeline: Sendable {
     private func deadLetter(_ delivery: AMQPDelivery, _ generation: Int, code: String, reason: String) -> Completion {
         logger.warning("message refused, dead-lettering it", metadata: [
             "source": "\(sourceName)", "delivery_tag": "\(delivery.deliveryTag)",
-            "message_id": "\(delivery.properties.messageId ?? "-")", "reason": "\(reason)",
+            "message_id": "\(delivery.properties.messageId ?? "-")", "reason": "\(LogRedaction.reason(reason))",
         ])
         return Completion(generation: generation, deliveryTag: delivery.deliveryTag, disposition: .deadLetter(reason: reason, code: code))
     }
@@ -136,6 +138,15 @@ struct LanePipeline: Sendable {
                 let outcomes = try await store.apply(work.events, now: now())
                 failingSince = nil
                 metrics.events.recordLatency(ContinuousClock.now - started)
+                if logger.logLevel <= .debug {
+                    // Per-event success is debug: it names the contact, which info and above never do.
+                    for (outcome, event) in zip(outcomes, work.events) {
+                        logger.debug("event settled", metadata: [
+                            "source": "\(sourceName)", "event_id": "\(event.key.value)", "event_type": "\(event.type.rawValue)",
+                            "contact_id": "\(event.contactId)", "outcome": "\(outcome)",
+                        ])
+                    }
+                }
                 return zip(outcomes, work.events).map { outcome, event in
                     (disposition(of: outcome, event), event.reply?.body(for: outcome))
                 }
@@ -169,7 +180,7 @@ struct LanePipeline: Sendable {
             metrics.events.count(result.duplicate ? .duplicate : .applied, type: event.type.rawValue)
         case let .failed(error):
             metrics.events.count(.rejected, type: event.type.rawValue)
-            logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(error)"])
+            logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(LogRedaction.reason("\(error)"))"])
             return .deadLetter(reason: error.description, code: "store_\(error.code)")
         }
         return .ack

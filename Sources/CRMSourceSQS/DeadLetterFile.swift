@@ -72,8 +72,12 @@ public struct DeadLetterFile: Sendable {
     func locked<T>(_ body: () throws(FileError) -> T) throws(FileError) -> T {
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-        let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
-        guard lock >= 0 else { throw FileError(description: "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
+        let lockPath = path + ".lock"
+        let lockExisted = FileManager.default.fileExists(atPath: lockPath)
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard lock >= 0 else { throw FileError(description: "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        // Made by the command line (often as root): owned like the records, so the daemon's user can still lock.
+        if !lockExisted { keepOwnership(of: lockPath) }
         defer { close(lock) }
         guard flock(lock, LOCK_EX) == 0 else { throw FileError(description: "cannot lock \(path).lock: \(String(cString: strerror(errno)))") }
         return try body()
@@ -112,12 +116,24 @@ public struct DeadLetterFile: Sendable {
         }
     }
 
+    /// Gives `other` the records file's owner, group and mode, so a rewrite by another user (root running the
+    /// command line) leaves files the daemon's user can still write.
+    private func keepOwnership(of other: String) {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return }
+        var kept: [FileAttributeKey: Any] = [:]
+        for key in [FileAttributeKey.ownerAccountID, .groupOwnerAccountID, .posixPermissions] { kept[key] = attributes[key] }
+        try? FileManager.default.setAttributes(kept, ofItemAtPath: other)
+    }
+
     /// Writes `kept` as the whole file, through a temporary file and a rename (a crash leaves the old or the new).
     private func rewrite(keeping kept: [Record]) throws(FileError) {
         let temporary = path + ".tmp"
         var bytes: [UInt8] = []
         for record in kept { bytes.append(contentsOf: record.line()) }
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes)) else { throw FileError(description: "cannot write \(temporary)") }
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(bytes), attributes: [.posixPermissions: 0o640]) else {
+            throw FileError(description: "cannot write \(temporary)")
+        }
+        keepOwnership(of: temporary)
         guard rename(temporary, path) == 0 else { throw FileError(description: "cannot replace \(path): \(String(cString: strerror(errno)))") }
     }
 }

@@ -74,18 +74,18 @@ public struct SQSDeadLetters {
                 if let eventType, entry(record).eventType != eventType { summary.leftOtherType += 1; continue }
                 chosen.append(record)
             }
-            var sent: [DeadLetterFile.Record] = []
             for chunk in chosen.chunked(10) {
                 let result = try send(target, chunk.map { (id: $0.messageId, body: $0.body ?? "", attributes: [:], group: nil) })
                 let accepted = Set(result.successful)
-                sent += chunk.filter { accepted.contains(SQSWorkers.entryId($0.messageId)) }
-                summary.failed += chunk.count - accepted.count
+                let sent = chunk.filter { accepted.contains(SQSWorkers.entryId($0.messageId)) }
+                // Removed batch by batch, so an error later never leaves a sent message in the file to be sent again.
+                let replayed = Set(sent.map { "\($0.messageId)\u{0}\($0.body ?? "")" })
+                try file.remove { $0.source == sourceName && replayed.contains("\($0.messageId)\u{0}\($0.body ?? "")") }
+                summary.replayed += sent.count
+                summary.failed += chunk.count - sent.count
                 if let failure = result.failed.first { summary.failure = "\(failure.code): \(failure.message)" }
-                progress(sent.count, chosen.count)
+                progress(summary.replayed, chosen.count)
             }
-            let replayed = Set(sent.map { "\($0.messageId)\u{0}\($0.body ?? "")" })
-            try file.remove { $0.source == sourceName && replayed.contains("\($0.messageId)\u{0}\($0.body ?? "")") }
-            summary.replayed = sent.count
         case let .queue(url, _):
             let queue = client(url)
             let waiting = Int(try queue.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] ?? "") ?? 0
@@ -116,7 +116,14 @@ public struct SQSDeadLetters {
                 summary.failed += failed.count
                 if let failure = result.failed.first { summary.failure = "\(failure.code): \(failure.message)" }
                 // Deleted from the dead-letter queue only once SQS accepted the copy.
-                _ = try queue.deleteMessages(sent.map { (SQSWorkers.entryId($0.messageId), $0.receiptHandle) })
+                let deleted = try queue.deleteMessages(sent.map { (SQSWorkers.entryId($0.messageId), $0.receiptHandle) })
+                if let failure = deleted.failed.first {
+                    // Sent, but still dead-lettered: a later replay would send it again. Stop and say so.
+                    summary.failure = "\(deleted.failed.count) replayed message(s) could not be deleted from the dead-letter queue "
+                        + "(\(failure.code): \(failure.message)); they would be sent again by another replay"
+                    summary.replayed += sent.count
+                    break
+                }
                 summary.replayed += sent.count
                 replayedIds.formUnion(sent.map(\.messageId))
                 progress(summary.replayed, total)
@@ -173,7 +180,8 @@ public struct SQSDeadLetters {
         return DeadLetterEntry(
             messageId: message.messageId, eventType: type,
             reason: reason?.reason ?? "moved by the queue's redrive policy (no reason recorded by crm-ingest)",
-            deliveries: message.receiveCount, deadLetteredAt: reason?.at ?? firstReceive, now: verdict, bodyBytes: message.body.utf8.count
+            // The count when it was dead-lettered; SQS's own count also grows with every listing.
+            deliveries: reason?.receiveCount ?? message.receiveCount, deadLetteredAt: reason?.at ?? firstReceive, now: verdict, bodyBytes: message.body.utf8.count
         )
     }
 

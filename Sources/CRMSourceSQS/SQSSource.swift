@@ -64,12 +64,40 @@ public struct SQSSource: Service {
         let board = statusBoard
         let name = self.name
         board?.set(name, .starting)
-        let credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
-        let (visibility, redrive) = try await onOwnThread { () throws -> (Int, RedrivePolicy?) in
-            let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
-            let attributes = try client.queueAttributes(["VisibilityTimeout", "RedrivePolicy"])
-            return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"].flatMap(RedrivePolicy.init))
+        // The credentials and the queue's settings, tried until they come (or the source stops): a wrong secret or a missing queue is
+        // reported (log, /readyz, crm_ingest_source_up) while the daemon's other sources go on.
+        var backoff = Duration.seconds(1)
+        var settings: (visibility: Int, redrive: RedrivePolicy?)?
+        var credentials = AWSCredentials(accessKeyId: "", secretAccessKey: "")
+        while settings == nil {
+            do {
+                credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
+                let credentials = credentials
+                settings = try await onOwnThread { () throws -> (Int, RedrivePolicy?) in
+                    let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
+                    let attributes = try client.queueAttributes(["VisibilityTimeout", "RedrivePolicy"])
+                    return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"].flatMap(RedrivePolicy.init))
+                }
+            } catch {
+                let sqsError = error as? SQSError
+                let retry = sqsError?.isAuthentication == true ? max(backoff, .seconds(30)) : backoff
+                let metadata: Logger.Metadata = [
+                    "source": "\(name)", "queue": "\(config.queueURL)", "access_key": "\(LogRedaction.accessKey(credentials.accessKeyId))",
+                ]
+                if let sqsError, sqsError.isAuthentication {
+                    logger.error("SQS refused our credentials: \(sqsError.code): \(sqsError.message); trying again in \(retry)", metadata: metadata)
+                } else {
+                    logger.warning("cannot read the queue's settings, trying again in \(retry): \(error)", metadata: metadata)
+                }
+                metrics.setUp(false)
+                board?.set(name, .down("\(error)"))
+                // Ends the wait early on graceful shutdown; then the source stops without having started.
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry) }
+                if Task.isCancelled || Task.isShuttingDownGracefully { return Totals() }
+                backoff = min(backoff * 2, .seconds(30))
+            }
         }
+        guard let (visibility, redrive) = settings else { return Totals() }
         if redrive == nil {
             logger.warning("the queue has no redrive policy: refused messages are recorded in \(config.deadLetterFile) and deleted",
                            metadata: ["source": "\(name)"])
@@ -142,7 +170,7 @@ public struct SQSSource: Service {
                         totals.metrics.count(.rejected, type: nil)
                         totals.metrics.deadLettered(reason: "refused")
                         totals.add { $0.refused += 1 }
-                        logger.warning("message refused", metadata: ["source": "\(name)", "message_id": "\(message.messageId)", "reason": "\(reason)"])
+                        logger.warning("message refused", metadata: ["source": "\(name)", "message_id": "\(message.messageId)", "reason": "\(LogRedaction.reason(reason))"])
                         immediate.append((message.messageId, .refused(reason: reason, body: message.body)))
                     }
                 }

@@ -12,6 +12,8 @@ struct InFlightMessage: Sendable {
     var receiptHandle: String
     /// SQS's ApproximateReceiveCount when it was received.
     var receiveCount: Int
+    /// The body as received: what the dead-letter file keeps when the store refuses the event.
+    var body: String
     /// When its visibility was last set (received or extended).
     var visibleAgainAt: ContinuousClock.Instant
 }
@@ -144,14 +146,14 @@ final class SQSWorkers: @unchecked Sendable {
                 }
                 let visibleAgain = ContinuousClock.now + .seconds(visibilityTimeout)
                 lock.withLock {
-                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, visibleAgainAt: visibleAgain) }
+                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, body: message.body, visibleAgainAt: visibleAgain) }
                 }
                 continuation.yield(messages)
             } catch {
                 onPoll("\(error)")
                 if error.isAuthentication {
                     logger.error("SQS refused our credentials: \(error.code): \(error.message)", metadata: [
-                        "source": "\(sourceName)", "access_key": "\(credentials.accessKeyId)", "queue": "\(config.queueURL)",
+                        "source": "\(sourceName)", "access_key": "\(LogRedaction.accessKey(credentials.accessKeyId))", "queue": "\(config.queueURL)",
                     ])
                     backoff = .seconds(30)
                 } else {
@@ -206,12 +208,17 @@ final class SQSWorkers: @unchecked Sendable {
                     // Left in flight: it comes back after its visibility timeout and the redrive policy moves it
                     // after its last allowed receive; then its reason is recorded for `crm-ingest dlq list`.
                     if message.receiveCount >= maxReceiveCount {
-                        recordDeadLetter(messageId: item.messageId, reason: reason, body: nil, receiveCount: message.receiveCount)
+                        _ = recordDeadLetter(messageId: item.messageId, reason: reason, body: nil, receiveCount: message.receiveCount)
                     }
                     finished.append(item.messageId)
                 } else {
-                    recordDeadLetter(messageId: item.messageId, reason: reason, body: body, receiveCount: message.receiveCount)
-                    deletes.append((item.messageId, handle))
+                    // A refusal by the store comes without the body (the pipeline kept only the event): the one received.
+                    if recordDeadLetter(messageId: item.messageId, reason: reason, body: body.isEmpty ? message.body : body, receiveCount: message.receiveCount) {
+                        deletes.append((item.messageId, handle))
+                    } else {
+                        // Not recorded: not deleted either; it comes back after its visibility timeout.
+                        finished.append(item.messageId)
+                    }
                 }
             case .giveBack:
                 if config.onFailure == .release { releases.append((item.messageId, handle, 0)) }
@@ -274,14 +281,17 @@ final class SQSWorkers: @unchecked Sendable {
     }
 
     /// A refused message's record in the dead-letter file (see `DeadLetterFile`).
-    private func recordDeadLetter(messageId: String, reason: String, body: String?, receiveCount: Int) {
+    /// False when the record could not be written (logged).
+    private func recordDeadLetter(messageId: String, reason: String, body: String?, receiveCount: Int) -> Bool {
         let record = DeadLetterFile.Record(
             source: sourceName, messageId: messageId, reason: reason, body: body, at: Int64(Date().timeIntervalSince1970), receiveCount: receiveCount
         )
         do {
             try deadLetterFile.append(record)
+            return true
         } catch {
             logger.error("cannot write dead-letter record", metadata: ["source": "\(sourceName)", "file": "\(deadLetterFile.path)", "error": "\(error)"])
+            return false
         }
     }
 }

@@ -4,8 +4,8 @@ import Foundation
 /// The metrics every source reports, through swift-metrics (the daemon bootstraps Prometheus; `/metrics` serves
 /// them). The same names and label names for every source, as Prometheus requires:
 ///
-/// - `crm_ingest_events_total{source, type, outcome}`: outcome is `received`, `applied`, `duplicate`, `skipped`,
-///   `rejected`, `filtered` or `requeued`; type is the event type, or `unknown` when the message never decoded.
+/// - `crm_ingest_events_total{source, type, outcome}`: outcome is `received`, `applied`, `duplicate`, `unchanged`,
+///   `skipped`, `rejected`, `filtered` or `requeued`; type is the event type, or `unknown` when the message never decoded.
 /// - `crm_ingest_processing_seconds{source}`: from receipt to commit, as a histogram.
 /// - `crm_ingest_dead_letters_total{source, reason}`.
 /// - `crm_ingest_source_up{source}`: 1 while the source is connected (a broker) or serving (HTTP), else 0.

@@ -88,3 +88,23 @@ struct FlattenerTests {
         ])
     }
 }
+
+@Suite("Log redaction")
+struct LogRedactionTests {
+    @Test(arguments: [
+        ("amount: expected a number, got \"ann@example.com\"", "amount: expected a number, (the value is not logged)"),
+        ("type: unknown event type \"USER_DELETE\"", "type: unknown event type \"…\""),
+        ("contactId: expected a string, got 4915112345678", "contactId: expected a string, (the value is not logged)"),
+        ("properties.note: \"say \\\"hi\\\" to Ann\" is too long", "properties.note: \"…\" is too long"),
+        ("not valid JSON: unexpected end at offset 12", "not valid JSON: unexpected end at offset 12"),
+        ("an unterminated \"quote", "an unterminated \"…"),
+    ])
+    func reasonsLoseTheValuesTheyQuote(reason: String, logged: String) {
+        #expect(LogRedaction.reason(reason) == logged)
+    }
+
+    @Test func endpointsShowTheirFirstCharactersOnly() {
+        #expect(LogRedaction.endpoint("6374ce15-b804-4188-b4ab-9d584f7d0c25") == "6374…")
+        #expect(LogRedaction.endpoint("abc") == "…")
+    }
+}

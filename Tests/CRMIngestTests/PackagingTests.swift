@@ -42,7 +42,7 @@ struct PackagingTests {
     @Test func installPutsEachFileInItsPlaceAndKeepsAnEditedConfiguration() throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
-        let install = { try self.run("/usr/bin/make", ["--no-print-directory", "install-files", "BINARY=\(crmIngestBinary)", "DESTDIR=\(folder.url.path)", "PREFIX=/usr"]) }
+        let install = { try self.run("/usr/bin/make", ["--no-print-directory", "install-files", "BINARY=\(crmIngestBinary)", "INSTALL_STRIP=", "DESTDIR=\(folder.url.path)", "PREFIX=/usr"]) }
         let first = try install()
         #expect(first.status == 0, "\(first.output)")
         let root = folder.url.path
@@ -85,7 +85,8 @@ struct PackagingTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let install = try run("/usr/bin/make", [
-            "--no-print-directory", "install-files", "BINARY=\(crmIngestBinary)", "PREFIX=\(folder.url.path)/usr", "SYSCONFDIR=\(folder.url.path)/etc",
+            "--no-print-directory", "install-files", "BINARY=\(crmIngestBinary)", "INSTALL_STRIP=", "PREFIX=\(folder.url.path)/usr",
+            "SYSCONFDIR=\(folder.url.path)/etc",
         ])
         #expect(install.status == 0, "\(install.output)")
         let verify = try run("/usr/bin/systemd-analyze", ["verify", folder.url.path + "/usr/lib/systemd/system/crm-ingest.service"])

@@ -220,7 +220,7 @@ struct SQSSourceTests {
         #expect(listed.count == 3)
         #expect(Set(listed.map(\.reason)) == Set(records.map(\.reason)))
         #expect(listed.contains { $0.reason.contains("unknown event type \"USER_DELETE\"") && $0.eventType == "USER_DELETE" })
-        #expect(listed.allSatisfy { $0.deliveries == 3 && $0.now.hasPrefix("refused: ") })
+        #expect(listed.allSatisfy { $0.deliveries == 2 && $0.now.hasPrefix("refused: ") }) // as recorded at its last receive
         try await Task.sleep(for: .milliseconds(200))
         #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "3")
 
@@ -398,14 +398,30 @@ struct SQSSourceTests {
         var settings = config(server, queue, folder: folder)
         settings.credentials?.secretAccessKey = "wrong"
         let logs = CapturedLogs()
-        let source = SQSSource(name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger)
-        await #expect(throws: SQSError.self) { try await source.run() }
-        #expect(logs.lines.isEmpty || logs.lines.allSatisfy { !$0.contains("wrong") })
-        do {
-            try await source.run()
-        } catch let error as SQSError {
-            #expect(error.code == "SignatureDoesNotMatch")
+        let board = SourceStatusBoard()
+        let source = SQSSource(
+            name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger,
+            statusBoard: board
+        )
+        // The source stays up and says why it cannot poll (the daemon's other sources go on); it asks again only
+        // after 30 s, and stops at once when asked.
+        let group = ServiceGroup(services: [source], logger: logs.logger)
+        let task = Task { try await group.run() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !logs.contains("SQS refused our credentials"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(logs.contains("SQS refused our credentials: SignatureDoesNotMatch"))
+        guard case let .down(reason)? = board.snapshot.first?.state else {
+            Issue.record("the source is not reported down: \(board.snapshot)")
+            return
         }
+        #expect(reason.contains("SignatureDoesNotMatch"))
+        try await Task.sleep(for: .seconds(2))
+        #expect(logs.count("SQS refused our credentials") == 1, "asked again within 2 s")
+        #expect(logs.lines.allSatisfy { !$0.contains("wrong") && !$0.contains(server.credentials.accessKeyId) })
+        let stopping = ContinuousClock.now
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(ContinuousClock.now - stopping < .seconds(5))
     }
 }
 

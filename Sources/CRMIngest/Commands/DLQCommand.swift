@@ -147,8 +147,9 @@ struct DLQCommand: ParsableCommand {
             var line = "replayed \(summary.replayed) message\(summary.replayed == 1 ? "" : "s") of source \(selection.source) from \(deadLetters.whereItIs)"
             if summary.leftOtherType > 0 { line += "; left \(summary.leftOtherType) of other types" }
             if summary.failed > 0 { line += "; \(summary.failed) failed and stay dead-lettered: \(summary.failure ?? "unknown error")" }
+            else if let failure = summary.failure { line += "; stopped early: \(failure)" }
             print(line)
-            if summary.failed > 0 { throw ExitCode(1) }
+            if summary.failed > 0 || summary.failure != nil { throw ExitCode(1) }
         }
     }
 }

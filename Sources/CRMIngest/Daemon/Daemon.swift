@@ -34,6 +34,8 @@ public struct Daemon: Sendable {
 
     /// Runs until SIGTERM/SIGINT. `onHTTPListening` gets the HTTP server's bound port.
     public func run(onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        // SIGHUP's default action ends the process: trapped first, before anything slow (store, migrations).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         // Metrics made from here on go to Prometheus (served at /metrics).
         let registry = PrometheusMetrics.registry
         let config = self.config
@@ -64,8 +66,9 @@ public struct Daemon: Sendable {
             resolved = try await HTTPIntegrations.endpoints(config, store: store)
             for item in resolved {
                 statusBoard.set(item.source, .starting)
+                // The endpoint id is the only secret of an `auth: none` integration: `crm-ingest integrations` prints it.
                 logger.info("http integration", metadata: [
-                    "source": "\(item.source)", "url": "\(HTTPIntegrations.url(server, endpoint: item.endpoint))",
+                    "source": "\(item.source)", "url": "\(HTTPIntegrations.url(server, endpoint: LogRedaction.endpoint(item.endpoint)))",
                     "auth": "\(item.config.auth == .none ? "none" : "jwt")",
                 ])
             }
@@ -104,15 +107,16 @@ public struct Daemon: Sendable {
             )
             http = [.init(service: server, serviceName: "http")]
         }
+        let announcedReady = ReloadableValue(false)
         let reloader = ConfigReloader(
             file: file, live: live,
             watchInterval: config.reload.watchFile ? .milliseconds(config.reload.watchIntervalMilliseconds) : nil,
-            notifier: notifier, logger: logger
+            notifier: notifier, announcedReady: announcedReady, hangups: hangups, initialStatus: loaded.fileStatus, logger: logger
         )
         var systemd: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let notifier {
             systemd = [.init(service: SystemdNotifyService(
-                notifier: notifier, readinessProblems: readinessProblems, healthProblems: {
+                notifier: notifier, announcedReady: announcedReady, readinessProblems: readinessProblems, healthProblems: {
                     do { try await store.ping(); return [] } catch { return ["store: \(error)"] }
                 }, logger: logger
             ), serviceName: "systemd-notify")]

@@ -18,6 +18,8 @@ public struct ConfigFile: Sendable {
     public struct Loaded: Sendable {
         public var config: DaemonConfig
         public var sha256: String
+        /// The file's status just before it was read: the file watch's starting point (nil: built-in, or unreadable).
+        var fileStatus: FileStatus?
     }
 
     /// The name problems are reported under.
@@ -27,6 +29,7 @@ public struct ConfigFile: Sendable {
     public func load() throws(ConfigError) -> Loaded {
         let text: String
         let baseDirectory: String
+        let status = path.flatMap(FileStatus.init(path:))
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigError(problems: [ConfigProblem(path: "", message: "cannot read \(path): \(Self.readFailure(path))")])
@@ -41,7 +44,7 @@ public struct ConfigFile: Sendable {
             baseDirectory = FileManager.default.currentDirectoryPath
         }
         let config = try loader.load(yaml: text, baseDirectory: baseDirectory)
-        return Loaded(config: config, sha256: Self.sha256(text))
+        return Loaded(config: config, sha256: Self.sha256(text), fileStatus: status)
     }
 
     static func sha256(_ text: String) -> String {

@@ -4,8 +4,8 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-/// Reloads the configuration on SIGHUP and when its file changes on disk. Reloads run one at a time; systemd is
-/// told `RELOADING=1` before and `READY=1` after each.
+/// Reloads the configuration on SIGHUP and when its file changes on disk. Reloads run one at a time; once systemd
+/// was told READY=1, it is told `RELOADING=1` before and `READY=1` after each (before that, only `STATUS=`).
 ///
 /// The file is watched by polling its status (`stat`, following symbolic links): device, inode, size and
 /// modification time. That sees an editor's write through a rename, a `cp` over the file, and a Kubernetes
@@ -17,6 +17,12 @@ struct ConfigReloader: Service {
     /// How often the file's status is checked; nil: only SIGHUP reloads.
     let watchInterval: Duration?
     let notifier: SystemdNotifier?
+    /// Whether systemd was told READY=1 (by `SystemdNotifyService`): a reload during start-up must not say it.
+    let announcedReady: ReloadableValue<Bool>
+    /// SIGHUP, trapped when the daemon began (before this service runs, a SIGHUP would otherwise end the process).
+    let hangups: UnixSignalsSequence
+    /// The file's status when the running configuration was read.
+    let initialStatus: FileStatus?
     let logger: Logger
 
     private enum Trigger: Sendable {
@@ -26,7 +32,8 @@ struct ConfigReloader: Service {
 
     func run() async throws {
         let (triggers, continuation) = AsyncStream.makeStream(of: Trigger.self, bufferingPolicy: .bufferingNewest(1))
-        let signals = await UnixSignalsSequence(trapping: .sighup)
+        let signals = hangups
+        let initialStatus = self.initialStatus
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -36,8 +43,8 @@ struct ConfigReloader: Service {
                     group.addTask {
                         // A change counts once the status held still for one interval, so a file still being
                         // written is not read half-way.
-                        var applied = FileStatus(path: path)
-                        var previous = applied
+                        var applied = initialStatus
+                        var previous = FileStatus(path: path)
                         while !Task.isCancelled {
                             try? await Task.sleep(for: watchInterval)
                             let now = FileStatus(path: path)
@@ -65,9 +72,12 @@ struct ConfigReloader: Service {
             logger.notice("\(reason): the daemon runs on its built-in configuration; there is no file to reload")
             return
         }
-        notify(SystemdNotifier.reloadingAssignments())
-        _ = await live.reload(from: file, reason: reason)
-        notify(["READY=1", "STATUS=configuration \(await live.sha256.prefix(12)) active"])
+        let ready = announcedReady.current
+        if ready { notify(SystemdNotifier.reloadingAssignments()) }
+        // A SIGHUP re-reads what the file names too (key files, keystores): the text alone may not have changed.
+        _ = await live.reload(from: file, trigger: reason, evenIfTextUnchanged: trigger == .signal)
+        let status = "STATUS=configuration \(await live.sha256.prefix(12)) active"
+        notify(ready ? ["READY=1", status] : [status])
     }
 
     private func notify(_ assignments: [String]) {
@@ -78,7 +88,7 @@ struct ConfigReloader: Service {
 
 /// What identifies a file's version without reading it: device, inode, size, modification time (following symbolic
 /// links, as `stat` does).
-struct FileStatus: Equatable {
+struct FileStatus: Equatable, Sendable {
     var device: UInt64
     var inode: UInt64
     var size: UInt64

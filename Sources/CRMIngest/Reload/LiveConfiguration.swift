@@ -53,19 +53,21 @@ actor LiveConfiguration {
     }
 
     /// Reads the configuration again and switches to it when it is valid and can change at runtime.
-    func reload(from file: ConfigFile, reason: String) async -> Outcome {
+    /// - Parameter evenIfTextUnchanged: compare what was read even when the text is the running one's (a SIGHUP:
+    ///   a key file or keystore it names may have changed).
+    func reload(from file: ConfigFile, trigger: String, evenIfTextUnchanged: Bool = false) async -> Outcome {
         let loaded: ConfigFile.Loaded
         do {
             loaded = try file.load()
         } catch {
-            return refuse(error.problems, file: file, reason: reason)
-        }
-        guard loaded.sha256 != sha256 else {
-            logger.info("configuration reload: the file is unchanged", metadata: ["reason": "\(reason)", "sha256": "\(sha256)"])
-            return .unchanged
+            return refuse(error.problems, file: file, trigger: trigger)
         }
         let change = ConfigChange(from: config, to: loaded.config)
-        guard change.refusals.isEmpty else { return refuse(change.refusals, file: file, reason: reason) }
+        guard loaded.sha256 != sha256 || (evenIfTextUnchanged && !change.isEmpty) else {
+            logger.info("configuration reload: nothing changed", metadata: ["trigger": "\(trigger)", "sha256": "\(sha256)"])
+            return .unchanged
+        }
+        guard change.refusals.isEmpty else { return refuse(change.refusals, file: file, trigger: trigger) }
 
         // Everything that can fail comes first, so a refused reload changes nothing.
         var integrations: [HTTPIntegration]?
@@ -74,7 +76,7 @@ actor LiveConfiguration {
                 let resolved = try await HTTPIntegrations.endpoints(loaded.config, store: store)
                 integrations = try await HTTPIntegrations.make(resolved, server: server)
             } catch {
-                return refuse([ConfigProblem(path: "sources", message: "\(error)")], file: file, reason: reason)
+                return refuse([ConfigProblem(path: "sources", message: "\(error)")], file: file, trigger: trigger)
             }
         }
 
@@ -82,7 +84,10 @@ actor LiveConfiguration {
         httpProcessor.replace(with: new.processor)
         ledgerRetentionSeconds.replace(with: new.idempotency.ledgerRetentionSeconds)
         await supervisor.apply(new.sources.map { ($0, new.processor(for: $0)) })
-        for name in change.removedSources { statusBoard.remove(name) }
+        for name in change.removedSources {
+            statusBoard.remove(name)
+            EventMetrics(source: name).setUp(false)
+        }
         if let integrations {
             let table = IncomingHTTPServer.table(integrations)
             let before = httpIntegrations.current
@@ -104,21 +109,21 @@ actor LiveConfiguration {
         metrics.loaded(sha256: sha256, at: loadedAt)
         metrics.reloads.increment()
         logger.notice("configuration reloaded", metadata: [
-            "reason": "\(reason)", "file": "\(file.displayName)", "sha256": "\(sha256)",
+            "trigger": "\(trigger)", "file": "\(file.displayName)", "sha256": "\(sha256)",
             "effects": "\(change.effects.joined(separator: "; "))",
         ])
         return .applied(change)
     }
 
-    private func refuse(_ problems: [ConfigProblem], file: ConfigFile, reason: String) -> Outcome {
+    private func refuse(_ problems: [ConfigProblem], file: ConfigFile, trigger: String) -> Outcome {
         metrics.failures.increment()
         for problem in problems {
             logger.error("configuration reload refused: \(problem.message)", metadata: [
-                "reason": "\(reason)", "file": "\(file.displayName)", "yaml_path": "\(problem.path)",
+                "trigger": "\(trigger)", "file": "\(file.displayName)", "yaml_path": "\(problem.path)",
             ])
         }
         logger.warning("configuration reload refused; the running configuration stays", metadata: [
-            "problems": "\(problems.count)", "sha256": "\(sha256)",
+            "problem_count": "\(problems.count)", "sha256": "\(sha256)",
         ])
         return .refused(problems)
     }

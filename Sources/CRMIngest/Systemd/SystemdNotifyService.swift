@@ -10,6 +10,8 @@ import ServiceLifecycle
 /// daemon (a restart does not bring the broker back): it shows in `STATUS=` and `/readyz`, and the watchdog goes on.
 struct SystemdNotifyService: Service {
     let notifier: SystemdNotifier
+    /// Set once READY=1 was sent (reloads say RELOADING/READY only after it).
+    var announcedReady = ReloadableValue(false)
     /// Why the daemon is not ready yet (store, sources); empty: ready.
     let readinessProblems: @Sendable () async -> [String]
     /// Why the pipeline is unhealthy; empty: healthy, the watchdog is fed.
@@ -33,6 +35,7 @@ struct SystemdNotifyService: Service {
                 try await Task.sleep(for: readinessPollInterval)
             }
             send(["READY=1", "STATUS=consuming"])
+            announcedReady.replace(with: true)
             logger.info("systemd told READY=1")
             guard let watchdog = notifier.watchdogMicroseconds else {
                 try await gracefulShutdown()
