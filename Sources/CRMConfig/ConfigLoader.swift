@@ -204,7 +204,7 @@ struct ConfigReader {
             return nil
         }
         var sqlite = SQLiteStoreConfig()
-        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout", "durability"]) else { return .sqlite(sqlite) }
+        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout", "durability", "cache_size"]) else { return .sqlite(sqlite) }
         if let durability = string(fields["durability"], at: "store.sqlite.durability") {
             switch durability {
             case "full": sqlite.synchronousFull = true
@@ -217,6 +217,13 @@ struct ConfigReader {
         }
         if let seconds = duration(fields["busy_timeout"], at: "store.sqlite.busy_timeout") {
             sqlite.busyTimeoutMilliseconds = Int(seconds * 1000)
+        }
+        if let text = string(fields["cache_size"], at: "store.sqlite.cache_size") {
+            if let bytes = ByteSizeText.bytes(text), bytes >= 256 << 10, bytes <= 4 << 30 {
+                sqlite.cacheBytes = bytes
+            } else {
+                problem("store.sqlite.cache_size", "expected a size from 256KiB to 4GiB such as 4MiB, got \"\(text)\"")
+            }
         }
         return .sqlite(sqlite)
     }

@@ -67,11 +67,14 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     /// `full`: every commit is synced to disk (acked messages survive power loss); `normal`: faster, survives
     /// process crashes only.
     public var synchronousFull: Bool
+    /// SQLite's page cache for the writer (`cache_size`).
+    public var cacheBytes: Int
 
-    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true) {
+    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 4 << 20) {
         self.path = path
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.synchronousFull = synchronousFull
+        self.cacheBytes = cacheBytes
     }
 }
 

@@ -15,7 +15,7 @@ public enum StoreFactory {
         case let .sqlite(sqlite):
             return try SQLiteCRMStore(
                 path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds,
-                durability: sqlite.synchronousFull ? .full : .normal, logger: logger
+                durability: sqlite.synchronousFull ? .full : .normal, cacheBytes: sqlite.cacheBytes, logger: logger
             )
         }
     }

@@ -101,7 +101,7 @@ struct LanePipeline: Sendable {
     private func deadLetter(_ delivery: AMQPDelivery, _ generation: Int, code: String, reason: String) -> Completion {
         logger.warning("message refused, dead-lettering it", metadata: [
             "source": "\(sourceName)", "delivery_tag": "\(delivery.deliveryTag)",
-            "message_id": "\(delivery.properties.messageId ?? "-")", "reason": "\(LogRedaction.reason(reason))",
+            "event_id": "\(delivery.properties.messageId ?? "-")", "reason": "\(LogRedaction.reason(reason))",
         ])
         return Completion(generation: generation, deliveryTag: delivery.deliveryTag, disposition: .deadLetter(reason: reason, code: code))
     }

@@ -170,7 +170,7 @@ public struct SQSSource: Service {
                         totals.metrics.count(.rejected, type: nil)
                         totals.metrics.deadLettered(reason: "refused")
                         totals.add { $0.refused += 1 }
-                        logger.warning("message refused", metadata: ["source": "\(name)", "message_id": "\(message.messageId)", "reason": "\(LogRedaction.reason(reason))"])
+                        logger.warning("message refused", metadata: ["source": "\(name)", "event_id": "\(message.messageId)", "reason": "\(LogRedaction.reason(reason))"])
                         immediate.append((message.messageId, .refused(reason: reason, body: message.body)))
                     }
                 }

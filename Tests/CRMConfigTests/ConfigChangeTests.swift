@@ -106,3 +106,21 @@ struct ConfigChangeTests {
         #expect(DurationText.milliseconds("later") == nil)
     }
 }
+
+@Suite("SQLite store settings")
+struct SQLiteStoreSettingsTests {
+    let loader = ConfigLoader(environment: [:])
+
+    @Test func durabilityBusyTimeoutAndCacheSize() throws {
+        let config = try loader.load(yaml: #"store: { sqlite: { path: "/tmp/x.sqlite", durability: normal, busy_timeout: 2s, cache_size: 32MiB } }"#)
+        #expect(config.store == .sqlite(SQLiteStoreConfig(path: "/tmp/x.sqlite", busyTimeoutMilliseconds: 2_000, synchronousFull: false, cacheBytes: 32 << 20)))
+        #expect(try loader.load(yaml: "store: { sqlite: { path: /tmp/y.sqlite } }").store == .sqlite(SQLiteStoreConfig(path: "/tmp/y.sqlite")))
+        #expect(SQLiteStoreConfig().cacheBytes == 4 << 20)
+        do {
+            _ = try loader.load(yaml: "store: { sqlite: { cache_size: 1KiB } }")
+            Issue.record("a 1 KiB cache was accepted")
+        } catch {
+            #expect(error.problems.map(\.description) == [#"store.sqlite.cache_size: expected a size from 256KiB to 4GiB such as 4MiB, got "1KiB""#])
+        }
+    }
+}

@@ -121,6 +121,8 @@ struct CommandLineTests {
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
         try process.run()
+        // A failed expectation below must not leave the daemon running after the test.
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         // Wait until it runs and its HTTP server listens, at most 20 s.
         var log = Data()
         let deadline = ContinuousClock.now + .seconds(20)

@@ -1,5 +1,6 @@
 import AMQPClient
 import CRMStoreSQLite
+import CRMSourceSupport
 import Foundation
 import Testing
 
@@ -22,9 +23,29 @@ extension RabbitMQSourceTests {
 
     /// Events the daemon applied so far, from its /metrics (cheap enough to poll every few milliseconds, unlike
     /// opening the store).
-    func appliedSoFar(_ daemon: DaemonProcess) throws -> Int {
-        guard let port = Self.httpPort(daemon) else { return 0 }
-        return Int(Self.metric(try Self.metrics(port: port), "crm_ingest_events_total", ["outcome=\"applied\""]))
+    static func appliedSoFar(_ daemon: DaemonProcess) throws -> Int {
+        guard let port = httpPort(daemon) else { return 0 }
+        return Int(metric(try metrics(port: port), "crm_ingest_events_total", ["outcome=\"applied\""]))
+    }
+
+    /// Polls `condition` every 2 ms on the calling thread, for at most `timeout`. For `onOwnThread` only.
+    static func pollBlocking(timeout: Duration = .seconds(120), until condition: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            usleep(2_000)
+        }
+        return condition()
+    }
+
+    /// Signals the daemon as soon as it applied `count` events, watching from a thread of its own: on a loaded
+    /// machine the test's own tasks can wait longer for a pool thread than the daemon takes to drain the queue.
+    static func signal(_ daemon: DaemonProcess, _ signal: Int32, whenApplied count: Int) async -> Bool {
+        (try? await onOwnThread { () -> Bool in
+            guard pollBlocking(until: { ((try? appliedSoFar(daemon)) ?? 0) >= count }) else { return false }
+            daemon.signal(signal)
+            return true
+        }) ?? false
     }
 
     func waitFor(_ timeout: Duration = .seconds(120), every interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async throws -> Bool {
@@ -40,8 +61,8 @@ extension RabbitMQSourceTests {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.sigkill.\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
-        // 20,000 events, progress polled every 5 ms through /metrics: the daemon drains 20,000+ events/s here, so a
-        // smaller queue could be empty before the signal.
+        // 20,000 events, progress polled every 2 ms through /metrics from a thread: the daemon drains 20,000+
+        // events/s here, so a smaller queue could be empty before the signal.
         let workload = Workload(contacts: 1_000, perContact: 20)
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
@@ -51,8 +72,8 @@ extension RabbitMQSourceTests {
         let config = try daemonConfig(url: node.url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#)
 
         let first = try DaemonProcess(config: config, folder: folder)
-        #expect(try await waitFor(every: .milliseconds(5)) { try appliedSoFar(first) >= 2_000 })
-        try await first.kill9()
+        #expect(await Self.signal(first, SIGKILL, whenApplied: 2_000))
+        _ = try await first.waitForExit(timeout: .seconds(10))
         let afterKill = try await ledgerCount(folder)
         #expect(afterKill < workload.total, "the daemon finished before it was killed")
 
@@ -74,8 +95,8 @@ extension RabbitMQSourceTests {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.sigterm.\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
-        // 20,000 events, progress polled every 5 ms through /metrics: the daemon drains 20,000+ events/s here, so a
-        // smaller queue could be empty before the signal.
+        // 20,000 events, progress polled every 2 ms through /metrics from a thread: the daemon drains 20,000+
+        // events/s here, so a smaller queue could be empty before the signal.
         let workload = Workload(contacts: 1_000, perContact: 20)
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
@@ -85,9 +106,8 @@ extension RabbitMQSourceTests {
         let config = try daemonConfig(url: node.url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#)
 
         let first = try DaemonProcess(config: config, folder: folder)
-        #expect(try await waitFor(every: .milliseconds(5)) { try appliedSoFar(first) >= 2_000 })
+        #expect(await Self.signal(first, SIGTERM, whenApplied: 2_000))
         let signalled = ContinuousClock.now
-        first.signal(SIGTERM)
         #expect(try await first.waitForExit(timeout: .seconds(10)))
         #expect(ContinuousClock.now - signalled < .seconds(10))
         #expect(first.process.terminationReason == .exit)

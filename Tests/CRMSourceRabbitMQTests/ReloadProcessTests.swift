@@ -1,6 +1,7 @@
 import AMQPClient
 import CRMCore
 import CRMStoreSQLite
+import CRMSourceSupport
 import CRMTestSupport
 import CurlHTTP
 import Foundation
@@ -90,7 +91,7 @@ extension RabbitMQSourceTests {
         let queues = ("crm.test.reload-a.\(tag)", "crm.test.reload-b.\(tag)")
         try node.freshQueue(queues.0)
         try node.freshQueue(queues.1)
-        let workload = Workload(contacts: 500, perContact: 20)
+        let workload = Workload(contacts: 500, perContact: 30)
         let publisher = try node.publisher()
         defer { publisher.close() }
         try publisher.publishAll(workload.messages(queue: queues.0, withIds: true, idPrefix: "reload"))
@@ -100,16 +101,26 @@ extension RabbitMQSourceTests {
         try Self.reloadConfig(url: node.url, queues: queues, folder: folder).write(toFile: configPath, atomically: true, encoding: .utf8)
 
         let daemon = try DaemonProcess(config: configPath, folder: folder)
-        #expect(try await waitFor(every: .milliseconds(5)) { try appliedSoFar(daemon) >= 1_000 })
-        // 1. The mapping: the header seq now fills the attribute "stage".
-        try Self.replace(configPath, with: Self.reloadConfig(url: node.url, queues: queues, folder: folder, attribute: "stage"))
-        #expect(try await waitFor(.seconds(30)) { Self.lines(daemon, message: "configuration reloaded").count == 1 })
-        #expect(try appliedSoFar(daemon) < workload.total, "the queue drained before the first reload")
+        let (url, total) = (node.url, workload.total)
+        // Both switches from a thread of its own, which a loaded machine cannot keep waiting for a pool thread while
+        // the daemon drains: 1. the mapping (the header seq now fills the attribute "stage") once 1,000 events are
+        // in, 2. source a's prefetch (a restarts alone) once the first reload is done. Each notes how many events
+        // were applied when its reload took effect.
+        let appliedAtReloads = try await onOwnThread { () -> [Int] in
+            var applied: [Int] = []
+            guard Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= 1_000 }) else { return applied }
+            try Self.replace(configPath, with: Self.reloadConfig(url: url, queues: queues, folder: folder, attribute: "stage"))
+            guard Self.pollBlocking(timeout: .seconds(30), until: { Self.lines(daemon, message: "configuration reloaded").count == 1 }) else { return applied }
+            applied.append((try? Self.appliedSoFar(daemon)) ?? total)
+            try Self.replace(configPath, with: Self.reloadConfig(url: url, queues: queues, folder: folder, prefetchA: 80, attribute: "stage"))
+            guard Self.pollBlocking(timeout: .seconds(30), until: { Self.lines(daemon, message: "configuration reloaded").count == 2 }) else { return applied }
+            applied.append((try? Self.appliedSoFar(daemon)) ?? total)
+            return applied
+        }
+        #expect(appliedAtReloads.count == 2, "the reloads did not both happen")
+        #expect(appliedAtReloads.allSatisfy { $0 < total }, "the queue drained before a reload: \(appliedAtReloads) of \(total)")
+        // Published after the first switch.
         try publisher.publishAll(Self.registrations(200, queue: queues.1, prefix: "late"))
-        // 2. Source a's prefetch: a restarts alone, mid-stream.
-        try Self.replace(configPath, with: Self.reloadConfig(url: node.url, queues: queues, folder: folder, prefetchA: 80, attribute: "stage"))
-        #expect(try await waitFor(.seconds(30)) { Self.lines(daemon, message: "configuration reloaded").count == 2 })
-        #expect(try appliedSoFar(daemon) < workload.total, "the queue drained before the second reload")
 
         #expect(try await waitFor { try node.counts(queues.0) == (0, 0) && node.counts(queues.1) == (0, 0) })
         #expect(try await waitFor(.seconds(30)) { try await ledgerCount(folder) == workload.total + 200 })

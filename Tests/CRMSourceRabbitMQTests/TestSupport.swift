@@ -30,6 +30,11 @@ final class DaemonProcess: @unchecked Sendable {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// A test that failed half-way never leaves its daemon running.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
 
     /// Waits up to `timeout` for the process to end; true if it did.
