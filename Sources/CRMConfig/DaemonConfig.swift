@@ -70,7 +70,7 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     /// SQLite's page cache for the writer (`cache_size`).
     public var cacheBytes: Int
 
-    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 4 << 20) {
+    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 16 << 20) {
         self.path = path
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.synchronousFull = synchronousFull

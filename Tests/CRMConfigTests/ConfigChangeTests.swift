@@ -115,7 +115,7 @@ struct SQLiteStoreSettingsTests {
         let config = try loader.load(yaml: #"store: { sqlite: { path: "/tmp/x.sqlite", durability: normal, busy_timeout: 2s, cache_size: 32MiB } }"#)
         #expect(config.store == .sqlite(SQLiteStoreConfig(path: "/tmp/x.sqlite", busyTimeoutMilliseconds: 2_000, synchronousFull: false, cacheBytes: 32 << 20)))
         #expect(try loader.load(yaml: "store: { sqlite: { path: /tmp/y.sqlite } }").store == .sqlite(SQLiteStoreConfig(path: "/tmp/y.sqlite")))
-        #expect(SQLiteStoreConfig().cacheBytes == 4 << 20)
+        #expect(SQLiteStoreConfig().cacheBytes == 16 << 20)
         do {
             _ = try loader.load(yaml: "store: { sqlite: { cache_size: 1KiB } }")
             Issue.record("a 1 KiB cache was accepted")
