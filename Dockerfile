@@ -24,12 +24,12 @@ COPY README.md Makefile ./
 RUN swift build -c release --product crm-ingest --static-swift-stdlib \
  && make install-files BINARY="$(swift build -c release --show-bin-path)/crm-ingest" PREFIX=/usr/local DESTDIR=/out
 
-# Runtime stage: slim Debian with only the libraries the binary links (RUNTIME_PACKAGES in the Makefile) and curl
-# for the health check.
+# Runtime stage: slim Debian with only the libraries the binary links (RUNTIME_PACKAGES in the Makefile); the
+# health check is the binary's own `crm-ingest health`.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librabbitmq4 libcurl4 libsqlite3-0 libsodium23 libstdc++6 ca-certificates curl \
+      librabbitmq4 libcurl4 libsqlite3-0 libsodium23 libstdc++6 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system crm-ingest \
  && useradd --system --gid crm-ingest --home-dir /var/lib/crm-ingest --shell /usr/sbin/nologin crm-ingest \
@@ -47,6 +47,6 @@ EXPOSE 8080
 # SIGTERM drains in-flight work (every delivery settled) and exits 0; give it time before the engine kills.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD ["/usr/local/bin/crm-ingest", "health", "--config", "/etc/crm-ingest/crm-ingest.yaml"]
 ENTRYPOINT ["/usr/local/bin/crm-ingest"]
 CMD ["run", "--config", "/etc/crm-ingest/crm-ingest.yaml", "--log-format", "json"]

@@ -138,7 +138,7 @@ let package = Package(
         .target(
             name: "CRMIngest",
             dependencies: [
-                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport",
+                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport", "CurlHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

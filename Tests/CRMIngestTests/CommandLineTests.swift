@@ -144,6 +144,16 @@ struct CommandLineTests {
         #expect(try curl(url, body: order) == 200)
         #expect(try curl(url, body: order) == 204)
         #expect(try curl("http://127.0.0.1:\(port)/healthz") == 200)
+        // `crm-ingest health`, the container's health check: 0 for /healthz, 1 for /readyz (no broker) and for a
+        // port nobody listens on.
+        let healthy = try runCRMIngest(["health", "--url", "http://127.0.0.1:\(port)/healthz"], in: folder.url, environment: environment)
+        #expect(healthy.status == 0)
+        #expect(healthy.stdout.contains("answered 200"))
+        let notReady = try runCRMIngest(["health", "--url", "http://127.0.0.1:\(port)/readyz"], in: folder.url, environment: environment)
+        #expect(notReady.status == 1)
+        #expect(notReady.stderr.contains("answered 503"))
+        let nobody = try runCRMIngest(["health", "--url", "http://127.0.0.1:1/healthz"], in: folder.url, environment: environment)
+        #expect(nobody.status == 1)
         #expect(try curl("http://127.0.0.1:\(port)/readyz") == 503) // the broker on port 1 never answers
         process.terminate() // SIGTERM
         let stopDeadline = ContinuousClock.now + .seconds(10)

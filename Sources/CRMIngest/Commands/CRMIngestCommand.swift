@@ -6,7 +6,7 @@ public struct CRMIngestCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "crm-ingest",
         abstract: "Consumes events and applies them as CRM actions, driven by a mapping in a config file.",
-        subcommands: [RunCommand.self, IngestCommand.self, ContactCommand.self, IntegrationsCommand.self, ValidateConfigCommand.self, DLQCommand.self],
+        subcommands: [RunCommand.self, IngestCommand.self, ContactCommand.self, IntegrationsCommand.self, ValidateConfigCommand.self, DLQCommand.self, HealthCommand.self],
         defaultSubcommand: nil
     )
 
