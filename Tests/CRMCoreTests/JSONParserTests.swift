@@ -47,9 +47,26 @@ struct JSONParserTests {
         #expect(self.reason(parser, text) == reason)
     }
 
-    @Test func refusesInvalidUTF8() {
-        let bytes: [UInt8] = Array(#"{"a":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8)
-        #expect(throws: JSONParseError(offset: 6, reason: "string is not valid UTF-8")) { try parser.parse(bytes) }
+    @Test(arguments: [
+        [0xC3, 0x28] as [UInt8], // a lead byte without its continuation
+        [0xED, 0xA0, 0x80], // a UTF-8-encoded lone surrogate (U+D800)
+        [0xF8, 0x88, 0x80, 0x80, 0x80], // a five-byte form
+        [0xC0, 0xAF], // an overlong "/"
+        [0x80], // a continuation byte alone
+        [0xEF, 0xBF, 0xBD, 0xFF], // a real U+FFFD, then an invalid byte: repairing would look the same length
+    ])
+    func refusesInvalidUTF8(invalid: [UInt8]) {
+        for (prefix, suffix) in [(#"{"a":""#, #""}"#), (#"{"a":"x\n"#, #""}"#)] {
+            let bytes: [UInt8] = Array(prefix.utf8) + invalid + Array(suffix.utf8)
+            #expect(throws: JSONParseError(offset: 6, reason: "string is not valid UTF-8")) { try parser.parse(bytes) }
+        }
+    }
+
+    @Test func keepsValidUTF8AndTheReplacementCharacter() throws {
+        let text = #"{"a":"Zoë – 東京 🚀 \#u{FFFD}","b":"esc\"aped é"}"#
+        let value = try parser.parse(Array(text.utf8))
+        #expect(value["a"] == .string("Zoë – 東京 🚀 \u{FFFD}"))
+        #expect(value["b"] == .string("esc\"aped é"))
     }
 
     @Test func refusesDeepNestingWithoutCrashing() {
