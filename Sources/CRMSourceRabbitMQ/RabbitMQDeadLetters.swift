@@ -56,13 +56,35 @@ public struct RabbitMQDeadLetters {
         try connection.setPrefetch(UInt16(min(wanted, Int(UInt16.max))), channel: 1)
         _ = try connection.consume(queue: deadLetterQueue, channel: 1)
         var entries: [DeadLetterEntry] = []
+        var held: [AMQPDelivery] = []
         try receive(connection, until: wanted) { delivery in
             entries.append(entry(delivery))
+            held.append(delivery)
             return true
         }
-        // Closing the channel unacked puts every message back in its place.
-        connection.closeChannel(1)
+        try putBack(held, connection)
         return entries
+    }
+
+    /// Gives unacked deliveries back without their being consumed for good. Closing the channel puts each message
+    /// back in its place, but a quorum queue counts that as a delivery, and one with `x-delivery-limit` drops (or
+    /// dead-letters further) a message returned too often: a few listings would lose it. A quorum queue shows
+    /// itself by the `x-delivery-count` header on redeliveries; then each message is published again to the same
+    /// queue as a new one (at its tail, with publisher confirms) and the delivered copy acked.
+    private func putBack(_ held: [AMQPDelivery], _ connection: AMQPConnection) throws(AMQPError) {
+        if held.contains(where: { $0.properties.headers["x-delivery-count"] != nil }) {
+            let publisher = try AMQPPublisher(endpoint: endpoint, connectionName: "crm-ingest dlq \(sourceName) put back")
+            defer { publisher.close() }
+            try publisher.publishAll(held.map { delivery in
+                var properties = delivery.properties
+                properties.headers["x-delivery-count"] = nil // the broker's own count; the new message starts at 0
+                properties.deliveryMode = 2
+                return AMQPPublisher.Message(body: delivery.body, exchange: "", routingKey: deadLetterQueue, properties: properties, mandatory: true)
+            })
+            for delivery in held { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
+        }
+        // Whatever is still unacked goes back in its place.
+        connection.closeChannel(1)
     }
 
     /// Replays up to `limit` dead letters (of `eventType` only, when given) to the source queue.
@@ -80,6 +102,7 @@ public struct RabbitMQDeadLetters {
         _ = try connection.consume(queue: deadLetterQueue, channel: 1)
         let total = min(limit ?? waiting, waiting)
         var batch: [AMQPDelivery] = []
+        var otherTypes: [AMQPDelivery] = []
         func flush() throws(AMQPError) {
             guard !batch.isEmpty else { return }
             do {
@@ -100,6 +123,7 @@ public struct RabbitMQDeadLetters {
             try receive(connection, until: waiting) { (delivery: AMQPDelivery) throws(AMQPError) -> Bool in
                 if let eventType, entry(delivery).eventType != eventType {
                     summary.leftOtherType += 1
+                    otherTypes.append(delivery)
                 } else {
                     batch.append(delivery)
                     if batch.count == 200 { try flush() }
@@ -107,10 +131,11 @@ public struct RabbitMQDeadLetters {
                 return summary.replayed + batch.count < total
             }
             try flush()
+            try putBack(otherTypes, connection)
         } catch {
             if summary.failure == nil { summary.failure = "\(error)" }
+            connection.closeChannel(1)
         }
-        connection.closeChannel(1)
         return summary
     }
 
