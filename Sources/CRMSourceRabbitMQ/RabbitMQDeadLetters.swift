@@ -50,9 +50,10 @@ public struct RabbitMQDeadLetters {
         let connection = try AMQPConnection(endpoint: endpoint, connectionName: "crm-ingest dlq list \(sourceName)")
         defer { connection.close() }
         try connection.openChannel(1)
-        let waiting = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true).messages
-        let wanted = min(limit, waiting)
-        guard wanted > 0 else { return [] }
+        // Checks the queue exists. Its message count is not trusted: a message another listing just gave back may
+        // not be counted yet, so the listing takes up to `limit` and ends when the queue stays silent.
+        _ = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true)
+        let wanted = limit
         try connection.setPrefetch(UInt16(min(wanted, Int(UInt16.max))), channel: 1)
         _ = try connection.consume(queue: deadLetterQueue, channel: 1)
         var entries: [DeadLetterEntry] = []
