@@ -9,7 +9,7 @@
 # start DIR
 #   initdb refuses to run as root: when run as root, DIR is given to the `postgres` user (created by Debian's
 #   package) and the server runs as that user (runuser). A password-protected role `crm` owns a database `crm`;
-#   connections need the password (scram-sha-256), also over loopback.
+#   connections need the password (scram-sha-256), also over loopback. `crm` may create databases (one per test).
 #   Writes DIR/env, KEY=VALUE lines: PG_PORT, PG_PID, PG_USER, PG_PASSWORD, PG_DATABASE,
 #   PG_URL (postgres://crm:PASSWORD@127.0.0.1:PORT/crm). PG_URL is the last line on stdout.
 #   Waits at most POSTGRES_START_TIMEOUT seconds (default 30).
@@ -69,7 +69,7 @@ start() {
     pid=$(head -1 "$dir/data/postmaster.pid")
     # The role and database the tests use, with a password; the superuser's password is the pwfile's.
     PGPASSWORD=$password "$bin/../bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
-        -c "CREATE ROLE crm LOGIN PASSWORD '$password'" -c "CREATE DATABASE crm OWNER crm" >/dev/null \
+        -c "CREATE ROLE crm LOGIN CREATEDB PASSWORD '$password'" -c "CREATE DATABASE crm OWNER crm" >/dev/null \
         || { stop "$dir"; die "could not create the crm role and database"; }
     cat >"$dir/env" <<ENV
 PG_PORT=$port
