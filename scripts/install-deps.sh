@@ -9,7 +9,7 @@ need_moto=false
 mode=${1:-build}
 [ "$mode" = "bench" ] && want+=(wrk)
 if [ "$mode" = "test" ] || [ "$mode" = "bench" ]; then
-    want+=(rabbitmq-server)
+    want+=(rabbitmq-server postgresql)
     # moto_server (pip package moto[server]) is the local SQS/SNS the tests start (scripts/moto-server.sh).
     if ! python3 -c "import moto.server" >/dev/null 2>&1; then
         need_moto=true
@@ -27,6 +27,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Debian's postgresql would create and start a cluster of its own on port 5432; the tests start theirs
+    # (scripts/postgres-node.sh), so the package is told not to make one.
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        $sudo mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
     $sudo apt-get update -qq
     # rabbitmq-server's post-install may fail to start its systemd service where there is no systemd; we never
     # use that service, so only the files matter: checked below.
