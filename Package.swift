@@ -210,6 +210,7 @@ let package = Package(
             dependencies: [
                 "CRMStorePostgres", "CRMCore", "CRMTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
