@@ -179,10 +179,15 @@ let package = Package(
 
         .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
         .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport"], swiftSettings: swiftSettings),
+        // The store contract suite runs against both stores (Contract/), beside each store's own tests.
         .testTarget(
-            name: "CRMStoreSQLiteTests",
+            name: "CRMStoreTests",
             dependencies: [
-                "CRMStoreSQLite", "CRMCore", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+                "CRMStoreSQLite", "CRMStorePostgres", "CRMCore", "CRMTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -205,16 +210,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AWSSigV4Tests", dependencies: ["AWSSigV4"], swiftSettings: swiftSettings),
-        .testTarget(
-            name: "CRMStorePostgresTests",
-            dependencies: [
-                "CRMStorePostgres", "CRMCore", "CRMTestSupport",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: swiftSettings
-        ),
         .testTarget(name: "SNSSupportTests", dependencies: ["SNSSupport", "CRMCore"], swiftSettings: swiftSettings),
         // Real servers for the integration tests (started by scripts/, shared by the test targets).
         .target(

@@ -1,24 +1,59 @@
 import CRMCore
+import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
-/// The PostgreSQL store (work in progress, issue 9): a pool of connections (postgres-nio's `PostgresClient`, run as
-/// this store's `Service`), the schema migrated at start-up under an advisory lock. Done so far: migrations, the
-/// integration endpoints, the incoming-request records, ledger pruning, `ping`. Not yet: applying events and
-/// reading contacts, so it does not conform to `CRMStore` yet and no configuration can choose it.
-public final class PostgresCRMStore: Service, Sendable {
+/// The PostgreSQL store, for several daemons on one database.
+///
+/// A pool of connections (postgres-nio's `PostgresClient`) runs as this store's `Service`; `prepare()` (once the
+/// pool runs) applies the schema's migrations under an advisory lock and reads the tombstone key. `apply` runs each
+/// batch as one transaction on a connection of the pool: concurrent batches (the lanes of a source, the sources of a
+/// daemon, other daemons) commit in parallel, each first taking advisory locks on its contacts (see
+/// `PostgresOperationWriter`).
+public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public let client: PostgresClient
     let logger: Logger
+    private let keyedHash = Mutex<KeyedHash?>(nil)
+    let counters = PostgresStoreCounters()
+    /// How often a batch is run again after a deadlock or serialization failure before the failure is reported.
+    static let conflictRetries = 5
 
     public init(configuration: PostgresClient.Configuration, logger: Logger) {
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
     }
 
-    /// Runs the connection pool until the service group ends (postgres-nio's client is a `Service`).
+    /// Runs the connection pool until the task is cancelled or the service group shuts down (postgres-nio closes the
+    /// pool at graceful shutdown; the services that use the store stop before it, as the group stops in reverse order).
     public func run() async throws {
         await client.run()
+    }
+
+    /// Migrates the schema and reads the tombstone key; call once the pool runs, before anything else. Waits for a
+    /// server that does not answer yet (it may be starting beside the daemon) with back-off, logging why; fails at
+    /// once when the server refuses (wrong password, missing database), as that will not pass by waiting.
+    public func prepare(waitingAtMost budget: Duration = .seconds(60)) async throws(StoreError) {
+        let deadline = ContinuousClock.now + budget
+        var delay = Duration.milliseconds(200)
+        while true {
+            do {
+                try await migrate()
+                let key = try await client.withConnection { connection in
+                    try await connection.first("SELECT value FROM meta WHERE key = 'tombstone_key'", as: Data.self, logger: logger)
+                }
+                guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
+                keyedHash.withLock { $0 = KeyedHash(key: [UInt8](key)) }
+                return
+            } catch {
+                let storeError = Self.storeError(error)
+                guard storeError.code == .unavailable, ContinuousClock.now + delay < deadline, !Task.isCancelled else { throw storeError }
+                logger.warning("PostgreSQL not reachable yet, retrying in \(delay)", metadata: ["error": "\(storeError.message)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 
     /// Applies missing migrations (one daemon does it while the others wait on the advisory lock); the versions
@@ -28,51 +63,261 @@ public final class PostgresCRMStore: Service, Sendable {
         try await client.withConnection { connection in try await PostgresSchema.migrate(connection, logger: logger) }
     }
 
+    private func requireKey() throws(StoreError) -> KeyedHash {
+        guard let key = keyedHash.withLock({ $0 }) else { throw StoreError(.unavailable, "the PostgreSQL store is not prepared yet") }
+        return key
+    }
+
+    // MARK: Applying events
+
+    public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+        guard !events.isEmpty else { return [] }
+        let keyedHash = try requireKey()
+        let locks = PostgresOperationWriter.lockKeys(events)
+        var isolation = EventIsolation.sharedTransaction
+        var conflicts = 0
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
+                }
+            } catch is PostgresOperationWriter.EventNeedsSavepoint {
+                counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
+                isolation = .savepointPerEvent
+            } catch {
+                let storeError = Self.storeError(error)
+                guard Self.isConflict(error), conflicts < Self.conflictRetries else { throw storeError }
+                conflicts += 1
+                counters.conflictRetries.add(1, ordering: .relaxed)
+                try? await Task.sleep(for: .milliseconds(10 * conflicts))
+            }
+        }
+    }
+
+    /// One transaction: the locks, then every event in order.
+    static func transaction(
+        _ events: [PlannedEvent], locks: [Int64], now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation,
+        _ connection: PostgresConnection, logger: Logger
+    ) async throws -> [EventOutcome] {
+        try await connection.run("BEGIN", logger: logger)
+        do {
+            try await PostgresOperationWriter.takeLocks(locks, connection, logger: logger)
+            var writer = try await PostgresOperationWriter(
+                connection: connection, logger: logger, now: now, keyedHash: keyedHash, isolation: isolation
+            )
+            var outcomes: [EventOutcome] = []
+            outcomes.reserveCapacity(events.count)
+            for event in events { outcomes.append(try await writer.applyAtomically(event)) }
+            try await connection.run("COMMIT", logger: logger)
+            return outcomes
+        } catch {
+            // After a failed statement the transaction can only be rolled back; a broken connection is dropped by
+            // the pool, and the server rolls back what it held.
+            _ = try? await connection.run("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// A deadlock or serialization failure: the transaction was rolled back whole and may simply run again.
+    static func isConflict(_ error: any Error) -> Bool {
+        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    /// A store error with a code and the server's message (SQLSTATE classes per the PostgreSQL manual, appendix A).
+    static func storeError(_ error: any Error) -> StoreError {
+        if let error = error as? StoreError { return error }
+        guard let error = error as? PSQLError else { return StoreError(.unavailable, "\(error)") }
+        guard let state = error.serverInfo?[.sqlState] else {
+            // No server answer: connection refused, closed, timed out, TLS failed.
+            return StoreError(.unavailable, "PostgreSQL: \(error.code)\(error.underlying.map { " (\($0))" } ?? "")")
+        }
+        let message = "PostgreSQL \(state): \(error.serverInfo?[.message] ?? "error")"
+        switch state.prefix(2) {
+        case "40", "55": return StoreError(.busy, message) // transaction rollback, lock not available
+        case "53": return StoreError(state == "53100" ? .io : .busy, message) // insufficient resources (53100: disk full)
+        case "58": return StoreError(.io, message) // system error (I/O)
+        case "08", "57": return StoreError(.unavailable, message) // connection exception, operator intervention (shutdown)
+        case "22", "23": return StoreError(.rejected, message)
+        case "28", "3D": return StoreError(.rejected, message) // wrong password, database does not exist: waiting will not help
+        case "42": return StoreError(.schema, message)
+        default: return StoreError(.unavailable, message)
+        }
+    }
+
+    // MARK: Maintenance and integrations
+
     public func ping() async throws {
-        try await client.query("SELECT 1", logger: logger)
+        do {
+            try await client.query("SELECT 1", logger: logger)
+        } catch {
+            throw Self.storeError(error)
+        }
     }
 
     /// Removes ledger entries and incoming-request records older than `cutoff`; the number of ledger entries removed.
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
         let micros = cutoff.microsecondsSinceEpoch
-        return try await client.withTransaction(logger: logger) { connection in
-            var removed = 0
-            let rows = try await connection.query(
-                "WITH gone AS (DELETE FROM ledger WHERE processed_at < \(micros) RETURNING 1) SELECT count(*) FROM gone", logger: logger
-            )
-            for try await count in rows.decode(Int.self) { removed = count }
-            try await connection.query("DELETE FROM incoming_requests WHERE received_at < \(micros)", logger: logger)
-            return removed
+        do {
+            return try await client.withConnection { connection in
+                let removed = try await connection.run("DELETE FROM ledger WHERE processed_at < \(micros)", logger: logger)
+                try await connection.run("DELETE FROM incoming_requests WHERE received_at < \(micros)", logger: logger)
+                return removed
+            }
+        } catch {
+            throw Self.storeError(error)
         }
     }
 
     /// The record of an incoming HTTP request, by its event id.
     public func incomingRequest(_ eventId: String) async throws -> String? {
-        for try await record in try await client.query(
-            "SELECT record FROM incoming_requests WHERE event_id = \(eventId)", logger: logger
-        ).decode(String.self) {
-            return record
+        do {
+            return try await client.withConnection { connection in
+                try await connection.first("SELECT record FROM incoming_requests WHERE event_id = \(eventId)", as: String.self, logger: logger)
+            }
+        } catch {
+            throw Self.storeError(error)
         }
-        return nil
     }
 
     /// The endpoint id of an HTTP integration: the first proposal any daemon made wins, for every daemon.
     public func integrationEndpoint(source: String, proposed: String) async throws -> String {
         let key = "integration_endpoint:" + source
-        let value = ByteBuffer(string: proposed)
-        try await client.query("INSERT INTO meta (key, value) VALUES (\(key), \(value)) ON CONFLICT (key) DO NOTHING", logger: logger)
-        for try await stored in try await client.query("SELECT value FROM meta WHERE key = \(key)", logger: logger).decode(ByteBuffer.self) {
-            return String(buffer: stored)
+        do {
+            return try await client.withConnection { connection in
+                try await connection.run(
+                    "INSERT INTO meta (key, value) VALUES (\(key), \(Data(proposed.utf8))) ON CONFLICT (key) DO NOTHING", logger: logger
+                )
+                let stored = try await connection.first("SELECT value FROM meta WHERE key = \(key)", as: Data.self, logger: logger)
+                return stored.map { String(decoding: $0, as: UTF8.self) } ?? proposed
+            }
+        } catch {
+            throw Self.storeError(error)
         }
-        return proposed
     }
 
     /// Counts rows of a table: for tests and operators' checks.
     public func count(_ table: String) async throws -> Int {
         let name = table.filter { $0.isLetter || $0 == "_" }
-        for try await count in try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(name)"), logger: logger).decode(Int.self) {
-            return count
+        return try await client.withConnection { connection in
+            try await connection.first(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(name)"), as: Int.self, logger: logger) ?? 0
         }
-        return 0
     }
+
+    // MARK: Reading
+
+    public func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult {
+        let keyedHash = try requireKey()
+        do {
+            return try await client.withConnection { connection in
+                // One snapshot for every table read.
+                try await connection.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+                do {
+                    let result = try await Self.lookUp(contactId, list: list, keyedHash: keyedHash, connection, logger: logger)
+                    try await connection.run("COMMIT", logger: logger)
+                    return result
+                } catch {
+                    _ = try? await connection.run("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    static func lookUp(
+        _ contactId: String, list: Int?, keyedHash: KeyedHash, _ connection: PostgresConnection, logger: Logger
+    ) async throws -> ContactLookupResult {
+        if try await connection.first(
+            "SELECT 1 FROM tombstones WHERE contact_hash = \(keyedHash.hash(contactId))", as: Int32.self, logger: logger
+        ) != nil {
+            return .anonymized
+        }
+        var lists = try await connection.rows(
+            "SELECT list_id FROM contacts WHERE contact_id = \(contactId) ORDER BY list_id", logger: logger
+        ).map { Int(try $0.decode(Int64.self)) }
+        if let list { lists = lists.filter { $0 == list } }
+        guard let chosen = lists.first else { return .notFound }
+        guard lists.count == 1 else { return .inSeveralLists(lists) }
+        return .found(try await snapshot(contactId: contactId, list: chosen, connection, logger: logger))
+    }
+
+    static func snapshot(contactId: String, list: Int, _ connection: PostgresConnection, logger: Logger) async throws -> ContactSnapshot {
+        let listId = Int64(list)
+        var snapshot = ContactSnapshot(contactId: contactId, list: list)
+        if let row = try await connection.rows("""
+            SELECT email_subscribed, mobile_subscribed, blocked_until, email_unsubscribe_reason FROM contacts
+            WHERE list_id = \(listId) AND contact_id = \(contactId)
+            """, logger: logger).first {
+            let (email, mobile, blocked, reason) = try row.decode((Bool, Bool, Int64?, String?).self)
+            snapshot.emailSubscribed = email
+            snapshot.mobileSubscribed = mobile
+            snapshot.blockedUntil = blocked.map { Timestamp(microsecondsSinceEpoch: $0) }
+            snapshot.emailUnsubscribeReason = reason
+        }
+        snapshot.actions = try await connection.rows("""
+            SELECT action_key, action_type, campaign, action_page, fields, occurred_at FROM contact_actions
+            WHERE list_id = \(listId) AND contact_id = \(contactId) ORDER BY occurred_at, action_key
+            """, logger: logger).map { row in
+            let (key, type, campaign, page, fields, at) = try row.decode((String, String, String?, String?, String, Int64).self)
+            return ActionRow(key: key, actionType: type, campaign: campaign, actionPage: page, fieldsJSON: fields,
+                             occurredAt: Timestamp(microsecondsSinceEpoch: at))
+        }
+        snapshot.attributes = try await connection.rows(
+            "SELECT name, kind, value FROM contact_attributes WHERE list_id = \(listId) AND contact_id = \(contactId) ORDER BY name COLLATE \"C\"",
+            logger: logger
+        ).map { row in
+            let (name, kind, value) = try row.decode((String, String, String?).self)
+            return AttributeValue(name: name, value: AttributeEncoding.decode(kind: kind, value: value))
+        }
+        for row in try await connection.rows(
+            "SELECT channel, consented FROM contact_consents WHERE list_id = \(listId) AND contact_id = \(contactId)", logger: logger
+        ) {
+            let (channel, consented) = try row.decode((String, Bool).self)
+            if let channel = ConsentChannel(rawValue: channel) { snapshot.consents[channel] = consented }
+        }
+        snapshot.purchases = try await connection.rows("""
+            SELECT kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at FROM purchases
+            WHERE list_id = \(listId) AND contact_id = \(contactId) ORDER BY occurred_at, id
+            """, logger: logger).compactMap { row in
+            let (kind, status, amount, currency, transaction, vendor, payment, at) =
+                try row.decode((String, String, String, String?, String?, String?, String?, Int64).self)
+            guard let kind = TransactionKind(rawValue: kind), let status = TransactionStatus(rawValue: status),
+                  case let .success(amount) = DecimalAmount.parse(jsonNumber: amount) else { return nil }
+            return PurchaseRow(kind: kind, status: status, amount: amount, currency: currency, transactionId: transaction, vendor: vendor,
+                               paymentType: payment, occurredAt: Timestamp(microsecondsSinceEpoch: at))
+        }
+        var records: [ContactRecord] = []
+        for row in try await connection.rows(
+            "SELECT kind, record_id, event_id FROM linked_records WHERE contact_id = \(contactId) ORDER BY kind COLLATE \"C\", record_id COLLATE \"C\"",
+            logger: logger
+        ) {
+            let (kind, id, eventId) = try row.decode((String, String, String?).self)
+            // Category names come from the latest record of the event the person belongs to.
+            let categories = try await connection.rows("""
+                SELECT c.category_id, e.name FROM record_categories c
+                LEFT JOIN record_categories e ON e.kind = 'event' AND e.record_id = \(eventId) AND e.category_id = c.category_id
+                WHERE c.kind = \(kind) AND c.record_id = \(id) ORDER BY c.category_id COLLATE "C"
+                """, logger: logger).map { row in
+                let (category, name) = try row.decode((String, String?).self)
+                return ContactRecord.Category(id: category, name: name)
+            }
+            records.append(ContactRecord(kind: kind, id: id, eventId: eventId, categories: categories))
+        }
+        snapshot.records = records
+        snapshot.journeys = try await connection.rows(
+            "SELECT journey_id FROM journey_enrollments WHERE contact_id = \(contactId) ORDER BY entered_at, journey_id", logger: logger
+        ).map { Int(try $0.decode(Int64.self)) }
+        return snapshot
+    }
+}
+
+/// What the store counts about its own work, for tests and diagnostics.
+final class PostgresStoreCounters: Sendable {
+    /// Transactions rolled back because the database refused one of their events, then run again with a savepoint
+    /// per event.
+    let transactionsRedoneWithSavepoints = Atomic<Int>(0)
+    /// Batches run again after a deadlock or serialization failure.
+    let conflictRetries = Atomic<Int>(0)
 }

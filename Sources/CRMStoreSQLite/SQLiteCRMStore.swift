@@ -313,27 +313,6 @@ public enum Durability: String, Sendable, CaseIterable {
 }
 
 
-/// How attribute values sit in the `kind`/`value` columns.
-enum AttributeEncoding {
-    static func encode(_ value: PropertyValue) -> (kind: String, value: String?) {
-        switch value {
-        case let .string(text): return ("s", text)
-        case let .number(text): return ("n", text)
-        case let .bool(flag): return ("b", flag ? "true" : "false")
-        case .null: return ("z", nil)
-        }
-    }
-
-    static func decode(kind: String, value: String?) -> PropertyValue {
-        switch (kind, value) {
-        case let ("s", text?): return .string(text)
-        case let ("n", text?): return .number(text)
-        case let ("b", text?): return .bool(text == "true")
-        default: return .null
-        }
-    }
-}
-
 /// What the store counts about its own work, for tests and diagnostics.
 final class StoreCounters: Sendable {
     /// Transactions rolled back because the database refused one of their events, then run again with a

@@ -70,7 +70,7 @@ struct SQLiteOperationWriter {
     /// savepoints, throws `EventNeedsSavepoint`; a busy or broken database throws, and the caller's transaction
     /// rolls back whole.
     mutating func applyAtomically(_ event: PlannedEvent) throws -> EventOutcome {
-        let key = Self.ledgerKey(event.key.value, keyedHash)
+        let key = keyedHash.ledgerKey(event.key.value)
         // A key that is always checked is checked by inserting it: one statement instead of a lookup and an insert.
         let checkedByInsert = event.key.check == .always
         if !checkedByInsert, try isDuplicate(key, event.key.check) {
@@ -79,7 +79,7 @@ struct SQLiteOperationWriter {
                 try db.cachedStatement(sql: "UPDATE ledger SET processed_at = ? WHERE key = ?")
                     .execute(arguments: [now.microsecondsSinceEpoch, key])
             }
-            if let profile = Self.profileImport(of: event) { return .imported(try duplicateResult(profile)) }
+            if let profile = event.profileImport { return .imported(try duplicateResult(profile)) }
             return .duplicate
         }
         var notes: [String] = []
@@ -93,19 +93,19 @@ struct SQLiteOperationWriter {
                     $0.bind(now.microsecondsSinceEpoch)
                 }
                 if inserted == 0 {
-                    let outcome: EventOutcome = try Self.profileImport(of: event).map { .imported(try duplicateResult($0)) } ?? .duplicate
+                    let outcome: EventOutcome = try event.profileImport.map { .imported(try duplicateResult($0)) } ?? .duplicate
                     try endEvent()
                     return outcome
                 }
             }
-            if let record = Self.record(of: event), try isUnchanged(record) {
+            if let record = event.linkedRecord, try isUnchanged(record) {
                 if !checkedByInsert { try recordInLedger(key) }
                 try endEvent()
                 return .unchanged
             }
             if try isTombstoned(event.contactId) {
                 let note = "contact \(event.contactId) was anonymized: nothing applied"
-                if Self.profileImport(of: event) != nil { imported = ProfileImportResult(profileId: nil, failure: .anonymized(note)) }
+                if event.profileImport != nil { imported = ProfileImportResult(profileId: nil, failure: .anonymized(note)) }
                 notes.append(note)
             } else {
                 for operation in event.operations {
@@ -153,11 +153,6 @@ struct SQLiteOperationWriter {
     }
 
     // MARK: Profile imports
-
-    static func profileImport(of event: PlannedEvent) -> ProfileImport? {
-        for operation in event.operations { if case let .importProfile(profile) = operation { return profile } }
-        return nil
-    }
 
     /// The contact a profile import matches, if any. Of several, the oldest.
     func matchProfile(_ profile: ProfileImport) throws -> String? {
@@ -249,27 +244,11 @@ struct SQLiteOperationWriter {
         return processedAt >= since
     }
 
-    /// Bytes of a ledger key: the keyed hash (HMAC-SHA256) truncated to 128 bits, which keeps collisions out of
-    /// reach (about 2^64 keys before one is likely) with rows half as large, so a transaction's random inserts
-    /// land on fewer pages (Docs/BENCHMARKS.md).
-    static let ledgerKeyBytes = 16
-
-    /// Ledger keys are stored as keyed hashes: message ids and content hashes can be derived from personal data,
-    /// and the ledger outlives anonymization.
-    static func ledgerKey(_ idempotencyKey: String, _ keyedHash: KeyedHash) -> Data {
-        Data(keyedHash.hash(idempotencyKey).prefix(ledgerKeyBytes))
-    }
-
     func recordInLedger(_ key: Data) throws {
         try hot.ledgerUpsert.execute {
             $0.bind(key)
             $0.bind(now.microsecondsSinceEpoch)
         }
-    }
-
-    static func record(of event: PlannedEvent) -> LinkedRecord? {
-        for operation in event.operations { if case let .upsertRecord(record) = operation { return record } }
-        return nil
     }
 
     /// The stored version of the record is this very payload.
@@ -480,7 +459,7 @@ struct SQLiteOperationWriter {
     /// and leaves a tombstone (a keyed hash of the id, never the id).
     func anonymize(_ contactId: String) throws {
         let hash = keyedHash.hash(contactId)
-        let anonymousId = "anonymized:" + hexString(hash.prefix(12))
+        let anonymousId = keyedHash.anonymousContactId(contactId)
         let arguments: StatementArguments = [contactId]
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO tombstones (contact_hash, anonymized_at) VALUES (?, ?)")
             .execute(arguments: [hash, now.microsecondsSinceEpoch])

@@ -9,7 +9,7 @@ import Testing
 
 /// The schema's migrations against Debian's PostgreSQL, started by `scripts/postgres-node.sh`.
 @Suite("PostgreSQL migrations", .serialized)
-struct MigrationTests {
+struct PostgresMigrationTests {
     let logger = Logger(label: "test.postgres")
 
     func connect(_ server: PostgresTestServer, database: String? = nil) async throws -> PostgresConnection {
@@ -70,7 +70,7 @@ struct PostgresStoreTests {
     /// A store on a database of its own, its pool running for the duration of `body`.
     func withStore(_ body: (PostgresCRMStore) async throws -> Void) async throws {
         let server = try PostgresTestServer.shared()
-        let database = try await MigrationTests().freshDatabase(server)
+        let database = try await PostgresMigrationTests().freshDatabase(server)
         let store = PostgresCRMStore(configuration: .init(
             host: server.host, port: server.port, username: server.username, password: server.password, database: database, tls: .disable
         ), logger: logger)
@@ -111,5 +111,93 @@ struct PostgresStoreTests {
             #expect(try await store.incomingRequest("e2") == "{\"n\":2}")
             #expect(try await store.incomingRequest("e0") == nil)
         }
+    }
+}
+
+/// Two stores on one database, as two daemons run them: concurrent writes to one contact and one message delivered
+/// to both.
+@Suite("PostgreSQL store: two daemons at once")
+struct PostgresConcurrencyTests {
+    /// Two stores (two pools) on the same schema.
+    static func twoStores() async throws -> (StoreHarness, PostgresCRMStore, Task<Void, any Error>) {
+        let h = try await StoreHarness(.postgres)
+        let server = try PostgresTestServer.shared()
+        var configuration = PostgresClient.Configuration(
+            host: server.host, port: server.port, username: server.username, password: server.password, database: server.database, tls: .disable
+        )
+        configuration.options.additionalStartupParameters = [("search_path", h.schema!)]
+        let second = PostgresCRMStore(configuration: configuration, logger: StoreHarness.logger)
+        let pool = Task { try await second.run() }
+        try await second.prepare(waitingAtMost: .seconds(10))
+        return (h, second, pool)
+    }
+
+    static let defaults = NewContactDefaults(emailSubscribed: true, mobileSubscribed: true)
+
+    /// `mergeContact` reads the contact's newest record time, then writes: two daemons must not interleave there, or
+    /// an older record's values overwrite a newer one's. (The upsert before the read already locks an existing
+    /// contact's row; the per-contact advisory lock covers the rest, see the next test.)
+    @Test func concurrentMergesForOneContactKeepTheNewestValues() async throws {
+        let (h, second, pool) = try await Self.twoStores()
+        defer { pool.cancel(); h.remove() }
+        let versions = Array(1...400).shuffled()
+        func merge(_ version: Int) -> PlannedEvent {
+            PlannedEvent(
+                key: IdempotencyKey(value: "merge-\(version)", check: .always), type: .userUpdate, contactId: "shared",
+                operations: [.mergeContact(
+                    list: 1, contactId: "shared",
+                    attributes: [AttributeValue(name: "firstName", value: .string("v\(version)")), AttributeValue(name: "lastName", value: .string("v\(version)"))],
+                    asOf: Timestamp(microsecondsSinceEpoch: Int64(version)), createWith: Self.defaults
+                )]
+            )
+        }
+        let stores: [any CRMStore] = [h.store, second]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Four writers (two per daemon), one event per transaction, so transactions interleave as much as they can.
+            for writer in 0..<4 {
+                let store = stores[writer % 2]
+                let mine = versions.enumerated().filter { $0.offset % 4 == writer }.map(\.element)
+                group.addTask {
+                    for version in mine {
+                        let outcome = try await store.apply([merge(version)], now: StoreHarness.t0)
+                        #expect(outcome == [.applied(notes: [])])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let contact = try #require(try await h.contact("shared"))
+        #expect(contact.attribute("firstName") == .string("v400"))
+        #expect(contact.attribute("lastName") == .string("v400"))
+        #expect(try await h.count("ledger") == 400)
+    }
+
+    /// A message delivered to two daemons at once applies once, whether its key is checked by inserting it (a message
+    /// id) or by looking it up first (a redelivered message without id, an HTTP request retried against the other
+    /// daemon within its deduplication window). The lookup variants rely on the per-contact advisory lock: without
+    /// it both daemons find no key and both apply.
+    @Test(arguments: ["always", "since", "sliding"])
+    func aMessageDeliveredToBothDaemonsAppliesOnce(check: String) async throws {
+        let (h, second, pool) = try await Self.twoStores()
+        defer { pool.cancel(); h.remove() }
+        _ = try await h.send(registration("payer"))
+        let hourAgo = Timestamp(microsecondsSinceEpoch: StoreHarness.t0.microsecondsSinceEpoch - 3_600_000_000)
+        var outcomes: [EventOutcome] = []
+        for round in 0..<60 {
+            var event = try h.plan(deposit("payer", amount: "1.00", transaction: nil), id: "deposit-\(round)")
+            switch check {
+            case "since": event.key = IdempotencyKey(value: "content-\(round)", check: .since(hourAgo))
+            case "sliding": event.key = IdempotencyKey(value: "request-\(round)", check: .slidingWindow(since: hourAgo))
+            default: break
+            }
+            let batch = [event]
+            async let first = h.store.apply(batch, now: StoreHarness.t0)
+            async let other = second.apply(batch, now: StoreHarness.t0)
+            outcomes += try await first + other
+        }
+        #expect(outcomes.filter { $0 == .applied(notes: []) }.count == 60)
+        #expect(outcomes.filter { $0 == .duplicate }.count == 60)
+        // Rows without a transaction id have no unique key of their own: only the ledger keeps them single.
+        #expect(try await h.count("purchases") == 60)
     }
 }

@@ -1,11 +1,10 @@
 import CRMCore
-import CRMStoreSQLite
 import Foundation
 import Testing
 
-/// Altcraft profile imports through the real processor into SQLite: matching, creation, update_only, triggers,
+/// Altcraft profile imports through the real processor into each store: matching, creation, update_only, triggers,
 /// duplicates and anonymized profiles, checked on the stored contacts.
-@Suite("Altcraft import into SQLite")
+@Suite("Store contract: Altcraft import")
 struct AltcraftImportTests {
     static let attributes = StoreHarness.attributes + [
         AttributeDefinition(name: "_fname", headers: ["_fname"]), AttributeDefinition(name: "CRM_ID", headers: ["CRM_ID"]),
@@ -34,8 +33,8 @@ struct AltcraftImportTests {
         _ = try await h.store.apply([setId], now: StoreHarness.t0)
     }
 
-    @Test func theSeedsExampleUpdatesTheContactItMatchesByEmail() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func theSeedsExampleUpdatesTheContactItMatchesByEmail(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         try await Self.seedContact(h)
         let (_, reply) = try await Self.send(Self.seedExample.replacingOccurrences(of: #""data":{"#, with: #""data":{"CRM_ID":"123420","#), h)
@@ -47,23 +46,23 @@ struct AltcraftImportTests {
         #expect(contact.attribute("_fname") == .string("John"))
         #expect(contact.attribute("email") == .string("Example@Example.com"))
         #expect(contact.journeys.contains(7))
-        #expect(try await h.store.count("contacts") == 1)
+        #expect(try await h.count("contacts") == 1)
     }
 
-    @Test func updateOnlyWithoutAMatchIsAnErrorAndCreatesNothing() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func updateOnlyWithoutAMatchIsAnErrorAndCreatesNothing(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let (outcome, reply) = try await Self.send(Self.seedExample, h)
         #expect(reply["error"] == .number("2"))
         #expect(reply["error_text"] == .string(#"no profile matches email "example@example.com" in database 1, and update_only is set"#))
         #expect(reply["profile_id"] == .string(""))
         if case let .imported(result) = outcome { #expect(result.profileId == nil) } else { Issue.record("\(outcome)") }
-        #expect(try await h.store.count("contacts") == 0)
-        #expect(try await h.store.count("journey_enrollments") == 0)
+        #expect(try await h.count("contacts") == 0)
+        #expect(try await h.count("journey_enrollments") == 0)
     }
 
-    @Test func aNewProfileIsCreatedWithItsMatchAndTriggersUnlessSkipped() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func aNewProfileIsCreatedWithItsMatchAndTriggersUnlessSkipped(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let (_, created) = try await Self.send(#"{"account_id":1,"db_id":1,"email":"new@example.com","data":{"_fname":"Ann"},"feedback_id":"f1"}"#, h)
         #expect(created["error"] == .number("0"))
@@ -79,11 +78,11 @@ struct AltcraftImportTests {
         let (_, again) = try await Self.send(#"{"account_id":1,"db_id":1,"email":"NEW@example.com","data":{"_fname":"Anne"}}"#, h)
         #expect(again["profile_id"] == .string(id))
         #expect(try #require(try await h.contact(id)).attribute("_fname") == .string("Anne"))
-        #expect(try await h.store.count("contacts") == 2)
+        #expect(try await h.count("contacts") == 2)
     }
 
-    @Test func phoneProfileIdAndCustomFieldMatching() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func phoneProfileIdAndCustomFieldMatching(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         try await Self.seedContact(h)
         let (_, byField) = try await Self.send(#"{"account_id":1,"db_id":1,"matching":"custom","field_name":"CRM_ID","field_value":123420,"data":{"_fname":"F"}}"#, h)
@@ -104,8 +103,8 @@ struct AltcraftImportTests {
         #expect(otherList["error"] == .number("2"))
     }
 
-    @Test func aDuplicateRequestChangesNothingAndIsAnsweredAgain() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func aDuplicateRequestChangesNothingAndIsAnsweredAgain(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let body = #"{"account_id":1,"db_id":1,"email":"dup@example.com","data":{"_fname":"One"},"feedback_id":"d1"}"#
         let (_, first) = try await Self.send(body, h, id: "same")
@@ -115,11 +114,11 @@ struct AltcraftImportTests {
         #expect(again == first)
         guard case let .string(id)? = first["profile_id"] else { return }
         #expect(try #require(try await h.contact(id)).attribute("_fname") == .string("Two"))
-        #expect(try await h.store.count("journey_enrollments") == 1)
+        #expect(try await h.count("journey_enrollments") == 1)
     }
 
-    @Test func anAnonymizedProfileIsNotImported() async throws {
-        let h = try StoreHarness(actions: StoreHarness.standardActions.merging([.userUpdate: [.anonymizeContact(list: 1, findBy: .originalId)]]) { $1 })
+    @Test(arguments: StoreKind.allCases) func anAnonymizedProfileIsNotImported(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: StoreHarness.standardActions.merging([.userUpdate: [.anonymizeContact(list: 1, findBy: .originalId)]]) { $1 })
         defer { h.remove() }
         try await Self.seedContact(h)
         try await h.send(#"{"type":"USER_UPDATE","contactId":"crm-7"}"#)

@@ -1,12 +1,11 @@
 import CRMCore
-import CRMStoreSQLite
 import Foundation
 import Testing
 
-@Suite("SQLite store: the seven actions")
+@Suite("Store contract: the seven actions")
 struct ActionTests {
-    @Test func createContactAppliesDefaultsAttributesAndJourney() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func createContactAppliesDefaultsAttributesAndJourney(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let outcome = try await h.send(registration("c1", #"{"first_name":"Ada","lastName":"Lovelace","shoe":42}"#))
         #expect(outcome == .applied(notes: []))
@@ -19,8 +18,8 @@ struct ActionTests {
         #expect(contact.blockedUntil == nil)
     }
 
-    @Test func createContactAgainUpdatesButKeepsSubscriptions() async throws {
-        let h = try StoreHarness(actions: [
+    @Test(arguments: StoreKind.allCases) func createContactAgainUpdatesButKeepsSubscriptions(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
             .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
             .userUpdate: [.createContact(list: 1, emailSubscribed: false, mobileSubscribed: false)],
         ])
@@ -32,17 +31,17 @@ struct ActionTests {
         #expect(contact.emailSubscribed && contact.mobileSubscribed)
     }
 
-    @Test func updateContactLeavesAMissingContactAlone() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func updateContactLeavesAMissingContactAlone(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let outcome = try await h.send(#"{"type":"USER_UPDATE","contactId":"ghost","properties":{"firstName":"Casper"}}"#)
         #expect(outcome == .applied(notes: ["update_contact: no contact ghost in list 1"]))
         #expect(try await h.store.contact("ghost", list: nil) == .notFound)
-        #expect(try await h.store.count("contact_attributes") == 0)
+        #expect(try await h.count("contact_attributes") == 0)
     }
 
-    @Test func updateContactWritesAttributesAndConsent() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func updateContactWritesAttributesAndConsent(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         try await h.send(registration("c1", #"{"firstName":"Ada"}"#))
         try await h.send(#"{"type":"USER_UPDATE","contactId":"c1","properties":{"firstName":"Ada B","vip":false,"email":null}}"#)
@@ -55,8 +54,8 @@ struct ActionTests {
         #expect(contact.consents == [.sms: false, .email: true])
     }
 
-    @Test func setPropertyWritesTheConfiguredValue() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func setPropertyWritesTheConfiguredValue(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let orphan = try await h.send(deposit("nobody", amount: "1", transaction: nil, type: "WITHDRAWAL_APPROVED"))
         #expect(orphan == .applied(notes: [
@@ -67,8 +66,8 @@ struct ActionTests {
         #expect(try await h.contact("c1")?.attribute("vip") == .bool(true))
     }
 
-    @Test func purchaseRowsAreExactAndUniquePerTransactionAndStatus() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func purchaseRowsAreExactAndUniquePerTransactionAndStatus(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         try await h.send(registration("c1"))
         try await h.send(deposit("c1", amount: "100.50", transaction: "t1", type: "DEPOSIT_REQUESTED"))
@@ -86,11 +85,11 @@ struct ActionTests {
         #expect(purchases[2].amount.text == "10")
         #expect(purchases[0].currency == "EUR" && purchases[0].vendor == "v1" && purchases[0].paymentType == "VISA")
         #expect(purchases[0].occurredAt.rfc3339 == "2020-02-05T13:20:00Z")
-        #expect(try await h.store.count("purchases") == 4)
+        #expect(try await h.count("purchases") == 4)
     }
 
-    @Test func enterJourneyOncePerJourney() async throws {
-        let h = try StoreHarness(actions: [
+    @Test(arguments: StoreKind.allCases) func enterJourneyOncePerJourney(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
             .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
             .userUpdate: [.enterJourney(journey: 10), .enterJourney(journey: 20)],
         ])
@@ -101,11 +100,11 @@ struct ActionTests {
         try await h.send(registration("c1"))
         try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#)
         #expect(try await h.contact("c1")?.journeys == [10, 20])
-        #expect(try await h.store.count("journey_enrollments") == 2)
+        #expect(try await h.count("journey_enrollments") == 2)
     }
 
-    @Test func temporaryBlockCountsFromTheEventAndNeverShortens() async throws {
-        let h = try StoreHarness(actions: [
+    @Test(arguments: StoreKind.allCases) func temporaryBlockCountsFromTheEventAndNeverShortens(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
             .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
             .userBlocked: [.tempBlockContact(list: 1, findBy: .email, duration: 30, unit: .days)],
             .userUpdate: [.tempBlockContact(list: 1, findBy: .originalId, duration: 2, unit: .hours)],
@@ -123,8 +122,8 @@ struct ActionTests {
         #expect(missing == .applied(notes: ["temp_block_contact: no contact with that email in list 1"]))
     }
 
-    @Test func contactInSeveralListsNeedsAList() async throws {
-        let h = try StoreHarness(actions: [
+    @Test(arguments: StoreKind.allCases) func contactInSeveralListsNeedsAList(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
             .userRegistration: [
                 .createContact(list: 1, emailSubscribed: true, mobileSubscribed: true),
                 .createContact(list: 2, emailSubscribed: false, mobileSubscribed: false),

@@ -1,10 +1,9 @@
 import CRMCore
-import CRMStoreSQLite
 import Foundation
 import Testing
 
-/// Jomablue payloads (the samples of ../shared/formats/jomablue.md §8) through the real processor into SQLite.
-@Suite("Jomablue format")
+/// Jomablue payloads (the samples of ../shared/formats/jomablue.md §8) through the real processor into each store.
+@Suite("Store contract: Jomablue format")
 struct JomablueFormatTests {
     static let attributes = [
         AttributeDefinition(name: "firstName", headers: ["first_name"]), AttributeDefinition(name: "lastName", headers: ["last_name"]),
@@ -12,8 +11,8 @@ struct JomablueFormatTests {
         AttributeDefinition(name: "jobTitle", headers: ["job_title"]), AttributeDefinition(name: "checkedIn", headers: ["checked_in"]),
     ]
 
-    static func harness() throws -> (StoreHarness, EventProcessor) {
-        let h = try StoreHarness()
+    static func harness(_ kind: StoreKind) async throws -> (StoreHarness, EventProcessor) {
+        let h = try await StoreHarness(kind)
         return (h, EventProcessor(mapping: Mapping(attributes: attributes, actions: [:]), format: .jomablue(JomablueFormat(list: 1))))
     }
 
@@ -37,8 +36,8 @@ struct JomablueFormatTests {
     static let lead = #"{"resource_type":"lead","generated_at":"2026-05-13T02:44:19.230Z","context":{"event_id":"northwind/event/5","person_email":"jieun.lee@example.co.kr","person_id":"northwind/event_person/51490","person_organisation_uid":"0035g00000AbC34AAB","vendor_id":"northwind/vendor/77","vendor_name":"Acme Storage"},"identifiers":{"id":"northwind/vendor_lead/9031"},"data":{"notes":"Backup, Q3 budget"}}"#
     static let participation = #"{"resource_type":"session_participation","generated_at":"2026-05-13T04:15:02.551Z","context":{"event_id":"northwind/event/5","person_first_name":"สมศรี","person_last_name":"ทองดี","person_email":"somsri@example.co.th","person_id":"northwind/event_person/51502","person_organisation_uid":"","session_id":"northwind/session/310"},"identifiers":{"id":"northwind/session_participation/44120"},"data":{"attended":true}}"#
 
-    @Test func peopleEventsLeadsAndParticipationsAreKeptAndLinked() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func peopleEventsLeadsAndParticipationsAreKeptAndLinked(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         #expect(try await Self.send(Self.event(), h, processor) == .applied(notes: []))
         #expect(try await Self.send(Self.person(), h, processor) == .applied(notes: []))
@@ -59,11 +58,11 @@ struct JomablueFormatTests {
         let record = try #require(person.records.first { $0.kind == "person" })
         #expect(record.eventId == "northwind/event/5")
         #expect(record.categories == [ContactRecord.Category(id: "northwind/category/12", name: "VIP")])
-        #expect(try await h.store.count("linked_records") == 4)
+        #expect(try await h.count("linked_records") == 4)
     }
 
-    @Test func aRenamedCategoryShowsTheNewNameForEveryPerson() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func aRenamedCategoryShowsTheNewNameForEveryPerson(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         try await Self.send(Self.event(), h, processor)
         try await Self.send(Self.person(), h, processor)
@@ -73,13 +72,13 @@ struct JomablueFormatTests {
         #expect(person.records.first?.categories == [ContactRecord.Category(id: "northwind/category/12", name: "VIP 귀빈")])
     }
 
-    @Test func anIdenticalRepublicationIsUnchangedAndAnOlderVersionNeverWins() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func anIdenticalRepublicationIsUnchangedAndAnOlderVersionNeverWins(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         #expect(try await Self.send(Self.person(), h, processor) == .applied(notes: []))
         // An admin touched the person: the same payload again, with a new SNS MessageId.
         #expect(try await Self.send(Self.person(), h, processor) == .unchanged)
-        #expect(try await h.store.count("ledger") == 2)
+        #expect(try await h.count("ledger") == 2)
         // A newer version changes the job title; a late older one does not bring it back.
         try await Self.send(Self.person(generatedAt: "2026-05-14T00:00:00.000Z", jobTitle: "CEO"), h, processor)
         let outcome = try await Self.send(Self.person(generatedAt: "2026-05-13T12:00:00.000Z", jobTitle: "Intern"), h, processor)
@@ -87,19 +86,19 @@ struct JomablueFormatTests {
         #expect(try await h.contact("0035g00000AbC34AAB")?.attribute("jobTitle") == .string("CEO"))
     }
 
-    @Test func withoutAnOrganisationUidThePersonIsKeyedByItsJomablueId() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func withoutAnOrganisationUidThePersonIsKeyedByItsJomablueId(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         try await Self.send(Self.person(uid: ""), h, processor)
         let person = try #require(try await h.contact("northwind/event_person/51490"))
         #expect(person.attribute("organisation_uid") == nil)
     }
 
-    @Test func unknownResourceTypesAreSkipped() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func unknownResourceTypesAreSkipped(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         #expect(try await Self.send(#"{"resource_type":"badge_print","generated_at":"2026-05-13T00:00:00.000Z","identifiers":{"id":"a/b/1"}}"#, h, processor) == nil)
-        #expect(try await h.store.count("linked_records") == 0)
+        #expect(try await h.count("linked_records") == 0)
     }
 
     @Test(arguments: [
@@ -111,7 +110,8 @@ struct JomablueFormatTests {
         (#"{"resource_type":"event","generated_at":"2026-05-13T00:00:00.000Z","identifiers":{"id":"a/e/1"},"data":{"categories":"VIP"}}"#, #"data.categories: expected a list of { id, name }, got "VIP""#),
     ])
     func malformedPayloadsAreRefusedWithTheirReason(json: String, reason: String) async throws {
-        let (h, processor) = try Self.harness()
+        // Refused before the store: one store is enough.
+        let (h, processor) = try await Self.harness(.sqlite)
         defer { h.remove() }
         do {
             _ = try await Self.send(json, h, processor)

@@ -1,11 +1,10 @@
 import CRMCore
-import CRMStoreSQLite
 import Foundation
 import Testing
 
 /// The issue's converter example end to end: sender payloads typed by a header, converted, decoded, planned and
-/// applied to a real SQLite store.
-@Suite("Custom converters")
+/// applied to each store.
+@Suite("Store contract: custom converters")
 struct CustomConverterTests {
     static func converter() throws -> CustomConverter {
         CustomConverter(typeFrom: .header("event-name"), rules: [
@@ -26,8 +25,8 @@ struct CustomConverterTests {
         ])
     }
 
-    static func harness() throws -> (StoreHarness, EventProcessor) {
-        let h = try StoreHarness()
+    static func harness(_ kind: StoreKind) async throws -> (StoreHarness, EventProcessor) {
+        let h = try await StoreHarness(kind)
         let processor = EventProcessor(mapping: h.processor.planner.mapping, format: .custom(try converter()))
         return (h, processor)
     }
@@ -39,8 +38,8 @@ struct CustomConverterTests {
         ))
     }
 
-    @Test func senderPayloadsBecomeContactsPurchasesAndConsents() async throws {
-        let (h, processor) = try Self.harness()
+    @Test(arguments: StoreKind.allCases) func senderPayloadsBecomeContactsPurchasesAndConsents(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
         defer { h.remove() }
         let messages: [(String, String)] = [
             ("signup", #"{"user":{"id":"p-100","email":"mia@example.se","name":{"first":"Mia","last":"Berg"}},"source":"app"}"#),
@@ -82,8 +81,9 @@ struct CustomConverterTests {
         ("refund", #"{"uid":"p-1"}"#, #"header:event-name: no converter rule for type "refund" (rules: consent, payment, signup)"#),
         ("payment", "[1]", "expected a JSON object, got an array"),
     ])
-    func malformedMessagesAreRefusedNamingThePath(type: String, json: String, reason: String) throws {
-        let (h, processor) = try Self.harness()
+    func malformedMessagesAreRefusedNamingThePath(type: String, json: String, reason: String) async throws {
+        // Refused before the store: one store is enough.
+        let (h, processor) = try await Self.harness(.sqlite)
         defer { h.remove() }
         guard case let .rejected(error) = Self.prepare(processor, type, json) else {
             Issue.record("accepted: \(json)")
@@ -92,16 +92,16 @@ struct CustomConverterTests {
         #expect(error.description.hasPrefix(reason), "got: \(error.description)")
     }
 
-    @Test func aMessageWithoutTheTypeHeaderIsRefused() throws {
-        let (h, processor) = try Self.harness()
+    @Test func aMessageWithoutTheTypeHeaderIsRefused() async throws {
+        let (h, processor) = try await Self.harness(.sqlite)
         defer { h.remove() }
         guard case let .rejected(error) = Self.prepare(processor, nil, #"{"uid":"p-1"}"#) else { Issue.record("accepted"); return }
         #expect(error.description == "header:event-name: required: it names the message's type")
     }
 
     /// One queue, several senders: the `x-format` header picks the format of each message.
-    @Test func theFormatIsChosenPerMessageByAHeader() async throws {
-        let h = try StoreHarness()
+    @Test(arguments: StoreKind.allCases) func theFormatIsChosenPerMessageByAHeader(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
         defer { h.remove() }
         let processor = EventProcessor(mapping: h.processor.planner.mapping, format: .perMessage(
             by: .header("x-format"), formats: ["partner": .custom(try Self.converter()), "symplify": .standard], otherwise: nil

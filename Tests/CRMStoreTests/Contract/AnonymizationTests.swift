@@ -1,9 +1,8 @@
 import CRMCore
-import CRMStoreSQLite
 import Foundation
 import Testing
 
-@Suite("SQLite store: anonymization")
+@Suite("Store contract: anonymization")
 struct AnonymizationTests {
     static let actions: [EventType: [Action]] = [
         .userRegistration: [
@@ -27,24 +26,24 @@ struct AnonymizationTests {
         try await h.send(registration(Self.secrets[0], #"{"firstName":"Augusta","lastName":"Lovelace","email":"ada.lovelace@example.org"}"#))
         try await h.send(consent(Self.secrets[0], "EMAIL", true))
         try await h.send(deposit(Self.secrets[0], amount: "42.00", transaction: Self.secrets[4]))
-        let before = try h.databaseBytes()
+        let before = try await h.storedBytes()
         for secret in Self.secrets { #expect(before.range(of: Data(secret.utf8)) != nil, "\(secret) should be stored before") }
     }
 
     func expectErased(_ h: StoreHarness) async throws {
-        let bytes = try h.databaseBytes()
+        let bytes = try await h.storedBytes()
         for secret in Self.secrets {
-            #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(secret) is still in the database files")
+            #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(secret) is still in the \(h.kind) store")
         }
         #expect(try await h.store.contact(Self.secrets[0], list: nil) == .anonymized)
-        #expect(try await h.store.count("tombstones") == 1)
+        #expect(try await h.count("tombstones") == 1)
         // Revenue is kept, under an anonymous key; neighbours are untouched.
-        #expect(try await h.store.count("purchases") == 1)
+        #expect(try await h.count("purchases") == 1)
         #expect(try await h.contact("other-150")?.attribute("firstName") == .string("Name150"))
     }
 
-    @Test func anonymizeByIdLeavesNoPersonalByteInTheFile() async throws {
-        let h = try StoreHarness(actions: Self.actions)
+    @Test(arguments: StoreKind.allCases) func anonymizeByIdLeavesNoPersonalByteInTheFile(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: Self.actions)
         defer { h.remove() }
         try await populate(h)
         let outcome = try await h.send(#"{"type":"USER_BLOCKED","contactId":"\#(Self.secrets[0])"}"#)
@@ -53,8 +52,8 @@ struct AnonymizationTests {
     }
 
     /// A recorded HTTP request names its contact: anonymizing the contact erases the record too.
-    @Test func anonymizationErasesTheContactsRecordedRequests() async throws {
-        let h = try StoreHarness(actions: Self.actions)
+    @Test(arguments: StoreKind.allCases) func anonymizationErasesTheContactsRecordedRequests(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: Self.actions)
         defer { h.remove() }
         try await populate(h)
         func record(_ eventId: String, contact: String, email: String) -> PlannedEvent {
@@ -78,24 +77,24 @@ struct AnonymizationTests {
         #expect(try await h.store.incomingRequest("ev-2") != nil)
     }
 
-    @Test func anonymizeByEmail() async throws {
-        let h = try StoreHarness(actions: Self.actions)
+    @Test(arguments: StoreKind.allCases) func anonymizeByEmail(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: Self.actions)
         defer { h.remove() }
         try await populate(h)
         try await h.send(#"{"type":"USER_UPDATE","contactId":"unrelated","properties":{"email":"ADA.LOVELACE@example.org"}}"#)
         try await expectErased(h)
     }
 
-    @Test func laterEventsDoNotRecreateAnAnonymizedContact() async throws {
-        let h = try StoreHarness(actions: Self.actions)
+    @Test(arguments: StoreKind.allCases) func laterEventsDoNotRecreateAnAnonymizedContact(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: Self.actions)
         defer { h.remove() }
         try await h.send(registration("gone", #"{"firstName":"Ada"}"#))
         try await h.send(#"{"type":"USER_BLOCKED","contactId":"gone"}"#)
         let later = try await h.send(registration("gone", #"{"firstName":"Ada"}"#), id: "late-registration")
         #expect(later == .applied(notes: ["contact gone was anonymized: nothing applied"]))
         #expect(try await h.store.contact("gone", list: 1) == .anonymized)
-        #expect(try await h.store.count("contacts") == 0)
-        #expect(try await h.store.count("contact_attributes") == 0)
-        #expect(try await h.store.count("journey_enrollments") == 0)
+        #expect(try await h.count("contacts") == 0)
+        #expect(try await h.count("contact_attributes") == 0)
+        #expect(try await h.count("journey_enrollments") == 0)
     }
 }

@@ -1,3 +1,4 @@
+import CRMCore
 @testable import CRMStoreSQLite
 import Crypto
 import Foundation

@@ -1,3 +1,4 @@
+import CRMCore
 import Foundation
 import GRDB
 import Testing
@@ -43,9 +44,9 @@ struct WALCheckpointTests {
 
     @Test("committed pages reach the database file although the writer's own checkpoint is far away")
     func checkpointThreadCopiesTheWAL() async throws {
-        let h = try StoreHarness()
+        let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
-        let emptySize = fileSize(h.path)
+        let emptySize = fileSize(h.sqlitePath)
         for batch in 0..<5 {
             let events = try (0..<100).map { try h.plan(registration("c\(batch)-\($0)", #"{"firstName":"Ann"}"#), id: "\(batch)-\($0)") }
             _ = try await h.store.apply(events, now: StoreHarness.t0)
@@ -53,21 +54,21 @@ struct WALCheckpointTests {
         // The writer checkpoints only past 4,096 WAL pages (16 MiB); 500 events write far fewer. Without the
         // checkpoint thread the database file would keep its empty size until the store closes.
         let deadline = ContinuousClock.now + .seconds(10)
-        while fileSize(h.path) <= emptySize && ContinuousClock.now < deadline {
+        while fileSize(h.sqlitePath) <= emptySize && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(fileSize(h.path) > emptySize + 50_000)
-        #expect(fileSize(h.path + "-wal") < 16 << 20)
-        #expect(try await h.store.count("contacts") == 500)
+        #expect(fileSize(h.sqlitePath) > emptySize + 50_000)
+        #expect(fileSize(h.sqlitePath + "-wal") < 16 << 20)
+        #expect(try await h.count("contacts") == 500)
     }
 
     @Test("closing the store stops the checkpoint thread and leaves no WAL behind")
     func closeStopsTheThread() async throws {
-        let h = try StoreHarness()
+        let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
         _ = try await h.store.apply([try h.plan(registration("a"), id: "1")], now: StoreHarness.t0)
-        try h.store.close()
+        try h.sqliteStore.close()
         // The last connection to close removes the WAL: the checkpoint thread's connection was closed first.
-        #expect(!FileManager.default.fileExists(atPath: h.path + "-wal"))
+        #expect(!FileManager.default.fileExists(atPath: h.sqlitePath + "-wal"))
     }
 }

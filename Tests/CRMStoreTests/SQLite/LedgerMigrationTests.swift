@@ -11,9 +11,9 @@ import Testing
 struct LedgerMigrationTests {
     @Test("a message processed before the compact ledger is still a duplicate after the upgrade")
     func upgradeKeepsDuplicates() async throws {
-        let h = try StoreHarness()
+        let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
-        let path = h.folder.appendingPathComponent("old.sqlite").path
+        let path = h.folder!.appendingPathComponent("old.sqlite").path
         let event = try h.plan(registration("ann"), id: "abc")
 
         // A database as version 4 left it: a 32-byte HMAC-SHA256 key and the event type.

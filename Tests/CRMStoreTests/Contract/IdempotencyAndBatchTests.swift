@@ -1,0 +1,99 @@
+import CRMCore
+import Foundation
+import Synchronization
+import Testing
+
+@Suite("Store contract: idempotency and group commit")
+struct IdempotencyAndBatchTests {
+    @Test(arguments: StoreKind.allCases) func aMessageIdAppliesOnce(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        #expect(try await h.send(deposit("c1", amount: "5", transaction: nil), id: "m-1") == .applied(notes: []))
+        #expect(try await h.send(deposit("c1", amount: "5", transaction: nil), id: "m-1") == .duplicate)
+        #expect(try await h.send(deposit("c1", amount: "5", transaction: nil), id: "m-1", redelivered: true) == .duplicate)
+        #expect(try await h.contact("c1")?.purchases.count == 1)
+    }
+
+    @Test(arguments: StoreKind.allCases) func identicalMessagesWithoutIdAllApplyOnFirstDelivery(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        // On, off, on: two of the three are byte-identical, and all three are real.
+        #expect(try await h.send(consent("c1", "EMAIL", true)) == .applied(notes: []))
+        #expect(try await h.send(consent("c1", "EMAIL", false)) == .applied(notes: []))
+        #expect(try await h.send(consent("c1", "EMAIL", true)) == .applied(notes: []))
+        #expect(try await h.contact("c1")?.consents[.email] == true)
+        // The broker redelivers the last "off": within the window it is recognised.
+        #expect(try await h.send(consent("c1", "EMAIL", false), redelivered: true) == .duplicate)
+        #expect(try await h.contact("c1")?.consents[.email] == true)
+    }
+
+    @Test(arguments: StoreKind.allCases) func redeliveryOutsideTheWindowApplies(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        try await h.send(consent("c1", "SMS", true), at: StoreHarness.t0)
+        let later = StoreHarness.t0.adding(2, .hours)
+        #expect(try await h.send(consent("c1", "SMS", true), redelivered: true, at: later) == .applied(notes: []))
+    }
+
+    @Test(arguments: StoreKind.allCases) func duplicatesWithinOneBatchApplyOnce(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        let events = [
+            try h.plan(registration("c1"), id: "r"),
+            try h.plan(deposit("c1", amount: "1", transaction: nil), id: "d"),
+            try h.plan(deposit("c1", amount: "1", transaction: nil), id: "d"),
+        ]
+        let outcomes = try await h.store.apply(events, now: StoreHarness.t0)
+        #expect(outcomes == [.applied(notes: []), .applied(notes: []), .duplicate])
+        #expect(try await h.count("purchases") == 1)
+        #expect(try await h.count("ledger") == 2)
+    }
+
+    @Test(arguments: StoreKind.allCases) func aRefusedEventRollsBackAloneAndWhole(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
+            .userUpdate: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 666)],
+        ])
+        defer { h.remove() }
+        // A second connection installs a trigger that refuses journey 666, as a constraint would.
+        try await h.refuseJourney(666, message: "journey 666 is closed")
+        let events = [
+            try h.plan(registration("a"), id: "1"),
+            try h.plan(#"{"type":"USER_UPDATE","contactId":"b","properties":{"firstName":"Bob"}}"#, id: "2"),
+            try h.plan(registration("c"), id: "3"),
+        ]
+        let outcomes = try await h.store.apply(events, now: StoreHarness.t0)
+        #expect(outcomes[0] == .applied(notes: []))
+        guard case let .failed(error) = outcomes[1] else {
+            Issue.record("expected a failure, got \(outcomes[1])")
+            return
+        }
+        #expect(error.code == .rejected)
+        #expect(error.message.contains("journey 666 is closed"))
+        #expect(outcomes[2] == .applied(notes: []))
+        // Nothing of the refused event remains: not its contact, not its attribute, not its ledger row.
+        #expect(try await h.store.contact("b", list: nil) == .notFound)
+        #expect(try await h.count("contact_attributes") == 0)
+        #expect(try await h.count("ledger") == 2)
+        #expect(try await h.count("contacts") == 2)
+        // The batch ran first without savepoints, was refused, and ran again with one per event.
+        #expect(h.transactionsRedoneWithSavepoints == 1)
+        // A batch nobody refuses runs once.
+        _ = try await h.store.apply([try h.plan(registration("d"), id: "4"), try h.plan(registration("e"), id: "5")], now: StoreHarness.t0)
+        #expect(h.transactionsRedoneWithSavepoints == 1)
+        #expect(try await h.count("contacts") == 4)
+    }
+
+    @Test(arguments: StoreKind.allCases) func pruningForgetsOldKeys(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        try await h.send(deposit("c1", amount: "1", transaction: nil), id: "old", at: StoreHarness.t0)
+        #expect(try await h.store.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) == 2)
+        #expect(try await h.count("ledger") == 0)
+        #expect(try await h.send(deposit("c1", amount: "1", transaction: nil), id: "old") == .applied(notes: []))
+    }
+}
