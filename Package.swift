@@ -151,7 +151,8 @@ let package = Package(
         .target(
             name: "CRMIngest",
             dependencies: [
-                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport", "CurlHTTP",
+                "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMStorePostgres", "CRMSourceRabbitMQ", "CRMSourceSQS", "CRMSourceHTTP", "CRMSourceSupport",
+                "CurlHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -203,7 +204,8 @@ let package = Package(
         .testTarget(
             name: "CRMSourceRabbitMQTests",
             dependencies: [
-                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "AMQPClient", "CRMTestSupport", "CurlHTTP", "CRMSourceSupport", "AWSSigV4", "SQSClient", .product(name: "Crypto", package: "swift-crypto"),
+                "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMStorePostgres", "AMQPClient", "CRMTestSupport", "CurlHTTP",
+                "CRMSourceSupport", "AWSSigV4", "SQSClient", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

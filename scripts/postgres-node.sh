@@ -57,7 +57,7 @@ start() {
     for attempt in 1 2 3; do
         port=$(free_port)
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$START_TIMEOUT" \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=100 -c shared_buffers=64MB" start >/dev/null 2>&1; then
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c shared_buffers=64MB" start >/dev/null 2>&1; then
             break
         fi
         # Another process may have taken the port between choosing and binding it: try another.

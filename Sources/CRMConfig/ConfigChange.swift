@@ -80,6 +80,7 @@ extension StoreConfig {
     public var summary: String {
         switch self {
         case let .sqlite(sqlite): return "sqlite at \(sqlite.path)"
+        case let .postgres(postgres): return "postgres at \(postgres.redactedURL)"
         }
     }
 }

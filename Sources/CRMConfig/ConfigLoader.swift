@@ -198,9 +198,14 @@ struct ConfigReader {
     }
 
     mutating func readStore(_ node: Node?) -> StoreConfig? {
-        guard let store = members(node, at: "store", allowed: ["sqlite"]) else { return nil }
+        guard let store = members(node, at: "store", allowed: ["sqlite", "postgres"]) else { return nil }
+        if store["sqlite"] != nil, store["postgres"] != nil {
+            problem("store", "name one store: sqlite or postgres, not both")
+            return nil
+        }
+        if let postgresNode = store["postgres"] { return readPostgres(postgresNode).map(StoreConfig.postgres) }
         guard let sqliteNode = store["sqlite"] else {
-            problem("store", "name a store: sqlite")
+            problem("store", "name a store: sqlite or postgres")
             return nil
         }
         var sqlite = SQLiteStoreConfig()
@@ -226,6 +231,35 @@ struct ConfigReader {
             }
         }
         return .sqlite(sqlite)
+    }
+
+    mutating func readPostgres(_ node: Node) -> PostgresStoreConfig? {
+        guard let fields = members(node, at: "store.postgres", allowed: ["url", "pool", "tls", "startup_timeout"]) else { return nil }
+        guard let url = string(fields["url"], at: "store.postgres.url") else {
+            if fields["url"] == nil { problem("store.postgres.url", "required: postgres://USER:PASSWORD@HOST:PORT/DATABASE") }
+            return nil
+        }
+        var postgres: PostgresStoreConfig
+        switch PostgresStoreConfig.parse(url: url) {
+        case let .success(parsed): postgres = parsed
+        case let .failure(error):
+            problem("store.postgres.url", error.description)
+            return nil
+        }
+        if let pool = int(fields["pool"], at: "store.postgres.pool", required: false) {
+            if (1...256).contains(pool) { postgres.pool = pool } else { problem("store.postgres.pool", "expected 1 to 256 connections, got \(pool)") }
+        }
+        if let tls = string(fields["tls"], at: "store.postgres.tls") {
+            if let mode = PostgresStoreConfig.TLSMode(rawValue: tls) {
+                postgres.tls = mode
+            } else {
+                problem("store.postgres.tls", "expected disable, prefer or require, got \"\(tls)\"")
+            }
+        }
+        if let seconds = duration(fields["startup_timeout"], at: "store.postgres.startup_timeout") {
+            postgres.startupTimeoutSeconds = max(0, Int(seconds))
+        }
+        return postgres
     }
 
     mutating func readSources(_ node: Node?) -> [SourceConfig] {

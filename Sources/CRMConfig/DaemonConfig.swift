@@ -1,4 +1,5 @@
 import CRMCore
+import Foundation
 import ProcaCrypto
 
 /// The whole configuration of a daemon, as read from the YAML file.
@@ -50,12 +51,126 @@ public struct DaemonConfig: Sendable {
 
 public enum StoreConfig: Sendable, Equatable {
     case sqlite(SQLiteStoreConfig)
+    case postgres(PostgresStoreConfig)
 
     public var kind: String {
         switch self {
         case .sqlite: return "sqlite"
+        case .postgres: return "postgres"
         }
     }
+}
+
+/// The PostgreSQL store: where the server is and how many connections a daemon keeps (`store.postgres`).
+public struct PostgresStoreConfig: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    /// Connections this daemon opens at most; batches beyond it wait for a free one.
+    public var pool: Int
+    public var tls: TLSMode
+    /// How long the daemon waits at start-up for a server that does not answer yet.
+    public var startupTimeoutSeconds: Int
+
+    public enum TLSMode: String, Sendable, Equatable, CaseIterable {
+        /// Plain TCP.
+        case disable
+        /// TLS when the server offers it, plain TCP otherwise (libpq's default).
+        case prefer
+        /// TLS with the server's certificate verified against the system's trust store and the host name.
+        case require
+    }
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 5432, username: String = "crm", password: String? = nil, database: String = "crm",
+        pool: Int = 8, tls: TLSMode = .prefer, startupTimeoutSeconds: Int = 60
+    ) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.pool = pool
+        self.tls = tls
+        self.startupTimeoutSeconds = startupTimeoutSeconds
+    }
+
+    /// The URL with its password masked, for messages and logs.
+    public var redactedURL: String {
+        "postgres://\(username)\(password == nil ? "" : ":***")@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)"
+    }
+
+    /// Reads `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]` (also `postgresql://`).
+    /// The user information ends at the last `@`, so a password from the environment may hold `@`, `/` or `:` as is;
+    /// percent-escapes in user, password and database are decoded (as libpq does: write a literal `%` as `%25`).
+    /// The error says what is wrong, never the password.
+    public static func parse(url text: String) -> Result<PostgresStoreConfig, PostgresURLError> {
+        guard let schemeEnd = text.range(of: "://") else {
+            return .failure(PostgresURLError("expected postgres://USER:PASSWORD@HOST:PORT/DATABASE"))
+        }
+        let scheme = text[..<schemeEnd.lowerBound].lowercased()
+        guard scheme == "postgres" || scheme == "postgresql" else {
+            return .failure(PostgresURLError("expected the postgres:// scheme, got \(scheme)://"))
+        }
+        var rest = text[schemeEnd.upperBound...]
+        var config = PostgresStoreConfig()
+        guard let at = rest.lastIndex(of: "@") else { return .failure(PostgresURLError("names no user (postgres://USER@HOST/DATABASE)")) }
+        let userInfo = rest[..<at]
+        rest = rest[rest.index(after: at)...]
+        let user = userInfo.firstIndex(of: ":").map { userInfo[..<$0] } ?? userInfo
+        guard !user.isEmpty else { return .failure(PostgresURLError("names no user (postgres://USER@HOST/DATABASE)")) }
+        config.username = String(user).removingPercentEncoding ?? String(user)
+        config.password = userInfo.firstIndex(of: ":").map { String(userInfo[userInfo.index(after: $0)...]) }.map { $0.removingPercentEncoding ?? $0 }
+        var query: Substring = ""
+        if let question = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: question)...]
+            rest = rest[..<question]
+        }
+        guard let slash = rest.firstIndex(of: "/") else { return .failure(PostgresURLError("names no database (postgres://USER@HOST/DATABASE)")) }
+        var hostPort = rest[..<slash]
+        let database = rest[rest.index(after: slash)...]
+        guard !database.isEmpty, !database.contains("/") else { return .failure(PostgresURLError("names no database (postgres://USER@HOST/DATABASE)")) }
+        config.database = String(database).removingPercentEncoding ?? String(database)
+        // [v6 address]:port, host:port, host
+        if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
+            config.host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
+            hostPort = hostPort[hostPort.index(after: close)...]
+            if hostPort.hasPrefix(":") { hostPort = hostPort.dropFirst() } else if !hostPort.isEmpty { return .failure(PostgresURLError("cannot read the host")) }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            config.host = String(hostPort[..<colon])
+            hostPort = hostPort[hostPort.index(after: colon)...]
+        } else {
+            config.host = String(hostPort)
+            hostPort = ""
+        }
+        guard !config.host.isEmpty else { return .failure(PostgresURLError("names no host")) }
+        if !hostPort.isEmpty {
+            guard let port = Int(hostPort), (1...65535).contains(port) else { return .failure(PostgresURLError("port \(hostPort) is not a port number")) }
+            config.port = port
+        }
+        for item in query.split(separator: "&") where !item.isEmpty {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            let name = String(parts[0]), value = parts.count > 1 ? String(parts[1]) : ""
+            switch name {
+            case "sslmode":
+                guard let mode = TLSMode(rawValue: value) else {
+                    return .failure(PostgresURLError("sslmode must be disable, prefer or require, got \(value.isEmpty ? "nothing" : value)"))
+                }
+                config.tls = mode
+            default:
+                return .failure(PostgresURLError("unknown parameter \(name) (known: sslmode)"))
+            }
+        }
+        return .success(config)
+    }
+}
+
+/// Why a PostgreSQL URL was refused (never quoting the password).
+public struct PostgresURLError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 public struct SQLiteStoreConfig: Sendable, Equatable {

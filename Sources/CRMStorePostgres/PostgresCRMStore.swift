@@ -25,6 +25,34 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         self.logger = logger
     }
 
+    /// How the connections use TLS.
+    public enum TLSMode: Sendable {
+        /// Plain TCP.
+        case disable
+        /// TLS when the server offers it (certificate verified), plain TCP otherwise.
+        case prefer
+        /// TLS, the server's certificate verified against the system's trust store and the host name.
+        case require
+    }
+
+    /// A store on the server at `host`, with at most `maximumConnections` connections (opened as needed).
+    public convenience init(
+        host: String, port: Int, username: String, password: String?, database: String, tls: TLSMode, maximumConnections: Int,
+        logger: Logger
+    ) {
+        let clientTLS: PostgresClient.Configuration.TLS = switch tls {
+        case .disable: .disable
+        case .prefer: .prefer(.makeClientConfiguration())
+        case .require: .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: clientTLS
+        )
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = 0
+        self.init(configuration: configuration, logger: logger)
+    }
+
     /// Runs the connection pool until the task is cancelled or the service group shuts down (postgres-nio closes the
     /// pool at graceful shutdown; the services that use the store stop before it, as the group stops in reverse order).
     public func run() async throws {

@@ -150,7 +150,7 @@ struct ConfigLoaderTests {
         ("mappings: { USER_UPDATE: { update_contact: { list: 1 } } }",
          ["mappings.USER_UPDATE: expected a list of actions, got a mapping"]),
         ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency, reload)"]),
-        ("store: { mysql: {} }", ["store.mysql: unknown key (expected one of: sqlite)", "store: name a store: sqlite"]),
+        ("store: { mysql: {} }", ["store.mysql: unknown key (expected one of: sqlite, postgres)", "store: name a store: sqlite or postgres"]),
         ("store: { sqlite: { path: \"${NOPE}/x.sqlite\" } }",
          ["store.sqlite.path: environment variable NOPE is not set (write ${NOPE:-default} to give a default)"]),
         ("attributes: [ { name: first, headers: [\"first name\", \"a&b\", ok] } ]",

@@ -15,7 +15,7 @@ struct IngestRunnerTests {
 
     func ingest(_ text: String, folder: TemporaryFolder, name: String = "events.jsonl") async throws -> (IngestSummary, [IngestRunner.Rejection]) {
         let config = try ConfigLoader(environment: ["CRM_INGEST_DATA": folder.url.path]).load(yaml: DefaultConfiguration.yaml)
-        let store = try StoreFactory.open(config.store, logger: Logger(label: "test"))
+        let store = try StoreFactory.open(config.store, logger: Logger(label: "test")).store
         let file = try folder.write(name, text)
         let rejections = Rejections()
         let runner = IngestRunner(processor: config.processor, store: store, batchSize: 3)

@@ -64,7 +64,7 @@ struct Workload {
     static var processor: EventProcessor { EventProcessor(mapping: Mapping(attributes: attributes, actions: actions)) }
 
     /// Problems with the final state, for `copies` deliveries of every event (1 unless duplicates were meant to apply).
-    func problems(in store: SQLiteCRMStore, depositCopies: Int = 1) async throws -> [String] {
+    func problems(in store: any CRMStore, depositCopies: Int = 1) async throws -> [String] {
         var problems: [String] = []
         for contact in 0..<contacts {
             guard case let .found(snapshot) = try await store.contact(contactId(contact), list: 1) else {

@@ -58,4 +58,36 @@ public struct PostgresTestServer: Sendable {
         self.database = database
         self.url = url
     }
+
+    /// Runs SQL through the server's `psql` as the test role; the rows as text (`|` between columns, one per line).
+    /// For set-up and for assertions on end state from tests that have no PostgreSQL client of their own.
+    @discardableResult
+    public func psql(_ sql: String, database: String? = nil) throws -> String {
+        let process = Process()
+        let bin = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql"))?.sorted().last.map { "/usr/lib/postgresql/\($0)/bin/psql" }
+        process.executableURL = URL(fileURLWithPath: bin.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil } ?? "/usr/bin/psql")
+        process.arguments = ["-h", host, "-p", String(port), "-U", username, "-d", database ?? self.database, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        process.environment = ["PGPASSWORD": password, "PATH": "/usr/bin:/bin"]
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ServerError(description: "psql failed: \(problem)") }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A new, empty database owned by the test role; its name.
+    public func createDatabase() throws -> String {
+        let name = "crm_\(UUID().uuidString.prefix(8).lowercased())"
+        try psql("CREATE DATABASE \(name)")
+        return name
+    }
+
+    /// The URL of `database` on this server, for a daemon's `store.postgres.url`.
+    public func url(database: String) -> String {
+        "postgres://\(username):\(password)@\(host):\(port)/\(database)"
+    }
 }

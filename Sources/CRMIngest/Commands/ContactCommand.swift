@@ -29,7 +29,10 @@ struct ContactCommand: AsyncParsableCommand {
             do { config = try ConfigLoading.load(options.config) } catch { throw ExitCode(1) }
             let result: ContactLookupResult
             do {
-                result = try await StoreFactory.open(config.store, logger: Logger(label: "crm-ingest")).contact(contactId, list: list)
+                let (contactId, list) = (contactId, list)
+                result = try await StoreFactory.withStore(config.store, logger: Logger(label: "crm-ingest")) { store in
+                    try await store.contact(contactId, list: list)
+                }
             } catch {
                 printError("\(error)")
                 throw ExitCode(1)

@@ -36,25 +36,20 @@ struct IngestCommand: AsyncParsableCommand {
         } else {
             handle = FileHandle.standardInput
         }
-        let store: any CRMStore
-        do {
-            store = try StoreFactory.open(config.store, logger: Logger(label: "crm-ingest"))
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
         let progress = ProgressBar(totalBytes: totalBytes)
-        let runner = IngestRunner(processor: config.processor, store: store)
         let summary: IngestSummary
         do {
-            summary = try await runner.run(
-                handle,
-                onRejected: { rejection in
-                    if progress.isEnabled { progress.finish() }
-                    printError("line \(rejection.line): \(rejection.reason)")
-                },
-                onProgress: { summary, bytes in progress.update(summary, bytesRead: bytes) }
-            )
+            let processor = config.processor
+            summary = try await StoreFactory.withStore(config.store, logger: Logger(label: "crm-ingest")) { store in
+                try await IngestRunner(processor: processor, store: store).run(
+                    handle,
+                    onRejected: { rejection in
+                        if progress.isEnabled { progress.finish() }
+                        printError("line \(rejection.line): \(rejection.reason)")
+                    },
+                    onProgress: { summary, bytes in progress.update(summary, bytesRead: bytes) }
+                )
+            }
         } catch {
             progress.finish()
             printError("ingest stopped: \(error)")

@@ -22,7 +22,9 @@ struct IntegrationsCommand: AsyncParsableCommand {
         }
         let resolved: [HTTPIntegrations.Resolved]
         do {
-            resolved = try await HTTPIntegrations.endpoints(config, store: try StoreFactory.open(config.store, logger: Logger(label: "crm-ingest")))
+            resolved = try await StoreFactory.withStore(config.store, logger: Logger(label: "crm-ingest")) { store in
+                try await HTTPIntegrations.endpoints(config, store: store)
+            }
         } catch {
             printError("\(error)")
             throw ExitCode(1)

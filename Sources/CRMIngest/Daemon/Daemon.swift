@@ -36,10 +36,36 @@ public struct Daemon: Sendable {
     public func run(onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         // SIGHUP's default action ends the process: trapped first, before anything slow (store, migrations).
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let opened = try StoreFactory.open(config.store, logger: logger)
+        guard let pool = opened.service else {
+            try await runServices(store: opened.store, hangups: hangups, shutdownSignals: [.sigterm, .sigint], onHTTPListening: onHTTPListening)
+            return
+        }
+        // A store with a connection pool (PostgreSQL): the pool is a service of the outer group, started first and
+        // stopped last; the daemon's own services run in a group nested in the second service, once the store is
+        // ready, and stop before the pool does.
+        let daemon = StartAfter(logger: logger) {
+            try await opened.prepare()
+        } then: {
+            try await runServices(store: opened.store, hangups: hangups, shutdownSignals: [], onHTTPListening: onHTTPListening)
+        }
+        let outer = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: pool, serviceName: "store-pool"), .init(service: daemon, serviceName: "daemon")],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger
+        ))
+        try await outer.run()
+    }
+
+    /// Every service but the store's pool, in one group; returns once they all stopped.
+    private func runServices(
+        store: any CRMStore, hangups: UnixSignalsSequence, shutdownSignals: [UnixSignal],
+        onHTTPListening: @escaping @Sendable (Int) -> Void
+    ) async throws {
         // Metrics made from here on go to Prometheus (served at /metrics).
         let registry = PrometheusMetrics.registry
         let config = self.config
-        let store = try StoreFactory.open(config.store, logger: logger)
         let statusBoard = SourceStatusBoard()
         let (logger, now) = (self.logger, self.now)
         let supervisor = SourceSupervisor(
@@ -134,11 +160,40 @@ public struct Daemon: Sendable {
                     "mapped_event_types": "\(config.mappings.count)", "config_sha256": "\(loaded.sha256)",
                 ]), serviceName: "readiness"),
             ] + systemd,
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            gracefulShutdownSignals: shutdownSignals,
             cancellationSignals: [],
             logger: logger
         ))
-        try await group.run()
+        // Nested in an outer group (see `run`), this group shuts down when that one does.
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            Task { await group.triggerGracefulShutdown() }
+        }
         logger.info("crm-ingest stopped")
+    }
+}
+
+/// A service that readies something first (`prepare`), then runs `body`. A graceful shutdown during `prepare`
+/// ends it without running `body` and without an error; during `body`, `body` sees it.
+struct StartAfter: Service {
+    let logger: Logger
+    let prepare: @Sendable () async throws -> Void
+    let body: @Sendable () async throws -> Void
+
+    init(logger: Logger, _ prepare: @escaping @Sendable () async throws -> Void, then body: @escaping @Sendable () async throws -> Void) {
+        self.logger = logger
+        self.prepare = prepare
+        self.body = body
+    }
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await prepare() }
+        } catch where Task.isShuttingDownGracefully {
+            logger.notice("stopped while the store was starting")
+            return
+        }
+        try await body()
     }
 }
