@@ -77,9 +77,10 @@ public struct PostgresStoreConfig: Sendable, Equatable {
     public enum TLSMode: String, Sendable, Equatable, CaseIterable {
         /// Plain TCP.
         case disable
-        /// TLS when the server offers it, plain TCP otherwise (libpq's default).
+        /// TLS when the server offers it, plain TCP otherwise, the certificate not checked (libpq's default, `prefer`).
         case prefer
-        /// TLS with the server's certificate verified against the system's trust store and the host name.
+        /// TLS with the server's certificate verified against the system's trust store and the host name (libpq's
+        /// `verify-full`).
         case require
     }
 

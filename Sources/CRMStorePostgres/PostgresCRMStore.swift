@@ -29,9 +29,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public enum TLSMode: Sendable {
         /// Plain TCP.
         case disable
-        /// TLS when the server offers it (certificate verified), plain TCP otherwise.
+        /// TLS when the server offers it, its certificate not checked (libpq's `prefer`); plain TCP otherwise.
         case prefer
-        /// TLS, the server's certificate verified against the system's trust store and the host name.
+        /// TLS, the server's certificate verified against the system's trust store and the host name (libpq's
+        /// `verify-full`).
         case require
     }
 
@@ -40,10 +41,18 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         host: String, port: Int, username: String, password: String?, database: String, tls: TLSMode, maximumConnections: Int,
         logger: Logger
     ) {
-        let clientTLS: PostgresClient.Configuration.TLS = switch tls {
-        case .disable: .disable
-        case .prefer: .prefer(.makeClientConfiguration())
-        case .require: .require(.makeClientConfiguration())
+        let clientTLS: PostgresClient.Configuration.TLS
+        switch tls {
+        case .disable:
+            clientTLS = .disable
+        case .prefer:
+            // As libpq's `prefer`: encryption when offered, the certificate not checked (it may be self-signed).
+            var unverified = TLSConfiguration.makeClientConfiguration()
+            unverified.certificateVerification = .none
+            clientTLS = .prefer(unverified)
+        case .require:
+            // Stricter than libpq's `require` (which does not verify): this is its `verify-full`.
+            clientTLS = .require(.makeClientConfiguration())
         }
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: clientTLS
@@ -67,12 +76,15 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var delay = Duration.milliseconds(200)
         while true {
             do {
-                try await migrate()
-                let key = try await client.withConnection { connection in
-                    try await connection.first("SELECT value FROM meta WHERE key = 'tombstone_key'", as: Data.self, logger: logger)
+                // The pool waits for a connection as long as it takes; the attempt ends at the deadline.
+                try await Self.withDeadline(deadline) { [self] in
+                    try await migrate()
+                    let key = try await client.withConnection { connection in
+                        try await connection.first("SELECT value FROM meta WHERE key = 'tombstone_key'", as: Data.self, logger: logger)
+                    }
+                    guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
+                    keyedHash.withLock { $0 = KeyedHash(key: [UInt8](key)) }
                 }
-                guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
-                keyedHash.withLock { $0 = KeyedHash(key: [UInt8](key)) }
                 return
             } catch {
                 let storeError = Self.storeError(error)
@@ -81,6 +93,23 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }
+        }
+    }
+
+    /// Runs `body`, cancelled at `deadline` with `StoreError(.unavailable)`.
+    static func withDeadline(_ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                return false
+            }
+            let finished = try await group.next() ?? false
+            group.cancelAll()
+            if !finished { throw StoreError(.unavailable, "PostgreSQL did not answer in time") }
         }
     }
 

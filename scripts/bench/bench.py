@@ -11,7 +11,8 @@ Environment:
   BENCH_EVENTS=200000          events of the RabbitMQ drain scenario
   BENCH_BIG_EVENTS=2000000     events of the memory scenario
   BENCH_INGEST_LINES=1000000   lines of the ingest scenario
-  BENCH_SCENARIOS="rabbitmq memory latency ingest http sqs startup"
+  BENCH_PG_EVENTS=100000       events of the scale-out scenario (RabbitMQ → PostgreSQL, 1 and 2 daemons)
+  BENCH_SCENARIOS="rabbitmq memory latency ingest http sqs startup scaleout"
   BENCH_OUTPUT=Docs/BENCHMARKS.md
 """
 import json
@@ -37,7 +38,8 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 BIG_EVENTS = int(os.environ.get("BENCH_BIG_EVENTS", "2000000"))
 INGEST_LINES = int(os.environ.get("BENCH_INGEST_LINES", "1000000"))
-SCENARIOS = os.environ.get("BENCH_SCENARIOS", "rabbitmq memory latency ingest http sqs startup").split()
+PG_EVENTS = int(os.environ.get("BENCH_PG_EVENTS", "100000"))
+SCENARIOS = os.environ.get("BENCH_SCENARIOS", "rabbitmq memory latency ingest http sqs startup scaleout").split()
 OUTPUT = os.path.join(ROOT, os.environ.get("BENCH_OUTPUT", "Docs/BENCHMARKS.md"))
 CONTACTS = 20_000
 # The no-op consumer uses the daemon's own prefetch: the one of the shipped configuration it runs on.
@@ -101,6 +103,36 @@ class RabbitMQ:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Postgres:
+    """A throw-away PostgreSQL (scripts/postgres-node.sh) on a free loopback port."""
+
+    def __init__(self):
+        os.chmod(WORK, 0o711)  # the server runs as the postgres user when we are root: it must reach its folder
+        self.dir = os.path.join(WORK, "postgres")
+        subprocess.run([os.path.join(ROOT, "scripts/postgres-node.sh"), "start", self.dir], check=True, capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+        with open(os.path.join(self.dir, "env")) as f:
+            self.env = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+
+    def url(self, database):
+        e = self.env
+        return f"postgres://{e['PG_USER']}:{e['PG_PASSWORD']}@127.0.0.1:{e['PG_PORT']}/{database}"
+
+    def psql(self, sql, database=None):
+        e = self.env
+        return subprocess.run(["psql", "-h", "127.0.0.1", "-p", e["PG_PORT"], "-U", e["PG_USER"], "-d", database or e["PG_DATABASE"],
+                               "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, text=True,
+                              env=dict(os.environ, PGPASSWORD=e["PG_PASSWORD"])).stdout.strip()
+
+    def fresh_database(self, name):
+        self.psql(f"DROP DATABASE IF EXISTS {name}")
+        self.psql(f"CREATE DATABASE {name}")
+        return name
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts/postgres-node.sh"), "stop", self.dir], capture_output=True)
 
 
 class Daemon:
@@ -204,6 +236,31 @@ def drain_with_daemon(broker, count, samples_at=()):
         return rate, (cpu - cpu_start) / count * 10_000, peak, samples
     finally:
         daemon.stop()
+
+
+def drain_with_daemons(broker, count, config, daemons):
+    """Starts `daemons` daemons on `config` (one queue holding `count` events); returns the events/s they drain
+    together, from the first settled event to the last."""
+    running = [Daemon(broker.url, fresh_data(f"scaleout-{i}"), config=config) for i in range(daemons)]
+    try:
+        for daemon in running:
+            daemon.wait_ready()
+        first = None
+        while True:
+            done = sum(daemon.settled() for daemon in running)
+            now = time.monotonic()
+            if done > 0 and first is None:
+                first = (now, done)
+            if done >= count:
+                break
+            for daemon in running:
+                if daemon.process.poll() is not None:
+                    raise RuntimeError(f"a daemon exited; see {daemon.log_path}")
+            time.sleep(0.05)
+        return (count - first[1]) / (now - first[0])
+    finally:
+        for daemon in running:
+            daemon.stop()
 
 
 # MARK: scenarios
@@ -432,6 +489,39 @@ def scenario_sqs():
 
 # MARK: report
 
+def scenario_scaleout(broker):
+    """RabbitMQ → PostgreSQL with one daemon, then two on the same queue and database (competing consumers)."""
+    postgres = Postgres()
+    try:
+        queue = "crm.events"
+        with open(os.path.join(ROOT, "Config/crm-ingest.yaml")) as f:
+            shipped = f.read()
+        sqlite_line = re.search(r"^  sqlite: .*$", shipped, re.M).group(0)
+        ones, twos, ratios = [], [], []
+        for run in range(RUNS):
+            rates = {}
+            for daemons in (1, 2):
+                database = postgres.fresh_database(f"bench_{daemons}")
+                config = os.path.join(WORK, f"postgres-{daemons}.yaml")
+                with open(config, "w") as f:
+                    f.write(shipped.replace(sqlite_line, f'  postgres: {{ url: "{postgres.url(database)}", pool: 8, tls: disable }}'))
+                log(f"scale-out run {run + 1}/{RUNS}: publishing {PG_EVENTS:,} events for {daemons} daemon(s)")
+                run_tool("publish", "--url", broker.url, "--queue", queue, "--events", PG_EVENTS, "--contacts", CONTACTS)
+                rates[daemons] = drain_with_daemons(broker, PG_EVENTS, config, daemons)
+                ledger = int(postgres.psql("SELECT count(*) FROM ledger", database))
+                if ledger != PG_EVENTS:
+                    raise RuntimeError(f"{daemons} daemon(s): the ledger holds {ledger:,} keys for {PG_EVENTS:,} events")
+                log(f"scale-out run {run + 1}: {daemons} daemon(s) {rates[daemons]:,.0f}/s")
+            ones.append(rates[1])
+            twos.append(rates[2])
+            ratios.append(rates[2] / rates[1])
+        row(f"RabbitMQ → PostgreSQL, {PG_EVENTS:,} persistent events, {CONTACTS:,} contacts, 1 daemon", "events/s to drain", ones)
+        row(f"RabbitMQ → PostgreSQL, {PG_EVENTS:,} events, 2 daemons on one queue and one database", "events/s to drain (both)",
+            twos, ones, ratios, "baseline: 1 daemon, same run")
+    finally:
+        postgres.stop()
+
+
 def machine():
     cores = os.cpu_count()
     memory = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1)) / 1024 / 1024
@@ -464,7 +554,7 @@ def write_report(command, notes):
 
 
 def main():
-    command = "make bench" + "".join(f" {k}={os.environ[k]}" for k in ("BENCH_RUNS", "BENCH_EVENTS", "BENCH_BIG_EVENTS", "BENCH_INGEST_LINES", "BENCH_SCENARIOS") if k in os.environ)
+    command = "make bench" + "".join(f" {k}={os.environ[k]}" for k in ("BENCH_RUNS", "BENCH_EVENTS", "BENCH_BIG_EVENTS", "BENCH_INGEST_LINES", "BENCH_PG_EVENTS", "BENCH_SCENARIOS") if k in os.environ)
     failures = []
     broker = None
     try:
@@ -489,6 +579,8 @@ def main():
                     scenario_sqs()
                 elif scenario == "startup":
                     scenario_startup(broker)
+                elif scenario == "scaleout":
+                    scenario_scaleout(broker)
                 else:
                     raise RuntimeError(f"unknown scenario {scenario}")
             except Exception as error:  # a scenario that cannot run says so, loudly, and reports no figure

@@ -201,3 +201,34 @@ struct PostgresConcurrencyTests {
         #expect(try await h.count("purchases") == 60)
     }
 }
+
+/// `tls:` against the test server, which offers no TLS.
+@Suite("PostgreSQL store: TLS modes")
+struct PostgresTLSTests {
+    func store(_ tls: PostgresCRMStore.TLSMode) throws -> PostgresCRMStore {
+        let server = try PostgresTestServer.shared()
+        return PostgresCRMStore(
+            host: server.host, port: server.port, username: server.username, password: server.password, database: server.database,
+            tls: tls, maximumConnections: 1, logger: StoreHarness.logger
+        )
+    }
+
+    @Test func preferFallsBackToPlainTCPWhenTheServerOffersNoTLS() async throws {
+        let store = try store(.prefer)
+        let pool = Task { try await store.run() }
+        defer { pool.cancel() }
+        try await store.ping()
+    }
+
+    @Test func requireRefusesAServerWithoutTLS() async throws {
+        let store = try store(.require)
+        let pool = Task { try await store.run() }
+        defer { pool.cancel() }
+        do {
+            try await store.prepare(waitingAtMost: .seconds(1))
+            Issue.record("connected without TLS")
+        } catch {
+            #expect(error.code == .unavailable, "\(error)")
+        }
+    }
+}
