@@ -216,7 +216,7 @@ let package = Package(
         // Real servers for the integration tests (started by scripts/, shared by the test targets).
         .target(
             name: "CRMTestSupport",
-            dependencies: ["AWSSigV4", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AWSSigV4", "CRMStorePostgres", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CRMTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -224,7 +224,8 @@ let package = Package(
         .testTarget(
             name: "CRMSourceSQSTests",
             dependencies: [
-                "CRMSourceSQS", "SQSClient", "AWSSigV4", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport", "CRMSourceSupport",
+                "CRMSourceSQS", "SQSClient", "AWSSigV4", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMStorePostgres", "CRMTestSupport",
+                "CRMSourceSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -204,9 +204,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     // MARK: Maintenance and integrations
 
+    /// Answers within 2 s: while the server is down the pool would keep a query waiting for a connection, and a
+    /// readiness probe must say "not ready", not hang.
     public func ping() async throws {
         do {
-            try await client.query("SELECT 1", logger: logger)
+            try await Self.withDeadline(.now + .seconds(2)) { [client, logger] in try await client.query("SELECT 1", logger: logger) }
         } catch {
             throw Self.storeError(error)
         }

@@ -1,10 +1,8 @@
 import AMQPClient
 import CRMCore
 import CRMSourceSupport
-import CRMStorePostgres
 import CRMTestSupport
 import Foundation
-import Logging
 import Testing
 
 /// Several `crm-ingest run` processes on one RabbitMQ queue and one PostgreSQL database (issue 9): started at once
@@ -33,22 +31,6 @@ extension RabbitMQSourceTests {
             """
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         return path
-    }
-
-    /// A store on `database` for checking the end state; its pool runs until `body` returns.
-    static func withPostgresStore<T: Sendable>(
-        _ server: PostgresTestServer, database: String, _ body: @Sendable (PostgresCRMStore) async throws -> T
-    ) async throws -> T {
-        let store = PostgresCRMStore(
-            host: server.host, port: server.port, username: server.username, password: server.password, database: database,
-            tls: .disable, maximumConnections: 2, logger: Logger(label: "test.postgres")
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await store.run() }
-            defer { group.cancelAll() }
-            try await store.prepare(waitingAtMost: .seconds(10))
-            return try await body(store)
-        }
     }
 
     /// Events applied so far by all of `daemons` together (from their /metrics).

@@ -1,4 +1,6 @@
+import CRMStorePostgres
 import Foundation
+import Logging
 
 /// The PostgreSQL server the integration tests use: the one `scripts/test-with-servers.sh` started
 /// (`CRM_TEST_POSTGRES_DIR`), or one started here on first use (`scripts/postgres-node.sh`) and stopped at exit.
@@ -89,5 +91,19 @@ public struct PostgresTestServer: Sendable {
     /// The URL of `database` on this server, for a daemon's `store.postgres.url`.
     public func url(database: String) -> String {
         "postgres://\(username):\(password)@\(host):\(port)/\(database)"
+    }
+
+    /// A store on `database` (as a daemon opens it), its pool running until `body` returns.
+    public func withStore<T: Sendable>(database: String, _ body: @Sendable (PostgresCRMStore) async throws -> T) async throws -> T {
+        let store = PostgresCRMStore(
+            host: host, port: port, username: username, password: password, database: database, tls: .disable, maximumConnections: 8,
+            logger: Logger(label: "test.postgres")
+        )
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.run() }
+            defer { group.cancelAll() }
+            try await store.prepare(waitingAtMost: .seconds(20))
+            return try await body(store)
+        }
     }
 }
