@@ -13,7 +13,8 @@
 #   Creates DIR if missing and picks free TCP ports on 127.0.0.1 for AMQP, Erlang distribution
 #   and a private epmd (ERL_EPMD_PORT), so that several nodes can run at once. Every listener
 #   binds 127.0.0.1 only. The node is named crmtest-<random>@localhost; its Mnesia data, logs,
-#   config (DIR/rabbitmq.conf, no plugins enabled), pid file and Erlang cookie (HOME=DIR) are
+#   config (DIR/rabbitmq.conf; DIR/enabled_plugins enables only rabbitmq_consistent_hash_exchange,
+#   which sharded sources need, and no management UI), pid file and Erlang cookie (HOME=DIR) are
 #   all under DIR. The server runs in the background (its own session, output in
 #   DIR/server.log) and start returns once `rabbitmqctl await_startup` says it is up (at most
 #   60 s; on failure it prints the tail of the logs, kills what it started and exits 1).
@@ -185,7 +186,8 @@ cmd_start() {
     cat >"$DIR/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$AMQP_PORT
 EOF
-    echo '[].' >"$DIR/enabled_plugins"
+    # The x-consistent-hash exchange type of sharded sources (`shards: N`); Debian's package ships the plugin.
+    echo '[rabbitmq_consistent_hash_exchange].' >"$DIR/enabled_plugins"
     rm -f "$DIR/rabbit.pid"
     write_env
 

@@ -177,7 +177,7 @@ public final class AMQPConnection {
             return .delivery(AMQPDelivery(
                 channel: envelope.channel, deliveryTag: envelope.delivery_tag, redelivered: envelope.redelivered != 0,
                 exchange: String(amqpBytes: envelope.exchange), routingKey: String(amqpBytes: envelope.routing_key),
-                properties: AMQPProperties(envelope.message.properties), body: [UInt8](amqpBytes: envelope.message.body)
+                consumerTag: String(amqpBytes: envelope.consumer_tag), properties: AMQPProperties(envelope.message.properties), body: [UInt8](amqpBytes: envelope.message.body)
             ))
         }
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {

@@ -91,11 +91,13 @@ public struct AMQPDelivery: Sendable {
     public var redelivered: Bool
     public var exchange: String
     public var routingKey: String
+    /// The consumer it was delivered to: tells which queue it came from when a channel consumes several.
+    public var consumerTag: String
     public var properties: AMQPProperties
     public var body: [UInt8]
 
     public init(
-        channel: UInt16, deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String,
+        channel: UInt16, deliveryTag: UInt64, redelivered: Bool, exchange: String, routingKey: String, consumerTag: String = "",
         properties: AMQPProperties, body: [UInt8]
     ) {
         self.channel = channel
@@ -103,6 +105,7 @@ public struct AMQPDelivery: Sendable {
         self.redelivered = redelivered
         self.exchange = exchange
         self.routingKey = routingKey
+        self.consumerTag = consumerTag
         self.properties = properties
         self.body = body
     }

@@ -303,8 +303,8 @@ struct ConfigReader {
                 if var config = readRabbitMQ(node, at: "\(path).rabbitmq") {
                     if let altcraft = format?.altcraftImport {
                         config.replies = .init(queue: altcraft.replyQueue, ttlSeconds: altcraft.replyTTLSeconds)
-                        if altcraft.replyQueue == config.queue {
-                            problem("\(path).format.altcraft_import.reply_queue", "replies cannot go to the queue the requests come from (\(config.queue))")
+                        if config.consumedQueues.contains(altcraft.replyQueue) {
+                            problem("\(path).format.altcraft_import.reply_queue", "replies cannot go to the queue the requests come from (\(altcraft.replyQueue))")
                         }
                     }
                     sources.append(SourceConfig(name: name, format: format ?? .default, transport: .rabbitmq(config)))

@@ -5,6 +5,7 @@ extension ConfigReader {
     mutating func readRabbitMQ(_ node: Node, at path: String) -> RabbitMQSourceConfig? {
         guard let fields = members(node, at: path, allowed: [
             "url", "queue", "declare", "bindings", "prefetch", "lanes", "max_redeliveries", "heartbeat", "tls", "dead_letter", "on_refused",
+            "shards", "shard_exchange", "shard_by_header",
         ]) else { return nil }
         let before = problems.count
         var endpoint: AMQPEndpoint?
@@ -94,7 +95,47 @@ extension ConfigReader {
                 problem("\(path).on_refused", "expected dead_letter or retry, got \"\(text)\"")
             }
         }
+        readSharding(fields, into: &config, at: path)
         return problems.count == before ? config : nil
+    }
+
+    /// `shards: N` with `shard_exchange` and `shard_by_header`: the consistent-hash topology named by `queue`.
+    private mutating func readSharding(_ fields: [String: Node], into config: inout RabbitMQSourceConfig, at path: String) {
+        let exchange = string(fields["shard_exchange"], at: "\(path).shard_exchange")
+        let hashHeader = string(fields["shard_by_header"], at: "\(path).shard_by_header")
+        guard fields["shards"] != nil else {
+            for key in ["shard_exchange", "shard_by_header"] where fields[key] != nil {
+                problem("\(path).\(key)", "goes with shards")
+            }
+            return
+        }
+        guard let count = int(fields["shards"], at: "\(path).shards", required: true) else { return }
+        let maximum = RabbitMQSourceConfig.Sharding.maximumCount
+        if count > maximum {
+            problem("\(path).shards", "at most \(maximum), got \(count)")
+            return
+        }
+        let sharding = RabbitMQSourceConfig.Sharding(count: count, exchange: exchange ?? config.queue, hashHeader: hashHeader)
+        if exchange?.isEmpty == true {
+            problem("\(path).shard_exchange", "must not be empty (the default exchange cannot hash)")
+        } else if sharding.exchange.hasPrefix("amq.") {
+            let key = exchange == nil ? "queue" : "shard_exchange"
+            problem("\(path).\(key)", "names the shard exchange \"\(sharding.exchange)\"; names starting with amq. are reserved by the broker")
+        }
+        if hashHeader?.isEmpty == true { problem("\(path).shard_by_header", "must not be empty") }
+        if let declare = config.declare {
+            if !declare.durable { problem("\(path).declare.durable", "shard queues are durable; drop durable: false") }
+            if let value = declare.arguments["x-single-active-consumer"], value != .bool(true) {
+                problem("\(path).declare.arguments.x-single-active-consumer", "shard queues need single-active-consumer (the daemon sets it to true)")
+            }
+        }
+        if !config.bindings.isEmpty {
+            problem("\(path).bindings", "with shards, publishers publish to the shard exchange \(sharding.exchange); bind it to other exchanges yourself if needed")
+        }
+        config.sharding = sharding
+        if case let .queue(name)? = config.deadLetter, config.consumedQueues.contains(name) {
+            problem("\(path).dead_letter.queue", "\(name) is a shard queue of this source")
+        }
     }
 
     /// Queue or exchange arguments: numbers become integers, true/false booleans, the rest text.

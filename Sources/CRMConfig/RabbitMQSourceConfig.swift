@@ -1,11 +1,16 @@
 import AMQPClient
 
-/// A RabbitMQ source: one queue consumed by one connection, events spread over lanes by contact.
+/// A RabbitMQ source: one queue (or, with `sharding`, the shard queues of one topology) consumed by one connection,
+/// events spread over lanes by contact.
 public struct RabbitMQSourceConfig: Sendable, Equatable {
     public var endpoint: AMQPEndpoint
+    /// The queue to consume; with `sharding`, the topology's name, from which the shard queues are named.
     public var queue: String
-    /// Declare the queue at start-up with these settings; nil: the queue must exist.
+    /// Declare the queue at start-up with these settings; nil: the queue must exist. With `sharding` the shard queues
+    /// are always declared (durable), with these arguments added to `x-single-active-consumer`.
     public var declare: QueueDeclaration?
+    /// The ordered scale-out topology (`shards: N`); nil: the single queue `queue`.
+    public var sharding: Sharding?
     public var bindings: [Binding]
     /// Unacked deliveries the broker may have in flight to us.
     public var prefetch: Int
@@ -31,6 +36,59 @@ public struct RabbitMQSourceConfig: Sendable, Equatable {
             self.queue = queue
             self.ttlSeconds = ttlSeconds
         }
+    }
+
+    /// A consistent-hash exchange in front of `count` durable shard queues, each declared with
+    /// `x-single-active-consumer`: the broker hashes each message's contact id (its routing key, or `hashHeader`) to
+    /// one shard, and each shard delivers to one consumer at a time, so a contact's events keep their order even with
+    /// several daemons on the topology.
+    public struct Sharding: Sendable, Equatable {
+        /// How many shard queues: 1...1024.
+        public var count: Int
+        /// The `x-consistent-hash` exchange publishers publish to.
+        public var exchange: String
+        /// Hash on this message header instead of the routing key (the exchange's `hash-header` argument).
+        public var hashHeader: String?
+
+        /// The highest `shards` accepted: more queues cost a declaration and a consumer each at every connect.
+        public static let maximumCount = 1024
+
+        public init(count: Int, exchange: String, hashHeader: String? = nil) {
+            self.count = count
+            self.exchange = exchange
+            self.hashHeader = hashHeader
+        }
+
+        /// The name of shard `index` of the topology named `topology`: `NAME.shard.INDEX`.
+        public static func queueName(_ topology: String, shard index: Int) -> String { "\(topology).shard.\(index)" }
+
+        /// The arguments the exchange is declared with, the same at every connect.
+        public var exchangeArguments: AMQPTable {
+            var arguments = AMQPTable()
+            if let hashHeader { arguments["hash-header"] = .string(hashHeader) }
+            return arguments
+        }
+    }
+
+    /// The queues this source consumes: the shard queues in shard order with `sharding`, else `queue` alone.
+    public var consumedQueues: [String] {
+        guard let sharding else { return [queue] }
+        return (0..<sharding.count).map { Sharding.queueName(queue, shard: $0) }
+    }
+
+    /// The arguments each shard queue is declared with: the declared ones plus `x-single-active-consumer: true`.
+    public var shardQueueArguments: AMQPTable {
+        var arguments = declare?.arguments ?? AMQPTable()
+        arguments["x-single-active-consumer"] = .bool(true)
+        return arguments
+    }
+
+    /// The `basic.qos` limit of each consumer. RabbitMQ applies it per consumer (quorum queues refuse a channel-wide
+    /// one), so with shards it is `prefetch` divided over the shard consumers, rounded up: the source as a whole still
+    /// has about `prefetch` deliveries in flight.
+    public var prefetchPerConsumer: Int {
+        guard let sharding else { return prefetch }
+        return max(1, (prefetch + sharding.count - 1) / sharding.count)
     }
 
     public enum OnRefused: String, Sendable, Equatable {

@@ -26,6 +26,8 @@ final class ConsumerThread: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     private var generation = 0
+    /// The queue each consumer of the current generation takes from, by consumer tag: one queue, or every shard.
+    private var queueByConsumerTag: [String: String] = [:]
     private var tracker = DeliveryTracker()
     private var deadLetters: DeadLetterPublisher?
     /// Dead-letter completions waiting for a successful publish.
@@ -81,10 +83,10 @@ final class ConsumerThread: @unchecked Sendable {
         }
         while !stopFlag.isSet {
             do {
-                let (connection, consumerTag) = try connect()
+                let connection = try connect()
                 metrics.connected()
                 backoff = .milliseconds(500)
-                try session(connection, consumerTag: consumerTag)
+                try session(connection)
                 connection.close()
                 deadLetters?.close()
                 replies?.close()
@@ -111,48 +113,67 @@ final class ConsumerThread: @unchecked Sendable {
         }
     }
 
-    /// Connects, declares, binds and starts consuming; returns the connection and the consumer tag.
-    private func connect() throws(AMQPError) -> (AMQPConnection, String) {
+    /// Connects, declares, binds and starts consuming: one consumer for the queue, or one per shard queue, all on
+    /// channel 1, so one delivery tracker and one ack watermark cover them.
+    private func connect() throws(AMQPError) -> AMQPConnection {
         let connection = try AMQPConnection(
             endpoint: config.endpoint, heartbeatSeconds: config.heartbeatSeconds, connectionName: "crm-ingest \(sourceName)"
         )
         try connection.openChannel(1)
-        if let declare = config.declare {
-            try connection.declareQueue(config.queue, channel: 1, durable: declare.durable, arguments: declare.arguments)
-        }
-        for binding in config.bindings {
-            if let type = binding.exchangeType {
-                try connection.declareExchange(binding.exchange, type: type, channel: 1)
+        if config.sharding != nil {
+            try ShardTopology.declare(config, on: connection, channel: 1)
+        } else {
+            if let declare = config.declare {
+                try connection.declareQueue(config.queue, channel: 1, durable: declare.durable, arguments: declare.arguments)
             }
-            try connection.bindQueue(config.queue, exchange: binding.exchange, routingKey: binding.routingKey, channel: 1)
+            for binding in config.bindings {
+                if let type = binding.exchangeType {
+                    try connection.declareExchange(binding.exchange, type: type, channel: 1)
+                }
+                try connection.bindQueue(config.queue, exchange: binding.exchange, routingKey: binding.routingKey, channel: 1)
+            }
         }
-        try connection.setPrefetch(UInt16(config.prefetch), channel: 1)
+        try connection.setPrefetch(UInt16(config.prefetchPerConsumer), channel: 1)
         generation += 1
         tracker = DeliveryTracker()
-        let consumerTag = try connection.consume(queue: config.queue, channel: 1, consumerTag: "crm-ingest.\(sourceName).\(generation)")
-        logger.info("consuming", metadata: [
+        queueByConsumerTag.removeAll()
+        let queues = config.consumedQueues
+        for (index, queue) in queues.enumerated() {
+            let tag = "crm-ingest.\(sourceName).\(generation)" + (config.sharding == nil ? "" : ".shard.\(index)")
+            queueByConsumerTag[try connection.consume(queue: queue, channel: 1, consumerTag: tag)] = queue
+        }
+        var metadata: Logger.Metadata = [
             "source": "\(sourceName)", "queue": "\(config.queue)", "url": "\(config.endpoint.maskedURL)",
             "prefetch": "\(config.prefetch)", "lanes": "\(config.lanes)",
-        ])
-        return (connection, consumerTag)
+        ]
+        if let sharding = config.sharding {
+            // Subscribed to every shard; the broker decides which of them this daemon is active on.
+            metadata["shards"] = "\(sharding.count)"
+            metadata["exchange"] = "\(sharding.exchange)"
+            metadata["prefetch_per_shard"] = "\(config.prefetchPerConsumer)"
+        }
+        logger.info("consuming", metadata: metadata)
+        return connection
     }
 
     /// Consumes until a stop is requested and every delivery is settled. Throws on any connection trouble.
-    private func session(_ connection: AMQPConnection, consumerTag: String) throws(AMQPError) {
+    private func session(_ connection: AMQPConnection) throws(AMQPError) {
         var cancelRequested = false
-        var cancelConfirmed = false
+        var cancelled: Set<String> = [] // consumers whose cancel the broker confirmed
         var cancelDeadline = ContinuousClock.now
         // A quarter heartbeat: librabbitmq sends and checks heartbeats only inside calls. No heartbeat: once a second.
         let pollInterval = Int32(config.heartbeatSeconds == 0 ? 1_000 : max(50, min(1_000, config.heartbeatSeconds * 1_000 / 4)))
         while true {
             try settleCompletions(connection)
             if stopFlag.isSet && !cancelRequested {
-                try connection.requestCancel(consumerTag: consumerTag, channel: 1)
+                for consumerTag in queueByConsumerTag.keys {
+                    try connection.requestCancel(consumerTag: consumerTag, channel: 1)
+                }
                 cancelRequested = true
                 cancelDeadline = ContinuousClock.now + .seconds(5)
             }
-            if cancelRequested, cancelConfirmed || ContinuousClock.now > cancelDeadline, tracker.outstanding == 0, pendingDeadLetters.isEmpty,
-               pendingReplies.isEmpty {
+            if cancelRequested, cancelled.count == queueByConsumerTag.count || ContinuousClock.now > cancelDeadline, tracker.outstanding == 0,
+               pendingDeadLetters.isEmpty, pendingReplies.isEmpty {
                 logger.info("stopped consuming; every delivery settled", metadata: ["source": "\(sourceName)"])
                 return
             }
@@ -170,8 +191,8 @@ final class ConsumerThread: @unchecked Sendable {
                     tracker.received(delivery.deliveryTag)
                     if keepsDeliveries { inFlightDeliveries[delivery.deliveryTag] = delivery }
                     deliveries.append(delivery)
-                case .consumerCancelOk:
-                    cancelConfirmed = true
+                case let .consumerCancelOk(_, consumerTag):
+                    cancelled.insert(consumerTag)
                 case .consumerCancelled:
                     throw AMQPError(.connectionClosed, "the broker cancelled the consumer (queue deleted or moved)")
                 case .confirmed, .rejected, .returned:
@@ -266,7 +287,9 @@ final class ConsumerThread: @unchecked Sendable {
             if deadLetters == nil {
                 deadLetters = try DeadLetterPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            try deadLetters?.publish(pendingDeadLetters.map { ($0.delivery, $0.reason) }, queue: config.queue, confirmTimeout: sideConfirmTimeout)
+            try deadLetters?.publish(pendingDeadLetters.map { item in
+                (item.delivery, item.reason, item.delivery.flatMap { queueByConsumerTag[$0.consumerTag] } ?? config.queue)
+            }, confirmTimeout: sideConfirmTimeout)
             for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
             pendingDeadLetters.removeAll()
             deadLetterRetry.succeeded()
@@ -320,13 +343,16 @@ final class DeadLetterPublisher {
         if case let .queue(name) = target { try publisher.declareQueueIfMissing(name) }
     }
 
-    func publish(_ items: [(delivery: AMQPDelivery?, reason: String)], queue: String, confirmTimeout: Duration) throws(AMQPError) {
+    /// Publishes each refused delivery with its reason and the queue it came from, and waits for the confirms.
+    func publish(_ items: [(delivery: AMQPDelivery?, reason: String, queue: String)], confirmTimeout: Duration) throws(AMQPError) {
         let messages: [AMQPPublisher.Message] = items.map { item in
             var properties = item.delivery?.properties ?? AMQPProperties()
             properties.deliveryMode = 2
             properties.headers["x-crm-ingest-reason"] = .string(item.reason)
             properties.headers["x-crm-ingest-source"] = .string(sourceName)
-            properties.headers["x-crm-ingest-queue"] = .string(queue)
+            properties.headers["x-crm-ingest-queue"] = .string(item.queue)
+            // The routing key it was published with (a sharded topology's contact id): a replay routes by it again.
+            if let routingKey = item.delivery?.routingKey { properties.headers["x-crm-ingest-routing-key"] = .string(routingKey) }
             properties.headers["x-crm-ingest-dead-lettered-at"] = .timestamp(UInt64(Date().timeIntervalSince1970))
             // How many deliveries it took: the broker's count when it keeps one (quorum queues, x-death), else 1,
             // or 2 for a message the broker marked redelivered.

@@ -4,7 +4,8 @@ import CRMCore
 import CRMSourceSupport
 import Foundation
 
-/// A RabbitMQ source's dead letters: listed without being consumed for good, and replayed to the source queue.
+/// A RabbitMQ source's dead letters: listed without being consumed for good, and replayed to the source queue (or,
+/// for a sharded source, to its shard exchange).
 /// Blocking (librabbitmq): for the command line, not for the cooperative thread pool.
 ///
 /// Listing consumes up to the limit without acking, then closes the channel: the broker puts every message back
@@ -16,8 +17,11 @@ public struct RabbitMQDeadLetters {
     public let endpoint: AMQPEndpoint
     /// The queue the dead letters are in.
     public let deadLetterQueue: String
-    /// The source's queue, where replays go.
+    /// The source's queue, where replays go (without shards).
     public let sourceQueue: String
+    /// A sharded source's consistent-hash exchange, where replays go instead, each with the routing key it was first
+    /// published with, so it returns to the shard of its contact.
+    public let shardExchange: String?
     /// The source's current processor: the event type and what the mapping would do now.
     public let processor: EventProcessor
     /// How long a silent queue is waited for before the listing or the replay ends.
@@ -34,6 +38,7 @@ public struct RabbitMQDeadLetters {
         sourceName = source.name
         endpoint = config.endpoint
         sourceQueue = config.queue
+        shardExchange = config.sharding?.exchange
         self.processor = processor
         if let override {
             deadLetterQueue = override
@@ -182,8 +187,10 @@ public struct RabbitMQDeadLetters {
     }
 
     /// The message as first published: the dead-letter headers and the broker's delivery history removed (the
-    /// history would count against `max_redeliveries`), a header saying when it was replayed.
+    /// history would count against `max_redeliveries`), a header saying when it was replayed. To the source queue
+    /// through the default exchange, or to the shard exchange with the original routing key.
     func replayMessage(_ delivery: AMQPDelivery) -> AMQPPublisher.Message {
+        let routingKey = Self.originalRoutingKey(of: delivery)
         var properties = delivery.properties
         properties.headers = AMQPTable(properties.headers.entries.filter { entry in
             !entry.key.hasPrefix("x-crm-ingest-") && !["x-death", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange",
@@ -191,6 +198,22 @@ public struct RabbitMQDeadLetters {
         })
         properties.headers["x-crm-ingest-replayed-at"] = .timestamp(UInt64(Date().timeIntervalSince1970))
         properties.deliveryMode = 2
+        if let shardExchange {
+            return AMQPPublisher.Message(body: delivery.body, exchange: shardExchange, routingKey: routingKey, properties: properties, mandatory: true)
+        }
         return AMQPPublisher.Message(body: delivery.body, exchange: "", routingKey: sourceQueue, properties: properties, mandatory: true)
+    }
+
+    /// The routing key a dead letter was published with before it was dead-lettered: the daemon's
+    /// `x-crm-ingest-routing-key`, else the broker's oldest `x-death` entry (its `routing-keys`), else the one it
+    /// arrived with.
+    static func originalRoutingKey(of delivery: AMQPDelivery) -> String {
+        let headers = delivery.properties.headers
+        if let key = headers["x-crm-ingest-routing-key"]?.stringValue { return key }
+        if case let .array(deaths)? = headers["x-death"], case let .table(oldest)? = deaths.last,
+           case let .array(keys)? = oldest["routing-keys"], let key = keys.first?.stringValue {
+            return key
+        }
+        return delivery.routingKey
     }
 }

@@ -61,6 +61,23 @@ struct ConfigChangeTests {
         #expect(back.effects.contains("source c: started"))
     }
 
+    /// The topology a source consumes is part of the source: adding shards, changing their number, the exchange or
+    /// the hash header restarts it (stopped gracefully, then it declares and consumes the new topology).
+    @Test func aChangeOfShardsRestartsTheSource() throws {
+        func sharded(_ settings: String) -> String {
+            Self.yaml(extraSource: "  - name: c\n    rabbitmq: { url: \"amqp://127.0.0.1:5672/\", queue: qc\(settings) }")
+        }
+        for (old, new) in [
+            ("", ", shards: 4"), (", shards: 4", ""), (", shards: 4", ", shards: 8"),
+            (", shards: 4", ", shards: 4, shard_exchange: qc.hash"), (", shards: 4", ", shards: 4, shard_by_header: contact_id"),
+        ] {
+            let change = try change(sharded(old), sharded(new))
+            #expect(change.restartedSources == ["c"], "\(old) -> \(new)")
+            #expect(change.refusals.isEmpty && change.addedSources.isEmpty && change.removedSources.isEmpty)
+        }
+        #expect(try change(sharded(", shards: 4"), sharded(", shards: 4")).isEmpty)
+    }
+
     @Test func anHTTPIntegrationChangeSwapsTheTableWithoutRestartingBrokerSources() throws {
         let change = try change(Self.yaml(), Self.yaml(httpEventType: "CUSTOM_REFUND"))
         #expect(change.httpIntegrationsChanged)

@@ -40,6 +40,22 @@ struct Workload {
         return messages
     }
 
+    /// Every event for a sharded topology: published to its exchange with the contact id as routing key (or, with
+    /// `hashHeader`, in that header, the routing key left meaningless).
+    func shardedMessages(exchange: String, hashHeader: String? = nil, idPrefix: String = "m") -> [AMQPPublisher.Message] {
+        var messages: [AMQPPublisher.Message] = []
+        messages.reserveCapacity(total)
+        for step in 0..<perContact {
+            for contact in 0..<contacts {
+                var properties = AMQPProperties(contentType: "application/json", messageId: "\(idPrefix)-\(contact)-\(step)", deliveryMode: 2)
+                if let hashHeader { properties.headers[hashHeader] = .string(contactId(contact)) }
+                messages.append(.init(body: Array(event(contact: contact, step: step).utf8), exchange: exchange,
+                                      routingKey: hashHeader == nil ? contactId(contact) : "any", properties: properties))
+            }
+        }
+        return messages
+    }
+
     var depositSteps: [Int] { (1..<perContact).filter { $0 % 3 == 1 } }
     var lastUpdateStep: Int? { (1..<perContact).last { $0 % 3 == 2 } }
     var lastConsent: Bool? { (1..<perContact).last { $0 % 3 == 0 }.map { $0 % 2 == 0 } }
@@ -92,24 +108,31 @@ final class RunningSource: @unchecked Sendable {
     // Set once in init; the task is awaited once in stop().
     let folder: URL
     let store: SQLiteCRMStore
+    let config: RabbitMQSourceConfig
     let group: ServiceGroup
     let task: Task<Void, any Error>
 
     init(queue: String, node: RabbitMQTestNode, lanes: Int = 4, prefetch: Int = 500, heartbeat: Int = 30,
          deadLetter: RabbitMQSourceConfig.DeadLetterTarget? = nil, maxRedeliveries: Int = 5, folder: URL? = nil,
          logger: Logger = Logger(label: "test.rabbitmq"), processor: EventProcessor = Workload.processor,
-         onRefused: RabbitMQSourceConfig.OnRefused = .deadLetter, replies: RabbitMQSourceConfig.ReplyTarget? = nil) throws {
+         onRefused: RabbitMQSourceConfig.OnRefused = .deadLetter, replies: RabbitMQSourceConfig.ReplyTarget? = nil,
+         sharding: RabbitMQSourceConfig.Sharding? = nil, declare: RabbitMQSourceConfig.QueueDeclaration? = nil, name: String = "test",
+         sharedStore: SQLiteCRMStore? = nil, storeInFront: (@Sendable (SQLiteCRMStore) -> any CRMStore)? = nil) throws {
         let folder = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("crm-rmq-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         self.folder = folder
-        store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        store = try sharedStore ?? SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
         var config = RabbitMQSourceConfig(
-            endpoint: node.endpoint, queue: queue, prefetch: prefetch, lanes: lanes, maxRedeliveries: maxRedeliveries,
+            endpoint: node.endpoint, queue: queue, declare: declare, prefetch: prefetch, lanes: lanes, maxRedeliveries: maxRedeliveries,
             heartbeatSeconds: heartbeat, deadLetter: deadLetter
         )
         config.onRefused = onRefused
         config.replies = replies
-        let source = RabbitMQSource(name: "test", config: config, processor: { processor }, store: store, logger: logger, retryBudget: .seconds(10))
+        config.sharding = sharding
+        self.config = config
+        let source = RabbitMQSource(
+            name: name, config: config, processor: { processor }, store: storeInFront?(store) ?? store, logger: logger, retryBudget: .seconds(10)
+        )
         group = ServiceGroup(services: [source], logger: logger)
         let group = group
         task = Task { try await group.run() }

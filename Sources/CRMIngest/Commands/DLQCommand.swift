@@ -15,8 +15,9 @@ struct DLQCommand: ParsableCommand {
             RabbitMQ: the source's dead_letter queue (or, with --queue, the queue bound to its dead-letter exchange). \
             SQS: the queue's redrive dead-letter queue, or the source's dead_letter_file when the queue has no redrive \
             policy. Listing consumes nothing: every message stays where it was. Replaying removes a message from the \
-            dead letters only after the broker confirmed its copy in the source's queue. Blocking network calls run on \
-            the command's own thread.
+            dead letters only after the broker confirmed its copy in the source's queue; a sharded source's (shards: N) go \
+            to its shard exchange with the routing key they were first published with, back to their contact's shard. \
+            Blocking network calls run on the command's own thread.
             """,
         subcommands: [List.self, Replay.self]
     )
