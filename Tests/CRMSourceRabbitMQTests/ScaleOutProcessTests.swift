@@ -11,7 +11,7 @@ import Testing
 extension RabbitMQSourceTests {
     /// A daemon configuration for `queue` on the PostgreSQL database `database`, HTTP on a free port.
     static func postgresDaemonConfig(
-        url: String, queue: String, database: String, server: PostgresTestServer, folder: URL, name: String, rabbitmqExtra: String = ""
+        url: String, queue: String, database: String, server: PostgresTestServer, folder: URL, name: String, shards: Int? = nil
     ) throws -> String {
         let path = folder.appendingPathComponent("\(name).yaml").path
         let yaml = """
@@ -26,7 +26,7 @@ extension RabbitMQSourceTests {
                   prefetch: 500
                   lanes: 4
                   heartbeat: 5s
-            \(rabbitmqExtra)
+            \(shards.map { "      shards: \($0)" } ?? "")
             \(Workload.mappingYAML)
             """
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -94,5 +94,43 @@ extension RabbitMQSourceTests {
         #expect(contact["contactId"] == .string(workload.contactId(7)))
         guard case let .array(purchases)? = contact["purchases"] else { Issue.record("no purchases in \(shown.output)"); return }
         #expect(purchases.count == workload.depositSteps.count)
+    }
+
+    /// The ordered setup: a consistent-hash exchange in front of four shard queues, each consumed with
+    /// single-active-consumer, declared by the daemons themselves (`shards: 4`). Daemon a starts first and is active
+    /// on every shard, b waits as standby; a is SIGKILLed halfway and b takes over. Totals are exact, and every
+    /// contact's events were applied in order: its deposits in sequence, its last update and consent winning.
+    @Test func shardedTopologyKeepsPerContactOrderAcrossASigkill() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let server = try PostgresTestServer.shared()
+        let database = try server.createDatabase()
+        let queue = "crm.test.sharded.\(UUID().uuidString.prefix(6))"
+        let folder = try Self.daemonFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let configs = try ["a", "b"].map { name in
+            try Self.postgresDaemonConfig(url: node.url, queue: queue, database: database, server: server, folder: folder, name: name, shards: 4)
+        }
+        let active = try DaemonProcess(config: configs[0], folder: folder)
+        #expect(try await waitFor(.seconds(60)) { Self.lines(active, message: "consuming").count > 0 })
+        let standby = try DaemonProcess(config: configs[1], folder: folder)
+        #expect(try await waitFor(.seconds(60)) { Self.lines(standby, message: "consuming").count > 0 })
+
+        let workload = Workload(contacts: 2_000, perContact: 10)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.shardedMessages(exchange: queue))
+        publisher.close()
+        #expect(await Self.signal(active, SIGKILL, whenApplied: workload.total / 2))
+        _ = try await active.waitForExit(timeout: .seconds(10))
+        let shardQueues = (0..<4).map { "\(queue).shard.\($0)" }
+        #expect(try await waitFor(.seconds(180)) { try shardQueues.allSatisfy { try node.counts($0) == (0, 0) } })
+        #expect(Self.appliedSoFar([standby]) > 0)
+        standby.signal(SIGTERM)
+        #expect(try await standby.waitForExit(timeout: .seconds(20)))
+        #expect(standby.process.terminationStatus == 0)
+
+        #expect(try server.psql("SELECT count(*) FROM ledger", database: database) == String(workload.total))
+        #expect(try server.psql("SELECT count(*) FROM purchases", database: database) == String(workload.contacts * workload.depositSteps.count))
+        let problems = try await server.withStore(database: database) { store in try await workload.problems(in: store) }
+        #expect(problems == [])
     }
 }
