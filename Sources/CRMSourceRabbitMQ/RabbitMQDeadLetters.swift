@@ -98,15 +98,18 @@ public struct RabbitMQDeadLetters {
         let connection = try AMQPConnection(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName)")
         defer { connection.close() }
         try connection.openChannel(1)
+        // The count is an estimate for the progress bar only: a message another listing just gave back may not be
+        // counted yet, so the replay takes up to `limit` and ends when the queue stays silent (as `list` does).
         let waiting = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true).messages
         var summary = DeadLetterReplaySummary()
-        guard waiting > 0, limit != 0 else { return summary }
+        guard limit != 0 else { return summary }
         let publisher = try AMQPPublisher(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName) publisher")
         defer { publisher.close() }
         // Messages of other types stay unacked until the end, so they must not hold the window shut.
         try connection.setPrefetch(eventType == nil ? 500 : 0, channel: 1)
         _ = try connection.consume(queue: deadLetterQueue, channel: 1)
-        let total = min(limit ?? waiting, waiting)
+        let wanted = limit ?? Int.max
+        let total = max(min(wanted, waiting), 1)
         var batch: [AMQPDelivery] = []
         var otherTypes: [AMQPDelivery] = []
         func flush() throws(AMQPError) {
@@ -123,10 +126,10 @@ public struct RabbitMQDeadLetters {
             for delivery in batch { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
             summary.replayed += batch.count
             batch.removeAll()
-            progress(summary.replayed, total)
+            progress(summary.replayed, max(total, summary.replayed))
         }
         do {
-            try receive(connection, until: waiting) { (delivery: AMQPDelivery) throws(AMQPError) -> Bool in
+            try receive(connection, until: wanted) { (delivery: AMQPDelivery) throws(AMQPError) -> Bool in
                 if let eventType, entry(delivery).eventType != eventType {
                     summary.leftOtherType += 1
                     otherTypes.append(delivery)
@@ -134,7 +137,7 @@ public struct RabbitMQDeadLetters {
                     batch.append(delivery)
                     if batch.count == 200 { try flush() }
                 }
-                return summary.replayed + batch.count < total
+                return summary.replayed + batch.count < wanted
             }
             try flush()
             try putBack(otherTypes, connection)

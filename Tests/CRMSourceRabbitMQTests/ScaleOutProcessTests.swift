@@ -13,24 +13,11 @@ extension RabbitMQSourceTests {
     static func postgresDaemonConfig(
         url: String, queue: String, database: String, server: PostgresTestServer, folder: URL, name: String, shards: Int? = nil
     ) throws -> String {
-        let path = folder.appendingPathComponent("\(name).yaml").path
-        let yaml = """
-            store:
-              postgres: { url: "\(server.url(database: database))", pool: 8, tls: disable }
-            http: { listen: "127.0.0.1:0" }
-            sources:
-              - name: app-events
-                rabbitmq:
-                  url: "\(url)"
-                  queue: \(queue)
-                  prefetch: 500
-                  lanes: 4
-                  heartbeat: 5s
-            \(shards.map { "      shards: \($0)" } ?? "")
-            \(Workload.mappingYAML)
-            """
-        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try daemonConfig(
+            url: url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#,
+            store: #"postgres: { url: "\#(server.url(database: database))", pool: 8, tls: disable }"#,
+            sourceExtra: shards.map { ["shards: \($0)"] } ?? [], file: "\(name).yaml"
+        )
     }
 
     /// Events applied so far by all of `daemons` together (from their /metrics).

@@ -50,12 +50,16 @@ final class DaemonProcess: @unchecked Sendable {
     }
 }
 
-/// A daemon configuration for one queue and a SQLite file in `folder`.
-func daemonConfig(url: String, queue: String, folder: URL, extra: String = "") throws -> String {
-    let path = folder.appendingPathComponent("crm-ingest.yaml").path
+/// A daemon configuration for one queue and a SQLite file in `folder` (or the `store` section given), written to
+/// `folder/<file>`. `sourceExtra` lines go into the source's `rabbitmq` section.
+func daemonConfig(
+    url: String, queue: String, folder: URL, extra: String = "", store: String? = nil, sourceExtra: [String] = [],
+    file: String = "crm-ingest.yaml"
+) throws -> String {
+    let path = folder.appendingPathComponent(file).path
     let yaml = """
         store:
-          sqlite: { path: "\(folder.appendingPathComponent("crm.sqlite").path)" }
+          \(store ?? #"sqlite: { path: "\#(folder.appendingPathComponent("crm.sqlite").path)" }"#)
         sources:
           - name: app-events
             rabbitmq:
@@ -64,6 +68,7 @@ func daemonConfig(url: String, queue: String, folder: URL, extra: String = "") t
               prefetch: 500
               lanes: 4
               heartbeat: 5s
+        \(sourceExtra.map { "      " + $0 }.joined(separator: "\n"))
         \(extra)
         \(Workload.mappingYAML)
         """
