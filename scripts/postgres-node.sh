@@ -9,7 +9,8 @@
 # start DIR
 #   initdb refuses to run as root: when run as root, DIR is given to the `postgres` user (created by Debian's
 #   package) and the server runs as that user (runuser). A password-protected role `crm` owns a database `crm`;
-#   connections need the password (scram-sha-256), also over loopback. `crm` may create databases (one per test).
+#   connections need the password (MD5 for crm, SCRAM-SHA-256 for postgres), also over loopback. `crm` may create
+#   databases (one per test) and roles.
 #   Writes DIR/env, KEY=VALUE lines: PG_PORT, PG_PID, PG_USER, PG_PASSWORD, PG_DATABASE,
 #   PG_URL (postgres://crm:PASSWORD@127.0.0.1:PORT/crm). PG_URL is the last line on stdout.
 #   Waits at most POSTGRES_START_TIMEOUT seconds (default 30).
@@ -52,7 +53,9 @@ start() {
     printf '%s\n' "$password" >"$dir/pwfile"
     [ "$(id -u)" -eq 0 ] && chown postgres: "$dir/pwfile"
     chmod 600 "$dir/pwfile"
-    as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 --pwfile="$dir/pwfile" \
+    # `md5` in pg_hba.conf asks each role for its password the way it is stored: SCRAM-SHA-256 for postgres (the
+    # server's default), MD5 for crm (see below).
+    as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=md5 --pwfile="$dir/pwfile" \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 || die "initdb failed: $(tail -5 "$dir/initdb.log")"
     for attempt in 1 2 3; do
         port=$(free_port)
@@ -67,9 +70,12 @@ start() {
     [ -n "$port" ] || die "no free port after 3 attempts"
     local pid
     pid=$(head -1 "$dir/data/postmaster.pid")
-    # The role and database the tests use, with a password; the superuser's password is the pwfile's.
+    # The role and database the tests use, with a password; the superuser's password is the pwfile's. crm's password
+    # is stored as MD5: a SCRAM handshake costs 4,096 PBKDF2 rounds on each side, and the debug-built tests open
+    # hundreds of connections at once on two cores (SCRAM is tested with a role of its own, which crm may create).
     PGPASSWORD=$password "$bin/../bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
-        -c "CREATE ROLE crm LOGIN CREATEDB PASSWORD '$password'" -c "CREATE DATABASE crm OWNER crm" >/dev/null \
+        -c "SET password_encryption = 'md5'" -c "CREATE ROLE crm LOGIN CREATEDB CREATEROLE PASSWORD '$password'" \
+        -c "CREATE DATABASE crm OWNER crm" >/dev/null \
         || { stop "$dir"; die "could not create the crm role and database"; }
     cat >"$dir/env" <<ENV
 PG_PORT=$port

@@ -20,8 +20,13 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// How often a batch is run again after a deadlock or serialization failure before the failure is reported.
     static let conflictRetries = 5
 
-    public init(configuration: PostgresClient.Configuration, logger: Logger) {
+    /// One connection opened at start-up outside the pool, to tell a server that refuses (its error says why) from
+    /// one that does not answer: the pool retries both alike, and a waiting request never sees the reason.
+    let probe: PostgresConnection.Configuration?
+
+    public init(configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration? = nil, logger: Logger) {
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.probe = probe
         self.logger = logger
     }
 
@@ -59,7 +64,20 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         )
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0
-        self.init(configuration: configuration, logger: logger)
+        var probeTLS: PostgresConnection.Configuration.TLS? = .disable
+        switch tls {
+        case .disable: break
+        case .prefer:
+            var unverified = TLSConfiguration.makeClientConfiguration()
+            unverified.certificateVerification = .none
+            probeTLS = (try? NIOSSLContext(configuration: unverified)).map { .prefer($0) }
+        case .require:
+            probeTLS = (try? NIOSSLContext(configuration: .makeClientConfiguration())).map { .require($0) }
+        }
+        let probe = probeTLS.map {
+            PostgresConnection.Configuration(host: host, port: port, username: username, password: password, database: database, tls: $0)
+        }
+        self.init(configuration: configuration, probe: probe, logger: logger)
     }
 
     /// Runs the connection pool until the task is cancelled or the service group shuts down (postgres-nio closes the
@@ -74,6 +92,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public func prepare(waitingAtMost budget: Duration = .seconds(60)) async throws(StoreError) {
         let deadline = ContinuousClock.now + budget
         var delay = Duration.milliseconds(200)
+        if let probe { try await refusal(probe, deadline: deadline) }
         while true {
             do {
                 // The pool waits for a connection as long as it takes; the attempt ends at the deadline.
@@ -92,6 +111,23 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 logger.warning("PostgreSQL not reachable yet, retrying in \(delay)", metadata: ["error": "\(storeError.message)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Throws the server's refusal (a wrong password, no such database, no TLS where it is required) at once;
+    /// returns when the probe connection opens, or fails for a reason waiting may cure (the pool then waits).
+    private func refusal(_ probe: PostgresConnection.Configuration, deadline: ContinuousClock.Instant) async throws(StoreError) {
+        do {
+            try await Self.withDeadline(deadline) { [logger] in
+                let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+                try await connection.close()
+            }
+        } catch {
+            let storeError = Self.storeError(error)
+            if storeError.code == .rejected { throw storeError }
+            if let psql = error as? PSQLError, psql.code == .sslUnsupported {
+                throw StoreError(.rejected, "PostgreSQL offers no TLS, and store.postgres.tls is require")
             }
         }
     }
@@ -204,11 +240,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     // MARK: Maintenance and integrations
 
-    /// Answers within 2 s: while the server is down the pool would keep a query waiting for a connection, and a
+    /// Answers within 5 s: while the server is down the pool would keep a query waiting for a connection, and a
     /// readiness probe must say "not ready", not hang.
     public func ping() async throws {
         do {
-            try await Self.withDeadline(.now + .seconds(2)) { [client, logger] in try await client.query("SELECT 1", logger: logger) }
+            try await Self.withDeadline(.now + .seconds(5)) { [client, logger] in try await client.query("SELECT 1", logger: logger) }
         } catch {
             throw Self.storeError(error)
         }

@@ -269,14 +269,18 @@ struct PostgresOperationWriter {
             return nil
 
         case let .setAttribute(list, contactId, attribute):
-            guard try await exists(list: list, contactId: contactId) else { return "set_property: no contact \(contactId) in list \(list)" }
-            try await writeAttributes(list: list, contactId: contactId, [attribute])
+            // One statement: it writes nothing when the contact does not exist.
+            let written = try await connection.run(
+                PostgresStatements.AttributesUpsert(list: list, contactId: contactId, attributes: [attribute]), logger: logger
+            )
+            if written == 0 { return "set_property: no contact \(contactId) in list \(list)" }
             return nil
 
         case let .addPurchase(list, contactId, row):
-            guard try await exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
+            // One statement on the common path; which of the two reasons left it unwritten is asked only then.
             let inserted = try await connection.run(PostgresStatements.PurchaseInsert(list: Int64(list), contactId: contactId, row: row), logger: logger)
             if inserted == 0 {
+                guard try await exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
                 return "create_purchase_row: transaction \(row.transactionId ?? "") is already recorded as \(row.status.rawValue)"
             }
             return nil

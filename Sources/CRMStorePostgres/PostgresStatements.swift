@@ -130,13 +130,15 @@ enum PostgresStatements {
         }
     }
 
-    /// Writes several attributes of one contact in one statement. Names must be distinct (PostgreSQL refuses to
-    /// update a row twice in one `ON CONFLICT`); a null value travels as kind `z` with an empty text.
+    /// Writes several attributes of an existing contact in one statement (none when the contact does not exist, so
+    /// no row returned means no contact). Names must be distinct (PostgreSQL refuses to update a row twice in one
+    /// `ON CONFLICT`); a null value travels as kind `z` with an empty text.
     struct AttributesUpsert: PostgresCommand {
         static let sql = """
             INSERT INTO contact_attributes (list_id, contact_id, name, kind, value)
             SELECT $1, $2, name, kind, CASE WHEN kind = 'z' THEN NULL ELSE value END
             FROM unnest($3::text[], $4::text[], $5::text[]) AS given (name, kind, value)
+            WHERE EXISTS (SELECT 1 FROM contacts WHERE list_id = $1 AND contact_id = $2)
             ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value RETURNING 1
             """
         var list: Int64
@@ -177,11 +179,14 @@ enum PostgresStatements {
         }
     }
 
+    /// Adds a purchase row to an existing contact; no row returned means no contact, or the transaction already
+    /// recorded with that status.
     struct PurchaseInsert: PostgresCommand {
         static let sql = """
             INSERT INTO purchases
                 (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+            WHERE EXISTS (SELECT 1 FROM contacts WHERE list_id = $1 AND contact_id = $2)
             ON CONFLICT DO NOTHING RETURNING 1
             """
         var list: Int64

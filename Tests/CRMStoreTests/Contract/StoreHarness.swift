@@ -67,11 +67,13 @@ final class StoreHarness: Sendable {
                 host: server.host, port: server.port, username: server.username, password: server.password, database: server.database, tls: .disable
             )
             configuration.options.additionalStartupParameters = [("search_path", schema)]
-            configuration.options.maximumConnections = 4
+            // Few connections: a test applies one batch at a time, and every connection is a handshake.
+            configuration.options.maximumConnections = 2
             let store = PostgresCRMStore(configuration: configuration, logger: Self.logger)
             let pool = Task { try await store.run() }
             do {
-                try await store.prepare(waitingAtMost: .seconds(10))
+                // Generous: the whole test suite runs at once on two cores.
+                try await store.prepare(waitingAtMost: .seconds(120))
             } catch {
                 pool.cancel()
                 throw error

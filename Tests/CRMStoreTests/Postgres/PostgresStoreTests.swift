@@ -128,7 +128,7 @@ struct PostgresConcurrencyTests {
         configuration.options.additionalStartupParameters = [("search_path", h.schema!)]
         let second = PostgresCRMStore(configuration: configuration, logger: StoreHarness.logger)
         let pool = Task { try await second.run() }
-        try await second.prepare(waitingAtMost: .seconds(10))
+        try await second.prepare(waitingAtMost: .seconds(120))
         return (h, second, pool)
     }
 
@@ -217,18 +217,50 @@ struct PostgresTLSTests {
         let store = try store(.prefer)
         let pool = Task { try await store.run() }
         defer { pool.cancel() }
+        try await store.prepare(waitingAtMost: .seconds(120))
         try await store.ping()
+    }
+
+    /// The test role's password is stored as MD5 (fast handshakes for the suite); servers store SCRAM-SHA-256 by
+    /// default, so a role of that kind must log in too.
+    @Test func aRoleWithAScramPasswordLogsIn() async throws {
+        let server = try PostgresTestServer.shared()
+        let role = "scram_\(UUID().uuidString.prefix(8).lowercased())"
+        try server.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE \(role) LOGIN PASSWORD 'pw-\(role)'")
+        let store = PostgresCRMStore(
+            host: server.host, port: server.port, username: role, password: "pw-\(role)", database: server.database,
+            tls: .disable, maximumConnections: 1, logger: StoreHarness.logger
+        )
+        let pool = Task { try await store.run() }
+        defer { pool.cancel() }
+        try await PostgresCRMStore.withDeadline(.now + .seconds(120)) { try await store.ping() }
+        let wrong = PostgresCRMStore(
+            host: server.host, port: server.port, username: role, password: "not-it", database: server.database,
+            tls: .disable, maximumConnections: 1, logger: StoreHarness.logger
+        )
+        let wrongPool = Task { try await wrong.run() }
+        defer { wrongPool.cancel() }
+        do {
+            try await wrong.prepare(waitingAtMost: .seconds(60))
+            Issue.record("a wrong password was accepted")
+        } catch {
+            #expect(error.code == .rejected, "\(error)")
+        }
     }
 
     @Test func requireRefusesAServerWithoutTLS() async throws {
         let store = try store(.require)
         let pool = Task { try await store.run() }
         defer { pool.cancel() }
+        // Refused at once, with the reason: waiting would not bring TLS.
+        let started = ContinuousClock.now
         do {
-            try await store.prepare(waitingAtMost: .seconds(1))
+            try await store.prepare(waitingAtMost: .seconds(120))
             Issue.record("connected without TLS")
         } catch {
-            #expect(error.code == .unavailable, "\(error)")
+            #expect(error.code == .rejected, "\(error)")
+            #expect(error.message.contains("TLS"), "\(error)")
         }
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 }
