@@ -1,0 +1,90 @@
+import AMQPClient
+import CRMSourceSupport
+import CRMStoreSQLite
+import Foundation
+import Testing
+
+/// Faults injected into a running `crm-ingest run` against the real broker (issue 10): the process killed again and
+/// again, the broker closing its connections. An extension of the source's suite, so it is serialized with the tests
+/// that pause the shared broker.
+extension RabbitMQSourceTests {
+    /// 20 rounds: start the daemon on a queue of 20,000 events, SIGKILL it once it applied a growing share of them
+    /// (every round kills it mid-stream, at a different point), start it again. After the rounds one daemon drains
+    /// the rest: every event applied exactly once, in per-contact order.
+    @Test func twentySigkillsAtDifferentMomentsLoseNothingAndApplyNothingTwice() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = "crm.test.kill20.\(UUID().uuidString.prefix(6))"
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 1_000, perContact: 20)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        publisher.close()
+        let folder = try Self.daemonFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = try daemonConfig(url: node.url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#)
+
+        var killedMidStream = 0
+        for round in 1...20 {
+            let daemon = try DaemonProcess(config: config, folder: folder)
+            // Each round applies a few hundred events before the kill, a different number each time.
+            let share = 200 + (round * 37) % 300
+            let signalled = await Self.signal(daemon, SIGKILL, whenApplied: share)
+            if !signalled { daemon.signal(SIGKILL) }
+            _ = try await daemon.waitForExit(timeout: .seconds(10))
+            if signalled { killedMidStream += 1 }
+        }
+        #expect(killedMidStream == 20, "rounds that were killed after applying events: \(killedMidStream)")
+        let applied = try await ledgerCount(folder)
+        #expect(applied < workload.total, "the rounds drained the queue: no round was killed mid-stream")
+
+        let last = try DaemonProcess(config: config, folder: folder)
+        #expect(try await waitFor { try node.counts(queue) == (0, 0) })
+        last.signal(SIGTERM)
+        #expect(try await last.waitForExit(timeout: .seconds(15)))
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        defer { try? store.close() }
+        #expect(try await store.count("ledger") == workload.total)
+        // Deposits carry no transaction id: one applied twice would be a second row.
+        #expect(try await store.count("purchases") == workload.contacts * workload.depositSteps.count)
+        #expect(try await workload.problems(in: store) == [])
+    }
+
+    /// The broker closes every client connection (`rabbitmqctl close_all_connections`) three times while the
+    /// daemon drains: each time it reconnects and goes on, and in the end every event is applied once, in order.
+    @Test func brokerClosingTheConnectionThreeTimesMidRunLosesNothing() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = "crm.test.cut.\(UUID().uuidString.prefix(6))"
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 1_000, perContact: 30)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        publisher.close()
+        let folder = try Self.daemonFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = try daemonConfig(url: node.url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#)
+
+        let daemon = try DaemonProcess(config: config, folder: folder)
+        var cuts = 0
+        for share in [4_000, 12_000, 20_000] {
+            // Watched from a thread of its own (see `signal(_:_:whenApplied:)`), then the broker cuts the connection.
+            let reached = try await onOwnThread { () -> Bool in
+                Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share })
+            }
+            guard reached else { break }
+            _ = try node.ctl("close_all_connections", "crm-ingest fault test")
+            cuts += 1
+        }
+        #expect(cuts == 3)
+        #expect(try await waitFor(.seconds(180)) { try node.counts(queue) == (0, 0) })
+        // One "consuming" line per connection: the first and one after each cut.
+        #expect(Self.lines(daemon, message: "consuming").filter { ($0["message"] as? String) == "consuming" }.count >= 4)
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: .seconds(15)))
+        #expect(daemon.process.terminationStatus == 0)
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        defer { try? store.close() }
+        #expect(try await store.count("ledger") == workload.total)
+        #expect(try await store.count("purchases") == workload.contacts * workload.depositSteps.count)
+        #expect(try await workload.problems(in: store) == [])
+    }
+}
