@@ -25,7 +25,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     let probe: PostgresConnection.Configuration?
 
     public init(configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration? = nil, logger: Logger) {
-        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool logs every failed connection attempt at info; the store says what matters at warning itself.
+        var background = logger
+        background.logLevel = max(logger.logLevel, .notice)
+        client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.probe = probe
         self.logger = logger
     }
@@ -92,10 +95,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public func prepare(waitingAtMost budget: Duration = .seconds(60)) async throws(StoreError) {
         let deadline = ContinuousClock.now + budget
         var delay = Duration.milliseconds(200)
-        if let probe { try await refusal(probe, deadline: deadline) }
         while true {
             do {
-                // The pool waits for a connection as long as it takes; the attempt ends at the deadline.
+                // One connection of our own first: the pool retries a refused or unreachable server alike, and a
+                // request waiting in it never learns why. Each probe gives up after 10 s, so the wait is logged.
+                if let probe { try await reach(probe, deadline: min(deadline, .now + .seconds(10))) }
                 try await Self.withDeadline(deadline) { [self] in
                     try await migrate()
                     let key = try await client.withConnection { connection in
@@ -115,20 +119,19 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         }
     }
 
-    /// Throws the server's refusal (a wrong password, no such database, no TLS where it is required) at once;
-    /// returns when the probe connection opens, or fails for a reason waiting may cure (the pool then waits).
-    private func refusal(_ probe: PostgresConnection.Configuration, deadline: ContinuousClock.Instant) async throws(StoreError) {
+    /// Opens and closes one connection. Throws the server's refusal (a wrong password, no such database, no TLS
+    /// where it is required) as `rejected`, anything waiting may cure (refused, timed out) as `unavailable`.
+    private func reach(_ probe: PostgresConnection.Configuration, deadline: ContinuousClock.Instant) async throws(StoreError) {
         do {
             try await Self.withDeadline(deadline) { [logger] in
                 let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
                 try await connection.close()
             }
         } catch {
-            let storeError = Self.storeError(error)
-            if storeError.code == .rejected { throw storeError }
             if let psql = error as? PSQLError, psql.code == .sslUnsupported {
                 throw StoreError(.rejected, "PostgreSQL offers no TLS, and store.postgres.tls is require")
             }
+            throw Self.storeError(error)
         }
     }
 
