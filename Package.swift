@@ -195,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "CRMIngestTests",
             dependencies: [
-                "CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport", "AMQPClient",
+                "CRMIngest", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMTestSupport", "AMQPClient", "CRMSourceSQS", "SQSClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -216,7 +216,7 @@ let package = Package(
         // Real servers for the integration tests (started by scripts/, shared by the test targets).
         .target(
             name: "CRMTestSupport",
-            dependencies: ["AWSSigV4", "CRMStorePostgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AWSSigV4", "SQSClient", "CRMCore", "CRMStorePostgres", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CRMTestSupport",
             swiftSettings: swiftSettings
         ),

@@ -18,6 +18,8 @@ public struct ConfigChange: Sendable, Equatable {
     public var mappingChanged: Bool
     /// The `reload:` settings differ: they take effect at the next start (the watch runs with the start's).
     public var reloadSettingsChanged: Bool
+    /// The `limits:` differ: swapped in place with the mapping (every source's processor and the HTTP integrations).
+    public var limitsChanged: Bool
 
     public init(from old: DaemonConfig, to new: DaemonConfig) {
         var refusals: [ConfigProblem] = []
@@ -45,18 +47,20 @@ public struct ConfigChange: Sendable, Equatable {
         httpIntegrationsChanged = old.sources.filter { !$0.isBrokerSource } != new.sources.filter { !$0.isBrokerSource }
         mappingChanged = old.attributes != new.attributes || old.mappings != new.mappings || old.idempotency != new.idempotency
         reloadSettingsChanged = old.reload != new.reload
+        limitsChanged = old.limits != new.limits
     }
 
     /// Nothing differs that the daemon uses.
     public var isEmpty: Bool {
         refusals.isEmpty && restartedSources.isEmpty && addedSources.isEmpty && removedSources.isEmpty
-            && !httpIntegrationsChanged && !mappingChanged && !reloadSettingsChanged
+            && !httpIntegrationsChanged && !mappingChanged && !reloadSettingsChanged && !limitsChanged
     }
 
     /// One line per effect, for logs and `validate-config --against`.
     public var effects: [String] {
         var lines: [String] = []
         if mappingChanged { lines.append("mapping: switched in place (events in process finish with the mapping they started with)") }
+        if limitsChanged { lines.append("limits: switched in place (messages in process finish under the limits they started with)") }
         if httpIntegrationsChanged { lines.append("http integrations: switched in place") }
         for name in restartedSources { lines.append("source \(name): restarted alone (stops gracefully, then consumes with its new settings)") }
         for name in addedSources { lines.append("source \(name): started") }

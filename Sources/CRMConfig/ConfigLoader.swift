@@ -183,7 +183,7 @@ struct ConfigReader {
     mutating func readDaemon(_ root: Node?) -> DaemonConfig {
         var config = DaemonConfig()
         guard let root else { return config }
-        guard let top = members(root, at: "", allowed: ["store", "http", "sources", "attributes", "mappings", "idempotency", "reload"]) else {
+        guard let top = members(root, at: "", allowed: ["store", "http", "sources", "attributes", "mappings", "idempotency", "reload", "limits"]) else {
             return config
         }
         if let store = readStore(top["store"]) { config.store = store }
@@ -193,6 +193,7 @@ struct ConfigReader {
         config.mappings = readMappings(top["mappings"], attributes: config.attributes, sources: config.sources)
         config.idempotency = readIdempotency(top["idempotency"])
         config.reload = readReload(top["reload"])
+        config.limits = readLimits(top["limits"])
         checkHTTPSources(config)
         return config
     }
@@ -335,6 +336,40 @@ struct ConfigReader {
             problem("idempotency.ledger_retention", "must be at least the redelivery_window")
         }
         return config
+    }
+
+    /// `limits: { max_message_size: 1MiB, max_depth: 32, max_object_members: 1000, max_properties: 500, max_string_length: 64KiB }`
+    mutating func readLimits(_ node: Node?) -> InputLimits {
+        var limits = InputLimits()
+        let names = ["max_message_size", "max_depth", "max_object_members", "max_properties", "max_string_length"]
+        guard let fields = members(node, at: "limits", allowed: names) else { return limits }
+        if let text = string(fields["max_message_size"], at: "limits.max_message_size") {
+            if let bytes = ByteSizeText.bytes(text), bytes >= 1 << 10, bytes <= 64 << 20 {
+                limits.maxMessageBytes = bytes
+            } else {
+                problem("limits.max_message_size", "expected a size from 1KiB to 64MiB such as 1MiB, got \"\(text)\"")
+            }
+        }
+        if let text = string(fields["max_string_length"], at: "limits.max_string_length") {
+            if let bytes = ByteSizeText.bytes(text), bytes >= 256, bytes <= 64 << 20 {
+                limits.maxStringBytes = bytes
+            } else {
+                problem("limits.max_string_length", "expected a size from 256 bytes to 64MiB such as 64KiB, got \"\(text)\"")
+            }
+        }
+        for (name, range, keyPath) in [
+            ("max_depth", 2...512, \InputLimits.maxDepth),
+            ("max_object_members", 16...1_000_000, \InputLimits.maxObjectMembers),
+            ("max_properties", 1...1_000_000, \InputLimits.maxProperties),
+        ] as [(String, ClosedRange<Int>, WritableKeyPath<InputLimits, Int>)] {
+            guard let value = int(fields[name], at: "limits.\(name)", required: false) else { continue }
+            if range.contains(value) {
+                limits[keyPath: keyPath] = value
+            } else {
+                problem("limits.\(name)", "expected a whole number from \(range.lowerBound) to \(range.upperBound), got \(value)")
+            }
+        }
+        return limits
     }
 
     mutating func readReload(_ node: Node?) -> ReloadConfig {

@@ -7,7 +7,7 @@ extension ConfigReader {
     mutating func readSQS(_ node: Node, at path: String) -> SQSSourceConfig? {
         guard let fields = members(node, at: path, allowed: [
             "queue_url", "region", "endpoint", "credentials", "profile", "pollers", "wait_time", "visibility_timeout",
-            "on_failure", "sns", "filter_policy", "filter_policy_scope", "lanes", "dead_letter_file",
+            "on_failure", "sns", "filter_policy", "filter_policy_scope", "lanes", "dead_letter_file", "dead_letter_retention",
         ]) else { return nil }
         let before = problems.count
         let queueURL = requiredString(fields["queue_url"], at: "\(path).queue_url") ?? ""
@@ -72,6 +72,9 @@ extension ConfigReader {
         }
         if let lanes = int(fields["lanes"], at: "\(path).lanes", required: false) { config.lanes = lanes }
         if let file = string(fields["dead_letter_file"], at: "\(path).dead_letter_file") { config.deadLetterFile = file }
+        if let seconds = duration(fields["dead_letter_retention"], at: "\(path).dead_letter_retention") {
+            config.deadLetterRetentionSeconds = seconds
+        }
         return problems.count == before ? config : nil
     }
 

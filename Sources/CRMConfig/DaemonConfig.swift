@@ -13,13 +13,17 @@ public struct DaemonConfig: Sendable {
     public var idempotency: IdempotencyConfig
     /// How the running daemon notices a changed configuration file.
     public var reload: ReloadConfig
+    /// What every message must keep (size, nesting, members, properties, string length).
+    public var limits: InputLimits
 
     public init(
         store: StoreConfig = .sqlite(SQLiteStoreConfig()), sources: [SourceConfig] = [],
         attributes: [AttributeDefinition] = [], mappings: [EventType: [Action]] = [:],
-        idempotency: IdempotencyConfig = IdempotencyConfig(), http: HTTPServerConfig? = nil, reload: ReloadConfig = ReloadConfig()
+        idempotency: IdempotencyConfig = IdempotencyConfig(), http: HTTPServerConfig? = nil, reload: ReloadConfig = ReloadConfig(),
+        limits: InputLimits = InputLimits()
     ) {
         self.reload = reload
+        self.limits = limits
         self.store = store
         self.http = http
         self.sources = sources
@@ -33,12 +37,22 @@ public struct DaemonConfig: Sendable {
 
     /// The processor for this configuration's mapping (default format).
     public var processor: EventProcessor {
-        EventProcessor(mapping: mapping, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
+        EventProcessor(mapping: mapping, limits: limits, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
     }
 
     /// The processor for one source: the mapping, and the source's format.
     public func processor(for source: SourceConfig) -> EventProcessor {
-        EventProcessor(mapping: mapping, format: source.format.eventFormat, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds)
+        EventProcessor(
+            mapping: mapping, limits: limits, format: source.format.eventFormat, redeliveryWindowSeconds: idempotency.redeliveryWindowSeconds
+        )
+    }
+
+    /// The SQS sources' dead-letter files and how long their records are kept.
+    public var deadLetterFiles: [(path: String, retentionSeconds: Int64)] {
+        sources.compactMap { source in
+            guard case let .sqs(sqs) = source.transport else { return nil }
+            return (sqs.deadLetterFile, sqs.deadLetterRetentionSeconds)
+        }
     }
 
     /// One line for `validate-config`.

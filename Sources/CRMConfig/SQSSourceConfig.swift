@@ -21,6 +21,9 @@ public struct SQSSourceConfig: Sendable, Equatable {
     public var lanes: Int
     /// Where refused messages are recorded when the queue has no redrive policy.
     public var deadLetterFile: String
+    /// How long a record stays in `deadLetterFile` (its body is a raw payload): 14 days by default, SQS's own
+    /// longest retention. The daemon's hourly pruning removes older records.
+    public var deadLetterRetentionSeconds: Int64
 
     public enum OnFailure: String, Sendable, Equatable, CaseIterable {
         /// Leave the message in flight: its visibility timeout and the queue's redrive policy decide.
@@ -38,8 +41,10 @@ public struct SQSSourceConfig: Sendable, Equatable {
     public init(
         queueURL: String, region: String, endpoint: String? = nil, credentials: AWSCredentials? = nil, profile: String? = nil,
         pollers: Int = 2, waitTimeSeconds: Int = 20, visibilityTimeoutSeconds: Int? = nil, onFailure: OnFailure = .keep,
-        sns: SNSMode = .auto, filterPolicy: SNSFilterPolicy? = nil, lanes: Int = 4, deadLetterFile: String = "./data/dead-letters.jsonl"
+        sns: SNSMode = .auto, filterPolicy: SNSFilterPolicy? = nil, lanes: Int = 4, deadLetterFile: String = "./data/dead-letters.jsonl",
+        deadLetterRetentionSeconds: Int64 = 14 * 86_400
     ) {
+        self.deadLetterRetentionSeconds = deadLetterRetentionSeconds
         self.queueURL = queueURL
         self.region = region
         self.endpoint = endpoint

@@ -202,7 +202,11 @@ public struct SQSSource: Service {
     public static func incoming(
         _ message: SQSMessage, config: SQSSourceConfig, source name: String, processor: EventProcessor, receivedAt: Timestamp
     ) -> Incoming {
-        let parser = JSONParser(limits: JSONLimits(maxBytes: 1 << 20, maxStringBytes: 1 << 20))
+        // The body as it arrived keeps the message limits; an SNS envelope's `Message` is itself the message, so
+        // that one string may be as long as a whole message.
+        var envelopeLimits = processor.limits.json
+        envelopeLimits.maxStringBytes = max(envelopeLimits.maxStringBytes, envelopeLimits.maxBytes)
+        let parser = JSONParser(limits: envelopeLimits)
         var body = Array(message.body.utf8)
         var messageId = message.messageId
         var attributes: [String: SNSMessageAttribute] = message.messageAttributes.mapValues {

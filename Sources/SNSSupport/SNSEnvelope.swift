@@ -74,6 +74,19 @@ public struct SNSEnvelope: Sendable, Equatable {
     /// a broken notification, not someone else's payload. `SubscriptionConfirmation` and `UnsubscribeConfirmation`
     /// messages are not notifications and give nil.
     public static func unwrap(_ body: JSONValue) throws(SNSEnvelopeError) -> SNSEnvelope? {
+        // A body from an SNS topic (its ARN says so) that is not a usable notification is refused with the reason,
+        // rather than read as a payload of its own and refused for fields it was never meant to have.
+        if case let .string(arn)? = body["TopicArn"], arn.hasPrefix("arn:aws:sns:"), let type = body["Type"] {
+            guard case .string("Notification") = type else {
+                if case let .string(name) = type, name.hasSuffix("Confirmation") {
+                    throw SNSEnvelopeError(field: "Type", reason: "a \(name), not a notification: it carries no event (SNS confirms subscriptions of SQS queues itself)")
+                }
+                throw SNSEnvelopeError(field: "Type", reason: "expected \"Notification\", found \(type.excerpt)")
+            }
+            guard case .string? = body["MessageId"] else {
+                throw SNSEnvelopeError(field: "MessageId", reason: body["MessageId"].map { "expected a string, found \($0.typeName)" } ?? "missing")
+            }
+        }
         guard case .string("Notification") = body["Type"],
             case let .string(messageId)? = body["MessageId"],
             case let .string(topicArn)? = body["TopicArn"]

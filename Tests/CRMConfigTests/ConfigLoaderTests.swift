@@ -8,14 +8,7 @@ import Testing
 struct ConfigLoaderTests {
     let loader = ConfigLoader(environment: ["DATA": "/var/lib/crm", "EMPTY": ""])
 
-    func problems(_ yaml: String) -> [String] {
-        do {
-            _ = try loader.load(yaml: yaml)
-            return []
-        } catch {
-            return error.problems.map(\.description)
-        }
-    }
+    func problems(_ yaml: String) -> [String] { loader.problems(yaml) }
 
     static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -149,7 +142,7 @@ struct ConfigLoaderTests {
           "mappings.USER_UPDATE[0].set_property.value: required"]),
         ("mappings: { USER_UPDATE: { update_contact: { list: 1 } } }",
          ["mappings.USER_UPDATE: expected a list of actions, got a mapping"]),
-        ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency, reload)"]),
+        ("colour: red", ["colour: unknown key (expected one of: store, http, sources, attributes, mappings, idempotency, reload, limits)"]),
         ("store: { mysql: {} }", ["store.mysql: unknown key (expected one of: sqlite, postgres)", "store: name a store: sqlite or postgres"]),
         ("store: { sqlite: { path: \"${NOPE}/x.sqlite\" } }",
          ["store.sqlite.path: environment variable NOPE is not set (write ${NOPE:-default} to give a default)"]),

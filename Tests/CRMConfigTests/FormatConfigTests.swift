@@ -7,14 +7,7 @@ import Testing
 struct FormatConfigTests {
     let loader = ConfigLoader(environment: [:])
 
-    func problems(_ yaml: String) -> [String] {
-        do {
-            _ = try loader.load(yaml: yaml)
-            return []
-        } catch {
-            return error.problems.map(\.description)
-        }
-    }
+    func problems(_ yaml: String) -> [String] { loader.problems(yaml) }
 
     static func source(format: String) -> String {
         """

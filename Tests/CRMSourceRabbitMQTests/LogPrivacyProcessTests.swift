@@ -135,10 +135,6 @@ extension RabbitMQSourceTests {
 /// A queue on moto for the tests of this target.
 enum SQSSourceTestQueue {
     static func create(_ server: MotoTestServer, _ name: String) throws -> String {
-        let admin = SQSClient(queueURL: "", region: server.region, credentials: server.credentials, endpoint: server.url)
-        guard case let .string(url)? = try admin.call("CreateQueue", .object([("QueueName", .string(name))]), timeout: .seconds(10))["QueueUrl"] else {
-            throw SQSError(code: "NoQueueUrl", message: "", httpStatus: 200)
-        }
-        return url
+        try server.createQueue(name)
     }
 }

@@ -25,15 +25,7 @@ struct SQSSourceTests {
     )
 
     static func createQueue(_ server: MotoTestServer, _ name: String, attributes: [String: String] = [:]) throws -> String {
-        let admin = SQSClient(queueURL: "", region: server.region, credentials: server.credentials, endpoint: server.url)
-        var body: [(key: String, value: JSONValue)] = [("QueueName", .string(name))]
-        if !attributes.isEmpty {
-            body.append(("Attributes", .object(attributes.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) })))
-        }
-        guard case let .string(url)? = try admin.call("CreateQueue", .object(body), timeout: .seconds(10))["QueueUrl"] else {
-            throw SQSError(code: "NoQueueUrl", message: "", httpStatus: 200)
-        }
-        return url
+        try server.createQueue(name, attributes: attributes)
     }
 
     static func send(_ server: MotoTestServer, _ queue: String, _ messages: [SQSClient.OutgoingMessage]) throws {

@@ -1,4 +1,6 @@
 import AWSSigV4
+import CRMCore
+import SQSClient
 import Foundation
 
 /// A real local SQS for the tests: moto_server with authentication enforced, the one `make test` started
@@ -54,5 +56,20 @@ public final class MotoTestServer: @unchecked Sendable {
         self.url = url
         credentials = AWSCredentials(accessKeyId: key, secretAccessKey: secret)
         region = env["AWS_REGION"] ?? "us-east-1"
+    }
+}
+
+extension MotoTestServer {
+    /// Creates a queue (with its attributes, e.g. a RedrivePolicy) and returns its URL.
+    public func createQueue(_ name: String, attributes: [String: String] = [:]) throws -> String {
+        let admin = SQSClient(queueURL: "", region: region, credentials: credentials, endpoint: url)
+        var body: [(key: String, value: JSONValue)] = [("QueueName", .string(name))]
+        if !attributes.isEmpty {
+            body.append(("Attributes", .object(attributes.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) })))
+        }
+        guard case let .string(queueURL)? = try admin.call("CreateQueue", .object(body), timeout: .seconds(10))["QueueUrl"] else {
+            throw SQSError(code: "NoQueueUrl", message: "CreateQueue answered without a QueueUrl", httpStatus: 200)
+        }
+        return queueURL
     }
 }

@@ -10,14 +10,7 @@ import Testing
 struct SQSClientTests {
     /// Creates a queue and returns its URL.
     static func createQueue(_ server: MotoTestServer, _ name: String, attributes: [String: String] = [:]) throws -> String {
-        let admin = SQSClient(queueURL: "", region: server.region, credentials: server.credentials, endpoint: server.url)
-        var body: [(key: String, value: JSONValue)] = [("QueueName", .string(name))]
-        if !attributes.isEmpty {
-            body.append(("Attributes", .object(attributes.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) })))
-        }
-        let response = try admin.call("CreateQueue", .object(body), timeout: .seconds(10))
-        guard case let .string(url)? = response["QueueUrl"] else { throw SQSError(code: "NoQueueUrl", message: "\(response)", httpStatus: 200) }
-        return url
+        try server.createQueue(name, attributes: attributes)
     }
 
     static func client(_ server: MotoTestServer, _ queueURL: String, secret: String? = nil) -> SQSClient {

@@ -116,9 +116,7 @@ private struct Fields {
         case .null: return []
         case .object:
             let flat = JSONFlattener.flatten(value)
-            guard flat.count <= limits.maxProperties else {
-                throw invalid("properties", "more than \(limits.maxProperties) properties")
-            }
+            if let error = InputLimits.tooManyProperties(flat.count, limit: limits.maxProperties, field: path("properties")) { throw error }
             return flat
         default: throw invalid("properties", "expected an object, got \(value.excerpt)")
         }

@@ -84,14 +84,17 @@ public struct IncomingIntegration: Sendable {
     public var contactId: RequestField?
     public var deduplication: RequestDeduplication?
     public var jsonLimits: JSONLimits
+    /// Most properties a request's flattened body may have (`limits.max_properties`).
+    public var maxProperties: Int
 
     /// Headers never recorded: they carry credentials.
     public static let unrecordedHeaders: Set<String> = ["authorization", "proxy-authorization", "cookie"]
 
     public init(
         source: String, endpointId: String, eventType: IncomingEventType, contactId: RequestField?,
-        deduplication: RequestDeduplication?, jsonLimits: JSONLimits = JSONLimits()
+        deduplication: RequestDeduplication?, jsonLimits: JSONLimits = JSONLimits(), maxProperties: Int = InputLimits().maxProperties
     ) {
+        self.maxProperties = maxProperties
         self.source = source
         self.endpointId = endpointId
         self.eventType = eventType
@@ -113,6 +116,7 @@ public struct IncomingIntegration: Sendable {
             throw EventError(.notAnObject, field: "body", reason: "expected a JSON object, got \(json.typeName)")
         }
         let properties = JSONFlattener.flatten(json)
+        if let error = InputLimits.tooManyProperties(properties.count, limit: maxProperties, field: "body") { throw error }
         let type = try eventType(request, properties)
         let actions = planner.mapping.actions[type] ?? []
 

@@ -8,12 +8,29 @@ public struct JSONLimits: Sendable, Equatable {
     public var maxObjectMembers: Int
     /// Longest string, in bytes of UTF-8.
     public var maxStringBytes: Int
+    /// The configuration section these limits come from (`limits`): errors then name the setting to change, e.g.
+    /// `nesting deeper than 32 levels (limits.max_depth)`. Nil for limits that are not configurable.
+    public var settingSection: String?
+    /// Whether `\u0000` is refused: no CRM text holds a NUL, PostgreSQL's text cannot store one, and C code that
+    /// reads the value would cut it there. Messages refuse it; other JSON (responses of AWS) keeps it.
+    public var refusesNUL: Bool
 
-    public init(maxBytes: Int = 1 << 20, maxDepth: Int = 32, maxObjectMembers: Int = 1_000, maxStringBytes: Int = 65_536) {
+    public init(
+        maxBytes: Int = 1 << 20, maxDepth: Int = 32, maxObjectMembers: Int = 1_000, maxStringBytes: Int = 65_536,
+        settingSection: String? = nil, refusesNUL: Bool = false
+    ) {
+        self.refusesNUL = refusesNUL
         self.maxBytes = maxBytes
         self.maxDepth = maxDepth
         self.maxObjectMembers = maxObjectMembers
         self.maxStringBytes = maxStringBytes
+        self.settingSection = settingSection
+    }
+
+    /// ` (limits.NAME)` when the limits are configurable, else nothing: appended to the error of a crossed limit.
+    func setting(_ name: String) -> String {
+        guard let settingSection else { return "" }
+        return " (\(settingSection).\(name))"
     }
 }
 
@@ -56,7 +73,7 @@ public struct JSONParser: Sendable {
 
     func parse(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
         guard buffer.count <= limits.maxBytes else {
-            throw JSONParseError(offset: limits.maxBytes, reason: "document is larger than \(limits.maxBytes) bytes")
+            throw JSONParseError(offset: limits.maxBytes, reason: "document is larger than \(limits.maxBytes) bytes\(limits.setting("max_message_size"))")
         }
         var reader = Reader(bytes: buffer, limits: limits)
         // A UTF-8 byte order mark is tolerated: some senders write one.
@@ -115,7 +132,7 @@ private struct Reader {
     }
 
     mutating func readObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= limits.maxDepth else { throw error("nesting deeper than \(limits.maxDepth) levels") }
+        guard depth <= limits.maxDepth else { throw error("nesting deeper than \(limits.maxDepth) levels\(limits.setting("max_depth"))") }
         index += 1
         var members: [(key: String, value: JSONValue)] = []
         var seen: Set<String> = []
@@ -135,7 +152,7 @@ private struct Reader {
             if members.count == 15 { seen = Set(members.map(\.key)); seen.insert(key) }
             if duplicate { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
             guard members.count < limits.maxObjectMembers else {
-                throw JSONParseError(offset: keyOffset, reason: "object has more than \(limits.maxObjectMembers) members")
+                throw JSONParseError(offset: keyOffset, reason: "object has more than \(limits.maxObjectMembers) members\(limits.setting("max_object_members"))")
             }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after a member name") }
@@ -152,7 +169,7 @@ private struct Reader {
     }
 
     mutating func readArray(depth: Int) throws(JSONParseError) -> JSONValue {
-        guard depth <= limits.maxDepth else { throw error("nesting deeper than \(limits.maxDepth) levels") }
+        guard depth <= limits.maxDepth else { throw error("nesting deeper than \(limits.maxDepth) levels\(limits.setting("max_depth"))") }
         index += 1
         var elements: [JSONValue] = []
         skipWhitespace()
@@ -206,7 +223,7 @@ private struct Reader {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 guard slice.count <= limits.maxStringBytes else {
-                    throw JSONParseError(offset: start, reason: "string longer than \(limits.maxStringBytes) bytes")
+                    throw JSONParseError(offset: start, reason: "string longer than \(limits.maxStringBytes) bytes\(limits.setting("max_string_length"))")
                 }
                 guard let string = Self.string(slice, isASCII: highBits < 0x80) else {
                     throw JSONParseError(offset: start, reason: "string is not valid UTF-8")
@@ -238,7 +255,7 @@ private struct Reader {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 guard utf8.count <= limits.maxStringBytes else {
-                    throw JSONParseError(offset: start, reason: "string longer than \(limits.maxStringBytes) bytes")
+                    throw JSONParseError(offset: start, reason: "string longer than \(limits.maxStringBytes) bytes\(limits.setting("max_string_length"))")
                 }
                 guard let string = utf8.withUnsafeBufferPointer({ Self.string($0, isASCII: false) }) else {
                     throw JSONParseError(offset: start, reason: "string is not valid UTF-8")
@@ -277,6 +294,9 @@ private struct Reader {
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 } else if (0xDC00...0xDFFF).contains(scalar) {
                     throw error("lone surrogate \\u\(hex(scalar)) in a string")
+                }
+                if scalar == 0, limits.refusesNUL {
+                    throw error("NUL character (\\u0000) in a string: no CRM text may hold one")
                 }
                 guard let unicode = Unicode.Scalar(scalar) else { throw error("invalid escape") }
                 utf8.append(contentsOf: String(Character(unicode)).utf8)

@@ -4,6 +4,8 @@ import Crypto
 /// planned events to the store in batches.
 public struct EventProcessor: Sendable {
     public let decoder: DefaultFormatDecoder
+    /// The limits every message must keep (`limits:`), in every format.
+    public let limits: InputLimits
     /// How bodies become events: the default format or a configured converter.
     public let format: EventFormat
     public let planner: ActionPlanner
@@ -11,10 +13,11 @@ public struct EventProcessor: Sendable {
     public let redeliveryWindowSeconds: Int64
 
     public init(
-        mapping: Mapping, decoder: DefaultFormatDecoder = DefaultFormatDecoder(), format: EventFormat = .standard,
+        mapping: Mapping, limits: InputLimits = InputLimits(), format: EventFormat = .standard,
         redeliveryWindowSeconds: Int64 = 3600
     ) {
-        self.decoder = decoder
+        self.limits = limits
+        self.decoder = limits.decoder
         self.format = format
         self.planner = ActionPlanner(mapping: mapping)
         self.redeliveryWindowSeconds = redeliveryWindowSeconds
@@ -58,8 +61,9 @@ public struct EventProcessor: Sendable {
         if case let .altcraftImport(altcraft) = format { return prepareAltcraftImport(message, altcraft) }
         let event: CRMEvent
         let json: JSONValue
-        do {
+        do throws(EventError) {
             (event, json) = try format.decode(message.body, headers: message.headers, attributes: message.attributes, decoder: decoder)
+            if let error = limits.tooManyProperties(event.properties.count, field: "\(event.type.rawValue).properties") { throw error }
         } catch {
             return .rejected(error)
         }
@@ -86,12 +90,13 @@ public struct EventProcessor: Sendable {
     /// Proca and Jomablue: the format's own operations (contact merge, subscription, history, records), then the
     /// mapping's actions for the event's type, if any.
     func prepareWithFormatOperations(_ message: IncomingMessage, _ decode: (JSONValue) throws(EventError) -> FormatResult) -> PreparedMessage {
-        do {
+        do throws(EventError) {
             let json = try parse(message)
             switch try decode(json) {
             case let .skipped(type):
                 return .skipped(type)
             case let .event(event, operations, key):
+                if let error = limits.tooManyProperties(event.properties.count, field: "\(event.type.rawValue).properties") { throw error }
                 let plan = event.contactId.isEmpty ? nil : try planner.plan(event, receivedAt: message.receivedAt)
                 let idempotency = key.map { IdempotencyKey(value: $0, check: .always) } ?? self.key(for: message, json: json)
                 return .event(PlannedEvent(
@@ -125,9 +130,10 @@ public struct EventProcessor: Sendable {
     /// An Altcraft request: one `importProfile` operation carrying the mapping's actions for `ALTCRAFT_IMPORT`
     /// (without `enter_journey` when `skip_triggers`), and the reply it asks for.
     func prepareAltcraftImport(_ message: IncomingMessage, _ altcraft: AltcraftImportFormat) -> PreparedMessage {
-        do {
+        do throws(EventError) {
             let json = try parse(message)
             let request = try altcraft.decode(json, mapping: planner.mapping)
+            if let error = limits.tooManyProperties(request.event.properties.count, field: "\(request.event.type.rawValue).properties") { throw error }
             var profile = request.profile
             var unmatched = 0
             if let plan = try planner.plan(request.event, receivedAt: message.receivedAt) {

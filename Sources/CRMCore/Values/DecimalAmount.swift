@@ -50,7 +50,9 @@ public struct DecimalAmount: Sendable, Hashable, CustomStringConvertible {
         }
         guard !integerDigits.isEmpty else { return .failure(.notANumber(literal)) }
         exponent *= exponentSign
-        guard abs(exponent) <= 64 else { return .failure(.outOfRange(literal)) }
+        // A tiny exponent is a fraction too fine for an amount, not a number too large.
+        guard exponent >= -64 else { return .failure(.tooPrecise(literal)) }
+        guard exponent <= 64 else { return .failure(.outOfRange(literal)) }
         let digits = integerDigits + fractionDigits
         let point = integerDigits.count + exponent
         var whole: [UInt8]

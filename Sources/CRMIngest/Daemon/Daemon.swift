@@ -98,14 +98,15 @@ public struct Daemon: Sendable {
                     "auth": "\(item.config.auth == .none ? "none" : "jwt")",
                 ])
             }
-            integrations = try await HTTPIntegrations.make(resolved, server: server)
+            integrations = try await HTTPIntegrations.make(resolved, server: server, limits: config.limits)
         }
         let live = LiveConfiguration(
             loaded: loaded, supervisor: supervisor, httpIntegrations: integrations, store: store, statusBoard: statusBoard,
             registry: registry, logger: logger
         )
         let pruner = LedgerPruner(
-            store: store, retentionSeconds: { live.ledgerRetentionSeconds.current }, interval: .seconds(3600), now: now, logger: logger
+            store: store, retentionSeconds: { live.ledgerRetentionSeconds.current },
+            deadLetterFiles: { await live.config.deadLetterFiles }, interval: .seconds(3600), now: now, logger: logger
         )
         let readinessProblems: @Sendable () async -> [String] = {
             var problems: [String] = []

@@ -32,7 +32,7 @@ enum HTTPIntegrations {
     }
 
     /// What the HTTP server serves. Fails (before anything listens) when a configured key cannot be used.
-    static func make(_ resolved: [Resolved], server: HTTPServerConfig) async throws -> [HTTPIntegration] {
+    static func make(_ resolved: [Resolved], server: HTTPServerConfig, limits: InputLimits) async throws -> [HTTPIntegration] {
         var integrations: [HTTPIntegration] = []
         for item in resolved {
             var verifier: IncomingJWTVerifier?
@@ -45,7 +45,7 @@ enum HTTPIntegrations {
             }
             let integration = IncomingIntegration(
                 source: item.source, endpointId: item.endpoint, eventType: item.config.eventType, contactId: item.config.contactId,
-                deduplication: item.config.deduplication, jsonLimits: JSONLimits(maxBytes: server.maxBodyBytes)
+                deduplication: item.config.deduplication, jsonLimits: limits.json(maxBytes: server.maxBodyBytes), maxProperties: limits.maxProperties
             )
             integrations.append(HTTPIntegration(integration: integration, verifier: verifier, metrics: EventMetrics(source: item.source)))
         }

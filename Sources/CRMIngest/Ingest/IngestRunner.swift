@@ -65,7 +65,8 @@ public struct IngestRunner: Sendable {
         onRejected: @Sendable (Rejection) -> Void = { _ in },
         onProgress: @Sendable (IngestSummary, Int) -> Void = { _, _ in }
     ) async throws -> IngestSummary {
-        let reader = JSONLinesReader(handle: handle, batchSize: batchSize)
+        // A longer line is cut one byte past the limit, so the decoder refuses it by its size without holding it all.
+        let reader = JSONLinesReader(handle: handle, batchSize: batchSize, maxLineBytes: processor.limits.maxMessageBytes + 1)
         var summary = IngestSummary()
         // How often each line's content was seen so far in this file, by the first 8 bytes of its hash (16 bytes an
         // entry instead of 40). Two different lines sharing those bytes only number their occurrences together:

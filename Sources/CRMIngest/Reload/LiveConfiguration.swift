@@ -71,10 +71,10 @@ actor LiveConfiguration {
 
         // Everything that can fail comes first, so a refused reload changes nothing.
         var integrations: [HTTPIntegration]?
-        if change.httpIntegrationsChanged, let server = loaded.config.http {
+        if change.httpIntegrationsChanged || change.limitsChanged, let server = loaded.config.http {
             do {
                 let resolved = try await HTTPIntegrations.endpoints(loaded.config, store: store)
-                integrations = try await HTTPIntegrations.make(resolved, server: server)
+                integrations = try await HTTPIntegrations.make(resolved, server: server, limits: loaded.config.limits)
             } catch {
                 return refuse([ConfigProblem(path: "sources", message: "\(error)")], file: file, trigger: trigger)
             }
