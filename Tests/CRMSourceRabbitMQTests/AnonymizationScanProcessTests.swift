@@ -1,13 +1,16 @@
 import AMQPClient
+import AWSSigV4
 import CRMTestSupport
 import CurlHTTP
 import Foundation
+import SQSClient
 import Testing
 
 /// `anonymize_contact` through the real daemon leaves no personal value of the contact anywhere the daemon writes:
 /// the bytes of the database file, its WAL and shared-memory files (the ledger and the HTTP deduplication records
-/// live there too), and the daemon's log. Scanned while the daemon still runs, right after the anonymization has
-/// settled, and again after it stopped.
+/// live there too), the SQS source's dead-letter file (refused messages of the contact, one inside an SNS envelope),
+/// and the daemon's log. Scanned while the daemon still runs, right after the anonymization has settled, and again
+/// after it stopped. Another contact's dead-letter record stays.
 extension RabbitMQSourceTests {
     static let person = (
         email: "astrid.lindqvist.7f3a@example.se", firstName: "Astridqz", lastName: "Lindqvist-Brannmark",
@@ -15,7 +18,7 @@ extension RabbitMQSourceTests {
         order: "order-astrid-9931", note: "leave at the blue door"
     )
 
-    static func anonymizationConfig(folder: URL, url: String, queue: String) throws -> String {
+    static func anonymizationConfig(folder: URL, url: String, queue: String, moto: MotoTestServer, sqsQueue: String) throws -> String {
         let path = folder.appendingPathComponent("crm-ingest.yaml").path
         try """
             store:
@@ -24,6 +27,14 @@ extension RabbitMQSourceTests {
             sources:
               - name: app-events
                 rabbitmq: { url: "\(url)", queue: \(queue), prefetch: 500, lanes: 2 }
+              - name: app-sqs
+                sqs:
+                  queue_url: "\(sqsQueue)"
+                  region: \(moto.region)
+                  endpoint: "\(moto.url)"
+                  credentials: { access_key_id: "\(moto.credentials.accessKeyId)", secret_access_key: "\(moto.credentials.secretAccessKey)" }
+                  wait_time: 1s
+                  dead_letter_file: "\(folder.appendingPathComponent("sqs-dead.jsonl").path)"
               - name: shop
                 http:
                   endpoint: shop-orders
@@ -69,7 +80,28 @@ extension RabbitMQSourceTests {
         let queue = "anonymize-scan-\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
         let p = Self.person
-        let daemon = try DaemonProcess(config: try Self.anonymizationConfig(folder: folder, url: node.url, queue: queue), folder: folder)
+        let moto = try MotoTestServer.shared()
+        let sqsQueue = try moto.createQueue("anonymize-scan-\(UUID().uuidString.prefix(6))")
+        let daemon = try DaemonProcess(
+            config: try Self.anonymizationConfig(folder: folder, url: node.url, queue: queue, moto: moto, sqsQueue: sqsQueue), folder: folder
+        )
+        // Refused on SQS, so recorded whole in the dead-letter file: two of the person's (one wrapped by SNS), one of
+        // someone else.
+        let refused = #"{"type":"DEPOSIT_APPROVED","contactId":"\#(p.email)","timestamp":"2026-05-12T10:00:00Z","amount":"lots","properties":{"phone":"\#(p.phone)","note":"\#(p.note)"}}"#
+        let envelope = try String(decoding: JSONSerialization.data(withJSONObject: [
+            "Type": "Notification", "MessageId": "8f0c2b6e-0d2a-4c1b-9f55-2b7b0c8e1a01", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:crm",
+            "Message": #"{"type":"USER_UPDATE","contactId":"\#(p.email)","properties":{"lastName":"\#(p.lastName)","city":7,"x":{"y":"\#(p.firstName)"}},"bad":"#,
+        ]), as: UTF8.self)
+        let someoneElse = #"{"type":"USER_DELETED","contactId":"someone.else@example.org"}"#
+        let sqs = SQSClient(queueURL: sqsQueue, region: moto.region, credentials: moto.credentials, endpoint: moto.url)
+        #expect(try sqs.sendMessages([
+            .init(id: "a", body: refused), .init(id: "b", body: envelope), .init(id: "c", body: someoneElse),
+        ]).failed.isEmpty)
+        let deadFile = folder.appendingPathComponent("sqs-dead.jsonl").path
+        func deadRecords() -> [String] {
+            ((try? String(contentsOfFile: deadFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        #expect(try await waitFor(.seconds(60)) { deadRecords().count == 3 })
 
         func message(_ body: String, id: String) -> AMQPPublisher.Message {
             var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2)
@@ -100,7 +132,7 @@ extension RabbitMQSourceTests {
         ), timeout: .seconds(10))
         #expect(response.status == 200)
 
-        let files = ["crm.sqlite", "crm.sqlite-wal", "crm.sqlite-shm"].map { folder.appendingPathComponent($0).path }
+        let files = ["crm.sqlite", "crm.sqlite-wal", "crm.sqlite-shm", "sqs-dead.jsonl"].map { folder.appendingPathComponent($0).path }
         let values = [p.email, p.firstName, p.lastName, p.phone, p.city, p.newCity, p.transaction, p.order, p.note]
         // The check can fail: before the anonymization every value is there (but the first city, which the update
         // overwrote: secure_delete already zeroed it).
@@ -111,6 +143,7 @@ extension RabbitMQSourceTests {
         #expect(try await waitFor(.seconds(60)) { try node.counts(queue) == (0, 0) && Self.appliedSoFar(daemon) >= 1_005 })
         try await Task.sleep(for: .milliseconds(500))
 
+        #expect(deadRecords().count == 1 && deadRecords().first?.contains("someone.else@example.org") == true, "\(deadRecords())")
         let whileRunning = Self.occurrences(of: values, in: files)
         #expect(whileRunning.isEmpty, "personal values left while the daemon runs: \(whileRunning)")
         #expect(Self.occurrences(of: values, in: [daemon.logPath]).isEmpty, "in the log")

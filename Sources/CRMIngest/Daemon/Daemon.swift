@@ -60,7 +60,7 @@ public struct Daemon: Sendable {
 
     /// Every service but the store's pool, in one group; returns once they all stopped.
     private func runServices(
-        store: any CRMStore, hangups: UnixSignalsSequence, shutdownSignals: [UnixSignal],
+        store baseStore: any CRMStore, hangups: UnixSignalsSequence, shutdownSignals: [UnixSignal],
         onHTTPListening: @escaping @Sendable (Int) -> Void
     ) async throws {
         // Metrics made from here on go to Prometheus (served at /metrics).
@@ -68,6 +68,10 @@ public struct Daemon: Sendable {
         let config = self.config
         let statusBoard = SourceStatusBoard()
         let (logger, now) = (self.logger, self.now)
+        // Every source and the HTTP server use the store through this: an anonymization also erases the contact's
+        // records from the dead-letter files the daemon keeps.
+        let deadLetterPaths = ReloadableValue(config.deadLetterFiles.map(\.path))
+        let store = DeadLetterErasingStore(base: baseStore, deadLetterFiles: { deadLetterPaths.current }, logger: logger)
         let supervisor = SourceSupervisor(
             sources: config.sources.map { ($0, config.processor(for: $0)) }, logger: logger
         ) { source, processor in
@@ -102,7 +106,7 @@ public struct Daemon: Sendable {
         }
         let live = LiveConfiguration(
             loaded: loaded, supervisor: supervisor, httpIntegrations: integrations, store: store, statusBoard: statusBoard,
-            registry: registry, logger: logger
+            registry: registry, deadLetterPaths: deadLetterPaths, logger: logger
         )
         let pruner = LedgerPruner(
             store: store, retentionSeconds: { live.ledgerRetentionSeconds.current },

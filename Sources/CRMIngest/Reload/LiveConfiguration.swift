@@ -29,6 +29,8 @@ actor LiveConfiguration {
     let httpProcessor: ReloadableValue<EventProcessor>
     let httpIntegrations: ReloadableValue<[String: HTTPIntegration]>
     let ledgerRetentionSeconds: ReloadableValue<Int64>
+    /// The SQS sources' dead-letter files, which an anonymization cleans.
+    let deadLetterPaths: ReloadableValue<[String]>
     private let store: any CRMStore
     private let statusBoard: SourceStatusBoard
     private let logger: Logger
@@ -36,8 +38,9 @@ actor LiveConfiguration {
 
     init(
         loaded: ConfigFile.Loaded, supervisor: SourceSupervisor, httpIntegrations: [HTTPIntegration], store: any CRMStore,
-        statusBoard: SourceStatusBoard, registry: PrometheusCollectorRegistry, logger: Logger
+        statusBoard: SourceStatusBoard, registry: PrometheusCollectorRegistry, deadLetterPaths: ReloadableValue<[String]>, logger: Logger
     ) {
+        self.deadLetterPaths = deadLetterPaths
         config = loaded.config
         sha256 = loaded.sha256
         loadedAt = Date()
@@ -83,6 +86,7 @@ actor LiveConfiguration {
         let new = loaded.config
         httpProcessor.replace(with: new.processor)
         ledgerRetentionSeconds.replace(with: new.idempotency.ledgerRetentionSeconds)
+        deadLetterPaths.replace(with: new.deadLetterFiles.map(\.path))
         await supervisor.apply(new.sources.map { ($0, new.processor(for: $0)) })
         for name in change.removedSources {
             statusBoard.remove(name)
