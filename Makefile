@@ -4,7 +4,7 @@ SWIFT ?= swift
 CONFIG ?=
 RUN_ARGS ?=
 
-.PHONY: run test bench build release deps test-deps bench-deps clean broker stop-broker install install-files
+.PHONY: run test test-sanitize bench build release deps test-deps bench-deps clean broker stop-broker install install-files
 
 # Where `make install` puts things (FHS); DESTDIR prefixes every path, for packaging.
 PREFIX ?= /usr/local
@@ -44,6 +44,13 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	@# Two phases (the SQS source tests after the rest); failures are summed up at the end of the output.
 	SWIFT=$(SWIFT) scripts/test-with-servers.sh scripts/run-test-phases.sh
+
+## test-sanitize: install what is missing and run the unit tests (no servers, no daemon processes) under
+## AddressSanitizer, then ThreadSanitizer, each built into a folder of its own (.build-address, .build-thread: every
+## dependency is rebuilt, so the first run is slow). Fails on any test failure or sanitizer report;
+## Docs/HARDENING.md says which suites run. SANITIZERS=thread runs one.
+test-sanitize: deps
+	SWIFT=$(SWIFT) scripts/test-sanitize.sh
 
 ## bench: install what is missing, build in release mode, run every scenario against its same-run baseline and
 ## rewrite Docs/BENCHMARKS.md (scripts/bench/bench.py says which BENCH_* variables size it). Takes about 30 minutes.

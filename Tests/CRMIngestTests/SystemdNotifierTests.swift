@@ -68,23 +68,23 @@ struct SystemdNotifierTests {
         )
         let group = ServiceGroupHarness(service)
         // Not ready: nothing but (after a second) a STATUS line.
-        #expect(socket.receive(timeout: .milliseconds(300)) == nil)
+        #expect(await socket.received(timeout: .milliseconds(300)) == nil)
         state.ready = true
-        #expect(socket.receive() == "READY=1\nSTATUS=consuming")
-        #expect(socket.receive() == "WATCHDOG=1")
-        #expect(socket.receive() == "WATCHDOG=1")
+        #expect(await socket.received() == "READY=1\nSTATUS=consuming")
+        #expect(await socket.received() == "WATCHDOG=1")
+        #expect(await socket.received() == "WATCHDOG=1")
         state.healthy = false
         // Unhealthy: said once, then the watchdog is not fed. (Waits for messages, never for silence, except to
         // show that none comes: a loaded machine only delays messages.)
-        var message = socket.receive()
-        while let current = message, current == "WATCHDOG=1" { message = socket.receive() }
+        var message = await socket.received()
+        while let current = message, current == "WATCHDOG=1" { message = await socket.received() }
         #expect(message?.hasPrefix("STATUS=unhealthy: store: disk I/O error") == true)
-        #expect(socket.receive(timeout: .milliseconds(500)) == nil, "the watchdog was fed while unhealthy")
+        #expect(await socket.received(timeout: .milliseconds(500)) == nil, "the watchdog was fed while unhealthy")
         state.healthy = true
-        #expect(socket.receive() == "WATCHDOG=1\nSTATUS=consuming")
+        #expect(await socket.received() == "WATCHDOG=1\nSTATUS=consuming")
         try await group.stop()
         var last: String?
-        while let message = socket.receive(timeout: .milliseconds(300)) { last = message }
+        while let message = await socket.received(timeout: .milliseconds(300)) { last = message }
         #expect(last == "STOPPING=1\nSTATUS=stopping: draining in-flight work")
     }
 }

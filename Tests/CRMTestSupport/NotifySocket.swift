@@ -42,6 +42,15 @@ public final class NotifySocket: @unchecked Sendable {
         return String(decoding: buffer[0..<count], as: UTF8.self)
     }
 
+    /// `receive` on a thread of its own, for async tests: a test blocked in `poll` on a thread of Swift's cooperative
+    /// pool (two threads on two cores) starved the service it was waiting for when the whole suite ran under the
+    /// sanitizers, and the message came after the timeout.
+    public func received(timeout: Duration = .seconds(10)) async -> String? {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.receive(timeout: timeout)) }
+        }
+    }
+
     deinit {
         close(descriptor)
         if let path { unlink(path) }

@@ -10,10 +10,18 @@ import Synchronization
 import Testing
 
 /// The stores the contract suite runs against: every `@Test(arguments: StoreKind.allCases)` runs once per store,
-/// so neither can drift from the `CRMStore` contract.
+/// so neither can drift from the `CRMStore` contract. `CRM_TEST_STORES=sqlite` (names, comma-separated) runs it against
+/// those stores only: `make test-sanitize` runs the unit tests without a PostgreSQL server.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
     case postgres
+
+    static var allCases: [StoreKind] {
+        let every: [StoreKind] = [.sqlite, .postgres]
+        guard let only = ProcessInfo.processInfo.environment["CRM_TEST_STORES"] else { return every }
+        let names = only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return every.filter { names.contains($0.rawValue) }
+    }
 
     var testDescription: String { rawValue }
 }
