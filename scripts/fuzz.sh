@@ -19,6 +19,9 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-16384}
 FUZZ_WORK=${FUZZ_WORK:-Fuzz/.build-fuzz/work}
 SCRATCH=Fuzz/.build-fuzz
+# Swift's own crash backtracer reads the crashed process's memory and trips AddressSanitizer, whose report then
+# names the backtracer instead of the trap; without it libFuzzer's "deadly signal" stack names the Swift line.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 ALL_TARGETS=(FuzzDefaultFormat FuzzCustomFormat FuzzProcaFormat FuzzJomablueFormat FuzzAltcraftImportFormat FuzzHTTPIntegration
     FuzzJSONFlattening FuzzSNSUnwrap FuzzSNSFilterPolicy FuzzConfigParser FuzzSigV4Canonicalizer)
 
@@ -89,8 +92,8 @@ for target in "${targets[@]}"; do
         [ "$crashes" -gt 0 ] || crashes=1
         failed+=("$target")
         echo "!! $target stopped with status $status; the finding:"
-        grep -E '^==[0-9]+==ERROR|^SUMMARY|Fatal error|deadly signal|Test unit written to|ERROR: libFuzzer' "$log" | head -n 20 || true
-        for finding in $findings; do echo "!! crash input: $finding   (reproduce: $bin/$target $finding)"; done
+        grep -E '^==[0-9]+== ?ERROR|^SUMMARY|Fatal error|deadly signal|#[0-9]+ 0x[0-9a-f]+ in .*[.]swift:[0-9]|Test unit written to|ERROR: libFuzzer' "$log" | head -n 20 || true
+        for finding in $findings; do echo "!! crash input: $finding   (reproduce: SWIFT_BACKTRACE=enable=no $bin/$target $finding)"; done
     else
         crashes=0
     fi
