@@ -13,6 +13,11 @@ let package = Package(
     products: [
         .executable(name: "crm-ingest", targets: ["crm-ingest"]),
         .executable(name: "crm-ingest-bench", targets: ["crm-ingest-bench"]),
+        // The libraries the fuzz targets (Fuzz/, a package of its own) link against.
+        .library(name: "CRMCore", targets: ["CRMCore"]),
+        .library(name: "CRMConfig", targets: ["CRMConfig"]),
+        .library(name: "SNSSupport", targets: ["SNSSupport"]),
+        .library(name: "AWSSigV4", targets: ["AWSSigV4"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
