@@ -51,11 +51,13 @@ extension RabbitMQSourceTests {
 
     /// The broker closes every client connection (`rabbitmqctl close_all_connections`) three times while the
     /// daemon drains: each time it reconnects and goes on, and in the end every event is applied once, in order.
+    /// Each cut waits for the reconnection after the one before (a cut during the reconnect back-off would close
+    /// nothing), and `rabbitmqctl` takes a second or two to start, so the queue is big enough to be still draining.
     @Test func brokerClosingTheConnectionThreeTimesMidRunLosesNothing() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.cut.\(UUID().uuidString.prefix(6))"
         try node.freshQueue(queue)
-        let workload = Workload(contacts: 1_000, perContact: 30)
+        let workload = Workload(contacts: 1_000, perContact: 80)
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
         publisher.close()
@@ -64,20 +66,24 @@ extension RabbitMQSourceTests {
         let config = try daemonConfig(url: node.url, queue: queue, folder: folder, extra: #"http: { listen: "127.0.0.1:0" }"#)
 
         let daemon = try DaemonProcess(config: config, folder: folder)
-        var cuts = 0
-        for share in [4_000, 12_000, 20_000] {
+        @Sendable func connections() -> Int {
+            Self.lines(daemon, message: "consuming").filter { ($0["message"] as? String) == "consuming" }.count
+        }
+        var cutsMidRun = 0
+        for (cut, share) in [4_000, 12_000, 20_000].enumerated() {
             // Watched from a thread of its own (see `signal(_:_:whenApplied:)`), then the broker cuts the connection.
             let reached = try await onOwnThread { () -> Bool in
-                Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share })
+                Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share && connections() == cut + 1 })
             }
             guard reached else { break }
             _ = try node.ctl("close_all_connections", "crm-ingest fault test")
-            cuts += 1
+            if try node.counts(queue).ready > 0 { cutsMidRun += 1 }
+            // One "consuming" line per connection: the first and one after each cut.
+            #expect(try await waitFor(.seconds(60)) { connections() == cut + 2 }, "no reconnection after cut \(cut + 1)")
         }
-        #expect(cuts == 3)
+        #expect(cutsMidRun == 3, "cuts made while events were still queued: \(cutsMidRun)")
         #expect(try await waitFor(.seconds(180)) { try node.counts(queue) == (0, 0) })
-        // One "consuming" line per connection: the first and one after each cut.
-        #expect(Self.lines(daemon, message: "consuming").filter { ($0["message"] as? String) == "consuming" }.count >= 4)
+        #expect(connections() == 4)
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: .seconds(15)))
         #expect(daemon.process.terminationStatus == 0)

@@ -76,10 +76,10 @@ struct SQSSourceTests {
         _ config: SQSSourceConfig, store: any CRMStore, logger: Logger = Logger(label: "test.sqs"),
         whileRunning: @Sendable () async throws -> Void = {},
         progress: (@Sendable () async throws -> Int)? = nil,
-        processor: EventProcessor = EventProcessor(mapping: mapping),
+        processor: EventProcessor = EventProcessor(mapping: mapping), statusBoard: SourceStatusBoard? = nil,
         until done: @escaping @Sendable () async throws -> Bool
     ) async throws -> SQSSource.Totals {
-        let source = SQSSource(name: "sqs-test", config: config, processor: { processor }, store: store, logger: logger)
+        let source = SQSSource(name: "sqs-test", config: config, processor: { processor }, store: store, logger: logger, statusBoard: statusBoard)
         let box = ResultBox()
         let service = TotalsService(source: source, box: box)
         let group = ServiceGroup(services: [service], logger: logger)

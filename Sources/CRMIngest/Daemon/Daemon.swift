@@ -71,7 +71,11 @@ public struct Daemon: Sendable {
         // Every source and the HTTP server use the store through this: an anonymization also erases the contact's
         // records from the dead-letter files the daemon keeps.
         let deadLetterPaths = ReloadableValue(config.deadLetterFiles.map(\.path))
-        let store = DeadLetterErasingStore(base: baseStore, deadLetterFiles: { deadLetterPaths.current }, logger: logger)
+        // Writes report to `writeHealth`: readiness fails while commits do (disk full, read-only database).
+        let writeHealth = StoreWriteHealth()
+        let store = DeadLetterErasingStore(
+            base: WriteHealthReportingStore(base: baseStore, health: writeHealth), deadLetterFiles: { deadLetterPaths.current }, logger: logger
+        )
         let supervisor = SourceSupervisor(
             sources: config.sources.map { ($0, config.processor(for: $0)) }, logger: logger
         ) { source, processor in
@@ -115,6 +119,7 @@ public struct Daemon: Sendable {
         let readinessProblems: @Sendable () async -> [String] = {
             var problems: [String] = []
             do { try await store.ping() } catch { problems.append("store: \(error)") }
+            if let failure = writeHealth.failure { problems.append("store: writes failing: \(failure)") }
             for (source, state) in statusBoard.snapshot {
                 switch state {
                 case .up: break
