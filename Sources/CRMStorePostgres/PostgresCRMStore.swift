@@ -19,6 +19,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     let counters = PostgresStoreCounters()
     /// How often a batch is run again after a deadlock or serialization failure before the failure is reported.
     static let conflictRetries = 5
+    /// How long one batch's transaction may take before its connection is given up (`AbandonableCall`): far above a
+    /// normal batch (milliseconds), short enough that lanes cut off by a failover go on within half a minute.
+    static let transactionTimeout = Duration.seconds(30)
 
     /// One connection opened at start-up outside the pool, to tell a server that refuses (its error says why) from
     /// one that does not answer: the pool retries both alike, and a waiting request never sees the reason.
@@ -174,8 +177,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var conflicts = 0
         while true {
             do {
-                return try await client.withConnection { connection in
-                    try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
+                return try await client.withConnection { [logger, isolation] connection in
+                    try await AbandonableCall.run(timeout: Self.transactionTimeout, onTimeout: { try? await connection.close() }) {
+                        try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
+                    }
                 }
             } catch is PostgresOperationWriter.EventNeedsSavepoint {
                 counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)

@@ -5,7 +5,8 @@ import CurlHTTP
 import Foundation
 import Testing
 
-/// The store failing under a running `crm-ingest run` (issue 10): the SQLite file's disk full. While it lasts no message is acknowledged, `/readyz` answers 503 naming the store, and the
+/// The store failing under a running `crm-ingest run` (issue 10): the SQLite file's disk full, the PostgreSQL
+/// database read-only. While it lasts no message is acknowledged, `/readyz` answers 503 naming the store, and the
 /// lanes retry; once it clears the daemon catches up, and in the end every event is applied exactly once. An
 /// extension of the source's suite, so it is serialized with the tests that pause the shared broker.
 extension RabbitMQSourceTests {
@@ -71,7 +72,7 @@ extension RabbitMQSourceTests {
     /// `inject` starts the fault, `clear` ends it; `storeProblem` is what `/readyz` must say meanwhile.
     func survivesAStoreFault(
         node: RabbitMQTestNode, queue: String, workload: Workload, daemon: DaemonProcess, storeProblem: String,
-        inject: () throws -> Void, clear: () throws -> Void
+        inject: () throws -> Void, clear: () throws -> Void, diagnose: () -> String = { "" }
     ) async throws {
         #expect(try await waitFor(.seconds(60)) { (try Self.appliedSoFar(daemon)) >= 2_000 }, "the daemon did not start applying")
         try inject()
@@ -84,7 +85,7 @@ extension RabbitMQSourceTests {
         }
         #expect(notReady != nil, "/readyz never said the store fails: \(Self.readiness(daemon).map { "\($0.status) \($0.body)" } ?? "no answer")")
         // The daemon stalls: a commit that needs no new space (a full disk) may still go through now and then,
-        // but soon nothing more is applied, and what was not applied is still in the queue (ready or unacked).
+        // but soon nothing more is applied, and what was not applied is still in the queue.
         var appliedAtFault = -1
         let stalled = try await waitFor(.seconds(60), every: .seconds(2)) {
             let before = try Self.appliedSoFar(daemon)
@@ -96,8 +97,11 @@ extension RabbitMQSourceTests {
             return true
         }
         #expect(stalled, "the daemon kept applying events during the fault")
+        // Nothing acknowledged that is not applied: acked = total - (ready + unacked) <= applied. (Applied events may
+        // wait for their ack: acks go out with `multiple` up to the lowest delivery still held by a failing lane.)
         let (ready, unacked) = try node.counts(queue)
-        #expect(ready + unacked == workload.total - appliedAtFault, "ready \(ready) + unacked \(unacked), applied \(appliedAtFault)")
+        #expect(ready + unacked >= workload.total - appliedAtFault, "ready \(ready) + unacked \(unacked), applied \(appliedAtFault)")
+        #expect(ready > 0, "nothing was left to consume")
         #expect(appliedAtFault < workload.total, "the queue drained before the fault")
         #expect(Self.readiness(daemon)?.status == 503)
         #expect(daemon.process.isRunning)
@@ -105,7 +109,7 @@ extension RabbitMQSourceTests {
         // Catches up, and is ready again.
         let caughtUp = try await waitFor(.seconds(180)) { try node.counts(queue) == (0, 0) }
         let left = try node.counts(queue)
-        #expect(caughtUp, "not caught up: \(left); log: \(daemon.log.split(separator: "\n").suffix(15).joined(separator: "\n"))")
+        #expect(caughtUp, "not caught up: \(left); \(diagnose()); log: \(daemon.log.split(separator: "\n").suffix(15).joined(separator: "\n"))")
         #expect(try await waitFor(.seconds(30)) { Self.readiness(daemon)?.status == 200 })
         daemon.signal(SIGTERM)
         let exited = try await daemon.waitForExit(timeout: .seconds(20))
@@ -118,12 +122,8 @@ extension RabbitMQSourceTests {
     @Test(.enabled(if: canMountTmpfs, "needs root to mount a tmpfs"))
     func theSQLiteDiskFullForAWhileLosesNothing() async throws {
         let node = try RabbitMQTestNode.shared()
-        let queue = "crm.test.diskfull.\(UUID().uuidString.prefix(6))"
-        try node.freshQueue(queue)
         let workload = Workload(contacts: 2_000, perContact: 15)
-        let publisher = try node.publisher()
-        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
-        publisher.close()
+        let queue = try node.queueHolding(workload, name: "diskfull")
         let folder = try Self.daemonFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let disk = try #require(Self.mountTmpfs(size: "64m"))
@@ -145,5 +145,41 @@ extension RabbitMQSourceTests {
         #expect(try await store.count("ledger") == workload.total)
         #expect(try await store.count("purchases") == workload.contacts * workload.depositSteps.count)
         #expect(try await workload.problems(in: store) == [])
+    }
+
+    /// The PostgreSQL database made read-only mid-run, the way a failover to a standby looks: the database's
+    /// default turned to read-only and its sessions ended, so the daemon reconnects to a database that refuses
+    /// every write (SQLSTATE 25006); then writable again, the sessions ended once more.
+    /// A transaction cut by the terminated session may never complete in the driver: the store gives its connection up
+    /// after `PostgresCRMStore.transactionTimeout` (shown failing without it: the lanes stopped for good).
+    /// `diagnose` prints the database's sessions when the daemon does not catch up.
+    @Test func thePostgreSQLDatabaseReadOnlyForAWhileLosesNothing() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let server = try PostgresTestServer.shared()
+        let database = try server.createDatabase()
+        let workload = Workload(contacts: 2_000, perContact: 10)
+        let queue = try node.queueHolding(workload, name: "readonly")
+        let folder = try Self.daemonFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = try Self.postgresDaemonConfig(url: node.url, queue: queue, database: database, server: server, folder: folder, name: "readonly")
+        let daemon = try DaemonProcess(config: config, folder: folder)
+        let endSessions = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)' AND pid <> pg_backend_pid()"
+        try await survivesAStoreFault(
+            node: node, queue: queue, workload: workload, daemon: daemon, storeProblem: "25006",
+            inject: {
+                try server.psql("ALTER DATABASE \"\(database)\" SET default_transaction_read_only = on")
+                try server.psql(endSessions)
+            },
+            clear: {
+                try server.psql("ALTER DATABASE \"\(database)\" RESET default_transaction_read_only")
+                try server.psql(endSessions)
+            },
+            diagnose: {
+                (try? server.psql("SELECT pid, state, wait_event_type, wait_event, backend_xid, left(query, 80) FROM pg_stat_activity WHERE datname = '\(database)'")) ?? "?"
+            }
+        )
+        #expect(try server.psql("SELECT count(*) FROM ledger", database: database) == String(workload.total))
+        #expect(try server.psql("SELECT count(*) FROM purchases", database: database) == String(workload.contacts * workload.depositSteps.count))
+        #expect(try server.psql("SELECT count(*) FROM contacts", database: database) == String(workload.contacts))
     }
 }

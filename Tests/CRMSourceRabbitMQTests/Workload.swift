@@ -160,3 +160,15 @@ final class RunningSource: @unchecked Sendable {
         try? FileManager.default.removeItem(at: folder)
     }
 }
+
+extension RabbitMQTestNode {
+    /// A new queue `crm.test.<name>.<random>` holding every event of `workload` (persistent, with message ids).
+    func queueHolding(_ workload: Workload, name: String) throws -> String {
+        let queue = "crm.test.\(name).\(UUID().uuidString.prefix(6))"
+        try freshQueue(queue)
+        let publisher = try publisher()
+        defer { publisher.close() }
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        return queue
+    }
+}

@@ -9,7 +9,7 @@ import Logging
 /// the event's contact id or, for `find_by: email`, the email address (as a JSON string, either case).
 ///
 /// RabbitMQ dead letters live in the broker's queues, not in the daemon's files: see Docs/HARDENING.md.
-struct DeadLetterErasingStore: CRMStore {
+struct DeadLetterErasingStore: StoreDecorator {
     let base: any CRMStore
     /// The dead-letter files of the configuration in force.
     let deadLetterFiles: @Sendable () -> [String]
@@ -66,12 +66,4 @@ struct DeadLetterErasingStore: CRMStore {
             }
         }
     }
-
-    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await base.contact(contactId, list: list) }
-    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await base.pruneLedger(before: cutoff) }
-    func incomingRequest(_ eventId: String) async throws -> String? { try await base.incomingRequest(eventId) }
-    func integrationEndpoint(source: String, proposed: String) async throws -> String {
-        try await base.integrationEndpoint(source: source, proposed: proposed)
-    }
-    func ping() async throws { try await base.ping() }
 }

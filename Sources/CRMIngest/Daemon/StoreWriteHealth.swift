@@ -32,7 +32,7 @@ final class StoreWriteHealth: Sendable {
 }
 
 /// The store, with every batch's result reported to a `StoreWriteHealth`.
-struct WriteHealthReportingStore: CRMStore {
+struct WriteHealthReportingStore: StoreDecorator {
     let base: any CRMStore
     let health: StoreWriteHealth
 
@@ -46,12 +46,4 @@ struct WriteHealthReportingStore: CRMStore {
             throw error
         }
     }
-
-    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await base.contact(contactId, list: list) }
-    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await base.pruneLedger(before: cutoff) }
-    func incomingRequest(_ eventId: String) async throws -> String? { try await base.incomingRequest(eventId) }
-    func integrationEndpoint(source: String, proposed: String) async throws -> String {
-        try await base.integrationEndpoint(source: source, proposed: proposed)
-    }
-    func ping() async throws { try await base.ping() }
 }
