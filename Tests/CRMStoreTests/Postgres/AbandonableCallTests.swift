@@ -13,18 +13,29 @@ struct AbandonableCallTests {
         func set() { value.withLock { $0 = true } }
     }
 
-    @Test func aCallThatNeverReturnsIsGivenUpAtItsDeadline() async throws {
+    /// A call that is resumed only when the test lets it (after its deadline), deaf to cancellation meanwhile.
+    final class Gate: Sendable {
+        let waiting = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        func wait() async { await withCheckedContinuation { continuation in waiting.withLock { $0 = continuation } } }
+        func open() { waiting.withLock { $0.take() }?.resume() }
+    }
+
+    @Test func aCallThatDoesNotReturnIsGivenUpAtItsDeadline() async throws {
         let closed = Flag()
+        let gate = Gate()
         let started = ContinuousClock.now
         await #expect(throws: StoreError.self) {
             try await AbandonableCall.run(timeout: .milliseconds(200), onTimeout: { closed.set() }) { () async throws -> Int in
-                // Never resumed, and deaf to cancellation: what a statement lost by the driver looks like.
-                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+                // Not resumed by cancellation: what a statement lost by the driver looks like.
+                await gate.wait()
                 return 1
             }
         }
         #expect(ContinuousClock.now - started < .seconds(5))
         #expect(closed.isSet)
+        // The abandoned call ends late; its result goes nowhere.
+        while gate.waiting.withLock({ $0 == nil }) { try await Task.sleep(for: .milliseconds(10)) }
+        gate.open()
     }
 
     @Test func aCallWithinItsDeadlineKeepsItsResultAndErrors() async throws {
