@@ -31,7 +31,18 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         configuration.busyMode = .timeout(Double(busyTimeoutMilliseconds) / 1000)
         configuration.label = "crm-ingest.sqlite"
         configuration.prepareDatabase { db in
-            let journalMode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            // Switching a new file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
+            // the busy handler, while another connection is switching it too (two processes opening a new file):
+            // wait a little and ask again.
+            var journalMode: String?
+            for attempt in 1... {
+                do {
+                    journalMode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                    break
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && attempt < 20 {
+                    Thread.sleep(forTimeInterval: 0.02 * Double(attempt))
+                }
+            }
             guard journalMode == "wal" else {
                 throw StoreError(.unavailable, "SQLite refused the WAL journal (journal_mode is \(journalMode ?? "unknown"))")
             }
