@@ -157,6 +157,10 @@ public struct Daemon: Sendable {
                 }, logger: logger
             ), serviceName: "systemd-notify")]
         }
+        var trimmer: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if StartupPageTrimmer.isEnabled(environment: ProcessInfo.processInfo.environment) {
+            trimmer = [.init(service: StartupPageTrimmer(isReady: { await readinessProblems().isEmpty }, logger: logger), serviceName: "startup-page-trimmer")]
+        }
         // Stopped in reverse order: the notifier says STOPPING, reloads end, then sources (the supervisor and the HTTP
         // server) stop taking work before the store's services end.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -169,7 +173,7 @@ public struct Daemon: Sendable {
                     "store": "\(config.store.kind)", "sources": "\(config.sources.count)",
                     "mapped_event_types": "\(config.mappings.count)", "config_sha256": "\(loaded.sha256)",
                 ]), serviceName: "readiness"),
-            ] + systemd,
+            ] + systemd + trimmer,
             gracefulShutdownSignals: shutdownSignals,
             cancellationSignals: [],
             logger: logger

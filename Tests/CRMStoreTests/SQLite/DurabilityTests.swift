@@ -35,6 +35,39 @@ struct DurabilityTests {
     }
 }
 
+/// The page size of new files, and an old file's kept.
+@Suite("SQLite page size")
+struct PageSizeTests {
+    @Test("a new file gets 8 KiB pages and a 16 MiB automatic checkpoint; an existing file keeps its pages")
+    func pageSize() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-pagesize-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fresh = try SQLiteCRMStore(path: folder.appendingPathComponent("new.sqlite").path)
+        let (size, checkpoint) = try fresh.database.read { db in
+            (try Int.fetchOne(db, sql: "PRAGMA page_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
+        }
+        try fresh.close()
+        #expect(size == 8192)
+        #expect(checkpoint == 2048)
+        // A file made before this page size (4 KiB, WAL) opens as it is: WAL files cannot change their page size.
+        let oldPath = folder.appendingPathComponent("old.sqlite").path
+        let old = try DatabaseQueue(path: oldPath)
+        try old.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA page_size = 4096")
+            _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "CREATE TABLE before_us (x)")
+        }
+        try old.close()
+        let reopened = try SQLiteCRMStore(path: oldPath)
+        let (oldSize, oldCheckpoint) = try reopened.database.read { db in
+            (try Int.fetchOne(db, sql: "PRAGMA page_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
+        }
+        try reopened.close()
+        #expect(oldSize == 4096)
+        #expect(oldCheckpoint == 4096)
+    }
+}
+
 /// The WAL is copied into the database file by the store's checkpoint thread, not inside commits.
 @Suite("SQLite WAL checkpoints")
 struct WALCheckpointTests {
@@ -51,7 +84,7 @@ struct WALCheckpointTests {
             let events = try (0..<100).map { try h.plan(registration("c\(batch)-\($0)", #"{"firstName":"Ann"}"#), id: "\(batch)-\($0)") }
             _ = try await h.store.apply(events, now: StoreHarness.t0)
         }
-        // The writer checkpoints only past 4,096 WAL pages (16 MiB); 500 events write far fewer. Without the
+        // The writer checkpoints only past 16 MiB of WAL; 500 events write far fewer. Without the
         // checkpoint thread the database file would keep its empty size until the store closes.
         let deadline = ContinuousClock.now + .seconds(10)
         while fileSize(h.sqlitePath) <= emptySize && ContinuousClock.now < deadline {
