@@ -16,6 +16,8 @@ struct SQLiteOperationWriter {
     let isolation: EventIsolation
     /// Set when an anonymization ran, so the store can checkpoint the WAL after commit.
     private(set) var erasedPersonalData = false
+    /// Rows this transaction wrote to `ledger_recent` (an update of a key already there counts too).
+    private(set) var recentLedgerRows = 0
     /// Whether any tombstone exists: read once per batch, so a store that never anonymized skips the per-event
     /// lookup (and its hash).
     private var tombstonesExist: Bool
@@ -42,11 +44,20 @@ struct SQLiteOperationWriter {
             savepoint = try HotStatement(db, "SAVEPOINT event")
             release = try HotStatement(db, "RELEASE SAVEPOINT event")
             rollback = try HotStatement(db, "ROLLBACK TO SAVEPOINT event")
-            ledgerProcessedAt = try HotStatement(db, "SELECT processed_at FROM ledger WHERE key = ?")
-            ledgerUpsert = try HotStatement(db, """
-                INSERT INTO ledger (key, processed_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET processed_at = excluded.processed_at
+            // The ledger is two tables (`LedgerMerge`): a key may be in either or both, and its latest time counts.
+            ledgerProcessedAt = try HotStatement(db, """
+                SELECT max(processed_at) FROM (
+                    SELECT processed_at FROM ledger WHERE key = ?1 UNION ALL SELECT processed_at FROM ledger_recent WHERE key = ?1
+                )
                 """)
-            ledgerInsertIfAbsent = try HotStatement(db, "INSERT INTO ledger (key, processed_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            ledgerUpsert = try HotStatement(db, """
+                INSERT INTO ledger_recent (key, processed_at) VALUES (?, ?)
+                ON CONFLICT (key) DO UPDATE SET processed_at = excluded.processed_at
+                """)
+            ledgerInsertIfAbsent = try HotStatement(db, """
+                INSERT INTO ledger_recent (key, processed_at) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE key = ?1)
+                ON CONFLICT (key) DO NOTHING
+                """)
             contactExists = try HotStatement(db, "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
             contactUpsert = try HotStatement(db, """
                 INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
@@ -76,8 +87,7 @@ struct SQLiteOperationWriter {
         if !checkedByInsert, try isDuplicate(key, event.key.check) {
             if case .slidingWindow = event.key.check {
                 // The window runs from the last request that carried the key.
-                try db.cachedStatement(sql: "UPDATE ledger SET processed_at = ? WHERE key = ?")
-                    .execute(arguments: [now.microsecondsSinceEpoch, key])
+                try recordInLedger(key)
             }
             if let profile = event.profileImport { return .imported(try duplicateResult(profile)) }
             return .duplicate
@@ -92,6 +102,7 @@ struct SQLiteOperationWriter {
                     $0.bind(key)
                     $0.bind(now.microsecondsSinceEpoch)
                 }
+                recentLedgerRows += inserted
                 if inserted == 0 {
                     let outcome: EventOutcome = try event.profileImport.map { .imported(try duplicateResult($0)) } ?? .duplicate
                     try endEvent()
@@ -244,8 +255,8 @@ struct SQLiteOperationWriter {
         return processedAt >= since
     }
 
-    func recordInLedger(_ key: Data) throws {
-        try hot.ledgerUpsert.execute {
+    mutating func recordInLedger(_ key: Data) throws {
+        recentLedgerRows += try hot.ledgerUpsert.execute {
             $0.bind(key)
             $0.bind(now.microsecondsSinceEpoch)
         }

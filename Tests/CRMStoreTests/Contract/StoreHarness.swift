@@ -65,7 +65,11 @@ final class StoreHarness: Sendable {
         case .sqlite:
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-store-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, busyTimeoutMilliseconds: sqliteBusyTimeoutMilliseconds)
+            // A recent ledger of 3 rows: every contract test then also runs across merges into the large ledger
+            // (`LedgerMerge`), which the default of 100,000 rows would never reach here.
+            let store = try SQLiteCRMStore(
+                path: folder.appendingPathComponent("crm.sqlite").path, busyTimeoutMilliseconds: sqliteBusyTimeoutMilliseconds, recentLedgerLimit: 3
+            )
             (self.folder, sqlite, postgres, pool, schema, self.store) = (folder, store, nil, nil, nil, store)
         case .postgres:
             let server = try PostgresTestServer.shared()

@@ -33,7 +33,7 @@ struct LedgerMigrationTests {
         defer { try? upgraded.close() }
         let outcomes = try await upgraded.apply([event, try h.plan(registration("bob"), id: "def")], now: StoreHarness.t0)
         #expect(outcomes == [.duplicate, .applied(notes: [])])
-        let keyLengths = try await upgraded.database.read { db in try Int.fetchAll(db, sql: "SELECT length(key) FROM ledger ORDER BY 1") }
+        let keyLengths = try await upgraded.database.read { db in try Int.fetchAll(db, sql: "SELECT length(key) FROM (SELECT key FROM ledger UNION ALL SELECT key FROM ledger_recent) ORDER BY 1") }
         #expect(keyLengths == [16, 16])
         let columns = try await upgraded.database.read { db in try db.columns(in: "ledger").map(\.name) }
         #expect(columns == ["key", "processed_at"])

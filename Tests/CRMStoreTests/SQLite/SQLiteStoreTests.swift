@@ -2,6 +2,7 @@ import CRMCore
 @testable import CRMStoreSQLite
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 
 /// What only the SQLite store has: its file, its lock, reopening.
@@ -42,6 +43,46 @@ struct SQLiteStoreTests {
         #expect(try await h.count("ledger") == 0)
         // Once the lock is gone the same batch applies.
         #expect(try await h.store.apply(events, now: StoreHarness.t0) == [.applied(notes: []), .applied(notes: [])])
+    }
+
+    /// New ledger keys go to `ledger_recent` and are merged into `ledger` once it holds the limit: a key is found
+    /// in either table, a merge keeps every key, and a reopened store counts the recent rows again.
+    @Test func theRecentLedgerIsMergedAndEveryKeyStaysKnown() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-ledger-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("crm.sqlite").path
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
+        func tables() async throws -> (main: Int, recent: Int) {
+            try await store.database.read { db in
+                (try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger") ?? -1, try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") ?? -1)
+            }
+        }
+        // Twelve transactions of one event each: the recent table reaches 5 rows, the next transaction merges.
+        for index in 0..<12 {
+            let outcomes = try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0)
+            #expect(outcomes == [.applied(notes: [])])
+        }
+        #expect(store.counters.ledgerMerges.load(ordering: .relaxed) == 2)
+        #expect(try await tables() == (main: 10, recent: 2))
+        #expect(try await store.count("ledger") == 12)
+        // Every key is a duplicate, wherever it is, and a batch holding old and new keys applies the new ones only.
+        let again = try (0..<14).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(again, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 12) + [.applied(notes: []), .applied(notes: [])])
+        #expect(try await store.count("contacts") == 14)
+        #expect(try await store.count("ledger") == 14)
+        // The count of recent rows survives a restart: 4 recent rows, then one more and the limit is reached.
+        try store.close()
+        store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
+        #expect(store.counters.recentLedgerRows.load(ordering: .relaxed) == 4)
+        _ = try await store.apply([try h.plan(registration("c14"), id: "m-14")], now: StoreHarness.t0)
+        _ = try await store.apply([try h.plan(registration("c15"), id: "m-15")], now: StoreHarness.t0)
+        #expect(try await tables() == (main: 15, recent: 1))
+        // Pruning forgets keys in both tables.
+        #expect(try await store.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) == 16)
+        #expect(try await tables() == (main: 0, recent: 0))
+        try store.close()
     }
 
     @Test func reopeningKeepsDataAndTheTombstoneKey() async throws {
