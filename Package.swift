@@ -48,6 +48,9 @@ let package = Package(
         ),
         // glibc's <malloc.h> (mallopt), for the executable's start-up.
         .systemLibrary(name: "CMalloc"),
+        // SQLite's process-wide settings (sqlite3_config is variadic): the SQLite store applies them before its
+        // first connection. The library and its header are GRDB's system SQLite (libsqlite3-dev).
+        .systemLibrary(name: "CSQLiteTuning", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(
             name: "CCurl",
             pkgConfig: "libcurl",
@@ -89,6 +92,7 @@ let package = Package(
             name: "CRMStoreSQLite",
             dependencies: [
                 "CRMCore",
+                "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),

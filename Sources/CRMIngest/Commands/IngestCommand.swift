@@ -18,6 +18,18 @@ struct IngestCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
+    /// The smallest SQLite page cache `ingest` runs with. A bulk load probes the ledger and the contacts at random
+    /// places of tables that outgrow the daemon's 16 MiB; a short-lived command can afford more (1,000,000 lines:
+    /// 69,000 → 76,000 lines/s, Docs/BENCHMARKS.md). A larger `store.sqlite.cache_size` is kept.
+    static let minimumCacheBytes = 64 << 20
+
+    /// The store's configuration for a bulk load: SQLite's page cache at least `minimumCacheBytes`.
+    static func bulkLoading(_ store: StoreConfig) -> StoreConfig {
+        guard case var .sqlite(sqlite) = store else { return store }
+        sqlite.cacheBytes = max(sqlite.cacheBytes, minimumCacheBytes)
+        return .sqlite(sqlite)
+    }
+
     @Argument(help: "JSON Lines file; - or nothing for standard input.")
     var file: String?
 
@@ -40,7 +52,7 @@ struct IngestCommand: AsyncParsableCommand {
         let summary: IngestSummary
         do {
             let processor = config.processor
-            summary = try await StoreFactory.withStore(config.store, logger: Logger(label: "crm-ingest")) { store in
+            summary = try await StoreFactory.withStore(Self.bulkLoading(config.store), logger: Logger(label: "crm-ingest")) { store in
                 try await IngestRunner(processor: processor, store: store).run(
                     handle,
                     onRejected: { rejection in
