@@ -3,6 +3,8 @@ import Glibc
 #endif
 import Foundation
 @testable import CRMIngest
+import Logging
+import ServiceLifecycle
 import Testing
 
 /// The start-up page trim gives back read-only file-backed pages, and nothing else.
@@ -28,6 +30,22 @@ struct StartupPageTrimmerTests {
         #expect(StartupPageTrimmer.isEnabled(environment: ["CRM_INGEST_TRIM_STARTUP_PAGES": "1"]))
         #expect(!StartupPageTrimmer.isEnabled(environment: ["CRM_INGEST_TRIM_STARTUP_PAGES": "0"]))
         #expect(!StartupPageTrimmer.isEnabled(environment: ["CRM_INGEST_TRIM_STARTUP_PAGES": "off"]))
+    }
+
+    /// While the sources are not connected the service waits, and a graceful shutdown ends that wait at once, so it
+    /// never holds up the daemon's exit.
+    @Test func aShutdownDuringTheWaitEndsItAtOnce() async throws {
+        let logger = Logger(label: "test.trimmer")
+        let trimmer = StartupPageTrimmer(isStarted: { false }, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: trimmer)], logger: logger))
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await Task.sleep(for: .milliseconds(300))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     #if os(Linux)

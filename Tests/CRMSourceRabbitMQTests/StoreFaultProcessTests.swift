@@ -113,7 +113,7 @@ extension RabbitMQSourceTests {
         #expect(try await waitFor(.seconds(30)) { Self.readiness(daemon)?.status == 200 })
         daemon.signal(SIGTERM)
         let exited = try await daemon.waitForExit(timeout: .seconds(20))
-        #expect(exited, "no exit within 20 s of SIGTERM")
+        #expect(exited, "no exit within 20 s of SIGTERM; log: \(daemon.log.split(separator: "\n").suffix(15).joined(separator: "\n"))")
         if exited { #expect(daemon.process.terminationStatus == 0) }
         #expect(Self.lines(daemon, message: "store failed, retrying").count > 0)
     }

@@ -159,7 +159,10 @@ public struct Daemon: Sendable {
         }
         var trimmer: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if StartupPageTrimmer.isEnabled(environment: ProcessInfo.processInfo.environment) {
-            trimmer = [.init(service: StartupPageTrimmer(isReady: { await readinessProblems().isEmpty }, logger: logger), serviceName: "startup-page-trimmer")]
+            let started: @Sendable () -> Bool = {
+                statusBoard.snapshot.allSatisfy { $0.state == .up }
+            }
+            trimmer = [.init(service: StartupPageTrimmer(isStarted: started, logger: logger), serviceName: "startup-page-trimmer")]
         }
         // Stopped in reverse order: the notifier says STOPPING, reloads end, then sources (the supervisor and the HTTP
         // server) stop taking work before the store's services end.

@@ -4,12 +4,12 @@ import Glibc
 import Logging
 import ServiceLifecycle
 
-/// Gives the kernel back the code pages that only start-up used, once the daemon is ready.
+/// Gives the kernel back the code pages that only start-up used, once every source is connected.
 ///
 /// Start-up runs code the running daemon never runs again: the command-line parser, YAML and the configuration
 /// loader, migrations, TLS and connection set-up. Their pages of the binary and its libraries stay resident (about
-/// 25 of the 47 MiB an idle daemon holds, Docs/BENCHMARKS.md), because a process keeps every page it touched. Once
-/// the daemon is ready this service asks the kernel to reclaim the read-only file-backed pages it maps
+/// 25 of the 47 MiB an idle daemon holds, Docs/BENCHMARKS.md), because a process keeps every page it touched. The
+/// store is open and migrated before the services start; once every source is connected too, this service asks the kernel to reclaim the read-only file-backed pages it maps
 /// (`madvise(MADV_PAGEOUT)`); the ones the running daemon uses come back at their next use, from the page cache or
 /// the file. Pages another process maps too (the C library, the Swift runtime of another Swift program) are left
 /// alone by the kernel, and nothing writable or anonymous is touched: no data leaves memory, only code and
@@ -17,25 +17,26 @@ import ServiceLifecycle
 ///
 /// `CRM_INGEST_TRIM_STARTUP_PAGES=0` in the environment turns it off.
 struct StartupPageTrimmer: Service {
-    let isReady: @Sendable () async -> Bool
+    /// Whether start-up is over (every source connected). Must answer at once: it is asked every 100 ms, and it
+    /// must not wait on the store (a store that hangs would keep this service, and the daemon's shutdown, waiting).
+    let isStarted: @Sendable () -> Bool
     let logger: Logger
-    /// How long to keep waiting for readiness before trimming anyway (a source that stays down must not keep the
+    /// How long to keep waiting for the sources before trimming anyway (a source that stays down must not keep the
     /// start-up pages resident forever).
-    var readinessTimeout: Duration = .seconds(60)
-    /// Time to wait after readiness before trimming.
-    var settleTime: Duration = .zero
+    var startTimeout: Duration = .seconds(60)
 
     static func isEnabled(environment: [String: String]) -> Bool {
         environment["CRM_INGEST_TRIM_STARTUP_PAGES"].map { !["0", "false", "no", "off"].contains($0.lowercased()) } ?? true
     }
 
     func run() async throws {
-        let deadline = ContinuousClock.now + readinessTimeout
-        while !Task.isShuttingDownGracefully, ContinuousClock.now < deadline {
-            if await isReady() { break }
-            try? await Task.sleep(for: .milliseconds(100))
+        let deadline = ContinuousClock.now + startTimeout
+        // A shutdown during the wait ends it at once (the sleep is cancelled), and the service with it.
+        try? await cancelWhenGracefulShutdown { [isStarted] in
+            while ContinuousClock.now < deadline, !isStarted() {
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
-        try? await Task.sleep(for: settleTime)
         guard !Task.isShuttingDownGracefully else { return }
         let result = Self.trim()
         logger.debug("start-up pages trimmed", metadata: [
