@@ -29,7 +29,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     static let processSettings: Int32 = crm_sqlite_disable_memory_statistics()
 
     /// Rows `ledger_recent` may hold before they are merged into `ledger` (see `LedgerMerge`).
-    public static let defaultRecentLedgerLimit = 100_000
+    public static let defaultRecentLedgerLimit = 40_000
 
     /// Opens (creating if needed) the database file and applies pending migrations.
     public init(
@@ -155,42 +155,54 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// The transaction runs first without savepoints; if the database refuses one of its events, it is rolled back
     /// and run again with a savepoint per event, so that event alone fails (`EventIsolation`).
     ///
-    /// When `ledger_recent` reached `recentLedgerLimit` rows, the transaction first merges it into `ledger`.
+    /// While `ledger_recent` holds `recentLedgerLimit` rows or more, the transaction first moves a slice of it into
+    /// `ledger` (`LedgerMerge`).
     static func commit(
         _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, counters: StoreCounters,
         recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit
     ) throws -> [[EventOutcome]] {
-        let merge = counters.recentLedgerRows.load(ordering: .relaxed) >= recentLedgerLimit
+        let recentRows = counters.recentLedgerRows.load(ordering: .relaxed)
+        let merge = recentRows >= recentLedgerLimit ? LedgerMerge.Step(
+            firstBucket: counters.ledgerMergeCursor.load(ordering: .relaxed), recentRows: recentRows,
+            events: batches.reduce(0) { $0 + $1.count }
+        ) : nil
         let committed: Committed
         do {
-            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .sharedTransaction, mergeLedger: merge)
+            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .sharedTransaction, merge: merge)
         } catch is SQLiteOperationWriter.EventNeedsSavepoint {
             counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
-            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .savepointPerEvent, mergeLedger: merge)
+            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .savepointPerEvent, merge: merge)
         }
-        if merge {
-            counters.recentLedgerRows.store(committed.recentLedgerRows, ordering: .relaxed)
+        if let merge, let merged = committed.merged {
             counters.ledgerMerges.add(1, ordering: .relaxed)
+            counters.ledgerMergeCursor.store(merge.nextBucket, ordering: .relaxed)
+            if let recount = merged.recount {
+                counters.recentLedgerRows.store(recount, ordering: .relaxed)
+            } else {
+                counters.recentLedgerRows.add(committed.recentLedgerRows - merged.moved, ordering: .relaxed)
+            }
         } else {
             counters.recentLedgerRows.add(committed.recentLedgerRows, ordering: .relaxed)
         }
         return committed.outcomes
     }
 
-    /// What a committed transaction did: each batch's outcomes, and the rows it wrote to `ledger_recent`.
+    /// What a committed transaction did: each batch's outcomes, the rows it wrote to `ledger_recent`, and what its
+    /// merge step moved.
     private struct Committed {
         var outcomes: [[EventOutcome]]
         var recentLedgerRows: Int
+        var merged: LedgerMerge.Result?
     }
 
     private static func commit(
         _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, isolation: EventIsolation,
-        mergeLedger: Bool
+        merge: LedgerMerge.Step?
     ) throws -> Committed {
-        let (outcomes, erased, recentRows): ([[EventOutcome]], Bool, Int)
+        let (outcomes, erased, recentRows, merged): ([[EventOutcome]], Bool, Int, LedgerMerge.Result?)
         do {
-            (outcomes, erased, recentRows) = try database.write { db in
-                if mergeLedger { try LedgerMerge.run(db) }
+            (outcomes, erased, recentRows, merged) = try database.write { db in
+                let merged = try merge.map { try LedgerMerge.run($0, db) }
                 var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash, isolation: isolation)
                 var outcomes: [[EventOutcome]] = []
                 for events in batches {
@@ -199,7 +211,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                     for event in events { batchOutcomes.append(try writer.applyAtomically(event)) }
                     outcomes.append(batchOutcomes)
                 }
-                return (outcomes, writer.erasedPersonalData, writer.recentLedgerRows)
+                return (outcomes, writer.erasedPersonalData, writer.recentLedgerRows, merged)
             }
         } catch let error as SQLiteOperationWriter.EventNeedsSavepoint {
             throw error
@@ -210,7 +222,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             // The WAL still holds the pages as they were before the erasure: fold them into the main file now.
             try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
         }
-        return Committed(outcomes: outcomes, recentLedgerRows: recentRows)
+        return Committed(outcomes: outcomes, recentLedgerRows: recentRows, merged: merged)
     }
 
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
@@ -382,24 +394,69 @@ final class StoreCounters: Sendable {
     /// Rows in `ledger_recent`, as counted by the transactions that wrote them (updates of a key already there
     /// count too, so it may run ahead: a merge then comes a little early).
     let recentLedgerRows = Atomic<Int>(0)
-    /// Merges of `ledger_recent` into `ledger`.
+    /// Merge steps run (transactions that moved a slice of `ledger_recent` into `ledger`).
     let ledgerMerges = Atomic<Int>(0)
+    /// The bucket (first key byte) the next merge step starts at.
+    let ledgerMergeCursor = Atomic<Int>(0)
 }
 
-/// The ledger in two tables: new keys go to the small `ledger_recent`, which a transaction merges into `ledger`
-/// in key order once it holds `recentLedgerLimit` rows.
+/// The ledger in two tables: new keys go to the small `ledger_recent`; while it holds `recentLedgerLimit` rows or
+/// more, every transaction first moves a slice of it into `ledger`, in key order.
 ///
 /// Ledger keys are keyed hashes, so they land at random places of the ledger's B-tree: inserted straight into a
 /// ledger of a million rows, the 5,000 to 20,000 events of a transaction dirtied nearly one ledger page each, and
-/// every one of those pages was written to the WAL at every commit. The recent table stays small (100,000 rows are
-/// about 3 MiB), so a transaction dirties only its pages, and the merge writes each page of the large table once
-/// per 100,000 events, in order. A key may be in both tables; its latest `processed_at` counts.
+/// every one of those pages was written to the WAL at every commit. The recent table stays small (40,000 rows are
+/// about 1.3 MiB), so a transaction dirties only its pages. A slice is the keys whose first byte falls in a range of
+/// buckets (of 256); the ranges go round the key space, so each page of the large table is written about once per
+/// round, as in one merge of the whole table, but no transaction pays for a whole round: a step moves about twice
+/// the rows its transaction adds (a merge of all of a 100,000-row recent table at once stalled commits for a few hundred
+/// milliseconds, and the latency scenario's p99 with it). A key may be in both tables; its latest `processed_at`
+/// counts.
 enum LedgerMerge {
-    static func run(_ db: Database) throws {
-        try db.execute(sql: """
-            INSERT INTO ledger (key, processed_at) SELECT key, processed_at FROM ledger_recent WHERE true ORDER BY key
-            ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at);
-            DELETE FROM ledger_recent;
-            """)
+    /// The buckets one transaction moves.
+    struct Step: Equatable {
+        var firstBucket: Int
+        var buckets: Int
+
+        /// About twice the transaction's events in rows, at least one bucket, at most all.
+        init(firstBucket: Int, recentRows: Int, events: Int) {
+            self.firstBucket = firstBucket % 256
+            let wanted = (2 * max(1, events) * 256 + max(1, recentRows) - 1) / max(1, recentRows)
+            buckets = min(256, max(1, wanted))
+        }
+
+        var nextBucket: Int { (firstBucket + buckets) % 256 }
+        /// Whether the step reaches the end of the key space (the count of recent rows is then taken again).
+        var completesRound: Bool { firstBucket + buckets >= 256 }
+
+        /// The step's key ranges, as (lower bound, upper bound or nil for the end of the key space).
+        var ranges: [(lower: Data, upper: Data?)] {
+            let end = firstBucket + buckets
+            func bound(_ bucket: Int) -> Data? { bucket >= 256 ? nil : Data([UInt8(bucket)]) }
+            if end <= 256 { return [(Data([UInt8(firstBucket)]), bound(end))] }
+            return [(Data([UInt8(firstBucket)]), nil), (Data([0]), bound(end - 256))]
+        }
+    }
+
+    /// What a step did: rows moved out of `ledger_recent`, and its row count when the step ended a round.
+    struct Result {
+        var moved: Int
+        var recount: Int?
+    }
+
+    static func run(_ step: Step, _ db: Database) throws -> Result {
+        var moved = 0
+        for (lower, upper) in step.ranges {
+            let range = upper == nil ? "key >= ?" : "key >= ? AND key < ?"
+            let arguments: StatementArguments = upper.map { [lower, $0] } ?? [lower]
+            try db.cachedStatement(sql: """
+                INSERT INTO ledger (key, processed_at) SELECT key, processed_at FROM ledger_recent WHERE \(range) ORDER BY key
+                ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
+                """).execute(arguments: arguments)
+            try db.cachedStatement(sql: "DELETE FROM ledger_recent WHERE \(range)").execute(arguments: arguments)
+            moved += db.changesCount
+        }
+        let recount = step.completesRound ? try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") : nil
+        return Result(moved: moved, recount: recount)
     }
 }
