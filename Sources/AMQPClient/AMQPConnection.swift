@@ -13,6 +13,8 @@ public final class AMQPConnection {
     public let heartbeatSeconds: Int
     private var isOpen = false
     private var openChannels: Set<UInt16> = []
+    /// Consumer tags, exchanges, routing keys and properties that repeat from delivery to delivery.
+    private var repeatedStrings = RepeatedStrings()
 
     /// Connects, logs in and negotiates the heartbeat.
     public init(endpoint: AMQPEndpoint, heartbeatSeconds: Int = 30, connectionName: String = "crm-ingest",
@@ -176,8 +178,9 @@ public final class AMQPConnection {
             defer { amqp_destroy_envelope(&envelope) }
             return .delivery(AMQPDelivery(
                 channel: envelope.channel, deliveryTag: envelope.delivery_tag, redelivered: envelope.redelivered != 0,
-                exchange: String(amqpBytes: envelope.exchange), routingKey: String(amqpBytes: envelope.routing_key),
-                consumerTag: String(amqpBytes: envelope.consumer_tag), properties: AMQPProperties(envelope.message.properties), body: [UInt8](amqpBytes: envelope.message.body)
+                exchange: repeatedStrings.string(envelope.exchange), routingKey: repeatedStrings.string(envelope.routing_key),
+                consumerTag: repeatedStrings.string(envelope.consumer_tag),
+                properties: AMQPProperties(envelope.message.properties, strings: &repeatedStrings), body: [UInt8](amqpBytes: envelope.message.body)
             ))
         }
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION {

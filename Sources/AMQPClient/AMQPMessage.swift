@@ -1,4 +1,7 @@
 import CRabbitMQ
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The basic properties of a message that crm-ingest reads or sets.
 public struct AMQPProperties: Sendable, Hashable {
@@ -47,17 +50,19 @@ public struct AMQPProperties: Sendable, Hashable {
 }
 
 extension AMQPProperties {
-    init(_ properties: amqp_basic_properties_t) {
+    /// `strings`: decodes the properties that repeat from message to message (content type, type, app id) once.
+    init(_ properties: amqp_basic_properties_t, strings: inout RepeatedStrings) {
         let flags = properties._flags
         func has(_ flag: Int32) -> Bool { flags & amqp_flags_t(flag) != 0 }
         func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? String(amqpBytes: bytes) : nil }
+        func repeated(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? strings.string(bytes) : nil }
         self.init(
-            contentType: text(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type),
+            contentType: repeated(AMQP_BASIC_CONTENT_TYPE_FLAG, properties.content_type),
             messageId: text(AMQP_BASIC_MESSAGE_ID_FLAG, properties.message_id),
             correlationId: text(AMQP_BASIC_CORRELATION_ID_FLAG, properties.correlation_id),
-            replyTo: text(AMQP_BASIC_REPLY_TO_FLAG, properties.reply_to),
-            type: text(AMQP_BASIC_TYPE_FLAG, properties.type),
-            appId: text(AMQP_BASIC_APP_ID_FLAG, properties.app_id),
+            replyTo: repeated(AMQP_BASIC_REPLY_TO_FLAG, properties.reply_to),
+            type: repeated(AMQP_BASIC_TYPE_FLAG, properties.type),
+            appId: repeated(AMQP_BASIC_APP_ID_FLAG, properties.app_id),
             timestamp: has(AMQP_BASIC_TIMESTAMP_FLAG) ? properties.timestamp : nil,
             deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? properties.delivery_mode : nil,
             expiration: text(AMQP_BASIC_EXPIRATION_FLAG, properties.expiration),
@@ -80,6 +85,33 @@ extension AMQPProperties {
         if !headers.isEmpty { properties.headers = arena.table(headers); flags |= AMQP_BASIC_HEADERS_FLAG }
         properties._flags = amqp_flags_t(flags)
         return properties
+    }
+}
+
+/// The strings a consumer receives with every delivery and that rarely change (consumer tag, exchange, content
+/// type): each is decoded once and shared after that, which saves an allocation per string per delivery for the
+/// ones too long to be stored inline (more than 15 bytes, like `application/json`).
+struct RepeatedStrings {
+    /// The most recently decoded distinct strings, at most `capacity`; the oldest makes room.
+    private var known: [String] = []
+    private var next = 0
+    private let capacity = 16
+
+    mutating func string(_ bytes: amqp_bytes_t) -> String {
+        guard let pointer = bytes.bytes, bytes.len > 0 else { return "" }
+        let received = UnsafeRawBufferPointer(start: pointer, count: bytes.len)
+        for index in known.indices where known[index].utf8.count == bytes.len {
+            let same = known[index].withUTF8 { memcmp($0.baseAddress!, pointer, bytes.len) == 0 }
+            if same { return known[index] }
+        }
+        let decoded = String(decoding: received, as: UTF8.self)
+        if known.count < capacity {
+            known.append(decoded)
+        } else {
+            known[next] = decoded
+            next = (next + 1) % capacity
+        }
+        return decoded
     }
 }
 

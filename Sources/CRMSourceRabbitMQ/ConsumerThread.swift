@@ -28,14 +28,13 @@ final class ConsumerThread: @unchecked Sendable {
     private var generation = 0
     /// The queue each consumer of the current generation takes from, by consumer tag: one queue, or every shard.
     private var queueByConsumerTag: [String: String] = [:]
-    private var tracker = DeliveryTracker()
+    /// Ack bookkeeping, and the deliveries of the current generation kept until settled (when `keepsDeliveries`),
+    /// so a dead letter can carry the original and a reply its correlation id.
+    private var tracker = DeliveryTracker<AMQPDelivery>()
     private var deadLetters: DeadLetterPublisher?
     /// Dead-letter completions waiting for a successful publish.
     private var pendingDeadLetters: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
     private var deadLetterRetry = SidePublishRetry()
-    /// Deliveries of the current generation by tag, kept until settled, so a dead letter can carry the original
-    /// and a reply its correlation id.
-    private var inFlightDeliveries: [UInt64: AMQPDelivery] = [:]
     private var replies: ReplyPublisher?
     /// Completions whose reply must be confirmed by the broker before they are carried out.
     private var pendingReplies: [Completion] = []
@@ -96,7 +95,6 @@ final class ConsumerThread: @unchecked Sendable {
                 // Tags of the dead channel mean nothing on the next one: drop them; the broker redelivers those
                 // messages, and the ledger turns the ones we committed into duplicates.
                 tracker = DeliveryTracker()
-                inFlightDeliveries.removeAll()
                 pendingDeadLetters.removeAll()
                 pendingReplies.removeAll()
                 deadLetters?.close()
@@ -188,8 +186,7 @@ final class ConsumerThread: @unchecked Sendable {
             while deliveries.count < config.prefetch, let event = try connection.nextEvent(timeout: .zero) {
                 switch event {
                 case let .delivery(delivery):
-                    tracker.received(delivery.deliveryTag)
-                    if keepsDeliveries { inFlightDeliveries[delivery.deliveryTag] = delivery }
+                    tracker.received(delivery.deliveryTag, keeping: keepsDeliveries ? delivery : nil)
                     deliveries.append(delivery)
                 case let .consumerCancelOk(_, consumerTag):
                     cancelled.insert(consumerTag)
@@ -228,11 +225,9 @@ final class ConsumerThread: @unchecked Sendable {
         switch completion.disposition {
         case .ack:
             tracker.finished(tag, needsAck: true)
-            inFlightDeliveries[tag] = nil
         case .requeue:
             try connection.nack(tag, multiple: false, requeue: true, channel: 1)
             tracker.finished(tag, needsAck: false)
-            inFlightDeliveries[tag] = nil
         case let .deadLetter(reason, code):
             metrics.deadLettered(code: code)
             // on_refused: retry sends refusals through the queue's own dead-letter exchange (its retry loop);
@@ -241,9 +236,8 @@ final class ConsumerThread: @unchecked Sendable {
             if throughQueueDLX {
                 try connection.reject(tag, requeue: false, channel: 1)
                 tracker.finished(tag, needsAck: false)
-                inFlightDeliveries[tag] = nil
             } else {
-                pendingDeadLetters.append((tag, inFlightDeliveries.removeValue(forKey: tag), reason, code))
+                pendingDeadLetters.append((tag, tracker.take(tag), reason, code))
             }
         }
     }
@@ -257,7 +251,7 @@ final class ConsumerThread: @unchecked Sendable {
             if replies == nil {
                 replies = try ReplyPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            try replies?.publish(pendingReplies.map { ($0.reply ?? [], inFlightDeliveries[$0.deliveryTag]) }, confirmTimeout: sideConfirmTimeout)
+            try replies?.publish(pendingReplies.map { ($0.reply ?? [], tracker.kept($0.deliveryTag)) }, confirmTimeout: sideConfirmTimeout)
             let confirmed = pendingReplies
             pendingReplies.removeAll()
             replyRetry.succeeded()
@@ -317,7 +311,6 @@ final class ConsumerThread: @unchecked Sendable {
         for tag in tags {
             try connection.nack(tag, multiple: false, requeue: true, channel: 1)
             tracker.finished(tag, needsAck: false)
-            inFlightDeliveries[tag] = nil
         }
     }
 

@@ -57,6 +57,7 @@ struct LanePipeline: Sendable {
         let receivedAt = now()
         var work = (0..<laneCount).map { _ in LaneWork(generation: batch.generation, tags: [], events: []) }
         var immediate: [Completion] = []
+        var tally = EventTally()
         for delivery in batch.deliveries {
             var message = IncomingMessage(
                 body: delivery.body, identity: delivery.properties.messageId.map { .messageId($0) } ?? .content,
@@ -67,8 +68,8 @@ struct LanePipeline: Sendable {
             }
             if let previous = delivery.properties.previousDeliveries, previous > maxRedeliveries {
                 let reason = "delivered \(previous + 1) times; max_redeliveries is \(maxRedeliveries)"
-                metrics.events.count(.received, type: nil)
-                metrics.events.count(.rejected, type: nil)
+                tally.count(.received, type: nil)
+                tally.count(.rejected, type: nil)
                 var completion = deadLetter(delivery, batch.generation, code: "redelivered", reason: reason)
                 completion.reply = processor.errorReply(to: message, code: .notApplied, text: reason)
                 immediate.append(completion)
@@ -76,22 +77,23 @@ struct LanePipeline: Sendable {
             }
             switch processor.prepare(message) {
             case let .event(event):
-                metrics.events.count(.received, type: event.type.rawValue)
+                tally.count(.received, type: event.type.rawValue)
                 let lane = Self.lane(of: event.contactId, count: laneCount)
                 work[lane].tags.append(delivery.deliveryTag)
                 work[lane].events.append(event)
             case let .skipped(type):
-                metrics.events.count(.received, type: type.rawValue)
-                metrics.events.count(.skipped, type: type.rawValue)
+                tally.count(.received, type: type.rawValue)
+                tally.count(.skipped, type: type.rawValue)
                 immediate.append(Completion(generation: batch.generation, deliveryTag: delivery.deliveryTag, disposition: .ack))
             case let .rejected(error):
-                metrics.events.count(.received, type: nil)
-                metrics.events.count(.rejected, type: nil)
+                tally.count(.received, type: nil)
+                tally.count(.rejected, type: nil)
                 var completion = deadLetter(delivery, batch.generation, code: error.code.description, reason: error.description)
                 completion.reply = processor.errorReply(to: message, code: .invalidRequest, text: error.description)
                 immediate.append(completion)
             }
         }
+        metrics.events.record(tally)
         inbox.post(immediate)
         for (lane, item) in work.enumerated() where !item.events.isEmpty {
             lanes[lane].append(item)
@@ -113,12 +115,24 @@ struct LanePipeline: Sendable {
         var failingSince: ContinuousClock.Instant?
         while let works = await queue.takeAll() {
             // Everything that queued up while the last transaction ran goes into the next one, in delivery order.
-            var merged = LaneWork(generation: 0, tags: [], events: [])
-            var generations: [Int] = []
-            for work in works {
-                merged.tags += work.tags
-                merged.events += work.events
-                generations += Array(repeating: work.generation, count: work.tags.count)
+            var merged: LaneWork
+            var generations: [Int]
+            if works.count == 1 {
+                // Taken as it is: no copy of its events.
+                merged = works[0]
+                generations = Array(repeating: merged.generation, count: merged.tags.count)
+            } else {
+                let total = works.reduce(0) { $0 + $1.tags.count }
+                merged = LaneWork(generation: 0, tags: [], events: [])
+                merged.tags.reserveCapacity(total)
+                merged.events.reserveCapacity(total)
+                generations = []
+                generations.reserveCapacity(total)
+                for work in works {
+                    merged.tags += work.tags
+                    merged.events += work.events
+                    generations += repeatElement(work.generation, count: work.tags.count)
+                }
             }
             let settled = await apply(merged, failingSince: &failingSince)
             inbox.post(zip(zip(merged.tags, generations), settled).map {
@@ -147,8 +161,10 @@ struct LanePipeline: Sendable {
                         ])
                     }
                 }
+                var tally = EventTally()
+                defer { metrics.events.record(tally) }
                 return zip(outcomes, work.events).map { outcome, event in
-                    (disposition(of: outcome, event), event.reply?.body(for: outcome))
+                    (disposition(of: outcome, event, counting: &tally), event.reply?.body(for: outcome))
                 }
             } catch {
                 let transient = (error as? StoreError)?.isTransient ?? true
@@ -157,7 +173,9 @@ struct LanePipeline: Sendable {
                     logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
                         "source": "\(sourceName)", "error": "\(error)",
                     ])
-                    for event in work.events { metrics.events.count(.requeued, type: event.type.rawValue) }
+                    var tally = EventTally()
+                    for event in work.events { tally.count(.requeued, type: event.type.rawValue) }
+                    metrics.events.record(tally)
                     return Array(repeating: (.requeue, nil), count: work.events.count)
                 }
                 logger.warning("store failed, retrying in \(delay)", metadata: ["source": "\(sourceName)", "error": "\(error)"])
@@ -168,18 +186,18 @@ struct LanePipeline: Sendable {
     }
 
     /// Counts a store outcome and says what becomes of its message.
-    private func disposition(of outcome: EventOutcome, _ event: PlannedEvent) -> Disposition {
+    private func disposition(of outcome: EventOutcome, _ event: PlannedEvent, counting tally: inout EventTally) -> Disposition {
         switch outcome {
         case .applied:
-            metrics.events.count(.applied, type: event.type.rawValue)
+            tally.count(.applied, type: event.type.rawValue)
         case .duplicate:
-            metrics.events.count(.duplicate, type: event.type.rawValue)
+            tally.count(.duplicate, type: event.type.rawValue)
         case .unchanged:
-            metrics.events.count(.unchanged, type: event.type.rawValue)
+            tally.count(.unchanged, type: event.type.rawValue)
         case let .imported(result):
-            metrics.events.count(result.duplicate ? .duplicate : .applied, type: event.type.rawValue)
+            tally.count(result.duplicate ? .duplicate : .applied, type: event.type.rawValue)
         case let .failed(error):
-            metrics.events.count(.rejected, type: event.type.rawValue)
+            tally.count(.rejected, type: event.type.rawValue)
             logger.warning("store refused an event, dead-lettering it", metadata: ["source": "\(sourceName)", "reason": "\(LogRedaction.reason("\(error)"))"])
             return .deadLetter(reason: error.description, code: "store_\(error.code)")
         }

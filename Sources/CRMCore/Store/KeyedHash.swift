@@ -26,12 +26,17 @@ public struct KeyedHash: Sendable {
     }
 
     public func hash(_ text: String) -> Data {
+        Data(digest(text))
+    }
+
+    /// The HMAC as a digest value, which needs no allocation until its bytes are copied out.
+    func digest(_ text: String) -> SHA256Digest {
         var innerHash = inner
         var text = text
         text.withUTF8 { innerHash.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         var outerHash = outer
-        outerHash.update(data: Data(innerHash.finalize()))
-        return Data(outerHash.finalize())
+        innerHash.finalize().withUnsafeBytes { outerHash.update(bufferPointer: $0) }
+        return outerHash.finalize()
     }
 }
 
@@ -44,7 +49,7 @@ extension KeyedHash {
     /// The ledger key of an idempotency key. Ledger keys are stored as keyed hashes: message ids and content hashes
     /// can be derived from personal data, and the ledger outlives anonymization.
     public func ledgerKey(_ idempotencyKey: String) -> Data {
-        Data(hash(idempotencyKey).prefix(Self.ledgerKeyBytes))
+        digest(idempotencyKey).withUnsafeBytes { Data($0.prefix(Self.ledgerKeyBytes)) }
     }
 
     /// The id purchase rows keep once their contact is anonymized: amounts stay countable, the person does not.

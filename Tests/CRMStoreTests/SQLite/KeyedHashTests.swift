@@ -13,5 +13,6 @@ struct KeyedHashTests {
         let hasher = KeyedHash(key: key)
         #expect(hasher.hash(text) == expected)
         #expect(hasher.hash(text) == expected) // the prepared state is not consumed
+        #expect(hasher.ledgerKey(text) == expected.prefix(KeyedHash.ledgerKeyBytes))
     }
 }

@@ -1,0 +1,28 @@
+import CRMSourceSupport
+import Prometheus
+import Testing
+
+@Suite("Event counts per batch")
+struct EventTallyTests {
+    @Test func aTallyAddsUpToTheSameCountersAsCountingOneByOne() {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = EventMetrics(source: "app-events", factory: PrometheusMetricsFactory(registry: registry))
+        var tally = EventTally()
+        for _ in 0..<1_000 { tally.count(.received, type: "USER_UPDATE") }
+        for _ in 0..<3 { tally.count(.received, type: nil) }
+        tally.count(.rejected, type: nil, by: 3)
+        tally.count(.applied, type: "USER_UPDATE", by: 998)
+        tally.count(.duplicate, type: "USER_UPDATE", by: 2)
+        #expect(tally.totals.count == 5)
+        metrics.record(tally)
+        metrics.count(.received, type: "USER_UPDATE") // one by one still adds to the same counter
+        metrics.record(EventTally()) // an empty tally changes nothing
+
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="USER_UPDATE",outcome="received"} 1001"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="USER_UPDATE",outcome="applied"} 998"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="USER_UPDATE",outcome="duplicate"} 2"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="unknown",outcome="received"} 3"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="unknown",outcome="rejected"} 3"#))
+    }
+}
