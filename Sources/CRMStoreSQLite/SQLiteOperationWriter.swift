@@ -39,6 +39,7 @@ struct SQLiteOperationWriter {
         let savepoint, release, rollback: HotStatement
         let ledgerProcessedAt, ledgerUpsert, ledgerInsertIfAbsent: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
+        let consentUpsert, contactInAnyList, journeyEnter, contactBlock: HotStatement
 
         init(_ db: Database) throws {
             savepoint = try HotStatement(db, "SAVEPOINT event")
@@ -73,6 +74,19 @@ struct SQLiteOperationWriter {
                 INSERT OR IGNORE INTO purchases
                     (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            consentUpsert = try HotStatement(db, """
+                INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (list_id, contact_id, channel) DO UPDATE SET consented = excluded.consented, updated_at = excluded.updated_at
+                """)
+            contactInAnyList = try HotStatement(db, "SELECT 1 FROM contacts WHERE contact_id = ? LIMIT 1")
+            journeyEnter = try HotStatement(db, """
+                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
+                ON CONFLICT (contact_id, journey_id) DO NOTHING
+                """)
+            contactBlock = try HotStatement(db, """
+                UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
+                WHERE list_id = ? AND contact_id = ?
                 """)
         }
     }
@@ -299,10 +313,13 @@ struct SQLiteOperationWriter {
             }
             for attribute in attributes { try writeAttribute(list: list, contactId: contactId, attribute) }
             if let consent {
-                try db.cachedStatement(sql: """
-                    INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (list_id, contact_id, channel) DO UPDATE SET consented = excluded.consented, updated_at = excluded.updated_at
-                    """).execute(arguments: [list, contactId, consent.channel.rawValue, consent.consented, now.microsecondsSinceEpoch])
+                try hot.consentUpsert.execute {
+                    $0.bind(list)
+                    $0.bind(contactId)
+                    $0.bind(consent.channel.rawValue)
+                    $0.bind(consent.consented)
+                    $0.bind(now.microsecondsSinceEpoch)
+                }
             }
             return nil
 
@@ -331,12 +348,12 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .enterJourney(journey, contactId, at):
-            let any = try db.cachedStatement(sql: "SELECT 1 FROM contacts WHERE contact_id = ? LIMIT 1")
-            guard try Bool.fetchOne(any, arguments: [contactId]) != nil else { return "enter_journey: no contact \(contactId)" }
-            try db.cachedStatement(sql: """
-                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
-                ON CONFLICT (contact_id, journey_id) DO NOTHING
-                """).execute(arguments: [contactId, journey, at.microsecondsSinceEpoch])
+            guard try hot.contactInAnyList.exists({ $0.bind(contactId) }) else { return "enter_journey: no contact \(contactId)" }
+            try hot.journeyEnter.execute {
+                $0.bind(contactId)
+                $0.bind(journey)
+                $0.bind(at.microsecondsSinceEpoch)
+            }
             return nil
 
         case let .anonymize(list, selector):
@@ -349,10 +366,12 @@ struct SQLiteOperationWriter {
             let ids = try resolve(list: list, selector)
             guard !ids.isEmpty else { return "temp_block_contact: no contact \(describe(selector)) in list \(list)" }
             for id in ids {
-                try db.cachedStatement(sql: """
-                    UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
-                    WHERE list_id = ? AND contact_id = ?
-                    """).execute(arguments: [until.microsecondsSinceEpoch, now.microsecondsSinceEpoch, list, id])
+                try hot.contactBlock.execute {
+                    $0.bind(until.microsecondsSinceEpoch)
+                    $0.bind(now.microsecondsSinceEpoch)
+                    $0.bind(list)
+                    $0.bind(id)
+                }
             }
             return nil
 
