@@ -48,6 +48,14 @@ final class SQSWorkers: @unchecked Sendable {
     /// SQS requests of this source (receive, delete, change visibility, queue attributes), for `/metrics`.
     private let requestsCounter: Counter
     private let settlerDone = DispatchSemaphore(value: 0)
+    /// Committed messages waiting for a `DeleteMessageBatch` (settler thread only): sent ten at a time, and a
+    /// smaller remainder once its oldest entry waited `deleteLinger`, or at once when stopping. Deleting what
+    /// a short receive brought in a request of its own would cost up to one request per message.
+    private var pendingDeletes: [(id: String, receiptHandle: String)] = []
+    private var oldestPendingDelete: ContinuousClock.Instant?
+    /// How long a delete batch of fewer than ten entries waits for more. Far below any visibility timeout; a
+    /// crash in between redelivers those messages, which the ledger then finds committed.
+    let deleteLinger: Duration
     /// The queue's visibility timeout in seconds (read at start when the config says `queue`).
     let visibilityTimeout: Int
     /// The queue's redrive policy's maxReceiveCount; nil: no redrive policy (refused messages are recorded whole in
@@ -61,9 +69,10 @@ final class SQSWorkers: @unchecked Sendable {
 
     init(
         sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, maxReceiveCount: Int?,
-        logger: Logger, onPoll: @escaping @Sendable (String?) -> Void = { _ in }
+        logger: Logger, deleteLinger: Duration = .milliseconds(250), onPoll: @escaping @Sendable (String?) -> Void = { _ in }
     ) {
         self.onPoll = onPoll
+        self.deleteLinger = deleteLinger
         self.sourceName = sourceName
         self.config = config
         self.credentials = credentials
@@ -184,10 +193,11 @@ final class SQSWorkers: @unchecked Sendable {
                 return (completions, pollersRunning == 0, inFlight.isEmpty && completions.isEmpty)
             }
             settle(items, client)
+            sendDeletes(client, all: stop.isSet)
             extendVisibility(client)
             recordRequests(config.pollers, client)
             if stop.isSet && pollersDone && empty { return }
-            Thread.sleep(forTimeInterval: items.isEmpty ? 0.05 : 0.001)
+            Thread.sleep(forTimeInterval: items.isEmpty && pendingDeletes.isEmpty ? 0.05 : items.isEmpty ? 0.01 : 0.001)
         }
     }
 
@@ -225,6 +235,28 @@ final class SQSWorkers: @unchecked Sendable {
                 finished.append(item.messageId)
             }
         }
+        if !deletes.isEmpty {
+            if pendingDeletes.isEmpty { oldestPendingDelete = ContinuousClock.now }
+            pendingDeletes += deletes
+        }
+        for chunk in releases.chunked(10) {
+            _ = try? client.changeVisibility(chunk.map { (Self.entryId($0.id), $0.receiptHandle, $0.seconds) })
+        }
+        lock.withLock { for id in finished { inFlight[id] = nil } }
+    }
+
+    /// Sends the pending deletes in batches of ten; the last, smaller batch only when `all` or once it waited
+    /// `deleteLinger`. Deleted messages leave `inFlight`.
+    private func sendDeletes(_ client: SQSClient, all: Bool) {
+        guard let oldest = oldestPendingDelete else { return }
+        let sendAll = all || ContinuousClock.now - oldest >= deleteLinger
+        let count = sendAll ? pendingDeletes.count : pendingDeletes.count / 10 * 10
+        guard count > 0 else { return }
+        let deletes = Array(pendingDeletes.prefix(count))
+        pendingDeletes.removeFirst(count)
+        // The remainder started waiting now, as far as the linger is concerned.
+        oldestPendingDelete = pendingDeletes.isEmpty ? nil : ContinuousClock.now
+        var finished: [String] = []
         for chunk in deletes.chunked(10) {
             do {
                 var result = try client.deleteMessages(chunk.map { (Self.entryId($0.id), $0.receiptHandle) })
@@ -248,9 +280,6 @@ final class SQSWorkers: @unchecked Sendable {
                 ])
                 finished += chunk.map(\.id)
             }
-        }
-        for chunk in releases.chunked(10) {
-            _ = try? client.changeVisibility(chunk.map { (Self.entryId($0.id), $0.receiptHandle, $0.seconds) })
         }
         lock.withLock { for id in finished { inFlight[id] = nil } }
     }

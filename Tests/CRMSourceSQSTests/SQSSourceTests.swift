@@ -362,6 +362,30 @@ struct SQSSourceTests {
         #expect(totals.filtered == 6 - applied)
     }
 
+    /// Messages that trickle in come one per receive; their deletes still share batches (up to ten entries, sent
+    /// at the latest 250 ms after the first of them committed), and the last ones go out when the source stops.
+    @Test func shortReceivesShareDeleteBatches() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "trickle-\(UUID().uuidString.prefix(6))")
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.pollers = 1
+        let totals = try await Self.run(settings, store: sqlite, whileRunning: {
+            let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+            for index in 0..<30 {
+                _ = try client.sendMessages([.init(id: "m\(index)", body: Self.event(contact: 900 + index, step: 0))])
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }) { try await sqlite.count("contacts") == 30 }
+        #expect(totals.applied == 30)
+        // About one receive per message (plus a few empty polls); a delete request per receive would add 30 more.
+        #expect(totals.requests < 52, "\(totals.requests) SQS requests for 30 messages")
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+    }
+
     @Test func stoppingDoesNotWaitForALongPoll() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "idle-\(UUID().uuidString.prefix(6))")
