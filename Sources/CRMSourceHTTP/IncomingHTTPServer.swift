@@ -57,7 +57,7 @@ public struct IncomingHTTPServer: Service {
     public init(
         config: HTTPServerConfig, integrations: [HTTPIntegration], processor: @escaping @Sendable () -> EventProcessor,
         store: any CRMStore, probes: OperationalProbes, logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
-        makeEventId: @escaping @Sendable () -> String = { UUID().uuidString },
+        makeEventId: @escaping @Sendable () -> String = { TimeOrderedEventId.make(at: Timestamp.now()) },
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         let table = Self.table(integrations)
@@ -71,7 +71,7 @@ public struct IncomingHTTPServer: Service {
     public init(
         config: HTTPServerConfig, integrations: @escaping @Sendable () -> [String: HTTPIntegration],
         processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore, probes: OperationalProbes, logger: Logger,
-        now: @escaping @Sendable () -> Timestamp = Timestamp.now, makeEventId: @escaping @Sendable () -> String = { UUID().uuidString },
+        now: @escaping @Sendable () -> Timestamp = Timestamp.now, makeEventId: @escaping @Sendable () -> String = { TimeOrderedEventId.make(at: Timestamp.now()) },
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.config = config
@@ -176,7 +176,7 @@ struct IncomingRequestHandler: Sendable {
         if state.refuseBecauseStopping() {
             return JSONResponse.error(.serviceUnavailable, "shutting_down", "the daemon is stopping; retry later", headers: [.retryAfter: "5"])
         }
-        let contentType = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        let contentType = request.headers[.contentType].map(Self.mediaType(of:))
         guard let contentType, contentType == "application/json" || (contentType.hasPrefix("application/") && contentType.hasSuffix("+json")) else {
             metrics.count(.rejected, type: nil)
             return JSONResponse.error(.unsupportedMediaType, "not_json", "send the body as Content-Type: application/json, got \(contentType.map { "\"\($0)\"" } ?? "none")")
@@ -246,6 +246,17 @@ struct IncomingRequestHandler: Sendable {
             metrics.count(.rejected, type: type)
             return JSONResponse.error(.unprocessableContent, "refused_by_store", error.message)
         }
+    }
+
+    /// The media type of a Content-Type value: before any `;` parameters, without surrounding spaces and tabs, in
+    /// lower case (`Application/JSON; charset=utf-8` -> `application/json`). Works on bytes: Foundation's trimming
+    /// goes through `NSString`, a noticeable share of a request's CPU.
+    static func mediaType(of value: String) -> String {
+        let bytes = value.utf8
+        let end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        let kept = bytes[..<end].drop(while: isBlank).reversed().drop(while: isBlank).reversed()
+        return String(decoding: kept.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }, as: UTF8.self)
     }
 
     /// `invalidJSON` -> `invalid_json`: the API's error codes are snake case.

@@ -2,6 +2,7 @@ import CRMConfig
 import CRMCore
 import Foundation
 import JWTKit
+import Synchronization
 
 /// Why a request's token was refused; answered as 401 with this reason.
 public struct AuthenticationFailure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -17,9 +18,15 @@ public struct AuthenticationFailure: Error, Sendable, Equatable, CustomStringCon
 ///
 /// The signature check calls the key's `JWTAlgorithm` directly rather than `JWTKeyCollection.verify`: the
 /// collection is an actor, so every request of the server would queue on one executor for its whole verification.
+///
+/// A client sends the same token with every request until it expires, so tokens whose signature verified are
+/// remembered (`VerifiedTokens`, keyed by the token's whole text) with their claims; a remembered token skips the
+/// decoding and the signature check, never the claims check against the clock, so it stops working when it expires.
+/// A changed key (a configuration reload) makes a new verifier and so a new, empty memory.
 public struct IncomingJWTVerifier: Sendable {
     public let config: JWTAuthConfig
     let algorithm: any JWTAlgorithm
+    let verified = VerifiedTokens(capacity: VerifiedTokens.defaultCapacity)
 
     /// Fails when the configured key is unusable (an RSA key jwt-kit refuses, e.g. under 2048 bits).
     public init(config: JWTAuthConfig) async throws {
@@ -66,6 +73,10 @@ public struct IncomingJWTVerifier: Sendable {
         guard token.utf8.count <= Self.maxTokenBytes else {
             return .failure(AuthenticationFailure("token larger than \(Self.maxTokenBytes) bytes"))
         }
+        if let claims = verified.claims(of: token) {
+            if let failure = checkClaims(claims, now: now) { return .failure(failure) }
+            return .success(claims)
+        }
         let segments = token.split(separator: ".", omittingEmptySubsequences: false)
         guard segments.count == 3 else {
             return .failure(AuthenticationFailure("malformed token: expected 3 dot-separated segments, got \(segments.count)"))
@@ -111,6 +122,7 @@ public struct IncomingJWTVerifier: Sendable {
             return .failure(AuthenticationFailure("malformed token: the payload is not a JSON object"))
         }
         let claims = JSONValue.object(members)
+        verified.remember(token, claims: claims)
         if let failure = checkClaims(claims, now: now) { return .failure(failure) }
         return .success(claims)
     }
@@ -152,6 +164,27 @@ public struct IncomingJWTVerifier: Sendable {
     static func describe(_ seconds: Double) -> String {
         Timestamp(microsecondsSinceEpoch: Int64((seconds * 1_000_000).rounded())).rfc3339
     }
+}
+
+/// Tokens whose signature verified, with their claims: at most `capacity`, forgotten all at once when full (only
+/// correctly signed tokens get in, so this bounds memory, not an attack surface).
+final class VerifiedTokens: Sendable {
+    static let defaultCapacity = 256
+    let capacity: Int
+    private let tokens = Mutex<[String: JSONValue]>([:])
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func claims(of token: String) -> JSONValue? { tokens.withLock { $0[token] } }
+
+    func remember(_ token: String, claims: JSONValue) {
+        tokens.withLock { tokens in
+            if tokens.count >= capacity { tokens.removeAll(keepingCapacity: true) }
+            tokens[token] = claims
+        }
+    }
+
+    var count: Int { tokens.withLock { $0.count } }
 }
 
 /// base64url without padding (RFC 7515), refusing anything else.

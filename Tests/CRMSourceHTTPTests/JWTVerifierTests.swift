@@ -95,6 +95,30 @@ struct JWTVerifierTests {
         #expect(refusal(try await Self.rs256Verifier().verify(token: "\(rsa[0]).\(forged).\(rsa[2])", now: Self.now)) == "signature does not verify")
     }
 
+    /// A token is verified once and then remembered; it must still expire, and any other text is verified anew.
+    @Test func aRememberedTokenStillExpiresAndOnlyItsExactTextIsRemembered() async throws {
+        let verifier = try await Self.hs256Verifier()
+        let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        #expect(refusal(await verifier.verify(token: token, now: Self.now)) == nil)
+        #expect(verifier.verified.count == 1)
+        #expect(refusal(await verifier.verify(token: token, now: Self.now)) == nil)
+        let afterExpiry = Timestamp(secondsSinceEpoch: Int64(Self.later) + 31)
+        #expect(refusal(await verifier.verify(token: token, now: afterExpiry))?.hasPrefix("token expired at") == true)
+        // The same token with one character of its signature changed: refused, and not remembered.
+        var characters = Array(token)
+        characters[characters.count - 5] = characters[characters.count - 5] == "A" ? "B" : "A"
+        let forged = String(characters)
+        #expect(refusal(await verifier.verify(token: forged, now: Self.now)) == "signature does not verify")
+        #expect(verifier.verified.count == 1)
+    }
+
+    @Test func theMemoryOfVerifiedTokensIsBounded() {
+        let tokens = VerifiedTokens(capacity: 3)
+        for index in 0..<10 { tokens.remember("token-\(index)", claims: .object([])) }
+        #expect(tokens.count <= 3)
+        #expect(tokens.claims(of: "token-9") != nil)
+    }
+
     @Test func aMissingSignatureIsRefused() async throws {
         let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
         let unsigned = token.split(separator: ".").prefix(2).joined(separator: ".") + "."
