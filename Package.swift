@@ -187,7 +187,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CRMCoreTests", dependencies: ["CRMCore", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: swiftSettings),
         .testTarget(name: "CRMConfigTests", dependencies: ["CRMConfig", "CRMCore", "AMQPClient", "AWSSigV4", "SNSSupport"], swiftSettings: swiftSettings),
         // The store contract suite runs against both stores (Contract/), beside each store's own tests.
         .testTarget(

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import CRMCore
 import Testing
@@ -106,5 +107,18 @@ struct LogRedactionTests {
     @Test func endpointsShowTheirFirstCharactersOnly() {
         #expect(LogRedaction.endpoint("6374ce15-b804-4188-b4ab-9d584f7d0c25") == "6374…")
         #expect(LogRedaction.endpoint("abc") == "…")
+    }
+}
+
+@Suite("Hex strings")
+struct HexStringTests {
+    @Test func aDigestAndItsBytesGiveTheSameLowerCaseHex() {
+        let digest = SHA256.hash(data: Array("abc".utf8))
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        #expect(digest.withUnsafeBytes(hexString) == expected)
+        #expect(hexString(Array(digest)) == expected)
+        #expect(hexString(AnySequence(Array(digest))) == expected)
+        #expect(hexString([0x00, 0x0F, 0xF0, 0xFF] as [UInt8]) == "000ff0ff")
+        #expect(hexString([UInt8]()) == "")
     }
 }

@@ -109,7 +109,7 @@ public struct AltcraftImportFormat: Sendable, Hashable {
         case let .profileId(value): return value
         case let .field(name, value): key = "field:\(name.utf8.count):\(name)=\(value)"
         }
-        return hexString(SHA256.hash(data: Array("altcraft:\(database):\(key)".utf8)).prefix(12))
+        return SHA256.hash(data: Array("altcraft:\(database):\(key)".utf8)).withUnsafeBytes { hexString(UnsafeRawBufferPointer(rebasing: $0.prefix(12))) }
     }
 
     /// `+7 (900) 000-00-00` → `+79000000000`; nil when anything but digits, spaces, `()-.` and a leading `+`.

@@ -233,7 +233,7 @@ public struct IncomingIntegration: Sendable {
         }
         guard found > 0 else { return unique }
         let digest = SHA256.hash(data: JSONWriter.canonicalBytes(.array(pairs)))
-        return IdempotencyKey(value: "d:\(source):\(hexString(digest))", check: .slidingWindow(since: since))
+        return IdempotencyKey(value: "d:\(source):\(digest.withUnsafeBytes(hexString))", check: .slidingWindow(since: since))
     }
 }
 

@@ -54,7 +54,7 @@ extension KeyedHash {
 
     /// The id purchase rows keep once their contact is anonymized: amounts stay countable, the person does not.
     public func anonymousContactId(_ contactId: String) -> String {
-        "anonymized:" + hexString(hash(contactId).prefix(12))
+        "anonymized:" + hash(contactId).withUnsafeBytes { hexString(UnsafeRawBufferPointer(rebasing: $0.prefix(12))) }
     }
 }
 

@@ -88,7 +88,7 @@ public struct IngestRunner: Sendable {
                 let occurrence = occurrences[prefix, default: 0]
                 occurrences[prefix] = occurrence + 1
                 let message = IncomingMessage(
-                    body: Array(bytes), identity: .sourceKey("f:\(hexString(digest)):\(occurrence)"),
+                    body: Array(bytes), identity: .sourceKey("f:\(digest.withUnsafeBytes(hexString)):\(occurrence)"),
                     mayBeRedelivery: true, receivedAt: receivedAt, source: "ingest"
                 )
                 switch processor.prepare(message) {
