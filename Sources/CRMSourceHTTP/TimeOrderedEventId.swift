@@ -1,5 +1,4 @@
 import CRMCore
-import Foundation
 
 /// Event ids for incoming requests: RFC 9562 version 7 UUIDs, 48 bits of Unix milliseconds followed by 74 random
 /// bits, printed like `UUID().uuidString`.
@@ -26,8 +25,21 @@ public enum TimeOrderedEventId {
             UInt8(truncatingIfNeeded: randomLow >> 24), UInt8(truncatingIfNeeded: randomLow >> 16),
             UInt8(truncatingIfNeeded: randomLow >> 8), UInt8(truncatingIfNeeded: randomLow),
         ]
-        let uuid = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                               bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-        return uuid.uuidString
+        // 8-4-4-4-12 upper-case hex digits, as `UUID().uuidString` prints them.
+        return String(unsafeUninitializedCapacity: 36) { out in
+            let digits: StaticString = "0123456789ABCDEF"
+            let table = UnsafeRawBufferPointer(start: digits.utf8Start, count: 16)
+            var index = 0
+            for (offset, byte) in bytes.enumerated() {
+                if offset == 4 || offset == 6 || offset == 8 || offset == 10 {
+                    out[index] = UInt8(ascii: "-")
+                    index += 1
+                }
+                out[index] = table[Int(byte >> 4)]
+                out[index + 1] = table[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
     }
 }

@@ -105,4 +105,14 @@ struct JSONParserTests {
     @Test func writerEscapesWhatItMust() {
         #expect(JSONWriter.string(.string("a\"b\\\n\u{01}")) == #""a\"b\\\n\u0001""#)
     }
+
+    /// Strings without anything to escape are copied whole; one byte to escape anywhere takes the escaping path.
+    @Test(arguments: ["", "plain", "é – ünïcode ✓", "ends with a quote\"", "\ttab first", "x\u{1F}y"])
+    func writtenStringsReadBackAsTheyWere(text: String) throws {
+        let written = JSONWriter.string(.object([("k", .string(text))]))
+        #expect(try JSONParser().parse(Array(written.utf8)) == .object([("k", .string(text))]))
+        if !text.unicodeScalars.contains(where: { $0 == "\"" || $0 == "\\" || $0.value < 0x20 }) {
+            #expect(written == "{\"k\":\"" + text + "\"}")
+        }
+    }
 }

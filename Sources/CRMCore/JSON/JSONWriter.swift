@@ -3,6 +3,7 @@ public enum JSONWriter {
     /// Compact JSON, members in their stored order.
     public static func string(_ value: JSONValue) -> String {
         var out: [UInt8] = []
+        out.reserveCapacity(256)
         write(value, into: &out, sortKeys: false)
         return String(decoding: out, as: UTF8.self)
     }
@@ -82,6 +83,12 @@ public enum JSONWriter {
 
     public static func writeString(_ text: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Most strings need no escape: copied whole instead of byte by byte.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: text.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
