@@ -7,13 +7,15 @@ import Glibc
 #endif
 
 /// `crm-ingest-bench`: the workloads and same-run baselines `make bench` measures the daemon against
-/// (`scripts/bench/run.sh` drives it). Each subcommand prints one JSON line of figures.
+/// (`scripts/bench/bench.py` drives it). Each subcommand prints one JSON line of figures.
 @main
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crm-ingest-bench",
         abstract: "Workloads and baselines for make bench.",
-        subcommands: [Publish.self, NoOpConsume.self, Lines.self, SQLiteBulkInsert.self, LatencyPublish.self, LatencyReport.self]
+        subcommands: [
+            Publish.self, NoOpConsume.self, Lines.self, SQLiteBulkInsert.self, LatencyPublish.self, LatencyWatch.self, LatencyReport.self,
+        ]
     )
 }
 
@@ -232,10 +234,11 @@ extension BenchCommand {
                 let wait = due - ContinuousClock.now
                 if wait > .zero { Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds)) }
                 let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
-                let body = #"{"type":"USER_REGISTRATION","contactId":"lat-\#(index)","properties":{"firstName":"L"}}"#
+                let id = LatencyWatch.contactId(index)
+                let body = #"{"type":"USER_REGISTRATION","contactId":"\#(id)","properties":{"firstName":"L"}}"#
                 try publisher.publish(.init(body: Array(body.utf8), routingKey: broker.queue,
-                                            properties: AMQPProperties(messageId: "lat-\(index)", deliveryMode: 2)))
-                sent.append("lat-\(index) \(now)")
+                                            properties: AMQPProperties(messageId: id, deliveryMode: 2)))
+                sent.append("\(id) \(now)")
                 if index % 200 == 199 { try publisher.waitForConfirms() }
             }
             try publisher.waitForConfirms()
@@ -244,17 +247,71 @@ extension BenchCommand {
         }
     }
 
-    /// Publish-to-store latency: for each contact of `latency-publish`, the store's `created_at` (the instant the
-    /// transaction that created it began) minus its publish time.
+    /// Watches the daemon's SQLite file, as a second reader would, for the contacts `latency-publish` creates, and
+    /// writes when each became visible (microseconds since 1970): the instant its transaction had committed, found
+    /// by a query every `interval-ms`, so at most that much late.
+    struct LatencyWatch: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "latency-watch", abstract: "Record when each published contact is committed.")
+        @Option var database: String
+        @Option var count: Int
+        @Option var output: String
+        @Option(name: .customLong("interval-ms")) var intervalMilliseconds = 1
+        @Option var timeout = 300
+
+        /// Zero-padded, so the ids sort in publish order and a range query finds the new ones.
+        static func contactId(_ index: Int) -> String {
+            let digits = String(index)
+            return "lat-" + String(repeating: "0", count: max(0, 9 - digits.count)) + digits
+        }
+
+        func run() throws {
+            var configuration = Configuration()
+            configuration.readonly = true
+            let database = try DatabaseQueue(path: self.database, configuration: configuration)
+            var visibleAt = [Int64](repeating: 0, count: count)
+            var firstUnseen = 0
+            var seen = 0
+            let deadline = ContinuousClock.now + .seconds(timeout)
+            while seen < count, ContinuousClock.now < deadline {
+                let lower = Self.contactId(firstUnseen)
+                let ids = try database.read { db in
+                    try String.fetchAll(db, sql: "SELECT contact_id FROM contacts WHERE list_id = 1 AND contact_id >= ? AND contact_id < 'lat-~'",
+                                        arguments: [lower])
+                }
+                let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+                for id in ids {
+                    guard let index = Int(id.dropFirst(4)), index < count, visibleAt[index] == 0 else { continue }
+                    visibleAt[index] = now
+                    seen += 1
+                }
+                while firstUnseen < count, visibleAt[firstUnseen] != 0 { firstUnseen += 1 }
+                Thread.sleep(forTimeInterval: Double(intervalMilliseconds) / 1_000)
+            }
+            let lines = visibleAt.enumerated().filter { $0.element != 0 }.map { "\(Self.contactId($0.offset)) \($0.element)" }
+            try (lines.joined(separator: "\n") + "\n").write(toFile: output, atomically: true, encoding: .utf8)
+            printJSON([("visible", seen), ("expected", count)])
+        }
+    }
+
+    /// Publish-to-commit latency: for each contact of `latency-publish`, when `latency-watch` saw it committed minus
+    /// its publish time. `--database` reads the store's `created_at` instead: the clock reading the daemon handed to
+    /// the store with the event's batch, before its transaction ran and committed (a lower bound).
     struct LatencyReport: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "latency-report", abstract: "p50/p99/max from publish to store.")
         @Option var times: String
-        @Option(help: "The daemon's SQLite file: latency to the store.") var database: String?
+        @Option(help: "A file written by latency-watch: latency to the commit.") var visible: String?
+        @Option(help: "The daemon's SQLite file: latency to the store's created_at (before the commit).") var database: String?
         @Option(help: "A file written by noop --record: latency to a do-nothing consumer.") var arrivals: String?
 
         func run() throws {
             var created: [String: Int64] = [:]
-            if let database {
+            if let visible {
+                guard let text = try? String(contentsOfFile: visible, encoding: .utf8) else { throw ValidationError("cannot read \(visible)") }
+                for line in text.split(separator: "\n") {
+                    let parts = line.split(separator: " ")
+                    if parts.count == 2, let at = Int64(parts[1]) { created[String(parts[0])] = at }
+                }
+            } else if let database {
                 created = try DatabaseQueue(path: database).read { db in
                     try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT contact_id, created_at FROM contacts WHERE contact_id LIKE 'lat-%'")
                         .map { (row: Row) -> (String, Int64) in (row["contact_id"], row["created_at"]) })
@@ -265,7 +322,7 @@ extension BenchCommand {
                     if parts.count == 2, let at = Int64(parts[1]) { created[String(parts[0])] = at }
                 }
             } else {
-                throw ValidationError("give --database or --arrivals")
+                throw ValidationError("give --visible, --database or --arrivals")
             }
             guard let text = try? String(contentsOfFile: times, encoding: .utf8) else { throw ValidationError("cannot read \(times)") }
             var latencies: [Double] = []

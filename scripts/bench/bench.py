@@ -349,29 +349,50 @@ def scenario_memory(broker):
 
 
 def scenario_latency(broker, max_rate):
+    """Publish at half the drain rate; latency to the commit, as a second reader of the database sees it."""
     rate = max(100, int(max_rate / 2))
     seconds = 60
-    p50s, p99s, maxes = [], [], []
+    p50s, p99s, maxes, store_p99s = [], [], [], []
     for run in range(RUNS):
         daemon = Daemon(broker.url, fresh_data("latency"))
+        watcher = None
         try:
             daemon.wait_ready()
             times = os.path.join(WORK, "latency-times.txt")
+            visible = os.path.join(WORK, "latency-visible.txt")
+            # Polls the database every millisecond for the contacts published, from before the first one.
+            watcher = subprocess.Popen([TOOL, "latency-watch", "--database", os.path.join(daemon.data, "crm.sqlite"),
+                                        "--count", str(rate * seconds), "--output", visible, "--interval-ms", "1"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            started_pids.append(watcher.pid)
             log(f"latency run {run + 1}/{RUNS}: {rate:,}/s for {seconds} s")
             run_tool("latency-publish", "--url", broker.url, "--queue", "crm.events", "--rate", rate, "--seconds", seconds, "--times", times)
             deadline = time.monotonic() + 120
             while daemon.settled() < rate * seconds and time.monotonic() < deadline:
                 time.sleep(0.2)
+            out, err = watcher.communicate(timeout=60)
+            if watcher.returncode != 0:
+                raise RuntimeError(f"latency-watch failed: {err.strip()}")
         finally:
+            if watcher:
+                if watcher.poll() is None:
+                    watcher.kill()
+                    watcher.wait()
+                started_pids.remove(watcher.pid)
             daemon.stop()
-        report = run_tool("latency-report", "--times", times, "--database", os.path.join(daemon.data, "crm.sqlite"))
+        report = run_tool("latency-report", "--times", times, "--visible", visible)
+        if report["missing"]:
+            raise RuntimeError(f"latency-watch saw {report['events']} of {rate * seconds} contacts committed")
+        store = run_tool("latency-report", "--times", times, "--database", os.path.join(daemon.data, "crm.sqlite"))
         p50s.append(report["p50_ms"])
         p99s.append(report["p99_ms"])
         maxes.append(report["max_ms"])
+        store_p99s.append(store["p99_ms"])
     name = f"Latency at half the maximum rate ({rate:,} events/s for {seconds} s)"
-    row(name, "p50 publish → store", p50s, digits=1, unit=" ms")
-    row(name, "p99 publish → store", p99s, target="p99 ≤ 20 ms", digits=1, unit=" ms")
-    row(name, "max publish → store", maxes, digits=1, unit=" ms")
+    row(name, "p50 publish → committed", p50s, digits=1, unit=" ms")
+    row(name, "p99 publish → committed", p99s, target="p99 ≤ 20 ms", digits=1, unit=" ms")
+    row(name, "max publish → committed", maxes, digits=1, unit=" ms")
+    row(name, "p99 publish → handed to the store (before the commit)", store_p99s, digits=1, unit=" ms")
 
 
 def scenario_ingest():
