@@ -8,10 +8,10 @@ import Foundation
 /// The transactions run on a serial dispatch queue of their own, never on Swift's cooperative pool.
 final class GroupCommit: @unchecked Sendable {
     // `pending` and `running` are guarded by `lock`; `transaction` is called on `queue` only.
-    typealias Transaction = ([[PlannedEvent]], Timestamp) throws -> [[EventOutcome]]
+    typealias Transaction = ([KeyedBatch], Timestamp) throws -> [[EventOutcome]]
 
     private struct Submission {
-        var events: [PlannedEvent]
+        var batch: KeyedBatch
         var now: Timestamp
         var continuation: CheckedContinuation<[EventOutcome], any Error>
     }
@@ -29,10 +29,10 @@ final class GroupCommit: @unchecked Sendable {
         self.transaction = transaction
     }
 
-    func submit(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    func submit(_ batch: KeyedBatch, now: Timestamp) async throws -> [EventOutcome] {
         try await withCheckedThrowingContinuation { continuation in
             let start = lock.withLock {
-                pending.append(Submission(events: events, now: now, continuation: continuation))
+                pending.append(Submission(batch: batch, now: now, continuation: continuation))
                 defer { running = true }
                 return !running
             }
@@ -45,9 +45,9 @@ final class GroupCommit: @unchecked Sendable {
             let group: [Submission] = lock.withLock {
                 var taken: [Submission] = []
                 var count = 0
-                while let first = pending.first, taken.isEmpty || count + first.events.count <= maxEvents {
+                while let first = pending.first, taken.isEmpty || count + first.batch.events.count <= maxEvents {
                     taken.append(pending.removeFirst())
-                    count += first.events.count
+                    count += first.batch.events.count
                 }
                 if taken.isEmpty { running = false }
                 return taken
@@ -56,11 +56,24 @@ final class GroupCommit: @unchecked Sendable {
             // One clock reading for the group: the latest any caller gave.
             let now = group.map(\.now).max()!
             do {
-                let outcomes = try transaction(group.map(\.events), now)
+                let outcomes = try transaction(group.map(\.batch), now)
                 for (submission, result) in zip(group, outcomes) { submission.continuation.resume(returning: result) }
             } catch {
                 for submission in group { submission.continuation.resume(throwing: error) }
             }
         }
+    }
+}
+
+/// A batch of events with the ledger key of each (`KeyedHash.ledgerKey` of its idempotency key), computed by the
+/// caller before the batch joins a group: the HMACs then run on the sources' threads, in parallel, and not on the
+/// one thread that writes (6% of its time in `crm-ingest ingest`).
+struct KeyedBatch: Sendable {
+    var events: [PlannedEvent]
+    var ledgerKeys: [Data]
+
+    init(_ events: [PlannedEvent], keyedHash: KeyedHash) {
+        self.events = events
+        ledgerKeys = events.map { keyedHash.ledgerKey($0.key.value) }
     }
 }

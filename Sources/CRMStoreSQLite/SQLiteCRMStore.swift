@@ -147,7 +147,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// Applies a batch; batches submitted concurrently share one transaction (see `GroupCommit`).
     public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
         guard !events.isEmpty else { return [] }
-        return try await groupCommit.submit(events, now: now)
+        return try await groupCommit.submit(KeyedBatch(events, keyedHash: keyedHash), now: now)
     }
 
     /// One transaction for several batches, each event atomic. Runs on the group-commit queue.
@@ -158,13 +158,13 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// While `ledger_recent` holds `recentLedgerLimit` rows or more, the transaction first moves a slice of it into
     /// `ledger` (`LedgerMerge`).
     static func commit(
-        _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, counters: StoreCounters,
+        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, counters: StoreCounters,
         recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit
     ) throws -> [[EventOutcome]] {
         let recentRows = counters.recentLedgerRows.load(ordering: .relaxed)
         let merge = recentRows >= recentLedgerLimit ? LedgerMerge.Step(
             firstBucket: counters.ledgerMergeCursor.load(ordering: .relaxed), recentRows: recentRows,
-            events: batches.reduce(0) { $0 + $1.count }
+            events: batches.reduce(0) { $0 + $1.events.count }
         ) : nil
         let committed: Committed
         do {
@@ -196,7 +196,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     }
 
     private static func commit(
-        _ batches: [[PlannedEvent]], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, isolation: EventIsolation,
+        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, isolation: EventIsolation,
         merge: LedgerMerge.Step?
     ) throws -> Committed {
         let (outcomes, erased, recentRows, merged): ([[EventOutcome]], Bool, Int, LedgerMerge.Result?)
@@ -205,10 +205,12 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 let merged = try merge.map { try LedgerMerge.run($0, db) }
                 var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash, isolation: isolation)
                 var outcomes: [[EventOutcome]] = []
-                for events in batches {
+                for batch in batches {
                     var batchOutcomes: [EventOutcome] = []
-                    batchOutcomes.reserveCapacity(events.count)
-                    for event in events { batchOutcomes.append(try writer.applyAtomically(event)) }
+                    batchOutcomes.reserveCapacity(batch.events.count)
+                    for (event, ledgerKey) in zip(batch.events, batch.ledgerKeys) {
+                        batchOutcomes.append(try writer.applyAtomically(event, ledgerKey: ledgerKey))
+                    }
                     outcomes.append(batchOutcomes)
                 }
                 return (outcomes, writer.erasedPersonalData, writer.recentLedgerRows, merged)

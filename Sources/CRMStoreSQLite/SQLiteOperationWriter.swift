@@ -93,9 +93,8 @@ struct SQLiteOperationWriter {
 
     /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone, or, without
     /// savepoints, throws `EventNeedsSavepoint`; a busy or broken database throws, and the caller's transaction
-    /// rolls back whole.
-    mutating func applyAtomically(_ event: PlannedEvent) throws -> EventOutcome {
-        let key = keyedHash.ledgerKey(event.key.value)
+    /// rolls back whole. `key` is the event's ledger key (`KeyedHash.ledgerKey` of `event.key`).
+    mutating func applyAtomically(_ event: PlannedEvent, ledgerKey key: Data) throws -> EventOutcome {
         // A key that is always checked is checked by inserting it: one statement instead of a lookup and an insert.
         let checkedByInsert = event.key.check == .always
         if !checkedByInsert, try isDuplicate(key, event.key.check) {

@@ -30,14 +30,16 @@ public struct IngestRunner: Sendable {
     public var store: any CRMStore
     public var now: @Sendable () -> Timestamp
     public var logger: Logger
-    /// Lines per store transaction.
+    /// Lines per store transaction. 10,000 by default: against 5,000, a transaction rewrites the pages of the
+    /// contact tables half as often per line (1,000,000 lines: less system time, 3-10% more lines/s in alternated
+    /// runs); 20,000 gained a little more but held 800 MB instead of 500 at its peak.
     public var batchSize: Int
     /// Attempts for a batch the store reports busy or unavailable, with doubling back-off from 100 ms.
     public var maxAttempts: Int
 
     public init(
         processor: EventProcessor, store: any CRMStore, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
-        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 5_000, maxAttempts: Int = 6
+        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 10_000, maxAttempts: Int = 6
     ) {
         self.processor = processor
         self.store = store

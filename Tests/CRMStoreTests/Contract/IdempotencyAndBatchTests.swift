@@ -52,6 +52,31 @@ struct IdempotencyAndBatchTests {
         #expect(try await h.count("ledger") == 2)
     }
 
+    /// Batches applied at once share transactions (SQLite's group commit); each event is still checked under its
+    /// own key: one message id sent in every batch applies once, every other event once.
+    @Test(arguments: StoreKind.allCases) func concurrentBatchesEachCheckTheirOwnKeys(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        _ = try await h.store.apply([try h.plan(registration("c1"), id: "r")], now: StoreHarness.t0)
+        let batches = try (0..<8).map { batch in
+            try [
+                h.plan(deposit("c1", amount: "\(batch)", transaction: nil), id: "b\(batch)-0"),
+                h.plan(deposit("c1", amount: "1", transaction: nil), id: "shared"),
+                h.plan(deposit("c1", amount: "\(batch)", transaction: nil), id: "b\(batch)-1"),
+            ]
+        }
+        let store = h.store
+        let outcomes = try await withThrowingTaskGroup(of: [EventOutcome].self) { group in
+            for events in batches { group.addTask { try await store.apply(events, now: StoreHarness.t0) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.allSatisfy { $0[0] == .applied(notes: []) && $0[2] == .applied(notes: []) })
+        #expect(outcomes.filter { $0[1] == .applied(notes: []) }.count == 1)
+        #expect(outcomes.filter { $0[1] == .duplicate }.count == 7)
+        #expect(try await h.count("purchases") == 17)
+        #expect(try await h.count("ledger") == 18)
+    }
+
     @Test(arguments: StoreKind.allCases) func aRefusedEventRollsBackAloneAndWhole(_ kind: StoreKind) async throws {
         let h = try await StoreHarness(kind, actions: [
             .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
