@@ -70,10 +70,13 @@ struct SQLiteOperationWriter {
                 INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
                 """)
+            // The contact's existence is checked by the insert itself: one statement a purchase instead of two
+            // (8 of the 12 default types are purchases). Nothing inserted is then told apart by a second look.
             purchaseInsert = try HotStatement(db, """
                 INSERT OR IGNORE INTO purchases
                     (list_id, contact_id, kind, status, amount, currency, transaction_id, vendor, payment_type, occurred_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+                WHERE EXISTS (SELECT 1 FROM contacts WHERE list_id = ?1 AND contact_id = ?2)
                 """)
             consentUpsert = try HotStatement(db, """
                 INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -328,7 +331,6 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .addPurchase(list, contactId, row):
-            guard try exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
             let inserted = try hot.purchaseInsert.execute {
                 $0.bind(list)
                 $0.bind(contactId)
@@ -342,6 +344,7 @@ struct SQLiteOperationWriter {
                 $0.bind(row.occurredAt.microsecondsSinceEpoch)
             }
             if inserted == 0 {
+                guard try exists(list: list, contactId: contactId) else { return "create_purchase_row: no contact \(contactId) in list \(list)" }
                 return "create_purchase_row: transaction \(row.transactionId ?? "") is already recorded as \(row.status.rawValue)"
             }
             return nil
