@@ -30,16 +30,16 @@ public struct IngestRunner: Sendable {
     public var store: any CRMStore
     public var now: @Sendable () -> Timestamp
     public var logger: Logger
-    /// Lines per store transaction. 10,000 by default: against 5,000, a transaction rewrites the pages of the
-    /// contact tables half as often per line (1,000,000 lines: less system time, 3-10% more lines/s in alternated
-    /// runs); 20,000 gained a little more but held 800 MB instead of 500 at its peak.
+    /// Lines per store transaction. 20,000 by default, the most one group commit takes: a transaction rewrites the
+    /// pages of the contact tables, so larger ones write fewer per line (1,000,000 lines: 55,000 → 65,000 lines/s
+    /// against 10,000, peak RSS 195 → 225 MB; Docs/BENCHMARKS.md).
     public var batchSize: Int
     /// Attempts for a batch the store reports busy or unavailable, with doubling back-off from 100 ms.
     public var maxAttempts: Int
 
     public init(
         processor: EventProcessor, store: any CRMStore, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
-        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 10_000, maxAttempts: Int = 6
+        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 20_000, maxAttempts: Int = 6
     ) {
         self.processor = processor
         self.store = store
