@@ -46,9 +46,7 @@ final class JSONLinesReader: Sendable {
                 number += 1
                 // A copy of exactly the line's size: handing `current` itself over would make the next line
                 // allocate a new buffer of `current`'s whole capacity.
-                pending.append(Line(number: number, bytes: [UInt8](unsafeUninitializedCapacity: current.count) { copy, count in
-                    count = current.withUnsafeBufferPointer { copy.initialize(fromContentsOf: $0) }
-                }))
+                pending.append(Line(number: number, bytes: current.withUnsafeBufferPointer { Array($0) }))
                 current.removeAll(keepingCapacity: true)
             }
             do {
