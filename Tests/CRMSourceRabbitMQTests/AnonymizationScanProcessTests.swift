@@ -122,10 +122,7 @@ extension RabbitMQSourceTests {
         #expect(try await waitFor(.seconds(60)) { try node.counts(queue) == (0, 0) })
 
         // An order through HTTP: recorded whole for deduplication.
-        let port = try #require(try await {
-            _ = try await waitFor(.seconds(30)) { Self.httpPort(daemon) != nil }
-            return Self.httpPort(daemon)
-        }())
+        let port = try #require(try await listeningHTTPPort(daemon))
         let order = #"{"customer_email":"\#(p.email)","order_number":"\#(p.order)","phone":"\#(p.phone)","note":"\#(p.note)"}"#
         let response = try CurlHTTPClient().send(HTTPRequest(
             method: "POST", url: "http://127.0.0.1:\(port)/incoming/shop-orders", headers: [("Content-Type", "application/json")], body: Array(order.utf8)

@@ -143,10 +143,7 @@ extension RabbitMQSourceTests {
         }
 
         // HTTP: each case answers as expected-http.tsv says, valid orders around them are accepted.
-        let port = try #require(try await {
-            _ = try await waitFor(.seconds(30)) { Self.httpPort(daemon) != nil }
-            return Self.httpPort(daemon)
-        }())
+        let port = try #require(try await listeningHTTPPort(daemon))
         let http = CurlHTTPClient()
         func post(_ body: [UInt8]) throws -> (Int, String) {
             let response = try http.send(HTTPRequest(

@@ -95,10 +95,7 @@ extension RabbitMQSourceTests {
         publisher.close()
         #expect(try await waitFor(.seconds(60)) { try node.counts(queue) == (0, 0) && node.counts(deadLetterQueue) == (4, 0) })
 
-        let port = try #require(try await {
-            _ = try await waitFor(.seconds(30)) { Self.httpPort(daemon) != nil }
-            return Self.httpPort(daemon)
-        }())
+        let port = try #require(try await listeningHTTPPort(daemon))
         let http = CurlHTTPClient()
         let order = #"{"email":"\#(email)","name":"\#(name) \#(surname)","phone":"\#(phone)"}"#
         func post(_ token: String, _ body: String) throws -> Int {

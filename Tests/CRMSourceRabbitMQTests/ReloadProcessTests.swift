@@ -29,6 +29,13 @@ extension RabbitMQSourceTests {
             .flatMap { $0.split(separator: ":").last }.flatMap { Int($0) }
     }
 
+    /// The HTTP port once the daemon logged it, waiting up to 30 s: READY=1 and the drained queues say nothing of
+    /// the HTTP server, which may start listening a moment later.
+    func listeningHTTPPort(_ daemon: DaemonProcess) async throws -> Int? {
+        _ = try await waitFor(.seconds(30)) { Self.httpPort(daemon) != nil }
+        return Self.httpPort(daemon)
+    }
+
     static func metrics(port: Int) throws -> String {
         let response = try CurlHTTPClient().send(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
         return String(decoding: response.body, as: UTF8.self)
@@ -124,7 +131,7 @@ extension RabbitMQSourceTests {
 
         #expect(try await waitFor { try node.counts(queues.0) == (0, 0) && node.counts(queues.1) == (0, 0) })
         #expect(try await waitFor(.seconds(30)) { try await ledgerCount(folder) == workload.total + 200 })
-        let port = try #require(Self.httpPort(daemon))
+        let port = try #require(try await listeningHTTPPort(daemon))
         let metrics = try Self.metrics(port: port)
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: .seconds(15)))
@@ -184,7 +191,7 @@ extension RabbitMQSourceTests {
             return false
         }
         #expect(next("READY=1"), "heard \(heard)")
-        let port = try #require(Self.httpPort(daemon))
+        let port = try #require(try await listeningHTTPPort(daemon))
         let activeHash = Self.lines(daemon, message: "crm-ingest running").first?["config_sha256"] as? String
         #expect(activeHash != nil)
 
