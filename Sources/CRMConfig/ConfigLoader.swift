@@ -210,7 +210,7 @@ struct ConfigReader {
             return nil
         }
         var sqlite = SQLiteStoreConfig()
-        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout", "durability", "cache_size"]) else { return .sqlite(sqlite) }
+        guard let fields = members(sqliteNode, at: "store.sqlite", allowed: ["path", "busy_timeout", "durability", "cache_size", "commit_interval"]) else { return .sqlite(sqlite) }
         if let durability = string(fields["durability"], at: "store.sqlite.durability") {
             switch durability {
             case "full": sqlite.synchronousFull = true
@@ -229,6 +229,13 @@ struct ConfigReader {
                 sqlite.cacheBytes = bytes
             } else {
                 problem("store.sqlite.cache_size", "expected a size from 256KiB to 4GiB such as 4MiB, got \"\(text)\"")
+            }
+        }
+        if let text = string(fields["commit_interval"], at: "store.sqlite.commit_interval") {
+            if let milliseconds = DurationText.milliseconds(text), (0...1_000).contains(milliseconds) {
+                sqlite.commitIntervalMilliseconds = Int(milliseconds)
+            } else {
+                problem("store.sqlite.commit_interval", "expected a duration from 0ms to 1s such as 5ms, got \"\(text)\"")
             }
         }
         return .sqlite(sqlite)

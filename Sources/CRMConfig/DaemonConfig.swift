@@ -199,13 +199,22 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     public var synchronousFull: Bool
     /// SQLite's page cache for the writer (`cache_size`).
     public var cacheBytes: Int
+    /// The least time from the start of one transaction to the start of the next (`commit_interval`): at moderate
+    /// rates, events wait up to this long to share a commit.
+    public var commitIntervalMilliseconds: Int
 
-    public init(path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 16 << 20) {
+    public init(
+        path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 16 << 20,
+        commitIntervalMilliseconds: Int = SQLiteStoreConfig.defaultCommitIntervalMilliseconds
+    ) {
         self.path = path
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.synchronousFull = synchronousFull
         self.cacheBytes = cacheBytes
+        self.commitIntervalMilliseconds = commitIntervalMilliseconds
     }
+
+    public static let defaultCommitIntervalMilliseconds = 2
 }
 
 /// A message source: its name (unique; it keys message ids in the ledger and labels metrics), its format, and

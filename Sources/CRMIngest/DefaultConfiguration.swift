@@ -26,7 +26,8 @@ public enum StoreFactory {
         case let .sqlite(sqlite):
             let store = try SQLiteCRMStore(
                 path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds,
-                durability: sqlite.synchronousFull ? .full : .normal, cacheBytes: sqlite.cacheBytes, logger: logger
+                durability: sqlite.synchronousFull ? .full : .normal, cacheBytes: sqlite.cacheBytes,
+                commitInterval: .milliseconds(sqlite.commitIntervalMilliseconds), logger: logger
             )
             return OpenedStore(store: store, service: nil, prepare: {})
         case let .postgres(postgres):

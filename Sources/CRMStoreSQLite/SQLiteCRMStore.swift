@@ -31,10 +31,11 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// Rows `ledger_recent` may hold before they are merged into `ledger` (see `LedgerMerge`).
     public static let defaultRecentLedgerLimit = 40_000
 
-    /// Opens (creating if needed) the database file and applies pending migrations.
+    /// Opens (creating if needed) the database file and applies pending migrations. `commitInterval`: the least
+    /// time from the start of one transaction to the start of the next (see `GroupCommit`).
     public init(
         path: String, busyTimeoutMilliseconds: Int = 5_000, durability: Durability = .full, cacheBytes: Int = 16 << 20,
-        recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit,
+        recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit, commitInterval: Duration = .zero,
         logger: Logger = Logger(label: "crm-ingest.sqlite", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(StoreError) {
         self.path = path
@@ -98,7 +99,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             counters.recentLedgerRows.store(try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") } ?? 0, ordering: .relaxed)
             let checkpointer = WALCheckpointer(path: path, busyTimeout: Double(busyTimeoutMilliseconds) / 1000, logger: logger)
             self.checkpointer = checkpointer
-            groupCommit = GroupCommit { batches, now in
+            groupCommit = GroupCommit(schedule: CommitSchedule(interval: commitInterval)) { batches, now in
                 defer { checkpointer.noteCommit() }
                 return try SQLiteCRMStore.commit(
                     batches, now: now, database: database, keyedHash: keyedHash, counters: counters, recentLedgerLimit: recentLedgerLimit

@@ -140,4 +140,18 @@ struct SQLiteStoreSettingsTests {
             #expect(error.problems.map(\.description) == [#"store.sqlite.cache_size: expected a size from 256KiB to 4GiB such as 4MiB, got "1KiB""#])
         }
     }
+
+    @Test func commitInterval() throws {
+        #expect(SQLiteStoreConfig().commitIntervalMilliseconds == 2)
+        let config = try loader.load(yaml: "store: { sqlite: { path: /tmp/x.sqlite, commit_interval: 12ms } }")
+        #expect(config.store == .sqlite(SQLiteStoreConfig(path: "/tmp/x.sqlite", commitIntervalMilliseconds: 12)))
+        #expect(try loader.load(yaml: "store: { sqlite: { path: /tmp/x.sqlite, commit_interval: 0 } }").store
+            == .sqlite(SQLiteStoreConfig(path: "/tmp/x.sqlite", commitIntervalMilliseconds: 0)))
+        do {
+            _ = try loader.load(yaml: "store: { sqlite: { commit_interval: 2s } }")
+            Issue.record("a commit interval of 2 s was accepted")
+        } catch {
+            #expect(error.problems.map(\.description) == [#"store.sqlite.commit_interval: expected a duration from 0ms to 1s such as 5ms, got "2s""#])
+        }
+    }
 }

@@ -1,0 +1,127 @@
+import CRMCore
+@testable import CRMStoreSQLite
+import Foundation
+import Synchronization
+import Testing
+
+/// The commit interval of group commit, on a clock the test moves by hand: no test here waits for real time.
+@Suite("SQLite group commit: commit interval")
+struct GroupCommitTests {
+    /// A clock that moves only when the test says so; `sleep(until:)` blocks the group-commit thread until then (or
+    /// for 60 s of real time at most).
+    final class ManualClock: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var current = ContinuousClock.now
+        private var deadlines: [ContinuousClock.Instant] = []
+        private var sleeping = 0
+
+        var now: ContinuousClock.Instant { condition.withLock { current } }
+        /// Every deadline a sleep was asked for, in order.
+        var sleeps: [ContinuousClock.Instant] { condition.withLock { deadlines } }
+        var sleepers: Int { condition.withLock { sleeping } }
+
+        func advance(by duration: Duration) {
+            condition.withLock {
+                current += duration
+                condition.broadcast()
+            }
+        }
+
+        func sleep(until deadline: ContinuousClock.Instant) {
+            condition.withLock {
+                deadlines.append(deadline)
+                sleeping += 1
+                // Real time bounds the wait only so that a failing test ends instead of hanging.
+                let giveUp = Date().addingTimeInterval(60)
+                while current < deadline, condition.wait(until: giveUp) {}
+                sleeping -= 1
+            }
+        }
+
+        func schedule(_ interval: Duration) -> CommitSchedule {
+            CommitSchedule(interval: interval, now: { self.now }, sleepUntil: { self.sleep(until: $0) })
+        }
+    }
+
+    /// Records the number of events of each batch of each transaction.
+    final class TransactionLog: Sendable {
+        let transactions = Mutex<[[Int]]>([])
+        func record(_ batches: [KeyedBatch]) -> [[EventOutcome]] {
+            transactions.withLock { $0.append(batches.map(\.events.count)) }
+            return batches.map { Array(repeating: EventOutcome.applied(notes: []), count: $0.events.count) }
+        }
+    }
+
+    let processor = EventProcessor(
+        mapping: Mapping(attributes: StoreHarness.attributes, actions: StoreHarness.standardActions), redeliveryWindowSeconds: 3600
+    )
+    let keyedHash = KeyedHash(key: Array(repeating: 7, count: 32))
+
+    func batch(_ count: Int, _ name: String) throws -> KeyedBatch {
+        let events = try (0..<count).map { index in
+            let message = IncomingMessage(
+                body: Array(#"{"type":"USER_REGISTRATION","contactId":"\#(name)-\#(index)"}"#.utf8),
+                identity: .messageId("\(name)-\(index)"), mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "test"
+            )
+            guard case let .event(event) = processor.prepare(message) else { throw StoreError(.schema, "not planned") }
+            return event
+        }
+        return KeyedBatch(events, keyedHash: keyedHash)
+    }
+
+    /// Polls a condition the group-commit thread will make true; fails the test after 30 s of real time.
+    func waitFor(_ what: String, _ condition: () -> Bool) async throws {
+        for _ in 0..<3_000 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("timed out waiting for \(what)")
+        throw CancellationError()
+    }
+
+    @Test func batchesArrivingWithinTheIntervalShareTheNextTransaction() async throws {
+        let clock = ManualClock()
+        let log = TransactionLog()
+        let groupCommit = GroupCommit(schedule: clock.schedule(.milliseconds(10))) { batches, _ in log.record(batches) }
+        let start = clock.now
+        // The first transaction starts at once: there was none before it.
+        #expect(try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0).count == 1)
+        #expect(clock.sleeps.isEmpty)
+        // The next waits until 10 ms after the first started; what arrives meanwhile joins it.
+        async let b = groupCommit.submit(batch(1, "b"), now: StoreHarness.t0)
+        try await waitFor("the group-commit thread to wait for the interval") { clock.sleepers == 1 }
+        #expect(clock.sleeps == [start + .milliseconds(10)])
+        async let c = groupCommit.submit(batch(2, "c"), now: StoreHarness.t0)
+        async let d = groupCommit.submit(batch(3, "d"), now: StoreHarness.t0)
+        try await waitFor("three batches to queue") { groupCommit.pendingBatchCount == 3 }
+        #expect(log.transactions.withLock { $0 } == [[1]])
+        clock.advance(by: .milliseconds(10))
+        let outcomes = try await [b, c, d]
+        #expect(outcomes.map(\.count) == [1, 2, 3])
+        let transactions = log.transactions.withLock { $0 }
+        #expect(transactions.count == 2)
+        #expect(transactions.last?.sorted() == [1, 2, 3])
+    }
+
+    @Test func aTransactionLongerThanTheIntervalIsFollowedAtOnce() async throws {
+        let clock = ManualClock()
+        let log = TransactionLog()
+        let groupCommit = GroupCommit(schedule: clock.schedule(.milliseconds(10))) { batches, _ in
+            // The work takes 25 ms of the clock, more than the interval.
+            clock.advance(by: .milliseconds(25))
+            return log.record(batches)
+        }
+        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(2, name), now: StoreHarness.t0) }
+        #expect(clock.sleeps.isEmpty)
+        #expect(log.transactions.withLock { $0 } == [[2], [2], [2]])
+    }
+
+    @Test func withoutAnIntervalNoTransactionWaits() async throws {
+        let clock = ManualClock()
+        let log = TransactionLog()
+        let groupCommit = GroupCommit(schedule: clock.schedule(.zero)) { batches, _ in log.record(batches) }
+        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(1, name), now: StoreHarness.t0) }
+        #expect(clock.sleeps.isEmpty)
+        #expect(log.transactions.withLock { $0 } == [[1], [1], [1]])
+    }
+}
