@@ -140,6 +140,9 @@ extension RabbitMQSourceTests {
         // Nothing redelivered, nothing applied twice.
         #expect(Self.metric(metrics, "crm_ingest_events_total", ["outcome=\"duplicate\""]) == 0)
         #expect(Self.metric(metrics, "crm_ingest_events_total", ["outcome=\"applied\""]) == Double(workload.total + 200))
+        // The store's writer metrics reach /metrics too: every applied event was in a timed transaction.
+        #expect(Self.metric(metrics, "crm_ingest_store_transaction_events_total") == Double(workload.total + 200))
+        #expect(Self.metric(metrics, "crm_ingest_store_transaction_seconds_count") > 0)
         #expect(Self.metric(metrics, "crm_ingest_config_reloads_total") == 2)
         #expect(Self.metric(metrics, "crm_ingest_config_reload_failures_total") == 0)
         let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)

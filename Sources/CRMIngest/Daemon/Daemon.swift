@@ -36,6 +36,8 @@ public struct Daemon: Sendable {
     public func run(onHTTPListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         // SIGHUP's default action ends the process: trapped first, before anything slow (store, migrations).
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // Prometheus first, so that the store's metrics go to /metrics too.
+        _ = PrometheusMetrics.registry
         let opened = try StoreFactory.open(config.store, logger: logger)
         guard let pool = opened.service else {
             try await runServices(store: opened.store, hangups: hangups, shutdownSignals: [.sigterm, .sigint], onHTTPListening: onHTTPListening)

@@ -2,6 +2,7 @@ import CRMCore
 @testable import CRMStoreSQLite
 import Foundation
 import GRDB
+import Prometheus
 import Synchronization
 import Testing
 
@@ -85,6 +86,24 @@ struct SQLiteStoreTests {
         // Pruning forgets keys in both tables.
         #expect(try await store.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) == 42)
         #expect(try await tables() == (main: 0, recent: 0))
+        try store.close()
+    }
+
+    /// Each committed transaction is timed and its events counted, for `/metrics`.
+    @Test func committedTransactionsAreTimedAndTheirEventsCounted() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-metrics-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let registry = PrometheusCollectorRegistry()
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, metrics: PrometheusMetricsFactory(registry: registry))
+        #expect(try await store.apply([try h.plan(registration("a"), id: "1")], now: StoreHarness.t0) == [.applied(notes: [])])
+        let two = [try h.plan(registration("b"), id: "2"), try h.plan(registration("c"), id: "3")]
+        #expect(try await store.apply(two, now: StoreHarness.t0) == [.applied(notes: []), .applied(notes: [])])
+        #expect(try await store.count("contacts") == 3)
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_store_transaction_seconds_count{store="sqlite"} 2"#))
+        #expect(text.contains(#"crm_ingest_store_transaction_events_total{store="sqlite"} 3"#))
         try store.close()
     }
 
