@@ -396,7 +396,6 @@ public enum Durability: String, Sendable, CaseIterable {
 }
 
 
-/// What the store counts about its own work, for tests and diagnostics.
 /// The writer's metrics, per committed transaction (the single writing thread is SQLite's bottleneck):
 ///
 /// - `crm_ingest_store_transaction_seconds{store="sqlite"}`: how long each transaction took, from its first
@@ -418,6 +417,7 @@ struct TransactionMetrics: Sendable {
     }
 }
 
+/// What the store counts about its own work, for tests and diagnostics.
 final class StoreCounters: Sendable {
     /// Transactions rolled back because the database refused one of their events, then run again with a
     /// savepoint per event.
