@@ -100,7 +100,7 @@ struct CommitSchedule: Sendable {
         self.init(interval: interval, now: { ContinuousClock.now }, sleepUntil: { deadline in
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { return }
-            Thread.sleep(forTimeInterval: Double(left.components.seconds) + Double(left.components.attoseconds) * 1e-18)
+            Thread.sleep(forTimeInterval: left.totalSeconds)
         })
     }
 

@@ -412,7 +412,7 @@ struct TransactionMetrics: Sendable {
     }
 
     func record(_ elapsed: Duration, events count: Int) {
-        duration.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        duration.recordNanoseconds(elapsed.totalNanoseconds)
         events.increment(by: count)
     }
 }

@@ -122,3 +122,13 @@ struct HexStringTests {
         #expect(hexString([UInt8]()) == "")
     }
 }
+
+@Suite("Duration units")
+struct DurationUnitsTests {
+    @Test func wholeDurationsInNanosecondsAndSeconds() {
+        #expect(Duration.milliseconds(1_500).totalNanoseconds == 1_500_000_000)
+        #expect(Duration.nanoseconds(7).totalNanoseconds == 7)
+        #expect(Duration.milliseconds(2_500).totalSeconds == 2.5)
+        #expect(Duration.zero.totalSeconds == 0)
+    }
+}

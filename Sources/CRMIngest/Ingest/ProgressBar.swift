@@ -1,3 +1,4 @@
+import CRMCore
 import Foundation
 
 /// A one-line progress display on standard error, shown only when it is a terminal.
@@ -35,7 +36,7 @@ final class ProgressBar: @unchecked Sendable {
             let now = ContinuousClock.now
             guard force || now - lastDrawn >= .milliseconds(200) else { return }
             lastDrawn = now
-            let elapsed = max(0.001, Double((now - started).components.attoseconds) / 1e18 + Double((now - started).components.seconds))
+            let elapsed = max(0.001, (now - started).totalSeconds)
             let (fraction, text) = content(elapsed)
             var line = ""
             if let fraction {
