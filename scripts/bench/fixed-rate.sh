@@ -1,0 +1,52 @@
+#!/bin/bash
+# One run at a fixed publish rate: the daemon's CPU per 10,000 events and the latency from publish to commit.
+# This is how the commit-interval figures in Docs/STORE.md and Docs/BENCHMARKS.md were measured (runs of different
+# settings alternated by hand, since the machine is noisy).
+#
+#   AMQP_URL=amqp://guest:guest@127.0.0.1:PORT/%2F scripts/bench/fixed-rate.sh RATE SECONDS [CONFIG]
+#
+# Needs a running broker (`scripts/rabbitmq-node.sh start DIR` prints its URL last) and release builds of
+# crm-ingest and crm-ingest-bench (`swift build -c release --product ...`). CONFIG is a daemon configuration
+# (default: the embedded one); BENCH_DAEMON picks another binary. The daemon runs on a fresh data folder, in
+# a temporary directory that is removed at the end; everything started here is stopped by its pid.
+set -euo pipefail
+rate=${1:?usage: fixed-rate.sh RATE SECONDS [CONFIG]}
+seconds=${2:?usage: fixed-rate.sh RATE SECONDS [CONFIG]}
+config=${3:-}
+url=${AMQP_URL:?set AMQP_URL to the broker}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+daemon=${BENCH_DAEMON:-$root/.build/release/crm-ingest}
+tool=$root/.build/release/crm-ingest-bench
+work=$(mktemp -d /tmp/crm-fixed-rate.XXXXXX)
+daemon_pid= watcher_pid=
+cleanup() {
+    [ -n "$watcher_pid" ] && kill "$watcher_pid" 2>/dev/null || true
+    if [ -n "$daemon_pid" ]; then kill -TERM "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+AMQP_URL=$url CRM_INGEST_DATA=$work/data CRM_INGEST_HTTP=127.0.0.1:$port "$daemon" run ${config:+--config "$config"} > "$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 1 600); do
+    curl -sf "127.0.0.1:$port/readyz" > /dev/null && break
+    kill -0 "$daemon_pid" 2>/dev/null || { echo "the daemon exited:" >&2; tail -5 "$work/daemon.log" >&2; exit 1; }
+    sleep 0.05
+done
+count=$((rate * seconds))
+"$tool" latency-watch --database "$work/data/crm.sqlite" --count "$count" --output "$work/visible" --interval-ms 1 > /dev/null &
+watcher_pid=$!
+cpu_before=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
+"$tool" latency-publish --url "$url" --queue crm.events --rate "$rate" --seconds "$seconds" --times "$work/times" > /dev/null
+wait "$watcher_pid"; watcher_pid=
+cpu_after=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
+ticks=$(getconf CLK_TCK)
+report=$("$tool" latency-report --times "$work/times" --visible "$work/visible")
+python3 - "$report" "$rate" "$seconds" "$cpu_before" "$cpu_after" "$ticks" "${config:-embedded}" <<'PY'
+import json, sys
+report, rate, seconds, before, after, ticks, config = sys.argv[1:]
+r = json.loads(report)
+cpu = (float(after) - float(before)) / float(ticks) / (int(rate) * int(seconds)) * 10_000
+print(f"rate {int(rate):,}/s for {seconds} s, config {config}: daemon CPU {cpu:.3f} s per 10,000 events; "
+      f"publish -> commit p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, missing {r['missing']}")
+PY
