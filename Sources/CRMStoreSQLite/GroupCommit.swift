@@ -119,10 +119,10 @@ struct CommitSchedule: Sendable {
 /// one thread that writes (6% of its time in `crm-ingest ingest`).
 struct KeyedBatch: Sendable {
     var events: [PlannedEvent]
-    var ledgerKeys: [Data]
+    var ledgerKeys: [LedgerKey]
 
     init(_ events: [PlannedEvent], keyedHash: KeyedHash) {
         self.events = events
-        ledgerKeys = events.map { keyedHash.ledgerKey($0.key.value) }
+        ledgerKeys = events.map { keyedHash.withLedgerKey($0.key.value) { LedgerKey(digest: $0) } }
     }
 }

@@ -52,9 +52,11 @@ struct HotStatement {
         }
 
         mutating func bind(_ value: Data) {
-            value.withUnsafeBytes { bytes in
-                _ = sqlite3_bind_blob(handle, index, bytes.baseAddress, Int32(bytes.count), HotStatement.transient)
-            }
+            value.withUnsafeBytes { bind(bytes: $0) }
+        }
+
+        mutating func bind(bytes: UnsafeRawBufferPointer) {
+            _ = sqlite3_bind_blob(handle, index, bytes.baseAddress, Int32(bytes.count), HotStatement.transient)
             index += 1
         }
 

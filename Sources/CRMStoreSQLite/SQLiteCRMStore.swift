@@ -17,6 +17,8 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     let tombstoneKey: SymmetricKey
     let keyedHash: KeyedHash
     private let groupCommit: GroupCommit
+    /// The keys of `ledger_recent`, in memory (the writer's).
+    let recentLedger: RecentLedger
     private let checkpointer: WALCheckpointer
     let counters = StoreCounters()
     public let path: String
@@ -29,7 +31,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// connection opened earlier in the process (by a test, say) makes it a no-op.
     static let processSettings: Int32 = crm_sqlite_disable_memory_statistics()
 
-    /// Rows `ledger_recent` may hold before they are merged into `ledger` (see `LedgerMerge`).
+    /// Keys `ledger_recent` holds before a merge round moves them into `ledger` (see `RecentLedger`).
     public static let defaultRecentLedgerLimit = 40_000
 
     /// Opens (creating if needed) the database file and applies pending migrations. `commitInterval`: the least
@@ -99,7 +101,8 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             self.keyedHash = keyedHash
             let database = database
             let counters = counters
-            counters.recentLedgerRows.store(try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") } ?? 0, ordering: .relaxed)
+            let recentLedger = RecentLedger(limit: recentLedgerLimit)
+            self.recentLedger = recentLedger
             let checkpointer = WALCheckpointer(path: path, busyTimeout: Double(busyTimeoutMilliseconds) / 1000, logger: logger)
             self.checkpointer = checkpointer
             let transactionMetrics = TransactionMetrics(factory: metrics)
@@ -107,7 +110,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 defer { checkpointer.noteCommit() }
                 let started = ContinuousClock.now
                 let outcomes = try SQLiteCRMStore.commit(
-                    batches, now: now, database: database, keyedHash: keyedHash, counters: counters, recentLedgerLimit: recentLedgerLimit
+                    batches, now: now, database: database, keyedHash: keyedHash, recentLedger: recentLedger, counters: counters
                 )
                 transactionMetrics.record(ContinuousClock.now - started, events: batches.reduce(0) { $0 + $1.events.count })
                 return outcomes
@@ -161,78 +164,57 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// One transaction for several batches, each event atomic. Runs on the group-commit queue.
     ///
     /// The transaction runs first without savepoints; if the database refuses one of its events, it is rolled back
-    /// and run again with a savepoint per event, so that event alone fails (`EventIsolation`).
-    ///
-    /// While `ledger_recent` holds `recentLedgerLimit` rows or more, the transaction first moves a slice of it into
-    /// `ledger` (`LedgerMerge`).
+    /// and run again with a savepoint per event, so that event alone fails (`EventIsolation`). The recent ledger
+    /// keys it recorded reach `recentLedger` once it committed.
     static func commit(
-        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, counters: StoreCounters,
-        recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit
+        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, recentLedger: RecentLedger,
+        counters: StoreCounters
     ) throws -> [[EventOutcome]] {
-        let recentRows = counters.recentLedgerRows.load(ordering: .relaxed)
-        let merge = recentRows >= recentLedgerLimit ? LedgerMerge.Step(
-            firstBucket: counters.ledgerMergeCursor.load(ordering: .relaxed), recentRows: recentRows,
-            events: batches.reduce(0) { $0 + $1.events.count }
-        ) : nil
-        let committed: Committed
         do {
-            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .sharedTransaction, merge: merge)
+            return try commit(batches, now: now, database: database, keyedHash: keyedHash, recentLedger: recentLedger, isolation: .sharedTransaction)
         } catch is SQLiteOperationWriter.EventNeedsSavepoint {
             counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
-            committed = try commit(batches, now: now, database: database, keyedHash: keyedHash, isolation: .savepointPerEvent, merge: merge)
+            return try commit(batches, now: now, database: database, keyedHash: keyedHash, recentLedger: recentLedger, isolation: .savepointPerEvent)
         }
-        if let merge, let merged = committed.merged {
-            counters.ledgerMerges.add(1, ordering: .relaxed)
-            counters.ledgerMergeCursor.store(merge.nextBucket, ordering: .relaxed)
-            if let recount = merged.recount {
-                counters.recentLedgerRows.store(recount, ordering: .relaxed)
-            } else {
-                counters.recentLedgerRows.add(committed.recentLedgerRows - merged.moved, ordering: .relaxed)
-            }
-        } else {
-            counters.recentLedgerRows.add(committed.recentLedgerRows, ordering: .relaxed)
-        }
-        return committed.outcomes
-    }
-
-    /// What a committed transaction did: each batch's outcomes, the rows it wrote to `ledger_recent`, and what its
-    /// merge step moved.
-    private struct Committed {
-        var outcomes: [[EventOutcome]]
-        var recentLedgerRows: Int
-        var merged: LedgerMerge.Result?
     }
 
     private static func commit(
-        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, isolation: EventIsolation,
-        merge: LedgerMerge.Step?
-    ) throws -> Committed {
-        let (outcomes, erased, recentRows, merged): ([[EventOutcome]], Bool, Int, LedgerMerge.Result?)
+        _ batches: [KeyedBatch], now: Timestamp, database: DatabaseQueue, keyedHash: KeyedHash, recentLedger: RecentLedger,
+        isolation: EventIsolation
+    ) throws -> [[EventOutcome]] {
+        let events = batches.reduce(0) { $0 + $1.events.count }
+        let (outcomes, erased, ledgerChanges): ([[EventOutcome]], Bool, LedgerTransaction.Changes)
         do {
-            (outcomes, erased, recentRows, merged) = try database.write { db in
-                let merged = try merge.map { try LedgerMerge.run($0, db) }
-                var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash, isolation: isolation)
-                var outcomes: [[EventOutcome]] = []
-                for batch in batches {
-                    var batchOutcomes: [EventOutcome] = []
-                    batchOutcomes.reserveCapacity(batch.events.count)
-                    for (event, ledgerKey) in zip(batch.events, batch.ledgerKeys) {
-                        batchOutcomes.append(try writer.applyAtomically(event, ledgerKey: ledgerKey))
+            (outcomes, erased, ledgerChanges) = try database.write { db in
+                let ((outcomes, erased), changes) = try recentLedger.transaction(db, events: events) { ledger in
+                    var writer = try SQLiteOperationWriter(db: db, now: now, keyedHash: keyedHash, ledger: ledger, isolation: isolation)
+                    var outcomes: [[EventOutcome]] = []
+                    for batch in batches {
+                        var batchOutcomes: [EventOutcome] = []
+                        batchOutcomes.reserveCapacity(batch.events.count)
+                        for (event, ledgerKey) in zip(batch.events, batch.ledgerKeys) {
+                            batchOutcomes.append(try writer.applyAtomically(event, ledgerKey: ledgerKey))
+                        }
+                        outcomes.append(batchOutcomes)
                     }
-                    outcomes.append(batchOutcomes)
+                    return ((outcomes, writer.erasedPersonalData), writer.ledger.changes)
                 }
-                return (outcomes, writer.erasedPersonalData, writer.recentLedgerRows, merged)
+                return (outcomes, erased, changes)
             }
         } catch let error as SQLiteOperationWriter.EventNeedsSavepoint {
             throw error
         } catch {
+            // Whatever the transaction did is rolled back, or, if its commit failed half-way, unknown: the map of
+            // recent keys is read from the table again.
+            recentLedger.invalidate()
             throw storeError(error)
         }
+        recentLedger.commit(ledgerChanges)
         if erased {
             // The WAL still holds the pages as they were before the erasure: fold them into the main file now.
             try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
         }
-        return Committed(outcomes: outcomes, recentLedgerRows: recentRows, merged: merged)
+        return outcomes
     }
 
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
@@ -242,6 +224,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 var removed = db.changesCount
                 try db.execute(sql: "DELETE FROM ledger_recent WHERE processed_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 removed += db.changesCount
+                recentLedger.invalidate()
                 try db.execute(sql: "DELETE FROM incoming_requests WHERE received_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 return removed
             }
@@ -378,7 +361,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     }
 
     /// Counts rows of a table: for tests and operators' checks. `ledger` counts the keys of both ledger tables
-    /// (`LedgerMerge`), each once.
+    /// (`RecentLedger`), each once.
     public func count(_ table: String) async throws -> Int {
         let name = table.filter { $0.isLetter || $0 == "_" }
         let sql = name == "ledger"
@@ -422,72 +405,4 @@ final class StoreCounters: Sendable {
     /// Transactions rolled back because the database refused one of their events, then run again with a
     /// savepoint per event.
     let transactionsRedoneWithSavepoints = Atomic<Int>(0)
-    /// Rows in `ledger_recent`, as counted by the transactions that wrote them (updates of a key already there
-    /// count too, so it may run ahead: a merge then comes a little early).
-    let recentLedgerRows = Atomic<Int>(0)
-    /// Merge steps run (transactions that moved a slice of `ledger_recent` into `ledger`).
-    let ledgerMerges = Atomic<Int>(0)
-    /// The bucket (first key byte) the next merge step starts at.
-    let ledgerMergeCursor = Atomic<Int>(0)
-}
-
-/// The ledger in two tables: new keys go to the small `ledger_recent`; while it holds `recentLedgerLimit` rows or
-/// more, every transaction first moves a slice of it into `ledger`, in key order.
-///
-/// Ledger keys are keyed hashes, so they land at random places of the ledger's B-tree: inserted straight into a
-/// ledger of a million rows, the 5,000 to 20,000 events of a transaction dirtied nearly one ledger page each, and
-/// every one of those pages was written to the WAL at every commit. The recent table stays small (40,000 rows are
-/// about 1.3 MiB), so a transaction dirties only its pages. A slice is the keys whose first byte falls in a range of
-/// buckets (of 256); the ranges go round the key space, so each page of the large table is written about once per
-/// round, as in one merge of the whole table, but no transaction pays for a whole round: a step moves about twice
-/// the rows its transaction adds (a merge of all of a 100,000-row recent table at once stalled commits for a few hundred
-/// milliseconds, and the latency scenario's p99 with it). A key may be in both tables; its latest `processed_at`
-/// counts.
-enum LedgerMerge {
-    /// The buckets one transaction moves.
-    struct Step: Equatable {
-        var firstBucket: Int
-        var buckets: Int
-
-        /// About twice the transaction's events in rows, at least one bucket, at most all.
-        init(firstBucket: Int, recentRows: Int, events: Int) {
-            self.firstBucket = firstBucket % 256
-            let wanted = (2 * max(1, events) * 256 + max(1, recentRows) - 1) / max(1, recentRows)
-            buckets = min(256, max(1, wanted))
-        }
-
-        var nextBucket: Int { (firstBucket + buckets) % 256 }
-        /// Whether the step reaches the end of the key space (the count of recent rows is then taken again).
-        var completesRound: Bool { firstBucket + buckets >= 256 }
-
-        /// The step's key ranges, as (lower bound, upper bound or nil for the end of the key space).
-        var ranges: [(lower: Data, upper: Data?)] {
-            let end = firstBucket + buckets
-            func bound(_ bucket: Int) -> Data? { bucket >= 256 ? nil : Data([UInt8(bucket)]) }
-            if end <= 256 { return [(Data([UInt8(firstBucket)]), bound(end))] }
-            return [(Data([UInt8(firstBucket)]), nil), (Data([0]), bound(end - 256))]
-        }
-    }
-
-    /// What a step did: rows moved out of `ledger_recent`, and its row count when the step ended a round.
-    struct Result {
-        var moved: Int
-        var recount: Int?
-    }
-
-    static func run(_ step: Step, _ db: Database) throws -> Result {
-        var moved = 0
-        for (lower, upper) in step.ranges {
-            let range = upper == nil ? "key >= ?" : "key >= ? AND key < ?"
-            let arguments: StatementArguments = upper.map { [lower, $0] } ?? [lower]
-            try db.cachedStatement(sql: """
-                INSERT INTO ledger (key, processed_at) SELECT key, processed_at FROM ledger_recent WHERE \(range) ORDER BY key
-                ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
-                """).execute(arguments: arguments)
-            try db.cachedStatement(sql: "DELETE FROM ledger_recent WHERE \(range)").execute(arguments: arguments)
-            moved += db.changesCount
-        }
-        let recount = step.completesRound ? try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") : nil
-        return Result(moved: moved, recount: recount)
-    }
 }

@@ -16,8 +16,8 @@ struct SQLiteOperationWriter {
     let isolation: EventIsolation
     /// Set when an anonymization ran, so the store can checkpoint the WAL after commit.
     private(set) var erasedPersonalData = false
-    /// Rows this transaction wrote to `ledger_recent` (an update of a key already there counts too).
-    private(set) var recentLedgerRows = 0
+    /// The recent ledger keys as this transaction sees them, and the ones it recorded (`RecentLedger`).
+    private(set) var ledger: LedgerTransaction
     /// Whether any tombstone exists: read once per batch, so a store that never anonymized skips the per-event
     /// lookup (and its hash).
     private var tombstonesExist: Bool
@@ -25,8 +25,9 @@ struct SQLiteOperationWriter {
     /// The statements of the common path, run through SQLite's C API.
     private let hot: HotStatements
 
-    init(db: Database, now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation = .savepointPerEvent) throws {
+    init(db: Database, now: Timestamp, keyedHash: KeyedHash, ledger: LedgerTransaction, isolation: EventIsolation = .savepointPerEvent) throws {
         self.db = db
+        self.ledger = ledger
         self.now = now
         self.keyedHash = keyedHash
         self.isolation = isolation
@@ -37,7 +38,7 @@ struct SQLiteOperationWriter {
     /// Prepared once per connection (GRDB caches them), looked up once per transaction.
     struct HotStatements {
         let savepoint, release, rollback: HotStatement
-        let ledgerProcessedAt, ledgerUpsert, ledgerInsertIfAbsent: HotStatement
+        let ledgerProcessedAt, recentLedgerAppend: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
         let consentUpsert, contactInAnyList, journeyEnter, contactBlock: HotStatement
 
@@ -45,20 +46,10 @@ struct SQLiteOperationWriter {
             savepoint = try HotStatement(db, "SAVEPOINT event")
             release = try HotStatement(db, "RELEASE SAVEPOINT event")
             rollback = try HotStatement(db, "ROLLBACK TO SAVEPOINT event")
-            // The ledger is two tables (`LedgerMerge`): a key may be in either or both, and its latest time counts.
-            ledgerProcessedAt = try HotStatement(db, """
-                SELECT max(processed_at) FROM (
-                    SELECT processed_at FROM ledger WHERE key = ?1 UNION ALL SELECT processed_at FROM ledger_recent WHERE key = ?1
-                )
-                """)
-            ledgerUpsert = try HotStatement(db, """
-                INSERT INTO ledger_recent (key, processed_at) VALUES (?, ?)
-                ON CONFLICT (key) DO UPDATE SET processed_at = excluded.processed_at
-                """)
-            ledgerInsertIfAbsent = try HotStatement(db, """
-                INSERT INTO ledger_recent (key, processed_at) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE key = ?1)
-                ON CONFLICT (key) DO NOTHING
-                """)
+            // The ledger is two tables (`RecentLedger`): the recent keys are looked up in memory, the others here; a
+            // key may be in both, and its latest time counts.
+            ledgerProcessedAt = try HotStatement(db, "SELECT processed_at FROM ledger WHERE key = ?")
+            recentLedgerAppend = try HotStatement(db, "INSERT INTO ledger_recent (seq, key, processed_at) VALUES (?, ?, ?)")
             contactExists = try HotStatement(db, "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
             contactUpsert = try HotStatement(db, """
                 INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
@@ -97,10 +88,8 @@ struct SQLiteOperationWriter {
     /// Applies one event atomically. A refused event (a constraint) rolls back its savepoint alone, or, without
     /// savepoints, throws `EventNeedsSavepoint`; a busy or broken database throws, and the caller's transaction
     /// rolls back whole. `key` is the event's ledger key (`KeyedHash.ledgerKey` of `event.key`).
-    mutating func applyAtomically(_ event: PlannedEvent, ledgerKey key: Data) throws -> EventOutcome {
-        // A key that is always checked is checked by inserting it: one statement instead of a lookup and an insert.
-        let checkedByInsert = event.key.check == .always
-        if !checkedByInsert, try isDuplicate(key, event.key.check) {
+    mutating func applyAtomically(_ event: PlannedEvent, ledgerKey key: LedgerKey) throws -> EventOutcome {
+        if try isDuplicate(key, event.key.check) {
             if case .slidingWindow = event.key.check {
                 // The window runs from the last request that carried the key.
                 try recordInLedger(key)
@@ -113,20 +102,8 @@ struct SQLiteOperationWriter {
         var erased = false
         try beginEvent()
         do {
-            if checkedByInsert {
-                let inserted = try hot.ledgerInsertIfAbsent.execute {
-                    $0.bind(key)
-                    $0.bind(now.microsecondsSinceEpoch)
-                }
-                recentLedgerRows += inserted
-                if inserted == 0 {
-                    let outcome: EventOutcome = try event.profileImport.map { .imported(try duplicateResult($0)) } ?? .duplicate
-                    try endEvent()
-                    return outcome
-                }
-            }
             if let record = event.linkedRecord, try isUnchanged(record) {
-                if !checkedByInsert { try recordInLedger(key) }
+                try recordInLedger(key)
                 try endEvent()
                 return .unchanged
             }
@@ -146,7 +123,7 @@ struct SQLiteOperationWriter {
                     if case .anonymize = operation { erased = true }
                 }
             }
-            if !checkedByInsert { try recordInLedger(key) }
+            try recordInLedger(key)
             try endEvent()
         } catch {
             guard let databaseError = error as? DatabaseError, Self.isEventSpecific(databaseError) else {
@@ -165,18 +142,21 @@ struct SQLiteOperationWriter {
         return .applied(notes: notes)
     }
 
-    private func beginEvent() throws {
+    private mutating func beginEvent() throws {
+        ledger.beginEvent()
         if isolation == .savepointPerEvent { try hot.savepoint.execute() }
     }
 
-    private func endEvent() throws {
+    private mutating func endEvent() throws {
+        ledger.endEvent()
         if isolation == .savepointPerEvent { try hot.release.execute() }
     }
 
     /// Undoes what the event wrote (savepoint mode only).
-    private func abandonEvent() throws {
+    private mutating func abandonEvent() throws {
         try hot.rollback.execute()
         try hot.release.execute()
+        ledger.abandonEvent()
     }
 
     // MARK: Profile imports
@@ -260,19 +240,25 @@ struct SQLiteOperationWriter {
 
     // MARK: Ledger
 
-    func isDuplicate(_ key: Data, _ check: IdempotencyKey.Check) throws -> Bool {
+    /// Whether the key was processed (since the check's time): first among the recent keys, in memory, then in
+    /// `ledger`.
+    func isDuplicate(_ key: LedgerKey, _ check: IdempotencyKey.Check) throws -> Bool {
         let since: Int64
         switch check {
         case .recordOnly: return false
         case .always: since = Int64.min
         case let .since(instant), let .slidingWindow(instant): since = instant.microsecondsSinceEpoch
         }
+        if let recent = ledger.processedAt(key), recent >= since { return true }
         guard let processedAt = try hot.ledgerProcessedAt.fetchInt64({ $0.bind(key) }) else { return false }
         return processedAt >= since
     }
 
-    mutating func recordInLedger(_ key: Data) throws {
-        recentLedgerRows += try hot.ledgerUpsert.execute {
+    /// Appends the key to `ledger_recent` with `processed_at = now`.
+    mutating func recordInLedger(_ key: LedgerKey) throws {
+        let seq = ledger.record(key, processedAt: now.microsecondsSinceEpoch)
+        try hot.recentLedgerAppend.execute {
+            $0.bind(seq)
             $0.bind(key)
             $0.bind(now.microsecondsSinceEpoch)
         }

@@ -149,9 +149,20 @@ enum SQLiteSchema {
         }
         migrator.registerMigration("v6: recent ledger") { db in
             // New ledger keys go to this small table first, and are merged into `ledger` in key order once it
-            // holds `SQLiteCRMStore.recentLedgerLimit` rows (see `LedgerMerge`). Keys are keyed hashes, so inserting
-            // them straight into a large ledger dirtied nearly one ledger page per event in every transaction.
+            // holds `SQLiteCRMStore.defaultRecentLedgerLimit` rows. Keys are keyed hashes, so inserting them
+            // straight into a large ledger dirtied nearly one ledger page per event in every transaction.
             try db.execute(sql: "CREATE TABLE ledger_recent (key BLOB PRIMARY KEY, processed_at INTEGER NOT NULL) WITHOUT ROWID")
+        }
+        migrator.registerMigration("v7: recent ledger in arrival order") { db in
+            // The recent keys are found in memory (`RecentLedger`), so the table is written in arrival order, `seq`
+            // its rowid: keyed by key, a transaction of 60 events dirtied some 50 of its pages. A key may have
+            // several rows (each time it was recorded); its latest counts.
+            try db.execute(sql: """
+                CREATE TABLE ledger_recent_v7 (seq INTEGER PRIMARY KEY, key BLOB NOT NULL, processed_at INTEGER NOT NULL);
+                INSERT INTO ledger_recent_v7 (key, processed_at) SELECT key, processed_at FROM ledger_recent ORDER BY processed_at, key;
+                DROP TABLE ledger_recent;
+                ALTER TABLE ledger_recent_v7 RENAME TO ledger_recent;
+                """)
         }
         return migrator
     }

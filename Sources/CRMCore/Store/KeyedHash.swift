@@ -49,7 +49,12 @@ extension KeyedHash {
     /// The ledger key of an idempotency key. Ledger keys are stored as keyed hashes: message ids and content hashes
     /// can be derived from personal data, and the ledger outlives anonymization.
     public func ledgerKey(_ idempotencyKey: String) -> Data {
-        digest(idempotencyKey).withUnsafeBytes { Data($0.prefix(Self.ledgerKeyBytes)) }
+        withLedgerKey(idempotencyKey) { Data($0) }
+    }
+
+    /// Calls `body` with the ledger key's bytes, without copying them out.
+    public func withLedgerKey<R>(_ idempotencyKey: String, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        digest(idempotencyKey).withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0.prefix(Self.ledgerKeyBytes))) }
     }
 
     /// The id purchase rows keep once their contact is anonymized: amounts stay countable, the person does not.

@@ -106,9 +106,15 @@ struct IdempotencyAndBatchTests {
         #expect(try await h.count("contacts") == 2)
         // The batch ran first without savepoints, was refused, and ran again with one per event.
         #expect(h.transactionsRedoneWithSavepoints == 1)
+        // Its key was not remembered either: sent again, it is refused again, not a duplicate.
+        guard case .failed = try await h.store.apply([events[1]], now: StoreHarness.t0)[0] else {
+            Issue.record("the refused event's key was remembered")
+            return
+        }
+        #expect(h.transactionsRedoneWithSavepoints == 2)
         // A batch nobody refuses runs once.
         _ = try await h.store.apply([try h.plan(registration("d"), id: "4"), try h.plan(registration("e"), id: "5")], now: StoreHarness.t0)
-        #expect(h.transactionsRedoneWithSavepoints == 1)
+        #expect(h.transactionsRedoneWithSavepoints == 2)
         #expect(try await h.count("contacts") == 4)
     }
 

@@ -38,4 +38,34 @@ struct LedgerMigrationTests {
         let columns = try await upgraded.database.read { db in try db.columns(in: "ledger").map(\.name) }
         #expect(columns == ["key", "processed_at"])
     }
+
+    /// Migration v7 rewrote `ledger_recent` in arrival order (`seq`): keys recorded before it stay known, in both
+    /// ledger tables, and new ones go after them.
+    @Test("keys of the recent ledger written before v7 are still duplicates after the upgrade")
+    func upgradeKeepsRecentKeys() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let path = h.folder!.appendingPathComponent("v6.sqlite").path
+        let recent = try h.plan(registration("ann"), id: "recent")
+        let merged = try h.plan(registration("bob"), id: "merged")
+
+        let old = try DatabaseQueue(path: path)
+        try SQLiteSchema.migrator.migrate(old, upTo: "v6: recent ledger")
+        try await old.write { db in
+            let secret = try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'tombstone_key'")!
+            let keyedHash = KeyedHash(key: [UInt8](secret))
+            try db.execute(sql: "INSERT INTO ledger_recent (key, processed_at) VALUES (?, 2)", arguments: [keyedHash.ledgerKey(recent.key.value)])
+            try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (?, 1)", arguments: [keyedHash.ledgerKey(merged.key.value)])
+        }
+        try old.close()
+
+        let upgraded = try SQLiteCRMStore(path: path)
+        defer { try? upgraded.close() }
+        let outcomes = try await upgraded.apply([recent, merged, try h.plan(registration("cy"), id: "new")], now: StoreHarness.t0)
+        #expect(outcomes == [.duplicate, .duplicate, .applied(notes: [])])
+        let columns = try await upgraded.database.read { db in try db.columns(in: "ledger_recent").map(\.name) }
+        #expect(columns == ["seq", "key", "processed_at"])
+        let order = try await upgraded.database.read { db in try Int64.fetchAll(db, sql: "SELECT processed_at FROM ledger_recent ORDER BY seq") }
+        #expect(order == [2, StoreHarness.t0.microsecondsSinceEpoch])
+    }
 }

@@ -46,49 +46,6 @@ struct SQLiteStoreTests {
         #expect(try await h.store.apply(events, now: StoreHarness.t0) == [.applied(notes: []), .applied(notes: [])])
     }
 
-    /// New ledger keys go to `ledger_recent`; once it holds the limit, each transaction moves a slice of it into
-    /// `ledger`. A key is found in either table, moving keeps every key, and a reopened store counts the recent rows.
-    @Test func theRecentLedgerIsMergedAndEveryKeyStaysKnown() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-ledger-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("crm.sqlite").path
-        let h = try await StoreHarness(.sqlite)
-        defer { h.remove() }
-        var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
-        func tables() async throws -> (main: Int, recent: Int) {
-            try await store.database.read { db in
-                (try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger") ?? -1, try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") ?? -1)
-            }
-        }
-        // Forty transactions of one event each: past 5 recent rows, every transaction moves a slice.
-        for index in 0..<40 {
-            let outcomes = try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0)
-            #expect(outcomes == [.applied(notes: [])])
-        }
-        // How many of them merged depends on where the random keys fall (a step that moves many rows can leave the
-        // recent table under the limit for the next one); the sizes below are what must hold.
-        #expect(store.counters.ledgerMerges.load(ordering: .relaxed) >= 5)
-        let afterwards = try await tables()
-        #expect(afterwards.main > 20)
-        #expect(afterwards.recent < 12)
-        #expect(afterwards.main + afterwards.recent == 40)
-        #expect(try await store.count("ledger") == 40)
-        // Every key is a duplicate, wherever it is, and a batch holding old and new keys applies the new ones only.
-        let again = try (0..<42).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
-        #expect(try await store.apply(again, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 40) + [.applied(notes: []), .applied(notes: [])])
-        #expect(try await store.count("contacts") == 42)
-        #expect(try await store.count("ledger") == 42)
-        // A reopened store counts the recent rows from the table.
-        let recent = try await tables().recent
-        try store.close()
-        store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
-        #expect(store.counters.recentLedgerRows.load(ordering: .relaxed) == recent)
-        // Pruning forgets keys in both tables.
-        #expect(try await store.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) == 42)
-        #expect(try await tables() == (main: 0, recent: 0))
-        try store.close()
-    }
-
     /// Each committed transaction is timed and its events counted, for `/metrics`.
     @Test func committedTransactionsAreTimedAndTheirEventsCounted() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-metrics-\(UUID().uuidString)")
@@ -105,27 +62,6 @@ struct SQLiteStoreTests {
         #expect(text.contains(#"crm_ingest_store_transaction_seconds_count{store="sqlite"} 2"#))
         #expect(text.contains(#"crm_ingest_store_transaction_events_total{store="sqlite"} 3"#))
         try store.close()
-    }
-
-    /// A merge step takes about twice its transaction's events in rows, as whole buckets of the first key byte, and
-    /// goes round the key space.
-    @Test func mergeStepsCoverTheKeySpaceInSlices() {
-        let small = LedgerMerge.Step(firstBucket: 0, recentRows: 100_000, events: 200)
-        #expect(small.buckets == 2)
-        #expect(small.ranges.map { [$0.lower, $0.upper] } == [[Data([0]), Data([2])]])
-        #expect(small.nextBucket == 2)
-        #expect(!small.completesRound)
-        // A big transaction near the end wraps round to the start.
-        let big = LedgerMerge.Step(firstBucket: 250, recentRows: 100_000, events: 20_000)
-        #expect(big.buckets == 103)
-        #expect(big.ranges.map { [$0.lower, $0.upper] } == [[Data([250]), nil], [Data([0]), Data([97])]])
-        #expect(big.nextBucket == 97)
-        #expect(big.completesRound)
-        // Never more than the whole key space.
-        let all = LedgerMerge.Step(firstBucket: 7, recentRows: 10, events: 1_000)
-        #expect(all.buckets == 256)
-        #expect(all.nextBucket == 7)
-        #expect(all.ranges.map { [$0.lower, $0.upper] } == [[Data([7]), nil], [Data([0]), Data([7])]])
     }
 
     @Test func reopeningKeepsDataAndTheTombstoneKey() async throws {

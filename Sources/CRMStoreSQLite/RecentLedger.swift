@@ -1,0 +1,255 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// A ledger key (`KeyedHash.ledgerKeyBytes`, 16 bytes) as two words, read big-endian so that comparing keys
+/// orders them as SQLite orders the BLOBs (byte by byte).
+struct LedgerKey: Hashable, Comparable, Sendable {
+    var high: UInt64
+    var low: UInt64
+
+    /// The first 16 bytes of a digest.
+    init(digest bytes: UnsafeRawBufferPointer) {
+        high = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        low = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+    }
+
+    /// A stored key; nil unless it is 16 bytes.
+    init?(stored data: Data) {
+        guard data.count == 16 else { return nil }
+        self = data.withUnsafeBytes { LedgerKey(digest: $0) }
+    }
+
+    /// Calls `body` with the key's 16 bytes (for binding).
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withUnsafeBytes(of: (high.bigEndian, low.bigEndian)) { try body($0) }
+    }
+
+    var data: Data { withBytes { Data($0) } }
+
+    static func < (lhs: LedgerKey, rhs: LedgerKey) -> Bool {
+        lhs.high != rhs.high ? lhs.high < rhs.high : lhs.low < rhs.low
+    }
+}
+
+/// The keys of `ledger_recent`, kept in memory by the store's writer, so that finding a recent key costs no page
+/// of the database and the table itself is written in arrival order.
+///
+/// The ledger is two tables ([STORE.md](../../Docs/STORE.md#two-tables-ledger_recent-and-ledger)): `ledger`, large
+/// and keyed by key, and `ledger_recent`, where new keys are appended (`seq` is its rowid). Ledger keys are keyed
+/// hashes: a table keyed by them gets each new key at a random page, so a transaction of 60 events dirtied some 50
+/// pages of `ledger_recent` alone, each written whole to the WAL at its commit. Appended, they fill one or two.
+///
+/// The map holds each key's latest `processed_at` (16 + 8 bytes a key). Once it holds `limit` keys, a merge round
+/// starts: its keys are sorted, and every transaction moves about twice its own events of them into `ledger`, in key
+/// order (so a round writes each page of the large table about once, and no single transaction pays for a whole
+/// round), and forgets them unless recorded again since (they are found in `ledger` from then on). Once a round is over, its rows are
+/// deleted from `ledger_recent`, again about twice a transaction's events at a time, oldest `seq` first.
+///
+/// Another connection may write the same file (`crm-ingest ingest` beside the daemon): every transaction first reads
+/// `PRAGMA data_version`, which changes when another connection committed, and then reads the table again. Changes
+/// reach the map only once their transaction committed.
+final class RecentLedger: Sendable {
+    /// Keys `ledger_recent` holds before a merge round starts.
+    let limit: Int
+    private let state = Mutex(State())
+    /// Times the map was read from the table (for tests and diagnostics).
+    let loads = Atomic<Int>(0)
+    /// Merge rounds completed (for tests and diagnostics).
+    let mergeRounds = Atomic<Int>(0)
+
+    /// A merge round: the keys of `ledger_recent` up to `upToSeq` when it started, in key order, and how many of them
+    /// were moved into `ledger`.
+    struct Round: Sendable {
+        var keys: [(key: LedgerKey, processedAt: Int64)]
+        var upToSeq: Int64
+        var moved = 0
+    }
+
+    struct State: Sendable {
+        /// Each key's latest `processed_at`.
+        var entries: [LedgerKey: Int64] = [:]
+        var lastSeq: Int64 = 0
+        /// `PRAGMA data_version` when the map was last known to match the table; nil: read the table again.
+        var dataVersion: Int64?
+        var round: Round?
+        /// Rows up to this `seq` have their keys in `ledger` (a round is over), and may go.
+        var mergedThroughSeq: Int64 = 0
+        /// Rows up to this `seq` are deleted.
+        var deletedThroughSeq: Int64 = 0
+    }
+
+    /// What a transaction did to the tables beside its own keys: a merge step, a deletion of merged rows.
+    struct Upkeep: Sendable {
+        /// Keys moved into `ledger`, from the round's `moved` on.
+        var moved = 0
+        var roundCompleted = false
+        var deletedThroughSeq: Int64?
+    }
+
+    init(limit: Int) {
+        self.limit = max(1, limit)
+    }
+
+    /// Keys the map holds (for tests and diagnostics).
+    var count: Int { state.withLock { $0.entries.count } }
+
+    /// Runs `body` in the writer's open transaction, handing it the map as the database has it: read again if
+    /// another connection committed since, a merge round started if the map is full, and the upkeep run (the round's
+    /// next step, merged rows deleted). `body` returns its result and the keys it recorded
+    /// (`LedgerTransaction.changes`); this returns them with the upkeep's, to pass to `commit(_:)` once the
+    /// transaction committed.
+    ///
+    /// Call it on the database's writer queue, inside the transaction (pruning, on the same queue, calls
+    /// `invalidate()`).
+    func transaction<T: Sendable>(
+        _ db: Database, events: Int, _ body: (LedgerTransaction) throws -> (T, LedgerTransaction.Changes)
+    ) throws -> (T, LedgerTransaction.Changes) {
+        try state.withLock { state in
+            let version = try Int64.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
+            if state.dataVersion != version {
+                try Self.load(&state, db)
+                loads.add(1, ordering: .relaxed)
+                state.dataVersion = version
+            }
+            if state.round == nil, state.entries.count >= limit {
+                state.round = Round(
+                    keys: state.entries.map { (key: $0.key, processedAt: $0.value) }.sorted { $0.key < $1.key },
+                    upToSeq: state.lastSeq
+                )
+            }
+            let upkeep = try Self.upkeep(state, rows: 2 * max(1, events), db)
+            var (result, changes) = try body(LedgerTransaction(entries: state.entries, lastSeq: state.lastSeq))
+            changes.upkeep = upkeep
+            return (result, changes)
+        }
+    }
+
+    /// Applies a committed transaction's changes to the map.
+    func commit(_ changes: LedgerTransaction.Changes) {
+        state.withLock { state in
+            guard state.dataVersion != nil else { return }
+            state.entries.merge(changes.entries) { max($0, $1) }
+            state.lastSeq = max(state.lastSeq, changes.lastSeq)
+            if let deleted = changes.upkeep.deletedThroughSeq { state.deletedThroughSeq = deleted }
+            guard changes.upkeep.moved > 0, let round = state.round else { return }
+            // Moved keys are found in `ledger` now, with a time at least theirs, unless recorded again later.
+            for (key, processedAt) in round.keys[round.moved..<(round.moved + changes.upkeep.moved)] {
+                if let latest = state.entries[key], latest <= processedAt { state.entries[key] = nil }
+            }
+            state.round?.moved += changes.upkeep.moved
+            if changes.upkeep.roundCompleted {
+                mergeRounds.add(1, ordering: .relaxed)
+                state.mergedThroughSeq = round.upToSeq
+                state.round = nil
+            }
+        }
+    }
+
+    /// Makes the next transaction read the table again: after a transaction that failed (its changes are unknown)
+    /// or a change this map does not follow (pruning). Call it on the writer queue.
+    func invalidate() {
+        state.withLock { $0.dataVersion = nil }
+    }
+
+    /// Reads `ledger_recent` into the map; a merge round starts over, and rows of a round that was over but not yet
+    /// deleted are taken as recent again (the next round moves them once more, which changes nothing).
+    private static func load(_ state: inout State, _ db: Database) throws {
+        state = State()
+        var firstSeq = Int64.max
+        let rows = try Row.fetchCursor(db, sql: "SELECT seq, key, processed_at FROM ledger_recent")
+        while let row = try rows.next() {
+            let seq: Int64 = row[0]
+            guard let key = LedgerKey(stored: row[1]) else {
+                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
+            }
+            let processedAt: Int64 = row[2]
+            state.lastSeq = max(state.lastSeq, seq)
+            firstSeq = min(firstSeq, seq)
+            state.entries[key] = max(processedAt, state.entries[key] ?? .min)
+        }
+        state.deletedThroughSeq = firstSeq == .max ? state.lastSeq : firstSeq - 1
+        state.mergedThroughSeq = state.deletedThroughSeq
+    }
+
+    /// The round's next `rows` keys moved into `ledger`, and up to `rows` merged rows deleted.
+    private static func upkeep(_ state: State, rows: Int, _ db: Database) throws -> Upkeep {
+        var upkeep = Upkeep()
+        if let round = state.round {
+            let end = min(round.keys.count, round.moved + rows)
+            let insert = try HotStatement(db, """
+                INSERT INTO ledger (key, processed_at) VALUES (?, ?)
+                ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
+                """)
+            for (key, processedAt) in round.keys[round.moved..<end] {
+                try insert.execute {
+                    $0.bind(key)
+                    $0.bind(processedAt)
+                }
+            }
+            upkeep.moved = end - round.moved
+            upkeep.roundCompleted = end == round.keys.count
+        }
+        if state.deletedThroughSeq < state.mergedThroughSeq {
+            let through = min(state.mergedThroughSeq, state.deletedThroughSeq + Int64(rows))
+            try HotStatement(db, "DELETE FROM ledger_recent WHERE seq > ? AND seq <= ?").execute {
+                $0.bind(state.deletedThroughSeq)
+                $0.bind(through)
+            }
+            upkeep.deletedThroughSeq = through
+        }
+        return upkeep
+    }
+}
+
+/// One transaction's view of the recent ledger: the map as committed, and what this transaction added, with an
+/// undo log per event so an event rolled back to its savepoint takes its keys with it.
+struct LedgerTransaction {
+    private let committed: [LedgerKey: Int64]
+    private var undo: [(key: LedgerKey, previous: Int64?)] = []
+    private(set) var changes: Changes
+
+    /// What a transaction adds to the map once it commits.
+    struct Changes: Sendable {
+        /// Keys recorded, with their latest `processed_at`.
+        var entries: [LedgerKey: Int64] = [:]
+        var lastSeq: Int64
+        /// The merge step and deletion it ran.
+        var upkeep = RecentLedger.Upkeep()
+    }
+
+    init(entries: [LedgerKey: Int64], lastSeq: Int64) {
+        committed = entries
+        changes = Changes(lastSeq: lastSeq)
+    }
+
+    /// The key's latest `processed_at` in `ledger_recent`, this transaction's rows included.
+    func processedAt(_ key: LedgerKey) -> Int64? {
+        changes.entries[key] ?? committed[key]
+    }
+
+    /// Notes a row written for `key` and returns its `seq`.
+    mutating func record(_ key: LedgerKey, processedAt: Int64) -> Int64 {
+        changes.lastSeq += 1
+        undo.append((key, changes.entries[key]))
+        changes.entries[key] = max(processedAt, self.processedAt(key) ?? .min)
+        return changes.lastSeq
+    }
+
+    /// An event starts: its keys can be taken back until `endEvent`.
+    mutating func beginEvent() { undo.removeAll(keepingCapacity: true) }
+
+    mutating func endEvent() { undo.removeAll(keepingCapacity: true) }
+
+    /// The event was rolled back to its savepoint: so are the keys it recorded.
+    mutating func abandonEvent() {
+        for (key, previous) in undo.reversed() { changes.entries[key] = previous }
+        undo.removeAll(keepingCapacity: true)
+    }
+}
+
+extension HotStatement.Binder {
+    mutating func bind(_ key: LedgerKey) {
+        key.withBytes { bind(bytes: $0) }
+    }
+}

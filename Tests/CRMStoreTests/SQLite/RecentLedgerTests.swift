@@ -1,0 +1,183 @@
+import CRMCore
+@testable import CRMStoreSQLite
+import Foundation
+import GRDB
+import Synchronization
+import Testing
+
+/// The recent ledger keys in memory (`RecentLedger`): `ledger_recent` written in arrival order, merge rounds into
+/// `ledger`, and another connection writing the same file.
+@Suite("SQLite store: recent ledger keys")
+struct RecentLedgerTests {
+    static func temporaryPath(_ name: String) -> (folder: URL, path: String) {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-\(name)-\(UUID().uuidString)")
+        return (folder, folder.appendingPathComponent("crm.sqlite").path)
+    }
+
+    static func tables(_ store: SQLiteCRMStore) async throws -> (main: Int, recent: Int) {
+        try await store.database.read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger") ?? -1, try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") ?? -1)
+        }
+    }
+
+    /// Past the limit, merge rounds move the recent keys into `ledger`; every key stays known, in the same store and
+    /// in a reopened one, and pruning forgets them in both tables.
+    @Test func keysAreMergedInRoundsAndEveryKeyStaysKnown() async throws {
+        let (folder, path) = Self.temporaryPath("ledger")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
+        // Forty transactions of one event each: a round starts at 5 keys and moves two keys a transaction.
+        for index in 0..<40 {
+            let outcomes = try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0)
+            #expect(outcomes == [.applied(notes: [])])
+        }
+        #expect(store.recentLedger.mergeRounds.load(ordering: .relaxed) >= 5)
+        let afterwards = try await Self.tables(store)
+        #expect(afterwards.main >= 25)
+        #expect(afterwards.recent <= 10)
+        // Each key is in the large table or in memory; rows of a round are deleted a few at a time after it.
+        #expect(afterwards.main + store.recentLedger.count == 40)
+        #expect(afterwards.recent >= store.recentLedger.count)
+        #expect(try await store.count("ledger") == 40)
+        // The recent rows are in arrival order: the latest key has the highest seq.
+        let newest = try await store.database.read { db in try Data.fetchOne(db, sql: "SELECT key FROM ledger_recent ORDER BY seq DESC LIMIT 1") }
+        #expect(newest == store.keyedHash.ledgerKey("m:test:m-39"))
+        // Every key is a duplicate, wherever it is, and a batch holding old and new keys applies the new ones only.
+        let again = try (0..<42).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(again, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 40) + [.applied(notes: []), .applied(notes: [])])
+        #expect(try await store.count("contacts") == 42)
+        #expect(try await store.count("ledger") == 42)
+        // A reopened store reads the recent keys from the table, and still knows every key.
+        try store.close()
+        store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
+        let third = try (0..<43).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(third, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 42) + [.applied(notes: [])])
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 1)
+        // Pruning forgets keys in both tables (it counts rows), and the map with them.
+        #expect(try await store.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) >= 43)
+        #expect(try await Self.tables(store) == (main: 0, recent: 0))
+        #expect(try await store.apply([try h.plan(registration("c0"), id: "m-0")], now: StoreHarness.t0) == [.applied(notes: [])])
+        try store.close()
+    }
+
+    /// A key recorded again (a sliding window) gets a row of its own; its latest time counts, in memory and after a
+    /// reopening.
+    @Test func aKeyRecordedAgainKeepsItsLatestTime() async throws {
+        let (folder, path) = Self.temporaryPath("window")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_000)
+        let t0 = StoreHarness.t0
+        func at(_ seconds: Int64) -> Timestamp { Timestamp(microsecondsSinceEpoch: t0.microsecondsSinceEpoch + seconds * 1_000_000) }
+        func event(_ window: Timestamp) throws -> PlannedEvent {
+            var event = try h.plan(registration("w"), id: "x")
+            event.key = IdempotencyKey(value: "window-key", check: .slidingWindow(since: window))
+            return event
+        }
+        #expect(try await store.apply([try event(at(-60))], now: t0) == [.applied(notes: [])])
+        // Within the window of the first time: a duplicate, and the window now runs from t0 + 30 s.
+        #expect(try await store.apply([try event(at(-60))], now: at(30)) == [.duplicate])
+        let rows = try await store.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") }
+        #expect(rows == 2)
+        // A window that starts after t0 but before t0 + 30 s finds the second time only.
+        try store.close()
+        store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_000)
+        #expect(try await store.apply([try event(at(10))], now: at(40)) == [.duplicate])
+        #expect(try await store.apply([try event(at(50))], now: at(60)) == [.applied(notes: [])])
+        try store.close()
+    }
+
+    /// Two stores on one file (the daemon and `crm-ingest ingest`): each sees the keys the other recorded, merge
+    /// rounds included, and every message is applied once.
+    @Test func keysRecordedByAnotherConnectionAreSeen() async throws {
+        let (folder, path) = Self.temporaryPath("two-writers")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let first = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
+        let second = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
+        defer {
+            try? first.close()
+            try? second.close()
+        }
+        // Both have read the table before the other writes.
+        #expect(try await first.apply([try h.plan(registration("a"), id: "a")], now: StoreHarness.t0) == [.applied(notes: [])])
+        #expect(try await second.apply([try h.plan(registration("a"), id: "a")], now: StoreHarness.t0) == [.duplicate])
+        // Then they take turns with the same messages: each message applies in whichever store gets it first.
+        var applied = 0
+        for index in 0..<30 {
+            let (one, other) = index % 2 == 0 ? (first, second) : (second, first)
+            let event = try h.plan(registration("c\(index)"), id: "m-\(index)")
+            let outcome = try await one.apply([event], now: StoreHarness.t0)
+            if outcome == [.applied(notes: [])] { applied += 1 }
+            #expect(try await other.apply([event], now: StoreHarness.t0) == [.duplicate])
+        }
+        #expect(applied == 30)
+        #expect(try await first.count("contacts") == 31)
+        #expect(try await first.count("ledger") == 31)
+        // A store that notices the other's commit reads the table again and starts its round over, so rounds are
+        // fewer than in one store; some completed all the same.
+        #expect(first.recentLedger.mergeRounds.load(ordering: .relaxed) + second.recentLedger.mergeRounds.load(ordering: .relaxed) >= 1)
+        #expect(try await Self.tables(first).main >= 3)
+    }
+
+    /// The map is read once: the store's own commits and reads, and passive checkpoints by another connection (as
+    /// `WALCheckpointer` runs them), do not make it read the table again. (A checkpoint that restarts the WAL from
+    /// another connection does: SQLite then counts the file as changed. Nothing of ours runs one.)
+    @Test func theMapIsReadOnceWhileNobodyElseWrites() async throws {
+        let (folder, path) = Self.temporaryPath("loads")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
+        defer { try? store.close() }
+        let side = try DatabaseQueue(path: path)
+        defer { try? side.close() }
+        for index in 0..<20 {
+            _ = try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0)
+            _ = try await store.contact("c\(index)", list: nil)
+            if index % 5 == 4 {
+                _ = try await side.writeWithoutTransaction { db in try Row.fetchAll(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+                _ = try await side.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") }
+            }
+        }
+        #expect(try await store.count("contacts") == 20)
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 1)
+        // A commit by the other connection is noticed.
+        try await side.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('test', x'00')") }
+        _ = try await store.apply([try h.plan(registration("c20"), id: "m-20")], now: StoreHarness.t0)
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 2)
+    }
+
+    /// An event rolled back to its savepoint takes the keys it recorded with it; other events' keys stay.
+    @Test func anAbandonedEventForgetsItsKeys() {
+        func key(_ byte: UInt8) -> LedgerKey { [UInt8](repeating: byte, count: 16).withUnsafeBytes { LedgerKey(digest: $0) } }
+        var transaction = LedgerTransaction(entries: [key(1): 10], lastSeq: 1)
+        transaction.beginEvent()
+        #expect(transaction.record(key(2), processedAt: 20) == 2)
+        transaction.endEvent()
+        transaction.beginEvent()
+        #expect(transaction.record(key(1), processedAt: 30) == 3)
+        #expect(transaction.record(key(3), processedAt: 30) == 4)
+        #expect(transaction.processedAt(key(1)) == 30)
+        transaction.abandonEvent()
+        #expect(transaction.processedAt(key(1)) == 10)
+        #expect(transaction.processedAt(key(2)) == 20)
+        #expect(transaction.processedAt(key(3)) == nil)
+        #expect(transaction.changes.entries == [key(2): 20])
+        #expect(transaction.changes.lastSeq == 4)
+    }
+
+    /// Keys sort as SQLite sorts their BLOBs, so a merge round inserts into `ledger` in its key order.
+    @Test func keysSortAsTheirBytes() throws {
+        var generator = SystemRandomNumberGenerator()
+        let blobs = (0..<500).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+            + [Data(repeating: 0, count: 16), Data(repeating: 0xFF, count: 16), Data([0x80] + [UInt8](repeating: 0, count: 15))]
+        let keys = blobs.map { LedgerKey(stored: $0)! }
+        #expect(keys.sorted().map(\.data) == blobs.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(LedgerKey(stored: Data(count: 15)) == nil)
+    }
+}
