@@ -171,6 +171,34 @@ struct RecentLedgerTests {
         #expect(transaction.changes.lastSeq == 4)
     }
 
+    /// A round hands out its keys in key order, a step at a time, sorting only the buckets a step reaches.
+    @Test func aRoundHandsOutItsKeysInOrder() {
+        var generator = SystemRandomNumberGenerator()
+        var entries: [LedgerKey: Int64] = [:]
+        for index in 0..<2_000 {
+            let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            entries[bytes.withUnsafeBytes { LedgerKey(digest: $0) }] = Int64(index)
+        }
+        var round = RecentLedger.Round(entries, upToSeq: 2_000)
+        #expect(round.buckets.count == 256)
+        var handedOut: [LedgerKey] = []
+        var steps = 0
+        while round.position.bucket < 256 {
+            round.sortBuckets(for: 37)
+            // Only the buckets this step reaches (and the ones before) are sorted.
+            #expect(round.sortedBuckets <= 256)
+            let (keys, after) = round.next(37)
+            #expect(keys.count == 37 || after.bucket == 256)
+            #expect(keys.allSatisfy { entries[$0.key] == $0.processedAt })
+            handedOut += keys.map(\.key)
+            round.position = after
+            steps += 1
+            if steps == 1 { #expect(round.sortedBuckets < 256) }
+        }
+        #expect(steps == (2_000 + 36) / 37)
+        #expect(handedOut == entries.keys.sorted())
+    }
+
     /// Keys sort as SQLite sorts their BLOBs, so a merge round inserts into `ledger` in its key order.
     @Test func keysSortAsTheirBytes() throws {
         var generator = SystemRandomNumberGenerator()
