@@ -35,7 +35,7 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// The keys of `ledger_recent`, kept in memory by the store's writer, so that finding a recent key costs no page
 /// of the database and the table itself is written in arrival order.
 ///
-/// The ledger is two tables ([STORE.md](../../Docs/STORE.md#two-tables-ledger_recent-and-ledger)): `ledger`, large
+/// The ledger is two tables ([STORE.md](../../Docs/STORE.md#two-tables-ledger_recent-and-ledger-v6-v7)): `ledger`, large
 /// and keyed by key, and `ledger_recent`, where new keys are appended (`seq` is its rowid). Ledger keys are keyed
 /// hashes: a table keyed by them gets each new key at a random page, so a transaction of 60 events dirtied some 50
 /// pages of `ledger_recent` alone, each written whole to the WAL at its commit. Appended, they fill one or two.
@@ -45,8 +45,8 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// own events of them into `ledger`, in key order (each bucket is sorted when the round reaches it, so no
 /// transaction sorts the whole round: 9-15 ms for 40,000 keys), and forgets them unless recorded again since (they
 /// are found in `ledger` from then on). A round writes each page of the large table about once, and no single
-/// transaction pays for a whole round. Once a round is over, its rows are
-/// deleted from `ledger_recent`, again about twice a transaction's events at a time, oldest `seq` first.
+/// transaction pays for a whole round. Once a round is over, its rows are deleted from `ledger_recent`, again about
+/// twice a transaction's events at a time, oldest `seq` first.
 ///
 /// Another connection may write the same file (`crm-ingest ingest` beside the daemon): every transaction first reads
 /// `PRAGMA data_version`, which changes when another connection committed, and then reads the table again. Changes
@@ -179,20 +179,21 @@ final class RecentLedger: Sendable {
             state.entries.merge(changes.entries) { max($0, $1) }
             state.lastSeq = max(state.lastSeq, changes.lastSeq)
             if let deleted = changes.upkeep.deletedThroughSeq { state.deletedThroughSeq = deleted }
-            guard let after = changes.upkeep.positionAfter, let upToSeq = state.round?.upToSeq else { return }
+            guard let after = changes.upkeep.positionAfter, var round = state.round else { return }
+            state.round = nil  // `round` alone holds the buckets now: they change in place
             // Moved keys are found in `ledger` now, with a time at least theirs, unless recorded again later.
             for (key, processedAt) in changes.upkeep.moved {
                 if let latest = state.entries[key], latest <= processedAt { state.entries[key] = nil }
             }
             if after.bucket == 256 {
                 mergeRounds.add(1, ordering: .relaxed)
-                state.mergedThroughSeq = upToSeq
-                state.round = nil
+                state.mergedThroughSeq = round.upToSeq
                 return
             }
             // Buckets moved whole are let go.
-            for bucket in state.round!.position.bucket..<after.bucket { state.round!.buckets[bucket] = [] }
-            state.round!.position = after
+            for bucket in round.position.bucket..<after.bucket { round.buckets[bucket] = [] }
+            round.position = after
+            state.round = round
         }
     }
 
