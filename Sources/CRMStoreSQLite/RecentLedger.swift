@@ -41,16 +41,19 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// pages of `ledger_recent` alone, each written whole to the WAL at its commit. Appended, they fill one or two.
 ///
 /// The map holds each key's latest `processed_at` (16 + 8 bytes a key). Once it holds `limit` keys, a merge round
-/// starts: its keys are parted into 256 buckets by their first byte, and every transaction moves about twice its
-/// own events of them into `ledger`, in key order (each bucket is sorted when the round reaches it, so no
+/// starts: its keys are parted into 256 buckets by their first byte, and every transaction moves about twice as many
+/// of them as the table grew by since the last step (its own events, and any other writer's rows) into `ledger`, in
+/// key order (each bucket is sorted when the round reaches it, so no
 /// transaction sorts the whole round: 9-15 ms for 40,000 keys), and forgets them unless recorded again since (they
 /// are found in `ledger` from then on). A round writes each page of the large table about once, and no single
 /// transaction pays for a whole round. Once a round is over, its rows are deleted from `ledger_recent`, again about
 /// twice a transaction's events at a time, oldest `seq` first.
 ///
 /// Another connection may write the same file (`crm-ingest ingest` beside the daemon): every transaction first reads
-/// `PRAGMA data_version`, which changes when another connection committed, and then reads the table again. Changes
-/// reach the map only once their transaction committed.
+/// `PRAGMA data_version`, which changes when another connection committed, and then reads the keys again. A round
+/// and the deletion of merged rows go on across such readings (so they make progress while two writers take
+/// turns); that is safe because `seq` never goes back (`AUTOINCREMENT`): every row numbered at or below a round's
+/// `upToSeq` was in the map when the round started. Changes reach the map only once their transaction committed.
 final class RecentLedger: Sendable {
     /// Keys `ledger_recent` holds before a merge round starts.
     let limit: Int
@@ -125,6 +128,8 @@ final class RecentLedger: Sendable {
         var mergedThroughSeq: Int64 = 0
         /// Rows up to this `seq` are deleted.
         var deletedThroughSeq: Int64 = 0
+        /// `lastSeq` when the last step was sized.
+        var seqAtLastUpkeep: Int64 = 0
     }
 
     /// What a transaction did to the tables beside its own keys: a merge step, a deletion of merged rows.
@@ -160,7 +165,10 @@ final class RecentLedger: Sendable {
                 loads.add(1, ordering: .relaxed)
                 state.dataVersion = version
             }
-            let rows = 2 * max(1, events)
+            // A step moves twice what the table grew by since the last one: this transaction's events, or more if
+            // another writer added keys meanwhile (its rows count in `seq`, read by `load`).
+            let rows = 2 * max(1, events, Int(state.lastSeq - state.seqAtLastUpkeep))
+            state.seqAtLastUpkeep = state.lastSeq
             if state.round == nil, state.entries.count >= limit {
                 state.round = Round(state.entries, upToSeq: state.lastSeq)
             }
@@ -197,17 +205,22 @@ final class RecentLedger: Sendable {
         }
     }
 
-    /// Makes the next transaction read the table again: after a transaction that failed (its changes are unknown)
-    /// or a change this map does not follow (pruning). Call it on the writer queue.
-    func invalidate() {
-        state.withLock { $0.dataVersion = nil }
+    /// Makes the next transaction read the keys again: after a transaction that failed (its changes are unknown),
+    /// or, with `forgettingRound`, after pruning (a round must not move pruned keys back into `ledger`). Call it on
+    /// the writer queue.
+    func invalidate(forgettingRound: Bool = false) {
+        state.withLock { state in
+            state.dataVersion = nil
+            if forgettingRound { state.round = nil }
+        }
     }
 
-    /// Reads `ledger_recent` into the map; a merge round starts over, and rows of a round that was over but not yet
-    /// deleted are taken as recent again (the next round moves them once more, which changes nothing).
+    /// Reads the keys of `ledger_recent` into the map. A round under way goes on, and rows already merged but not yet
+    /// deleted are taken as recent again (a later round moves them once more, which changes nothing).
     private static func load(_ state: inout State, _ db: Database) throws {
-        state = State()
-        var firstSeq = Int64.max
+        state.entries.removeAll(keepingCapacity: true)
+        let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
+        state.lastSeq = max(state.lastSeq, highest)
         let rows = try Row.fetchCursor(db, sql: "SELECT seq, key, processed_at FROM ledger_recent")
         while let row = try rows.next() {
             let seq: Int64 = row[0]
@@ -216,11 +229,10 @@ final class RecentLedger: Sendable {
             }
             let processedAt: Int64 = row[2]
             state.lastSeq = max(state.lastSeq, seq)
-            firstSeq = min(firstSeq, seq)
             state.entries[key] = max(processedAt, state.entries[key] ?? .min)
         }
-        state.deletedThroughSeq = firstSeq == .max ? state.lastSeq : firstSeq - 1
-        state.mergedThroughSeq = state.deletedThroughSeq
+        // The first reading: rows already there are not growth (a round over them goes at the usual pace).
+        if state.seqAtLastUpkeep == 0 { state.seqAtLastUpkeep = state.lastSeq }
     }
 
     /// The round's next `rows` keys moved into `ledger`, and up to `rows` merged rows deleted.

@@ -224,7 +224,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 var removed = db.changesCount
                 try db.execute(sql: "DELETE FROM ledger_recent WHERE processed_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 removed += db.changesCount
-                recentLedger.invalidate()
+                recentLedger.invalidate(forgettingRound: true)
                 try db.execute(sql: "DELETE FROM incoming_requests WHERE received_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 return removed
             }

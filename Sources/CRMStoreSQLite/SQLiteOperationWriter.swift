@@ -148,8 +148,8 @@ struct SQLiteOperationWriter {
     }
 
     private mutating func endEvent() throws {
-        ledger.endEvent()
         if isolation == .savepointPerEvent { try hot.release.execute() }
+        ledger.endEvent()
     }
 
     /// Undoes what the event wrote (savepoint mode only).

@@ -156,12 +156,13 @@ enum SQLiteSchema {
         migrator.registerMigration("v7: recent ledger in arrival order") { db in
             // The recent keys are found in memory (`RecentLedger`), so the table is written in arrival order, `seq`
             // its rowid: keyed by key, a transaction of 60 events dirtied some 50 of its pages. A key may have
-            // several rows (each time it was recorded); its latest counts.
+            // several rows (each time it was recorded); its latest counts. AUTOINCREMENT: `sqlite_sequence` keeps
+            // the highest `seq` ever used, so no writer numbers a row below one another writer's merge round.
             try db.execute(sql: """
-                CREATE TABLE ledger_recent_v7 (seq INTEGER PRIMARY KEY, key BLOB NOT NULL, processed_at INTEGER NOT NULL);
-                INSERT INTO ledger_recent_v7 (key, processed_at) SELECT key, processed_at FROM ledger_recent ORDER BY processed_at, key;
-                DROP TABLE ledger_recent;
-                ALTER TABLE ledger_recent_v7 RENAME TO ledger_recent;
+                ALTER TABLE ledger_recent RENAME TO ledger_recent_v6;
+                CREATE TABLE ledger_recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, key BLOB NOT NULL, processed_at INTEGER NOT NULL);
+                INSERT INTO ledger_recent (key, processed_at) SELECT key, processed_at FROM ledger_recent_v6 ORDER BY processed_at, key;
+                DROP TABLE ledger_recent_v6;
                 """)
         }
         return migrator
