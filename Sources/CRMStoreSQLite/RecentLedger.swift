@@ -294,8 +294,9 @@ struct LedgerTransaction {
     /// Notes a row written for `key` and returns its `seq`.
     mutating func record(_ key: LedgerKey, processedAt: Int64) -> Int64 {
         changes.lastSeq += 1
-        undo.append((key, changes.entries[key]))
-        changes.entries[key] = max(processedAt, self.processedAt(key) ?? .min)
+        let previous = changes.entries[key]
+        undo.append((key, previous))
+        changes.entries[key] = max(processedAt, previous ?? committed[key] ?? .min)
         return changes.lastSeq
     }
 

@@ -9,9 +9,21 @@ import Testing
 /// `ledger`, and another connection writing the same file.
 @Suite("SQLite store: recent ledger keys")
 struct RecentLedgerTests {
-    static func temporaryPath(_ name: String) -> (folder: URL, path: String) {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-\(name)-\(UUID().uuidString)")
-        return (folder, folder.appendingPathComponent("crm.sqlite").path)
+    /// A database file of its own in the harness's folder (removed with it).
+    static func path(in h: StoreHarness, _ name: String) -> String {
+        h.folder!.appendingPathComponent("\(name).sqlite").path
+    }
+
+    /// `seconds` after `StoreHarness.t0`.
+    static func at(_ seconds: Int64) -> Timestamp {
+        Timestamp(microsecondsSinceEpoch: StoreHarness.t0.microsecondsSinceEpoch + seconds * 1_000_000)
+    }
+
+    /// A registration whose key is checked over a sliding window starting at `since` (HTTP deduplication).
+    static func windowed(_ h: StoreHarness, since: Timestamp) throws -> PlannedEvent {
+        var event = try h.plan(registration("w"), id: "x")
+        event.key = IdempotencyKey(value: "window-key", check: .slidingWindow(since: since))
+        return event
     }
 
     static func tables(_ store: SQLiteCRMStore) async throws -> (main: Int, recent: Int) {
@@ -23,10 +35,9 @@ struct RecentLedgerTests {
     /// Past the limit, merge rounds move the recent keys into `ledger`; every key stays known, in the same store and
     /// in a reopened one, and pruning forgets them in both tables.
     @Test func keysAreMergedInRoundsAndEveryKeyStaysKnown() async throws {
-        let (folder, path) = Self.temporaryPath("ledger")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "ledger")
         var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
         // Forty transactions of one event each: a round starts at 5 keys and moves two keys a transaction.
         for index in 0..<40 {
@@ -65,18 +76,13 @@ struct RecentLedgerTests {
     /// A key recorded again (a sliding window) gets a row of its own; its latest time counts, in memory and after a
     /// reopening.
     @Test func aKeyRecordedAgainKeepsItsLatestTime() async throws {
-        let (folder, path) = Self.temporaryPath("window")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "window")
         var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_000)
         let t0 = StoreHarness.t0
-        func at(_ seconds: Int64) -> Timestamp { Timestamp(microsecondsSinceEpoch: t0.microsecondsSinceEpoch + seconds * 1_000_000) }
-        func event(_ window: Timestamp) throws -> PlannedEvent {
-            var event = try h.plan(registration("w"), id: "x")
-            event.key = IdempotencyKey(value: "window-key", check: .slidingWindow(since: window))
-            return event
-        }
+        func at(_ seconds: Int64) -> Timestamp { Self.at(seconds) }
+        func event(_ window: Timestamp) throws -> PlannedEvent { try Self.windowed(h, since: window) }
         #expect(try await store.apply([try event(at(-60))], now: t0) == [.applied(notes: [])])
         // Within the window of the first time: a duplicate, and the window now runs from t0 + 30 s.
         #expect(try await store.apply([try event(at(-60))], now: at(30)) == [.duplicate])
@@ -93,10 +99,9 @@ struct RecentLedgerTests {
     /// Two stores on one file (the daemon and `crm-ingest ingest`): each sees the keys the other recorded, merge
     /// rounds included, and every message is applied once.
     @Test func keysRecordedByAnotherConnectionAreSeen() async throws {
-        let (folder, path) = Self.temporaryPath("two-writers")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "two-writers")
         let first = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
         let second = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
         defer {
@@ -126,10 +131,9 @@ struct RecentLedgerTests {
     /// merged rows go on across those readings, so `ledger_recent` stays small instead of growing with every
     /// transaction.
     @Test func roundsGoOnWhileTwoWritersTakeTurns() async throws {
-        let (folder, path) = Self.temporaryPath("turns")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "turns")
         let first = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
         let second = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
         defer {
@@ -154,18 +158,13 @@ struct RecentLedgerTests {
     /// A key recorded again (a sliding window) after a round took its older time keeps its newer time: the round
     /// moves the older one into `ledger`, and the map must not forget the newer.
     @Test func aKeyRecordedAgainDuringARoundKeepsItsNewerTime() async throws {
-        let (folder, path) = Self.temporaryPath("round-window")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "round-window")
         let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
         defer { try? store.close() }
-        func at(_ seconds: Int64) -> Timestamp { Timestamp(microsecondsSinceEpoch: StoreHarness.t0.microsecondsSinceEpoch + seconds * 1_000_000) }
-        func windowed(since: Timestamp) throws -> PlannedEvent {
-            var event = try h.plan(registration("w"), id: "x")
-            event.key = IdempotencyKey(value: "window-key", check: .slidingWindow(since: since))
-            return event
-        }
+        func at(_ seconds: Int64) -> Timestamp { Self.at(seconds) }
+        func windowed(since: Timestamp) throws -> PlannedEvent { try Self.windowed(h, since: since) }
         #expect(try await store.apply([try windowed(since: at(-1))], now: at(0)) == [.applied(notes: [])])
         // Every second the key comes again within a window that starts half a second before its previous time, and
         // a new message keeps the rounds going: each time it is a duplicate only if its latest time was kept.
@@ -184,10 +183,9 @@ struct RecentLedgerTests {
     /// `WALCheckpointer` runs them), do not make it read the table again. (A checkpoint that restarts the WAL from
     /// another connection does: SQLite then counts the file as changed. Nothing of ours runs one.)
     @Test func theMapIsReadOnceWhileNobodyElseWrites() async throws {
-        let (folder, path) = Self.temporaryPath("loads")
-        defer { try? FileManager.default.removeItem(at: folder) }
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
+        let path = Self.path(in: h, "loads")
         let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
         defer { try? store.close() }
         let side = try DatabaseQueue(path: path)
