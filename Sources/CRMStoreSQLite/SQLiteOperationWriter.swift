@@ -57,10 +57,7 @@ struct SQLiteOperationWriter {
                 ON CONFLICT (list_id, contact_id) DO UPDATE SET updated_at = excluded.updated_at
                 """)
             contactTouch = try HotStatement(db, "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
-            attributeUpsert = try HotStatement(db, """
-                INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
-                """)
+            attributeUpsert = try HotStatement(db, SQLiteOperationWriter.attributeUpsertSQL)
             // The contact's existence is checked by the insert itself: one statement a purchase instead of two
             // (8 of the 12 default types are purchases). Nothing inserted is then told apart by a second look.
             purchaseInsert = try HotStatement(db, """
@@ -169,19 +166,11 @@ struct SQLiteOperationWriter {
         case let .profileId(id):
             return try exists(list: profile.list, contactId: id) ? id : nil
         case .email, .phone:
-            statement = try db.cachedStatement(sql: """
-                SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
-                WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?)
-                ORDER BY c.created_at, c.contact_id LIMIT 1
-                """)
+            statement = try db.cachedStatement(sql: Self.profileByAttributeSQL)
             let attribute = profile.matchAttribute!
             arguments = [profile.list, attribute.name, attribute.value.stringValue]
         case let .field(name, value):
-            statement = try db.cachedStatement(sql: """
-                SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
-                WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?) AND a.value = ?
-                ORDER BY c.created_at, c.contact_id LIMIT 1
-                """)
+            statement = try db.cachedStatement(sql: Self.profileByExactAttributeSQL)
             arguments = [profile.list, name, value, value]
         }
         return try String.fetchOne(statement, arguments: arguments)
@@ -459,12 +448,40 @@ struct SQLiteOperationWriter {
         case let .contactId(id):
             return try exists(list: list, contactId: id) ? [id] : []
         case let .email(address):
-            let statement = try db.cachedStatement(sql: """
-                SELECT DISTINCT contact_id FROM contact_attributes WHERE list_id = ? AND name = 'email' AND lower(value) = lower(?)
-                """)
+            let statement = try db.cachedStatement(sql: Self.contactsByEmailSQL)
             return try String.fetchAll(statement, arguments: [list, address.trimmingCharacters(in: .whitespaces)])
         }
     }
+
+    /// Writes attribute `?3` of contact `?2` in list `?1` (`?4` its kind, `?5` its value). An attribute that already
+    /// has this kind and value is left alone: an update naming `value` would delete and re-insert its entry in the
+    /// index of values, dirtying a page, even with the value unchanged.
+    static let attributeUpsertSQL = """
+        INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (list_id, contact_id, name) DO UPDATE SET kind = excluded.kind, value = excluded.value
+        WHERE kind IS NOT excluded.kind OR value IS NOT excluded.value
+        """
+
+    // Lookups by an attribute's value. Each seeks `contact_attributes_by_name_value` (migration v8) on
+    // `name, lower(value), list_id`; `AttributeIndexTests` checks their query plans.
+
+    /// The contacts of a list (`?1`) whose email is `?2`, ignoring case.
+    static let contactsByEmailSQL = """
+        SELECT DISTINCT contact_id FROM contact_attributes WHERE list_id = ? AND name = 'email' AND lower(value) = lower(?)
+        """
+    /// The oldest contact of a list (`?1`) whose attribute `?2` is `?3`, ignoring case.
+    static let profileByAttributeSQL = """
+        SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
+        WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?)
+        ORDER BY c.created_at, c.contact_id LIMIT 1
+        """
+    /// The oldest contact of a list (`?1`) whose attribute `?2` is exactly `?4` (`?3` the same value, for the index).
+    /// The `+` keeps `a.value = ?` out of the planner's choice: with it there, SQLite read the list by primary key.
+    static let profileByExactAttributeSQL = """
+        SELECT a.contact_id FROM contact_attributes a JOIN contacts c USING (list_id, contact_id)
+        WHERE a.list_id = ? AND a.name = ? AND lower(a.value) = lower(?) AND +a.value = ?
+        ORDER BY c.created_at, c.contact_id LIMIT 1
+        """
 
     func describe(_ selector: ContactSelector) -> String {
         switch selector {

@@ -165,6 +165,17 @@ enum SQLiteSchema {
                 DROP TABLE ledger_recent_v6;
                 """)
         }
+        migrator.registerMigration("v8: attribute values index SQLite uses") { db in
+            // Contacts are found by an attribute's value (by email, or an Altcraft import by phone or a custom
+            // field). SQLite's planner never chose v1's index, led by `list_id`: without statistics it preferred the
+            // primary key's `list_id = ?`, so every such lookup read all the list's attributes. This one leads with
+            // `name, lower(value)`; its entries end with the primary key, so a lookup seeks `list_id` too
+            // (`SQLiteOperationWriter.contactsByEmailSQL` and the profile matches; `AttributeIndexTests`).
+            try db.execute(sql: """
+                DROP INDEX contact_attributes_by_value;
+                CREATE INDEX contact_attributes_by_name_value ON contact_attributes (name, lower(value));
+                """)
+        }
         return migrator
     }
 }
