@@ -62,6 +62,8 @@ final class RecentLedger: Sendable {
     let loads = Atomic<Int>(0)
     /// Merge rounds completed (for tests and diagnostics).
     let mergeRounds = Atomic<Int>(0)
+    /// The keys of `ledger`, as a Bloom filter: a key it has not seen needs no lookup there.
+    let filter: LedgerFilter
 
     /// A merge round: the keys of `ledger_recent` up to `upToSeq` when it started, in 256 buckets by their first
     /// byte, and where the next step starts.
@@ -140,8 +142,9 @@ final class RecentLedger: Sendable {
         var deletedThroughSeq: Int64?
     }
 
-    init(limit: Int) {
+    init(limit: Int, filterBits: Int = LedgerFilter.defaultBits) {
         self.limit = max(1, limit)
+        filter = LedgerFilter(bits: filterBits)
     }
 
     /// Keys the map holds (for tests and diagnostics).
@@ -164,6 +167,8 @@ final class RecentLedger: Sendable {
                 try Self.load(&state, db)
                 loads.add(1, ordering: .relaxed)
                 state.dataVersion = version
+                // Another connection may have merged keys into `ledger` too.
+                filter.restartScan()
             }
             // A step moves twice what the table grew by since the last one: this transaction's events, or more if
             // another writer added keys meanwhile (its rows count in `seq`, read by `load`).
@@ -173,8 +178,11 @@ final class RecentLedger: Sendable {
                 state.round = Round(state.entries, upToSeq: state.lastSeq)
             }
             state.round?.sortBuckets(for: rows)
-            let upkeep = try Self.upkeep(state, rows: rows, db)
-            var (result, changes) = try body(LedgerTransaction(entries: state.entries, lastSeq: state.lastSeq))
+            let upkeep = try Self.upkeep(state, rows: rows, filter: filter, db)
+            // Until the filter has seen all of `ledger`, a step reads four times as many of its keys as a merge step
+            // writes (a sequential read), so it catches up with a large table while the writer is busy.
+            try filter.scanStep(db, count: 4 * rows)
+            var (result, changes) = try body(LedgerTransaction(entries: state.entries, lastSeq: state.lastSeq, filter: filter))
             changes.upkeep = upkeep
             return (result, changes)
         }
@@ -211,7 +219,11 @@ final class RecentLedger: Sendable {
     func invalidate(forgettingRound: Bool = false) {
         state.withLock { state in
             state.dataVersion = nil
-            if forgettingRound { state.round = nil }
+            if forgettingRound {
+                state.round = nil
+                // Pruned keys stop being "maybe" once the filter is built again.
+                filter.clear()
+            }
         }
     }
 
@@ -236,7 +248,7 @@ final class RecentLedger: Sendable {
     }
 
     /// The round's next `rows` keys moved into `ledger`, and up to `rows` merged rows deleted.
-    private static func upkeep(_ state: State, rows: Int, _ db: Database) throws -> Upkeep {
+    private static func upkeep(_ state: State, rows: Int, filter: LedgerFilter, _ db: Database) throws -> Upkeep {
         var upkeep = Upkeep()
         if let round = state.round {
             let (keys, after) = round.next(rows)
@@ -245,6 +257,8 @@ final class RecentLedger: Sendable {
                 ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
                 """)
             for (key, processedAt) in keys {
+                // Added before the commit: if the transaction rolls back, the key is only a needless "maybe".
+                filter.insert(key)
                 try insert.execute {
                     $0.bind(key)
                     $0.bind(processedAt)
@@ -269,6 +283,7 @@ final class RecentLedger: Sendable {
 /// undo log per event so an event rolled back to its savepoint takes its keys with it.
 struct LedgerTransaction {
     private let committed: [LedgerKey: Int64]
+    private let filter: LedgerFilter?
     private var undo: [(key: LedgerKey, previous: Int64?)] = []
     private(set) var changes: Changes
 
@@ -281,14 +296,20 @@ struct LedgerTransaction {
         var upkeep = RecentLedger.Upkeep()
     }
 
-    init(entries: [LedgerKey: Int64], lastSeq: Int64) {
+    init(entries: [LedgerKey: Int64], lastSeq: Int64, filter: LedgerFilter? = nil) {
         committed = entries
+        self.filter = filter
         changes = Changes(lastSeq: lastSeq)
     }
 
     /// The key's latest `processed_at` in `ledger_recent`, this transaction's rows included.
     func processedAt(_ key: LedgerKey) -> Int64? {
         changes.entries[key] ?? committed[key]
+    }
+
+    /// False when the key is certainly not in `ledger` (`LedgerFilter`); true: look it up there.
+    func mayBeInLedger(_ key: LedgerKey) -> Bool {
+        filter?.mayContain(key) ?? true
     }
 
     /// Notes a row written for `key` and returns its `seq`.

@@ -239,7 +239,7 @@ struct SQLiteOperationWriter {
         case let .since(instant), let .slidingWindow(instant): since = instant.microsecondsSinceEpoch
         }
         if let recent = ledger.processedAt(key), recent >= since { return true }
-        guard let processedAt = try hot.ledgerProcessedAt.fetchInt64({ $0.bind(key) }) else { return false }
+        guard ledger.mayBeInLedger(key), let processedAt = try hot.ledgerProcessedAt.fetchInt64({ $0.bind(key) }) else { return false }
         return processedAt >= since
     }
 

@@ -1,0 +1,95 @@
+import CRMCore
+@testable import CRMStoreSQLite
+import Foundation
+import GRDB
+import Synchronization
+import Testing
+
+/// The Bloom filter of `ledger`'s keys (`LedgerFilter`): it never says "no" to a key of `ledger`, says it to most
+/// others once complete, and new events' keys then cost no lookup in `ledger`.
+@Suite("SQLite store: ledger filter")
+struct LedgerFilterTests {
+    static func randomKeys(_ count: Int) -> [Data] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+    }
+
+    @Test func theFilterSaysNoOnlyOnceItHasScannedTheWholeLedger() throws {
+        let database = try DatabaseQueue()
+        let stored = Self.randomKeys(5_000)
+        try database.write { db in
+            try db.execute(sql: "CREATE TABLE ledger (key BLOB PRIMARY KEY, processed_at INTEGER NOT NULL) WITHOUT ROWID")
+            for key in stored { try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (?, 1)", arguments: [key]) }
+        }
+        let absent = Self.randomKeys(10_000).map { LedgerKey(stored: $0)! }
+        let filter = LedgerFilter(bits: 1 << 16)
+
+        // Not complete: every key is a "maybe".
+        try database.read { db in try filter.scanStep(db, count: 1_000) }
+        #expect(!filter.complete)
+        #expect(absent.allSatisfy { filter.mayContain($0) })
+
+        var steps = 1
+        while !filter.complete {
+            try database.read { db in try filter.scanStep(db, count: 1_000) }
+            steps += 1
+        }
+        #expect(steps == 6)
+        #expect(stored.allSatisfy { filter.mayContain(LedgerKey(stored: $0)!) })
+        // 5,000 keys in 65,536 bits with 4 probes: about 1 absent key in 200 is a "maybe".
+        let maybes = absent.filter { filter.mayContain($0) }.count
+        #expect(maybes < 200, "\(maybes) of 10,000 absent keys were a maybe")
+
+        // Another connection may have added keys: until a new scan is over, every key is a "maybe" again.
+        filter.restartScan()
+        #expect(absent.allSatisfy { filter.mayContain($0) })
+
+        // Cleared after pruning: the deleted keys are no longer "maybe" once the scan is over.
+        try database.write { db in try db.execute(sql: "DELETE FROM ledger") }
+        filter.clear()
+        try database.read { db in try filter.scanStep(db, count: 1_000) }
+        #expect(filter.complete)
+        #expect(stored.filter { filter.mayContain(LedgerKey(stored: $0)!) }.isEmpty)
+    }
+
+    /// In a store: merge rounds move keys into `ledger`; new keys then cost no lookup there, and every merged key is
+    /// still a duplicate.
+    @Test func newKeysCostNoLookupAndMergedKeysStayDuplicates() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let store = try SQLiteCRMStore(path: RecentLedgerTests.path(in: h, "filter"), recentLedgerLimit: 5)
+        defer { try? store.close() }
+        let events = try (0..<40).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        for start in stride(from: 0, to: 40, by: 4) {
+            let outcomes = try await store.apply(Array(events[start..<start + 4]), now: StoreHarness.t0)
+            #expect(outcomes == Array(repeating: .applied(notes: []), count: 4))
+        }
+        #expect(try await RecentLedgerTests.tables(store).main >= 20)
+        #expect(store.recentLedger.filter.maybes.load(ordering: .relaxed) == 0)
+
+        let again = try await store.apply(events, now: StoreHarness.t0)
+        #expect(again == Array(repeating: .duplicate, count: 40))
+        #expect(store.recentLedger.filter.maybes.load(ordering: .relaxed) >= 20)
+    }
+
+    /// A key another connection wrote straight into `ledger` (its data version changes) is found: the filter scans
+    /// again before it says "no".
+    @Test func aKeyAnotherConnectionPutInTheLedgerIsADuplicate() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let path = RecentLedgerTests.path(in: h, "other-writer")
+        let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 5)
+        defer { try? store.close() }
+        #expect(try await store.apply([try h.plan(registration("a"), id: "a")], now: StoreHarness.t0) == [.applied(notes: [])])
+        #expect(store.recentLedger.filter.complete)
+
+        let event = try h.plan(registration("b"), id: "b")
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in
+            try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (?, 1)", arguments: [store.keyedHash.ledgerKey(event.key.value)])
+        }
+        try other.close()
+        #expect(try await store.apply([event], now: StoreHarness.t0) == [.duplicate])
+        #expect(try await store.count("contacts") == 1)
+    }
+}
