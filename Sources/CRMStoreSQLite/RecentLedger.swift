@@ -183,6 +183,7 @@ final class RecentLedger: Sendable {
             // writes (a sequential read), so it catches up with a large table while the writer is busy.
             try filter.scanStep(db, count: 4 * rows)
             var (result, changes) = try body(LedgerTransaction(entries: state.entries, lastSeq: state.lastSeq, filter: filter))
+            try Self.append(changes.rows, db)
             changes.upkeep = upkeep
             return (result, changes)
         }
@@ -247,6 +248,32 @@ final class RecentLedger: Sendable {
         if state.seqAtLastUpkeep == 0 { state.seqAtLastUpkeep = state.lastSeq }
     }
 
+    /// Rows a statement appends at most.
+    static let rowsPerInsert = 32
+
+    /// `INSERT INTO ledger_recent` of 1 to `rowsPerInsert` rows.
+    private static let insertSQL: [String] = (0...rowsPerInsert).map { count in
+        "INSERT INTO ledger_recent (seq, key, processed_at) VALUES " + Array(repeating: "(?, ?, ?)", count: count).joined(separator: ", ")
+    }
+
+    /// Appends a transaction's rows to `ledger_recent`, `rowsPerInsert` a statement: each statement on an
+    /// `AUTOINCREMENT` table also reads and writes its row of `sqlite_sequence`, which made a row a statement cost
+    /// about as much as the event's other statements together (7% of the drain's CPU).
+    private static func append(_ rows: [LedgerTransaction.Row], _ db: Database) throws {
+        var start = 0
+        while start < rows.count {
+            let end = min(rows.count, start + rowsPerInsert)
+            try HotStatement(db, insertSQL[end - start]).execute { binder in
+                for row in rows[start..<end] {
+                    binder.bind(row.seq)
+                    binder.bind(row.key)
+                    binder.bind(row.processedAt)
+                }
+            }
+            start = end
+        }
+    }
+
     /// The round's next `rows` keys moved into `ledger`, and up to `rows` merged rows deleted.
     private static func upkeep(_ state: State, rows: Int, filter: LedgerFilter, _ db: Database) throws -> Upkeep {
         var upkeep = Upkeep()
@@ -280,17 +307,25 @@ final class RecentLedger: Sendable {
 }
 
 /// One transaction's view of the recent ledger: the map as committed, and what this transaction added, with an
-/// undo log per event so an event rolled back to its savepoint takes its keys with it.
+/// undo log per event so an event rolled back to its savepoint takes its keys with it. The rows it records are
+/// appended to `ledger_recent` together, at the end of the transaction (`RecentLedger.transaction`).
 struct LedgerTransaction {
     private let committed: [LedgerKey: Int64]
     private let filter: LedgerFilter?
     private var undo: [(key: LedgerKey, previous: Int64?)] = []
+    /// Where the current event's rows start, and `lastSeq` before them.
+    private var eventStart: (rows: Int, lastSeq: Int64)
     private(set) var changes: Changes
+
+    /// A row of `ledger_recent`.
+    typealias Row = (seq: Int64, key: LedgerKey, processedAt: Int64)
 
     /// What a transaction adds to the map once it commits.
     struct Changes: Sendable {
         /// Keys recorded, with their latest `processed_at`.
         var entries: [LedgerKey: Int64] = [:]
+        /// The rows for `ledger_recent`, `seq` following on from the table's highest without a gap.
+        var rows: [Row] = []
         var lastSeq: Int64
         /// The merge step and deletion it ran.
         var upkeep = RecentLedger.Upkeep()
@@ -299,6 +334,7 @@ struct LedgerTransaction {
     init(entries: [LedgerKey: Int64], lastSeq: Int64, filter: LedgerFilter? = nil) {
         committed = entries
         self.filter = filter
+        eventStart = (0, lastSeq)
         changes = Changes(lastSeq: lastSeq)
     }
 
@@ -312,24 +348,33 @@ struct LedgerTransaction {
         filter?.mayContain(key) ?? true
     }
 
-    /// Notes a row written for `key` and returns its `seq`.
-    mutating func record(_ key: LedgerKey, processedAt: Int64) -> Int64 {
+    /// Records `key` with `processed_at`: a row for `ledger_recent`, numbered next.
+    mutating func record(_ key: LedgerKey, processedAt: Int64) {
         changes.lastSeq += 1
+        changes.rows.append((changes.lastSeq, key, processedAt))
         let previous = changes.entries[key]
         undo.append((key, previous))
         changes.entries[key] = max(processedAt, previous ?? committed[key] ?? .min)
-        return changes.lastSeq
     }
 
     /// An event starts: its keys can be taken back until `endEvent`.
-    mutating func beginEvent() { undo.removeAll(keepingCapacity: true) }
+    mutating func beginEvent() {
+        undo.removeAll(keepingCapacity: true)
+        eventStart = (changes.rows.count, changes.lastSeq)
+    }
 
-    mutating func endEvent() { undo.removeAll(keepingCapacity: true) }
+    mutating func endEvent() {
+        undo.removeAll(keepingCapacity: true)
+        eventStart = (changes.rows.count, changes.lastSeq)
+    }
 
-    /// The event was rolled back to its savepoint: so are the keys it recorded.
+    /// The event was rolled back to its savepoint: so are the keys it recorded, and their rows, with their `seq`
+    /// numbers (no gap is left: another writer would take the next number, below a merge round's end).
     mutating func abandonEvent() {
         for (key, previous) in undo.reversed() { changes.entries[key] = previous }
         undo.removeAll(keepingCapacity: true)
+        changes.rows.removeSubrange(eventStart.rows...)
+        changes.lastSeq = eventStart.lastSeq
     }
 }
 

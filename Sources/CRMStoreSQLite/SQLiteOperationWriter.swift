@@ -38,7 +38,7 @@ struct SQLiteOperationWriter {
     /// Prepared once per connection (GRDB caches them), looked up once per transaction.
     struct HotStatements {
         let savepoint, release, rollback: HotStatement
-        let ledgerProcessedAt, recentLedgerAppend: HotStatement
+        let ledgerProcessedAt: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
         let consentUpsert, contactInAnyList, journeyEnter, contactBlock: HotStatement
 
@@ -49,7 +49,6 @@ struct SQLiteOperationWriter {
             // The ledger is two tables (`RecentLedger`): the recent keys are looked up in memory, the others here; a
             // key may be in both, and its latest time counts.
             ledgerProcessedAt = try HotStatement(db, "SELECT processed_at FROM ledger WHERE key = ?")
-            recentLedgerAppend = try HotStatement(db, "INSERT INTO ledger_recent (seq, key, processed_at) VALUES (?, ?, ?)")
             contactExists = try HotStatement(db, "SELECT 1 FROM contacts WHERE list_id = ? AND contact_id = ?")
             contactUpsert = try HotStatement(db, """
                 INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
@@ -89,7 +88,7 @@ struct SQLiteOperationWriter {
         if try isDuplicate(key, event.key.check) {
             if case .slidingWindow = event.key.check {
                 // The window runs from the last request that carried the key.
-                try recordInLedger(key)
+                recordInLedger(key)
             }
             if let profile = event.profileImport { return .imported(try duplicateResult(profile)) }
             return .duplicate
@@ -100,7 +99,7 @@ struct SQLiteOperationWriter {
         try beginEvent()
         do {
             if let record = event.linkedRecord, try isUnchanged(record) {
-                try recordInLedger(key)
+                recordInLedger(key)
                 try endEvent()
                 return .unchanged
             }
@@ -120,7 +119,7 @@ struct SQLiteOperationWriter {
                     if case .anonymize = operation { erased = true }
                 }
             }
-            try recordInLedger(key)
+            recordInLedger(key)
             try endEvent()
         } catch {
             guard let databaseError = error as? DatabaseError, Self.isEventSpecific(databaseError) else {
@@ -243,14 +242,10 @@ struct SQLiteOperationWriter {
         return processedAt >= since
     }
 
-    /// Appends the key to `ledger_recent` with `processed_at = now`.
-    mutating func recordInLedger(_ key: LedgerKey) throws {
-        let seq = ledger.record(key, processedAt: now.microsecondsSinceEpoch)
-        try hot.recentLedgerAppend.execute {
-            $0.bind(seq)
-            $0.bind(key)
-            $0.bind(now.microsecondsSinceEpoch)
-        }
+    /// Records the key with `processed_at = now`; its row is appended to `ledger_recent` with the transaction's
+    /// others, at its end.
+    mutating func recordInLedger(_ key: LedgerKey) {
+        ledger.record(key, processedAt: now.microsecondsSinceEpoch)
     }
 
     /// The stored version of the record is this very payload.

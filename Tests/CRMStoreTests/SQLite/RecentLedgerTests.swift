@@ -206,23 +206,56 @@ struct RecentLedgerTests {
         #expect(store.recentLedger.loads.load(ordering: .relaxed) == 2)
     }
 
-    /// An event rolled back to its savepoint takes the keys it recorded with it; other events' keys stay.
+    /// A transaction's rows go to `ledger_recent` together at its end, several to a statement: every event's row,
+    /// in order, numbered on from the table's highest `seq`, and `sqlite_sequence` keeps the highest.
+    @Test func aTransactionsRowsAreAppendedTogetherInOrder() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let path = Self.path(in: h, "append")
+        var store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_000)
+        let first = try h.plan(registration("c0"), id: "m-0")
+        _ = try await store.apply([first], now: StoreHarness.t0)
+        let events = try (1...70).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(events, now: StoreHarness.t0) == Array(repeating: .applied(notes: []), count: 70))
+        let expected = ([first] + events).map { store.keyedHash.ledgerKey($0.key.value) }
+        let (rows, highest) = try await store.database.read { db in
+            (try Row.fetchAll(db, sql: "SELECT seq, key FROM ledger_recent ORDER BY seq").map { ($0[0] as Int64, $0[1] as Data) },
+             try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'"))
+        }
+        #expect(rows.map(\.0) == Array(1...71))
+        #expect(rows.map(\.1) == expected)
+        #expect(highest == 71)
+        try store.close()
+        store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_000)
+        defer { try? store.close() }
+        #expect(try await store.apply([first] + events, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 71))
+    }
+
+    /// An event rolled back to its savepoint takes the keys it recorded with it, and their rows and `seq` numbers;
+    /// other events' keys stay, and the next row takes the next number (no gap another writer could fill).
     @Test func anAbandonedEventForgetsItsKeys() {
         func key(_ byte: UInt8) -> LedgerKey { [UInt8](repeating: byte, count: 16).withUnsafeBytes { LedgerKey(digest: $0) } }
+        func rows(_ transaction: LedgerTransaction) -> [String] { transaction.changes.rows.map { "\($0.seq) \($0.key.low & 0xFF) \($0.processedAt)" } }
         var transaction = LedgerTransaction(entries: [key(1): 10], lastSeq: 1)
         transaction.beginEvent()
-        #expect(transaction.record(key(2), processedAt: 20) == 2)
+        transaction.record(key(2), processedAt: 20)
         transaction.endEvent()
         transaction.beginEvent()
-        #expect(transaction.record(key(1), processedAt: 30) == 3)
-        #expect(transaction.record(key(3), processedAt: 30) == 4)
+        transaction.record(key(1), processedAt: 30)
+        transaction.record(key(3), processedAt: 30)
         #expect(transaction.processedAt(key(1)) == 30)
+        #expect(rows(transaction) == ["2 2 20", "3 1 30", "4 3 30"])
         transaction.abandonEvent()
         #expect(transaction.processedAt(key(1)) == 10)
         #expect(transaction.processedAt(key(2)) == 20)
         #expect(transaction.processedAt(key(3)) == nil)
         #expect(transaction.changes.entries == [key(2): 20])
-        #expect(transaction.changes.lastSeq == 4)
+        #expect(rows(transaction) == ["2 2 20"])
+        #expect(transaction.changes.lastSeq == 2)
+        transaction.beginEvent()
+        transaction.record(key(4), processedAt: 40)
+        transaction.endEvent()
+        #expect(rows(transaction) == ["2 2 20", "3 4 40"])
     }
 
     /// A round hands out its keys in key order, a step at a time, sorting only the buckets a step reaches.
