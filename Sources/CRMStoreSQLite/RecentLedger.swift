@@ -151,10 +151,10 @@ final class RecentLedger: Sendable {
     var count: Int { state.withLock { $0.entries.count } }
 
     /// Runs `body` in the writer's open transaction, handing it the map as the database has it: read again if
-    /// another connection committed since, a merge round started if the map is full, and the upkeep run (the round's
-    /// next step, merged rows deleted). `body` returns its result and the keys it recorded
-    /// (`LedgerTransaction.changes`); this returns them with the upkeep's, to pass to `commit(_:)` once the
-    /// transaction committed.
+    /// another connection committed since (and the filter's scan started over), a merge round started if the map is
+    /// full, the upkeep run (the round's next step, merged rows deleted) and the filter's next scan step. `body`
+    /// returns its result and the keys it recorded (`LedgerTransaction.changes`); this appends their rows to
+    /// `ledger_recent` and returns them with the upkeep's, to pass to `commit(_:)` once the transaction committed.
     ///
     /// Call it on the database's writer queue, inside the transaction (pruning, on the same queue, calls
     /// `invalidate()`).
@@ -179,9 +179,10 @@ final class RecentLedger: Sendable {
             }
             state.round?.sortBuckets(for: rows)
             let upkeep = try Self.upkeep(state, rows: rows, filter: filter, db)
-            // Until the filter has seen all of `ledger`, a step reads four times as many of its keys as a merge step
-            // writes (a sequential read), so it catches up with a large table while the writer is busy.
-            try filter.scanStep(db, count: 4 * rows)
+            // Until the filter has seen all of `ledger`, each transaction reads four times the keys a merge step
+            // would move (a sequential read), so it catches up with a large table while the writer is busy; at most
+            // `LedgerFilter.maxScanStep`, so a burst from another writer does not stall this transaction.
+            try filter.scanStep(db, count: min(4 * rows, LedgerFilter.maxScanStep))
             var (result, changes) = try body(LedgerTransaction(entries: state.entries, lastSeq: state.lastSeq, filter: filter))
             try Self.append(changes.rows, db)
             changes.upkeep = upkeep
@@ -252,18 +253,19 @@ final class RecentLedger: Sendable {
     static let rowsPerInsert = 32
 
     /// `INSERT INTO ledger_recent` of 1 to `rowsPerInsert` rows.
-    private static let insertSQL: [String] = (0...rowsPerInsert).map { count in
+    private static let insertSQL: [String] = (1...rowsPerInsert).map { count in
         "INSERT INTO ledger_recent (seq, key, processed_at) VALUES " + Array(repeating: "(?, ?, ?)", count: count).joined(separator: ", ")
     }
 
     /// Appends a transaction's rows to `ledger_recent`, `rowsPerInsert` a statement: each statement on an
-    /// `AUTOINCREMENT` table also reads and writes its row of `sqlite_sequence`, which made a row a statement cost
-    /// about as much as the event's other statements together (7% of the drain's CPU).
+    /// `AUTOINCREMENT` table also reads and writes its row of `sqlite_sequence`, and a row a statement cost 7% of
+    /// the drain's CPU. A failure here fails the whole transaction (the rows follow
+    /// on from the table's highest `seq`, so a clash means the map is stale: the next transaction reads it again).
     private static func append(_ rows: [LedgerTransaction.Row], _ db: Database) throws {
         var start = 0
         while start < rows.count {
             let end = min(rows.count, start + rowsPerInsert)
-            try HotStatement(db, insertSQL[end - start]).execute { binder in
+            try HotStatement(db, insertSQL[end - start - 1]).execute { binder in
                 for row in rows[start..<end] {
                     binder.bind(row.seq)
                     binder.bind(row.key)
