@@ -1,7 +1,10 @@
 import CRMCore
 import Foundation
+import GRDB
 import Synchronization
 import Testing
+
+@testable import CRMStoreSQLite
 
 @Suite("Store contract: idempotency and group commit")
 struct IdempotencyAndBatchTests {
@@ -106,6 +109,11 @@ struct IdempotencyAndBatchTests {
         #expect(try await h.count("contacts") == 2)
         // The batch ran first without savepoints, was refused, and ran again with one per event.
         #expect(h.transactionsRedoneWithSavepoints == 1)
+        if kind == .sqlite {
+            // The applied events' rows of `ledger_recent` follow on from 1 without a gap.
+            let seqs = try await h.sqliteStore.database.read { db in try Int64.fetchAll(db, sql: "SELECT seq FROM ledger_recent ORDER BY seq") }
+            #expect(seqs == [1, 2])
+        }
         // Its key was not remembered either: sent again, it is refused again, not a duplicate.
         guard case .failed = try await h.store.apply([events[1]], now: StoreHarness.t0)[0] else {
             Issue.record("the refused event's key was remembered")

@@ -231,31 +231,6 @@ struct RecentLedgerTests {
         #expect(try await store.apply([first] + events, now: StoreHarness.t0) == Array(repeating: .duplicate, count: 71))
     }
 
-    /// Refused events (run again with a savepoint each) leave no gap in `seq`, in the middle of a batch or at its
-    /// end: another writer would number its next row into a gap at the end.
-    @Test func refusedEventsLeaveNoGapInSeq() async throws {
-        let h = try await StoreHarness(.sqlite, actions: [
-            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
-            .userUpdate: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 666)],
-        ])
-        defer { h.remove() }
-        try await h.refuseJourney(666, message: "journey 666 is closed")
-        let events = [
-            try h.plan(registration("a"), id: "1"),
-            try h.plan(#"{"type":"USER_UPDATE","contactId":"b","properties":{"firstName":"Bob"}}"#, id: "2"),
-            try h.plan(registration("c"), id: "3"),
-            try h.plan(#"{"type":"USER_UPDATE","contactId":"d","properties":{"firstName":"Dan"}}"#, id: "4"),
-        ]
-        let outcomes = try await h.store.apply(events, now: StoreHarness.t0)
-        #expect(outcomes.map { if case .failed = $0 { "failed" } else { "\($0)" } } == ["applied(notes: [])", "failed", "applied(notes: [])", "failed"])
-        let (seqs, highest) = try await h.sqliteStore.database.read { db in
-            (try Int64.fetchAll(db, sql: "SELECT seq FROM ledger_recent ORDER BY seq"),
-             try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'"))
-        }
-        #expect(seqs == [1, 2])
-        #expect(highest == 2)
-    }
-
     /// An event rolled back to its savepoint takes the keys it recorded with it, and their rows and `seq` numbers;
     /// other events' keys stay, and the next row takes the next number (no gap another writer could fill).
     @Test func anAbandonedEventForgetsItsKeys() {
