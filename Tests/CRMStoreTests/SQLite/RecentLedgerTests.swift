@@ -295,4 +295,16 @@ struct RecentLedgerTests {
         #expect(keys.sorted().map(\.data) == blobs.sorted { $0.lexicographicallyPrecedes($1) })
         #expect(LedgerKey(stored: Data(count: 15)) == nil)
     }
+
+    /// Keys hash by their first word only (they are keyed hashes): keys that share it stay distinct.
+    @Test func keysSharingTheirFirstWordStayDistinct() {
+        var map: [LedgerKey: Int64] = [:]
+        for low in 0..<1_000 as Range<UInt64> {
+            let key = withUnsafeBytes(of: (UInt64(7).bigEndian, low.bigEndian)) { LedgerKey(digest: $0) }
+            map[key] = Int64(low)
+        }
+        #expect(map.count == 1_000)
+        let key = withUnsafeBytes(of: (UInt64(7).bigEndian, UInt64(500).bigEndian)) { LedgerKey(digest: $0) }
+        #expect(map[key] == 500)
+    }
 }
