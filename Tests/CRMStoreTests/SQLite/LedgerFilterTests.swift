@@ -9,21 +9,16 @@ import Testing
 /// others once complete, and new events' keys then cost no lookup in `ledger`.
 @Suite("SQLite store: ledger filter")
 struct LedgerFilterTests {
-    static func randomKeys(_ count: Int) -> [Data] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
-    }
-
     @Test func theFilterSaysNoOnlyOnceItHasScannedTheWholeLedger() throws {
         let database = try DatabaseQueue()
-        let stored = Self.randomKeys(5_000)
+        let stored = RecentLedgerTests.randomKeys(5_000)
         try database.write { db in
             try db.execute(sql: "CREATE TABLE ledger (key BLOB PRIMARY KEY, processed_at INTEGER NOT NULL) WITHOUT ROWID")
             for key in stored { try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (?, 1)", arguments: [key]) }
             // A row the store never writes (a hand-made repair): skipped, not a failure of every transaction.
             try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (x'0102', 1)")
         }
-        let absent = Self.randomKeys(10_000).map { LedgerKey(stored: $0)! }
+        let absent = RecentLedgerTests.randomKeys(10_000).map { LedgerKey(stored: $0)! }
         let filter = LedgerFilter(bits: 1 << 16)
 
         // Not complete: every key is a "maybe".
@@ -107,7 +102,7 @@ struct LedgerFilterTests {
         // 300 keys that sort last (first byte 0xFF), so the scan takes many small steps through them.
         let other = try DatabaseQueue(path: path)
         try await other.write { db in
-            for var key in Self.randomKeys(300) {
+            for var key in RecentLedgerTests.randomKeys(300) {
                 key[0] = 0xFF
                 try db.execute(sql: "INSERT INTO ledger (key, processed_at) VALUES (?, 1)", arguments: [key])
             }

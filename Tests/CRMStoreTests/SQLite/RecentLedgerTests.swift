@@ -26,6 +26,12 @@ struct RecentLedgerTests {
         return event
     }
 
+    /// `count` random 16-byte keys, as stored.
+    static func randomKeys(_ count: Int) -> [Data] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+    }
+
     static func tables(_ store: SQLiteCRMStore) async throws -> (main: Int, recent: Int) {
         try await store.database.read { db in
             (try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger") ?? -1, try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") ?? -1)
@@ -260,12 +266,8 @@ struct RecentLedgerTests {
 
     /// A round hands out its keys in key order, a step at a time, sorting only the buckets a step reaches.
     @Test func aRoundHandsOutItsKeysInOrder() {
-        var generator = SystemRandomNumberGenerator()
         var entries: [LedgerKey: Int64] = [:]
-        for index in 0..<2_000 {
-            let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            entries[bytes.withUnsafeBytes { LedgerKey(digest: $0) }] = Int64(index)
-        }
+        for (index, key) in Self.randomKeys(2_000).enumerated() { entries[LedgerKey(stored: key)!] = Int64(index) }
         var round = RecentLedger.Round(entries, upToSeq: 2_000)
         #expect(round.buckets.count == 256)
         var handedOut: [LedgerKey] = []
@@ -288,8 +290,7 @@ struct RecentLedgerTests {
 
     /// Keys sort as SQLite sorts their BLOBs, so a merge round inserts into `ledger` in its key order.
     @Test func keysSortAsTheirBytes() throws {
-        var generator = SystemRandomNumberGenerator()
-        let blobs = (0..<500).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+        let blobs = Self.randomKeys(500)
             + [Data(repeating: 0, count: 16), Data(repeating: 0xFF, count: 16), Data([0x80] + [UInt8](repeating: 0, count: 15))]
         let keys = blobs.map { LedgerKey(stored: $0)! }
         #expect(keys.sorted().map(\.data) == blobs.sorted { $0.lexicographicallyPrecedes($1) })
