@@ -457,6 +457,35 @@ struct SQLiteOperationWriter {
         WHERE kind IS NOT excluded.kind OR value IS NOT excluded.value
         """
 
+    // Erasing a contact in every list. `contact_attributes` and `purchases` have no index on `contact_id` alone
+    // (migration v9: every attribute and purchase written paid for one, and only erasure read it). Their lists are
+    // found by seeking the leading `list_id` once per list (a loose index scan: SQLite skips ahead by itself only
+    // with statistics this database does not keep), then each list's rows by `(list_id, contact_id)`. Every list
+    // holding a row is found, whether or not the contact has a `contacts` row there. `ErasureIndexTests` checks
+    // the query plans.
+
+    /// The distinct `list_id`s of `table` as `lists(id)`, ending with one NULL; one index seek each.
+    static func listsOf(_ table: String) -> String {
+        """
+        WITH RECURSIVE lists(id) AS (
+            SELECT min(list_id) FROM \(table)
+            UNION ALL
+            SELECT (SELECT min(list_id) FROM \(table) WHERE list_id > lists.id) FROM lists WHERE lists.id IS NOT NULL
+        )
+        """
+    }
+    /// Deletes every attribute of contact `?1`, in every list.
+    static let eraseAttributesSQL = listsOf("contact_attributes") + """
+
+        DELETE FROM contact_attributes WHERE list_id IN (SELECT id FROM lists WHERE id IS NOT NULL) AND contact_id = ?
+        """
+    /// Moves every purchase of contact `?2`, in every list, to the anonymous id `?1`, without its transaction id.
+    static let anonymizePurchasesSQL = listsOf("purchases") + """
+
+        UPDATE purchases SET contact_id = ?, transaction_id = NULL
+        WHERE list_id IN (SELECT id FROM lists WHERE id IS NOT NULL) AND contact_id = ?
+        """
+
     // Lookups by an attribute's value. Each seeks `contact_attributes_by_name_value` (migration v8) on
     // `name, lower(value), list_id`; `AttributeIndexTests` checks their query plans.
 
@@ -493,11 +522,10 @@ struct SQLiteOperationWriter {
         let arguments: StatementArguments = [contactId]
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO tombstones (contact_hash, anonymized_at) VALUES (?, ?)")
             .execute(arguments: [hash, now.microsecondsSinceEpoch])
-        try db.cachedStatement(sql: "DELETE FROM contact_attributes WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: Self.eraseAttributesSQL).execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM contact_consents WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM journey_enrollments WHERE contact_id = ?").execute(arguments: arguments)
-        try db.cachedStatement(sql: "UPDATE purchases SET contact_id = ?, transaction_id = NULL WHERE contact_id = ?")
-            .execute(arguments: [anonymousId, contactId])
+        try db.cachedStatement(sql: Self.anonymizePurchasesSQL).execute(arguments: [anonymousId, contactId])
         try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM incoming_requests WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM contact_actions WHERE contact_id = ?").execute(arguments: arguments)

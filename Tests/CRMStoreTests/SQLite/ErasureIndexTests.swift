@@ -1,0 +1,72 @@
+import CRMCore
+import Foundation
+import GRDB
+import Testing
+
+@testable import CRMStoreSQLite
+
+/// Migration v9 dropped the indexes on `contact_id` alone of `contact_attributes` and `purchases`, and made the
+/// purchases' uniqueness index a full one. Erasing a contact then seeks each list: it must still find every row.
+@Suite("SQLite erasure without indexes on contact_id alone")
+struct ErasureIndexTests {
+    @Test("after the upgrade from v8, anonymizing erases the contact's rows in every list by seeks, and purchases stay unique")
+    func upgradedStoreErasesEveryListBySeeks() async throws {
+        let h = try await StoreHarness(.sqlite, actions: [.userBlocked: [.anonymizeContact(list: 1, findBy: .originalId)]])
+        defer { h.remove() }
+        // As v8 left it: `ada` in lists 1 and 3, with attributes also in list 7 where she has no contact row, and
+        // purchases with and without a transaction id; `bob` beside her in list 3.
+        let upgraded = try await h.upgradedStore(from: "v8: attribute values index SQLite uses", rows: """
+            INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+            VALUES (1, 'ada', 1, 0, 1, 1), (3, 'ada', 1, 0, 1, 1), (3, 'bob', 1, 0, 1, 1);
+            INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES
+                (1, 'ada', 'email', 's', 'ada@example.com'), (3, 'ada', 'email', 's', 'ada@example.com'),
+                (7, 'ada', 'lastName', 's', 'Lovelace'), (3, 'bob', 'email', 's', 'bob@example.com');
+            INSERT INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at) VALUES
+                (1, 'ada', 'deposit', 'approved', '1.00', 't1', 1), (3, 'ada', 'deposit', 'approved', '2.00', NULL, 1),
+                (3, 'bob', 'deposit', 'approved', '3.00', 't1', 1);
+            """)
+        defer { try? upgraded.close() }
+        let (indexes, plans, duplicateInserts) = try await upgraded.database.write { db in
+            let indexes = try String.fetchAll(db, sql: """
+                SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('contact_attributes', 'purchases')
+                AND sql IS NOT NULL ORDER BY name
+                """)
+            let erasures: [(String, StatementArguments)] = [
+                (SQLiteOperationWriter.eraseAttributesSQL, ["ada"]), (SQLiteOperationWriter.anonymizePurchasesSQL, ["anon", "ada"]),
+            ]
+            let plans = try erasures.map { sql, arguments in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
+            }
+            // The same transaction and status again is ignored; purchases without a transaction id never conflict.
+            let insert = """
+                INSERT OR IGNORE INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at)
+                VALUES (?, ?, 'deposit', 'approved', '9.00', ?, 2)
+                """
+            let duplicateInserts = try [(1, "ada", "t1"), (3, "bob", nil), (3, "bob", nil)].map { (list: Int, contact: String, transaction: String?) -> Int in
+                try db.execute(sql: insert, arguments: [list, contact, transaction])
+                return db.changesCount
+            }
+            return (indexes, plans, duplicateInserts)
+        }
+        #expect(indexes == ["contact_attributes_by_name_value", "purchases_by_contact_transaction"])
+        #expect(duplicateInserts == [0, 1, 1])
+        for plan in plans {
+            #expect(!plan.contains { $0.hasPrefix("SCAN contact_attributes") || $0.hasPrefix("SCAN purchases") }, "a full scan: \(plan)")
+        }
+        #expect(plans[0].contains("SEARCH contact_attributes USING PRIMARY KEY (list_id=? AND contact_id=?)"), "\(plans[0])")
+        #expect(plans[1].contains("SEARCH purchases USING INDEX purchases_by_contact_transaction (list_id=? AND contact_id=?)"), "\(plans[1])")
+
+        let anonymize = try h.plan(#"{"type":"USER_BLOCKED","contactId":"ada"}"#)
+        #expect(try await upgraded.apply([anonymize], now: StoreHarness.t0) == [.applied(notes: [])])
+        let left = try await upgraded.database.read { db in
+            (
+                attributes: try String.fetchAll(db, sql: "SELECT list_id || ':' || contact_id FROM contact_attributes ORDER BY 1"),
+                purchases: try Row.fetchAll(db, sql: "SELECT contact_id, transaction_id FROM purchases WHERE contact_id != 'bob'")
+            )
+        }
+        #expect(left.attributes == ["3:bob"])
+        #expect(left.purchases.count == 2)
+        #expect(left.purchases.allSatisfy { ($0["contact_id"] as String).hasPrefix("anon") && ($0["transaction_id"] as String?) == nil },
+                "\(left.purchases)")
+    }
+}

@@ -1,0 +1,17 @@
+import Foundation
+import GRDB
+
+@testable import CRMStoreSQLite
+
+extension StoreHarness {
+    /// A store opened on a file of this harness's folder that was first migrated up to `migration` only and given
+    /// `rows` (SQL): an older database, which opening the store upgrades.
+    func upgradedStore(from migration: String, rows: String) async throws -> SQLiteCRMStore {
+        let path = folder!.appendingPathComponent("old-\(UUID().uuidString).sqlite").path
+        let old = try DatabaseQueue(path: path)
+        try SQLiteSchema.migrator.migrate(old, upTo: migration)
+        try await old.write { db in try db.execute(sql: rows) }
+        try old.close()
+        return try SQLiteCRMStore(path: path)
+    }
+}
