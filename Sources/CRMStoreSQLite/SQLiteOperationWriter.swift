@@ -457,8 +457,8 @@ struct SQLiteOperationWriter {
         WHERE kind IS NOT excluded.kind OR value IS NOT excluded.value
         """
 
-    // Erasing a contact in every list. `contact_attributes` and `purchases` have no index on `contact_id` alone
-    // (migration v9: every attribute and purchase written paid for one, and only erasure read it). Their lists are
+    // Erasing a contact in every list. `contact_attributes`, `contact_consents` and `purchases` have no index on
+    // `contact_id` alone (migration v9: every row written paid for one, and only erasure read it). Their lists are
     // found by seeking the leading `list_id` once per list (a loose index scan: SQLite skips ahead by itself only
     // with statistics this database does not keep), then each list's rows by `(list_id, contact_id)`. Every list
     // holding a row is found, whether or not the contact has a `contacts` row there. `ErasureIndexTests` checks
@@ -478,6 +478,11 @@ struct SQLiteOperationWriter {
     static let eraseAttributesSQL = listsOf("contact_attributes") + """
 
         DELETE FROM contact_attributes WHERE list_id IN (SELECT id FROM lists WHERE id IS NOT NULL) AND contact_id = ?
+        """
+    /// Deletes every consent of contact `?1`, in every list.
+    static let eraseConsentsSQL = listsOf("contact_consents") + """
+
+        DELETE FROM contact_consents WHERE list_id IN (SELECT id FROM lists WHERE id IS NOT NULL) AND contact_id = ?
         """
     /// Moves every purchase of contact `?2`, in every list, to the anonymous id `?1`, without its transaction id.
     static let anonymizePurchasesSQL = listsOf("purchases") + """
@@ -523,7 +528,7 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO tombstones (contact_hash, anonymized_at) VALUES (?, ?)")
             .execute(arguments: [hash, now.microsecondsSinceEpoch])
         try db.cachedStatement(sql: Self.eraseAttributesSQL).execute(arguments: arguments)
-        try db.cachedStatement(sql: "DELETE FROM contact_consents WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: Self.eraseConsentsSQL).execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM journey_enrollments WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: Self.anonymizePurchasesSQL).execute(arguments: [anonymousId, contactId])
         try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)

@@ -5,11 +5,12 @@ import Testing
 
 @testable import CRMStoreSQLite
 
-/// Migration v9 dropped the indexes on `contact_id` alone of `contact_attributes` and `purchases`, and made the
+/// Migration v9 dropped the indexes on `contact_id` alone of `contact_attributes`, `contact_consents` and
+/// `purchases`, and made the
 /// purchases' uniqueness index a full one. Erasing a contact then seeks each list: it must still find every row.
 @Suite("SQLite erasure without indexes on contact_id alone")
 struct ErasureIndexTests {
-    @Test("after the upgrade from v8, anonymizing erases the contact's rows in every list by seeks, and purchases stay unique")
+    @Test("after the upgrade from v8, anonymizing erases the contact's attributes, consents and purchases in every list by seeks, and purchases stay unique")
     func upgradedStoreErasesEveryListBySeeks() async throws {
         let h = try await StoreHarness(.sqlite, actions: [.userBlocked: [.anonymizeContact(list: 1, findBy: .originalId)]])
         defer { h.remove() }
@@ -21,6 +22,8 @@ struct ErasureIndexTests {
             INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES
                 (1, 'ada', 'email', 's', 'ada@example.com'), (3, 'ada', 'email', 's', 'ada@example.com'),
                 (7, 'ada', 'lastName', 's', 'Lovelace'), (3, 'bob', 'email', 's', 'bob@example.com');
+            INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES
+                (3, 'ada', 'EMAIL', 1, 1), (7, 'ada', 'SMS', 0, 1), (3, 'bob', 'EMAIL', 1, 1);
             INSERT INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at) VALUES
                 (1, 'ada', 'deposit', 'approved', '1.00', 't1', 1), (3, 'ada', 'deposit', 'approved', '2.00', NULL, 1),
                 (3, 'bob', 'deposit', 'approved', '3.00', 't1', 1);
@@ -28,11 +31,12 @@ struct ErasureIndexTests {
         defer { try? upgraded.close() }
         let (indexes, plans, duplicateInserts) = try await upgraded.database.write { db in
             let indexes = try String.fetchAll(db, sql: """
-                SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('contact_attributes', 'purchases')
+                SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('contact_attributes', 'contact_consents', 'purchases')
                 AND sql IS NOT NULL ORDER BY name
                 """)
             let erasures: [(String, StatementArguments)] = [
-                (SQLiteOperationWriter.eraseAttributesSQL, ["ada"]), (SQLiteOperationWriter.anonymizePurchasesSQL, ["anon", "ada"]),
+                (SQLiteOperationWriter.eraseAttributesSQL, ["ada"]), (SQLiteOperationWriter.eraseConsentsSQL, ["ada"]),
+                (SQLiteOperationWriter.anonymizePurchasesSQL, ["anon", "ada"]),
             ]
             let plans = try erasures.map { sql, arguments in
                 try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
@@ -51,20 +55,23 @@ struct ErasureIndexTests {
         #expect(indexes == ["contact_attributes_by_name_value", "purchases_by_contact_transaction"])
         #expect(duplicateInserts == [0, 1, 1])
         for plan in plans {
-            #expect(!plan.contains { $0.hasPrefix("SCAN contact_attributes") || $0.hasPrefix("SCAN purchases") }, "a full scan: \(plan)")
+            #expect(!plan.contains { $0.hasPrefix("SCAN contact_") || $0.hasPrefix("SCAN purchases") }, "a full scan: \(plan)")
         }
         #expect(plans[0].contains("SEARCH contact_attributes USING PRIMARY KEY (list_id=? AND contact_id=?)"), "\(plans[0])")
-        #expect(plans[1].contains("SEARCH purchases USING INDEX purchases_by_contact_transaction (list_id=? AND contact_id=?)"), "\(plans[1])")
+        #expect(plans[1].contains("SEARCH contact_consents USING PRIMARY KEY (list_id=? AND contact_id=?)"), "\(plans[1])")
+        #expect(plans[2].contains("SEARCH purchases USING INDEX purchases_by_contact_transaction (list_id=? AND contact_id=?)"), "\(plans[2])")
 
         let anonymize = try h.plan(#"{"type":"USER_BLOCKED","contactId":"ada"}"#)
         #expect(try await upgraded.apply([anonymize], now: StoreHarness.t0) == [.applied(notes: [])])
         let left = try await upgraded.database.read { db in
             (
                 attributes: try String.fetchAll(db, sql: "SELECT list_id || ':' || contact_id FROM contact_attributes ORDER BY 1"),
+                consents: try String.fetchAll(db, sql: "SELECT list_id || ':' || contact_id FROM contact_consents ORDER BY 1"),
                 purchases: try Row.fetchAll(db, sql: "SELECT contact_id, transaction_id FROM purchases WHERE contact_id != 'bob'")
             )
         }
         #expect(left.attributes == ["3:bob"])
+        #expect(left.consents == ["3:bob"])
         #expect(left.purchases.count == 2)
         #expect(left.purchases.allSatisfy { ($0["contact_id"] as String).hasPrefix("anon") && ($0["transaction_id"] as String?) == nil },
                 "\(left.purchases)")
