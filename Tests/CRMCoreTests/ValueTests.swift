@@ -56,6 +56,9 @@ struct DecimalAmountTests {
         ("100.50", "100.50"), ("0", "0"), ("1e2", "100"), ("1.5E+3", "1500"), ("12.5e-1", "1.25"),
         ("-0", "0"), ("-0.00", "0.00"), ("0.00000001", "0.00000001"), ("5.000000000", "5.00000000"),
         ("999999999999999.99", "999999999999999.99"),
+        // Around the plain-text shortcut (`isPlain`): what it keeps as it is, and what it leaves to the general path.
+        ("10", "10"), ("123456789012345", "123456789012345"), ("0.12345678", "0.12345678"), ("007.5", "7.5"),
+        ("1.", "1"), ("0.123456780", "0.12345678"),
     ])
     func keepsTheExactValue(literal: String, text: String) throws {
         #expect(try DecimalAmount.parse(jsonNumber: literal).get().text == text)
@@ -66,6 +69,7 @@ struct DecimalAmountTests {
         ("1e400", .outOfRange("1e400")),
         ("12345678901234567890123", .outOfRange("12345678901234567890123")),
         ("0.000000001", .tooPrecise("0.000000001")),
+        ("1234567890123456", .outOfRange("1234567890123456")), (".5", .notANumber(".5")), ("1.2.3", .notANumber("1.2.3")),
     ])
     func refusesAbsurdAmounts(literal: String, error: AmountError) {
         #expect(DecimalAmount.parse(jsonNumber: literal) == .failure(error))

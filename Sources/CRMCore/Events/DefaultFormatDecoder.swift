@@ -103,7 +103,9 @@ private struct Fields {
 
     func contactId() throws(EventError) -> String {
         let id = try requiredString("contactId")
-        guard !id.allSatisfy(\.isWhitespace) else { throw invalid("contactId", "must not be empty") }
+        // A printable ASCII first byte is not whitespace: the common case, without Unicode property lookups.
+        let startsPrintable = id.utf8.first.map { $0 > 0x20 && $0 < 0x7F } ?? false
+        guard startsPrintable || !id.allSatisfy(\.isWhitespace) else { throw invalid("contactId", "must not be empty") }
         guard id.utf8.count <= limits.maxContactIdBytes else {
             throw invalid("contactId", "longer than \(limits.maxContactIdBytes) bytes")
         }

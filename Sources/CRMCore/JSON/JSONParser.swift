@@ -141,6 +141,8 @@ private struct Reader {
             index += 1
             return .object(members)
         }
+        // Room for a typical event's members at once, instead of growing through 1, 2, 4 and 8.
+        members.reserveCapacity(8)
         while true {
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in an object") }

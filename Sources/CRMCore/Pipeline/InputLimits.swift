@@ -51,13 +51,15 @@ public struct InputLimits: Sendable, Equatable {
     }
 
     /// The error for an event with more than `maxProperties` properties; `field` names them (`TYPE.properties`).
-    public func tooManyProperties(_ count: Int, field: String) -> EventError? {
-        Self.tooManyProperties(count, limit: maxProperties, field: field)
+    /// `field` is only built for the error: it is a string interpolation at most call sites, run for every event.
+    public func tooManyProperties(_ count: Int, field: @autoclosure () -> String) -> EventError? {
+        guard count > maxProperties else { return nil }
+        return Self.tooManyProperties(count, limit: maxProperties, field: field())
     }
 
     /// The error for `count` properties where at most `limit` are allowed; nil when within it.
-    public static func tooManyProperties(_ count: Int, limit: Int, field: String) -> EventError? {
+    public static func tooManyProperties(_ count: Int, limit: Int, field: @autoclosure () -> String) -> EventError? {
         guard count > limit else { return nil }
-        return EventError(.invalidField, field: field, reason: "more than \(limit) properties (\(settingSection).max_properties), got \(count)")
+        return EventError(.invalidField, field: field(), reason: "more than \(limit) properties (\(settingSection).max_properties), got \(count)")
     }
 }

@@ -19,6 +19,7 @@ public struct DecimalAmount: Sendable, Hashable, CustomStringConvertible {
 
     /// Reads a JSON number literal. The error is the reason, ready to follow a field name.
     public static func parse(jsonNumber literal: String) -> Result<DecimalAmount, AmountError> {
+        if isPlain(literal) { return .success(DecimalAmount(text: literal)) }
         var bytes = Substring(literal).utf8[...]
         if bytes.first == UInt8(ascii: "-") {
             let magnitude = bytes.dropFirst()
@@ -78,6 +79,32 @@ public struct DecimalAmount: Sendable, Hashable, CustomStringConvertible {
         var text = String(decoding: whole, as: UTF8.self)
         if !fraction.isEmpty { text += "." + String(decoding: fraction, as: UTF8.self) }
         return .success(DecimalAmount(text: text))
+    }
+
+    /// Whether the literal is already plain decimal text as `parse` writes it, the common case: `0` or digits
+    /// without a leading zero (at most `maxIntegerDigits`), then optionally a point and 1 to `maxFractionDigits`
+    /// digits. Such a literal is kept as it is, without the copies the general path makes.
+    static func isPlain(_ literal: String) -> Bool {
+        var integerDigits = 0
+        var fractionDigits = 0
+        var sawPoint = false
+        var first: UInt8 = 0
+        for byte in literal.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard !sawPoint, integerDigits > 0 else { return false }
+                sawPoint = true
+                continue
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return false }
+            if sawPoint {
+                fractionDigits += 1
+            } else {
+                if integerDigits == 0 { first = byte }
+                integerDigits += 1
+            }
+        }
+        guard integerDigits > 0, integerDigits <= maxIntegerDigits, first != UInt8(ascii: "0") || integerDigits == 1 else { return false }
+        return sawPoint ? (1...maxFractionDigits).contains(fractionDigits) : true
     }
 
     private init(text: String) {

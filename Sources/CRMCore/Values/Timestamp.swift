@@ -44,7 +44,12 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS[.fraction]]` with an optional `Z` or `±HH:MM` / `±HHMM` offset.
     /// The error is the reason, ready to follow a field name.
     public static func parseISO8601(_ text: String) -> Result<Timestamp, TimestampError> {
-        let bytes = Array(text.utf8)
+        // Native strings lend their UTF-8 as it is; a copy only for the others (bridged or lazily decoded ones).
+        if let result = text.utf8.withContiguousStorageIfAvailable({ parseISO8601(text, bytes: $0) }) { return result }
+        return Array(text.utf8).withUnsafeBufferPointer { parseISO8601(text, bytes: $0) }
+    }
+
+    private static func parseISO8601(_ text: String, bytes: UnsafeBufferPointer<UInt8>) -> Result<Timestamp, TimestampError> {
         var index = 0
         func number(_ width: Int) -> Int? {
             guard index + width <= bytes.count else { return nil }
