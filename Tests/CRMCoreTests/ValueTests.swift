@@ -15,6 +15,9 @@ struct TimestampTests {
         ("2020-02-05", "2020-02-05T00:00:00Z"),
         ("2024-02-29T23:59:59Z", "2024-02-29T23:59:59Z"),
         ("1969-12-31T23:59:59Z", "1969-12-31T23:59:59Z"),
+        ("2020-02-05 13:20:00z", "2020-02-05T13:20:00Z"),
+        ("2020-02-05t13:20:00,5Z", "2020-02-05T13:20:00.5Z"),
+        ("2020-02-05T13:20:00.1234567Z", "2020-02-05T13:20:00.123456Z"),
     ])
     func parsesISO8601(text: String, expected: String) throws {
         #expect(try Timestamp.parseISO8601(text).get().rfc3339 == expected)
@@ -34,6 +37,8 @@ struct TimestampTests {
         ("2020-02-05T13:20:00+25:00", .notISO8601("2020-02-05T13:20:00+25:00")),
         ("2020-02-05T13:20:00.1234567890Z", .notISO8601("2020-02-05T13:20:00.1234567890Z")),
         ("", .notISO8601("")),
+        ("2020-02-05T13:20:00Zx", .notISO8601("2020-02-05T13:20:00Zx")),
+        ("2020-02-05T", .notISO8601("2020-02-05T")),
     ])
     func refusesBadTimestamps(text: String, error: TimestampError) {
         #expect(Timestamp.parseISO8601(text) == .failure(error))

@@ -50,66 +50,51 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     private static func parseISO8601(_ text: String, bytes: UnsafeBufferPointer<UInt8>) -> Result<Timestamp, TimestampError> {
-        var index = 0
-        func number(_ width: Int) -> Int? {
-            guard index + width <= bytes.count else { return nil }
-            var value = 0
-            for offset in 0..<width {
-                let byte = bytes[index + offset]
-                guard byte >= 48 && byte <= 57 else { return nil }
-                value = value * 10 + Int(byte - 48)
-            }
-            index += width
-            return value
-        }
-        func expect(_ ascii: Unicode.Scalar) -> Bool {
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ascii) else { return false }
-            index += 1
-            return true
-        }
+        var cursor = ISO8601Cursor(bytes: bytes)
         let bad = TimestampError.notISO8601(text)
-        guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2) else {
+        guard let year = cursor.number(4), cursor.expect("-"), let month = cursor.number(2), cursor.expect("-"),
+              let day = cursor.number(2) else {
             return .failure(bad)
         }
         var hour = 0, minute = 0, second = 0, micros = 0, offsetSeconds = 0
-        if index < bytes.count {
-            guard bytes[index] == UInt8(ascii: "T") || bytes[index] == UInt8(ascii: "t") || bytes[index] == UInt8(ascii: " ") else {
+        if let separator = cursor.next {
+            guard separator == UInt8(ascii: "T") || separator == UInt8(ascii: "t") || separator == UInt8(ascii: " ") else {
                 return .failure(bad)
             }
-            index += 1
-            guard let h = number(2), expect(":"), let m = number(2) else { return .failure(bad) }
+            cursor.index += 1
+            guard let h = cursor.number(2), cursor.expect(":"), let m = cursor.number(2) else { return .failure(bad) }
             hour = h
             minute = m
-            if expect(":") {
-                guard let s = number(2) else { return .failure(bad) }
+            if cursor.expect(":") {
+                guard let s = cursor.number(2) else { return .failure(bad) }
                 second = s
-                if expect(".") || expect(",") {
+                if cursor.expect(".") || cursor.expect(",") {
                     var digits = 0
-                    while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
-                        if digits < 6 { micros = micros * 10 + Int(bytes[index] - 48) }
+                    while let byte = cursor.next, byte >= 48, byte <= 57 {
+                        if digits < 6 { micros = micros * 10 + Int(byte - 48) }
                         digits += 1
-                        index += 1
+                        cursor.index += 1
                     }
                     guard digits > 0, digits <= 9 else { return .failure(bad) }
                     if digits < 6 { for _ in digits..<6 { micros *= 10 } }
                 }
             }
-            if index < bytes.count {
-                if expect("Z") || expect("z") {
+            if let zone = cursor.next {
+                if cursor.expect("Z") || cursor.expect("z") {
                     // UTC
-                } else if bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
-                    let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
-                    index += 1
-                    guard let oh = number(2) else { return .failure(bad) }
-                    _ = expect(":")
-                    guard let om = number(2), oh <= 23, om <= 59 else { return .failure(bad) }
+                } else if zone == UInt8(ascii: "+") || zone == UInt8(ascii: "-") {
+                    let sign = zone == UInt8(ascii: "-") ? -1 : 1
+                    cursor.index += 1
+                    guard let oh = cursor.number(2) else { return .failure(bad) }
+                    _ = cursor.expect(":")
+                    guard let om = cursor.number(2), oh <= 23, om <= 59 else { return .failure(bad) }
                     offsetSeconds = sign * (oh * 3600 + om * 60)
                 } else {
                     return .failure(bad)
                 }
             }
         }
-        guard index == bytes.count else { return .failure(bad) }
+        guard cursor.next == nil else { return .failure(bad) }
         guard acceptedYears.contains(year) else { return .failure(.outOfRange(text)) }
         guard (1...12).contains(month), (1...daysIn(month: month, year: year)).contains(day),
               hour <= 23, minute <= 59, second <= 59 else {
@@ -212,5 +197,37 @@ extension Timestamp {
     /// can pass their own.
     public static func now() -> Timestamp {
         Timestamp(microsecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1_000_000).rounded()))
+    }
+}
+
+/// Reads an ISO 8601 text byte by byte. A struct with mutating methods, not local functions capturing the
+/// position: captured, the position was checked for exclusive access at run time on every byte.
+private struct ISO8601Cursor {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    /// The byte at the position; nil at the end.
+    var next: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    /// `width` decimal digits as a number, or nil (and the position unchanged).
+    mutating func number(_ width: Int) -> Int? {
+        guard index + width <= bytes.count else { return nil }
+        var value = 0
+        for offset in 0..<width {
+            let byte = bytes[index + offset]
+            guard byte >= 48 && byte <= 57 else { return nil }
+            value = value * 10 + Int(byte - 48)
+        }
+        index += width
+        return value
+    }
+
+    /// Steps over `ascii` if it is next.
+    mutating func expect(_ ascii: Unicode.Scalar) -> Bool {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: ascii) else { return false }
+        index += 1
+        return true
     }
 }
