@@ -29,6 +29,22 @@ struct PlannerTests {
         ])
     }
 
+    /// Past 16 attributes the planner finds them through a dictionary instead of a look along the list: the same
+    /// choices either way. Each attribute has two headers; the second comes first in the event and loses.
+    @Test(arguments: [3, 16, 17, 40]) func theFirstListedHeaderWinsForAnyNumberOfAttributes(count: Int) throws {
+        let attributes = (0..<count).map { AttributeDefinition(name: "a\($0)", headers: ["h\($0)", "alt\($0)"]) }
+        var properties: [Property] = []
+        for index in 0..<count {
+            properties.append(Property(key: "alt\(index)", value: .string("second \(index)")))
+            properties.append(Property(key: "x\(index)", value: .number("1")))
+            properties.append(Property(key: "h\(index)", value: .string("first \(index)")))
+            properties.append(Property(key: "alt\(index)", value: .string("second again \(index)")))
+        }
+        let (values, unmatched) = Mapping(attributes: attributes, actions: [:]).attributeValues(of: properties)
+        #expect(values == (0..<count).map { AttributeValue(name: "a\($0)", value: .string("first \($0)")) })
+        #expect(unmatched == count)
+    }
+
     @Test func consentTravelsWithUpdate() throws {
         let plan = try #require(try plan(
             [.userConsentUpdate: [.updateContact(list: 2)]],

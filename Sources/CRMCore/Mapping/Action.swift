@@ -56,15 +56,18 @@ public struct AttributeDefinition: Sendable, Hashable {
 public struct Mapping: Sendable {
     public let attributes: [AttributeDefinition]
     public let actions: [EventType: [Action]]
-    /// Header (message key) to attribute name.
-    private let attributeByHeader: [String: String]
+    /// Header (message key) to the attribute it fills, and the header's rank among that attribute's headers.
+    private let attributeByHeader: [String: (name: String, rank: Int)]
 
     public init(attributes: [AttributeDefinition], actions: [EventType: [Action]]) {
         self.attributes = attributes
         self.actions = actions
-        var byHeader: [String: String] = [:]
+        var byHeader: [String: (name: String, rank: Int)] = [:]
         for attribute in attributes {
-            for header in attribute.headers where byHeader[header] == nil { byHeader[header] = attribute.name }
+            for header in attribute.headers where byHeader[header] == nil {
+                let rank = attributes.first { $0.name == attribute.name }?.headers.firstIndex(of: header) ?? Int.max
+                byHeader[header] = (attribute.name, rank)
+            }
         }
         self.attributeByHeader = byHeader
     }
@@ -73,26 +76,32 @@ public struct Mapping: Sendable {
     /// When several headers of one attribute are present, the one listed first in the configuration wins.
     public func attributeValues(of properties: [Property]) -> (values: [AttributeValue], unmatched: Int) {
         var unmatched = 0
-        var chosen: [String: (rank: Int, value: PropertyValue)] = [:]
-        var order: [String] = []
+        var values: [AttributeValue] = []
+        var ranks: [Int] = []
+        // Events fill a few attributes, found by a look along `values`; past 16, a dictionary finds them.
+        var indexByName: [String: Int] = [:]
         for property in properties {
-            guard let name = attributeByHeader[property.key] else {
+            guard let (name, rank) = attributeByHeader[property.key] else {
                 unmatched += 1
                 continue
             }
-            let rank = rank(of: property.key, in: name)
-            if let existing = chosen[name] {
-                if rank < existing.rank { chosen[name] = (rank, property.value) }
-            } else {
-                chosen[name] = (rank, property.value)
-                order.append(name)
+            let existing = values.count <= 16 ? values.firstIndex { $0.name == name } : indexByName[name]
+            if let existing {
+                if rank < ranks[existing] {
+                    values[existing].value = property.value
+                    ranks[existing] = rank
+                }
+                continue
+            }
+            values.append(AttributeValue(name: name, value: property.value))
+            ranks.append(rank)
+            if values.count == 17 {
+                for (index, value) in values.enumerated() { indexByName[value.name] = index }
+            } else if values.count > 17 {
+                indexByName[name] = values.count - 1
             }
         }
-        return (order.map { AttributeValue(name: $0, value: chosen[$0]!.value) }, unmatched)
-    }
-
-    private func rank(of header: String, in attributeName: String) -> Int {
-        attributes.first { $0.name == attributeName }?.headers.firstIndex(of: header) ?? Int.max
+        return (values, unmatched)
     }
 }
 
