@@ -41,6 +41,7 @@ struct SQLiteOperationWriter {
         let ledgerProcessedAt: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
         let consentUpsert, contactInAnyList, journeyEnter, contactBlock: HotStatement
+        let requestInsert: HotStatement
 
         init(_ db: Database) throws {
             savepoint = try HotStatement(db, "SAVEPOINT event")
@@ -77,6 +78,10 @@ struct SQLiteOperationWriter {
             contactBlock = try HotStatement(db, """
                 UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
                 WHERE list_id = ? AND contact_id = ?
+                """)
+            requestInsert = try HotStatement(db, """
+                INSERT INTO incoming_requests (event_id, source, endpoint_id, event_type, contact_id, received_at, record)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """)
         }
     }
@@ -335,16 +340,19 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .block(list, selector, until):
-            let ids = try resolve(list: list, selector)
-            guard !ids.isEmpty else { return "temp_block_contact: no contact \(describe(selector)) in list \(list)" }
+            // By id, the update alone tells whether the contact exists: one statement instead of two.
+            let ids: [String]
+            if case let .contactId(id) = selector { ids = [id] } else { ids = try resolve(list: list, selector) }
+            var blocked = 0
             for id in ids {
-                try hot.contactBlock.execute {
+                blocked += try hot.contactBlock.execute {
                     $0.bind(until.microsecondsSinceEpoch)
                     $0.bind(now.microsecondsSinceEpoch)
                     $0.bind(list)
                     $0.bind(id)
                 }
             }
+            guard blocked > 0 else { return "temp_block_contact: no contact \(describe(selector)) in list \(list)" }
             return nil
 
         case let .mergeContact(list, contactId, attributes, asOf, defaults):
@@ -409,13 +417,15 @@ struct SQLiteOperationWriter {
             } ?? (result.notes.isEmpty ? nil : result.notes.joined(separator: "; "))
 
         case let .recordRequest(record):
-            try db.cachedStatement(sql: """
-                INSERT INTO incoming_requests (event_id, source, endpoint_id, event_type, contact_id, received_at, record)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [
-                    record.eventId, record.source, record.endpointId, record.eventType.rawValue, record.contactId,
-                    record.receivedAt.microsecondsSinceEpoch, record.json,
-                ])
+            try hot.requestInsert.execute {
+                $0.bind(record.eventId)
+                $0.bind(record.source)
+                $0.bind(record.endpointId)
+                $0.bind(record.eventType.rawValue)
+                $0.bind(record.contactId)
+                $0.bind(record.receivedAt.microsecondsSinceEpoch)
+                $0.bind(record.json)
+            }
             return nil
         }
     }

@@ -120,6 +120,9 @@ struct ActionTests {
         #expect(try await h.contact("c1")?.blockedUntil == t.adding(30, .days))
         let missing = try await h.send(#"{"type":"USER_BLOCKED","contactId":"x","properties":{"email":"no@one"}}"#)
         #expect(missing == .applied(notes: ["temp_block_contact: no contact with that email in list 1"]))
+        let unknown = try await h.send(#"{"type":"USER_UPDATE","contactId":"ghost"}"#)
+        #expect(unknown == .applied(notes: ["temp_block_contact: no contact ghost in list 1"]))
+        #expect(try await h.count("contacts") == 2)
     }
 
     @Test(arguments: StoreKind.allCases) func contactInSeveralListsNeedsAList(_ kind: StoreKind) async throws {
