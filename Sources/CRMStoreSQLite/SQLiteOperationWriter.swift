@@ -71,8 +71,12 @@ struct SQLiteOperationWriter {
                 ON CONFLICT (list_id, contact_id, channel) DO UPDATE SET consented = excluded.consented, updated_at = excluded.updated_at
                 """)
             contactInAnyList = try HotStatement(db, "SELECT 1 FROM contacts WHERE contact_id = ? LIMIT 1")
+            // Like the purchase insert, it checks the contact itself; only when nothing was inserted does a second
+            // look tell a missing contact from one already enrolled. (The `WHERE` also keeps SQLite from reading
+            // `ON CONFLICT` as part of the `SELECT`.)
             journeyEnter = try HotStatement(db, """
-                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
+                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
+                SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM contacts WHERE contact_id = ?1)
                 ON CONFLICT (contact_id, journey_id) DO NOTHING
                 """)
             contactBlock = try HotStatement(db, """
@@ -325,12 +329,12 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .enterJourney(journey, contactId, at):
-            guard try hot.contactInAnyList.exists({ $0.bind(contactId) }) else { return "enter_journey: no contact \(contactId)" }
-            try hot.journeyEnter.execute {
+            let entered = try hot.journeyEnter.execute {
                 $0.bind(contactId)
                 $0.bind(journey)
                 $0.bind(at.microsecondsSinceEpoch)
             }
+            if entered == 0, try !hot.contactInAnyList.exists({ $0.bind(contactId) }) { return "enter_journey: no contact \(contactId)" }
             return nil
 
         case let .anonymize(list, selector):

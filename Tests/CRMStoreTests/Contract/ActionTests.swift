@@ -98,7 +98,8 @@ struct ActionTests {
             "enter_journey: no contact nobody", "enter_journey: no contact nobody",
         ]))
         try await h.send(registration("c1"))
-        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#)
+        // Already in journey 10: entered again silently, without a note.
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#) == .applied(notes: []))
         #expect(try await h.contact("c1")?.journeys == [10, 20])
         #expect(try await h.count("journey_enrollments") == 2)
     }
