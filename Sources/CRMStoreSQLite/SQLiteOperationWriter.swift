@@ -344,19 +344,20 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .block(list, selector, until):
-            // By id, the update alone tells whether the contact exists: one statement instead of two.
-            let ids: [String]
-            if case let .contactId(id) = selector { ids = [id] } else { ids = try resolve(list: list, selector) }
-            var blocked = 0
-            for id in ids {
-                blocked += try hot.contactBlock.execute {
+            let missing = "temp_block_contact: no contact \(describe(selector)) in list \(list)"
+            func block(_ id: String) throws -> Int {
+                try hot.contactBlock.execute {
                     $0.bind(until.microsecondsSinceEpoch)
                     $0.bind(now.microsecondsSinceEpoch)
                     $0.bind(list)
                     $0.bind(id)
                 }
             }
-            guard blocked > 0 else { return "temp_block_contact: no contact \(describe(selector)) in list \(list)" }
+            // By id, the update alone tells whether the contact exists: one statement instead of two.
+            if case let .contactId(id) = selector { return try block(id) == 0 ? missing : nil }
+            let ids = try resolve(list: list, selector)
+            guard !ids.isEmpty else { return missing }
+            for id in ids { _ = try block(id) }
             return nil
 
         case let .mergeContact(list, contactId, attributes, asOf, defaults):

@@ -117,7 +117,8 @@ struct ActionTests {
         try await h.send(#"{"type":"USER_BLOCKED","contactId":"whoever","properties":{"email":"ada@example.COM"}}"#, at: t)
         #expect(try await h.contact("c1")?.blockedUntil == t.adding(30, .days))
         #expect(try await h.contact("c2")?.blockedUntil == nil)
-        try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#, at: t.adding(1, .days))
+        // Blocked again for less: the block stays, without a note (the contact was found).
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#, at: t.adding(1, .days)) == .applied(notes: []))
         #expect(try await h.contact("c1")?.blockedUntil == t.adding(30, .days))
         let missing = try await h.send(#"{"type":"USER_BLOCKED","contactId":"x","properties":{"email":"no@one"}}"#)
         #expect(missing == .applied(notes: ["temp_block_contact: no contact with that email in list 1"]))

@@ -14,8 +14,8 @@ struct ErasureIndexTests {
     func upgradedStoreErasesEveryListBySeeks() async throws {
         let h = try await StoreHarness(.sqlite, actions: [.userBlocked: [.anonymizeContact(list: 1, findBy: .originalId)]])
         defer { h.remove() }
-        // As v8 left it: `ada` in lists 1 and 3, with attributes also in list 7 where she has no contact row, and
-        // purchases with and without a transaction id; `bob` beside her in list 3.
+        // As v8 left it: `ada` in lists 1 and 3, with attributes, a consent and a purchase also in list 7 where she
+        // has no contact row, and purchases with and without a transaction id; `bob` beside her in list 3.
         let upgraded = try await h.upgradedStore(from: "v8: attribute values index SQLite uses", rows: """
             INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
             VALUES (1, 'ada', 1, 0, 1, 1), (3, 'ada', 1, 0, 1, 1), (3, 'bob', 1, 0, 1, 1);
@@ -26,7 +26,7 @@ struct ErasureIndexTests {
                 (3, 'ada', 'EMAIL', 1, 1), (7, 'ada', 'SMS', 0, 1), (3, 'bob', 'EMAIL', 1, 1);
             INSERT INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at) VALUES
                 (1, 'ada', 'deposit', 'approved', '1.00', 't1', 1), (3, 'ada', 'deposit', 'approved', '2.00', NULL, 1),
-                (3, 'bob', 'deposit', 'approved', '3.00', 't1', 1);
+                (7, 'ada', 'deposit', 'approved', '4.00', 't7', 1), (3, 'bob', 'deposit', 'approved', '3.00', 't1', 1);
             """)
         defer { try? upgraded.close() }
         let (indexes, plans, duplicateInserts) = try await upgraded.database.write { db in
@@ -72,7 +72,7 @@ struct ErasureIndexTests {
         }
         #expect(left.attributes == ["3:bob"])
         #expect(left.consents == ["3:bob"])
-        #expect(left.purchases.count == 2)
+        #expect(left.purchases.count == 3)
         #expect(left.purchases.allSatisfy { ($0["contact_id"] as String).hasPrefix("anon") && ($0["transaction_id"] as String?) == nil },
                 "\(left.purchases)")
     }
