@@ -53,8 +53,7 @@ public struct InputLimits: Sendable, Equatable {
     /// The error for an event with more than `maxProperties` properties; `field` names them (`TYPE.properties`).
     /// `field` is only built for the error: it is a string interpolation at most call sites, run for every event.
     public func tooManyProperties(_ count: Int, field: @autoclosure () -> String) -> EventError? {
-        guard count > maxProperties else { return nil }
-        return Self.tooManyProperties(count, limit: maxProperties, field: field())
+        Self.tooManyProperties(count, limit: maxProperties, field: field())
     }
 
     /// The error for `count` properties where at most `limit` are allowed; nil when within it.
