@@ -286,7 +286,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 if try Bool.fetchOne(db, sql: "SELECT 1 FROM tombstones WHERE contact_hash = ?", arguments: [hash]) == true {
                     return .anonymized
                 }
-                var lists = try Int.fetchAll(db, sql: "SELECT list_id FROM contacts WHERE contact_id = ? ORDER BY list_id", arguments: [contactId])
+                var lists = try Int.fetchAll(db.cachedStatement(sql: SQLiteOperationWriter.listsOfContactSQL), arguments: [contactId])
                 if let list { lists = lists.filter { $0 == list } }
                 guard let chosen = lists.first else { return .notFound }
                 guard lists.count == 1 else { return .inSeveralLists(lists) }

@@ -40,7 +40,7 @@ struct SQLiteOperationWriter {
         let savepoint, release, rollback: HotStatement
         let ledgerProcessedAt: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
-        let consentUpsert, contactInAnyList, journeyEnter, contactBlock: HotStatement
+        let consentUpsert, contactInAnyList, journeyEnter, journeyEnterKnownContact, contactBlock: HotStatement
         let requestInsert: HotStatement
 
         init(_ db: Database) throws {
@@ -70,13 +70,14 @@ struct SQLiteOperationWriter {
                 INSERT INTO contact_consents (list_id, contact_id, channel, consented, updated_at) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (list_id, contact_id, channel) DO UPDATE SET consented = excluded.consented, updated_at = excluded.updated_at
                 """)
-            contactInAnyList = try HotStatement(db, "SELECT 1 FROM contacts WHERE contact_id = ? LIMIT 1")
+            contactInAnyList = try HotStatement(db, SQLiteOperationWriter.contactInAnyListSQL)
             // Like the purchase insert, it checks the contact itself; only when nothing was inserted does a second
             // look tell a missing contact from one already enrolled. (The `WHERE` also keeps SQLite from reading
             // `ON CONFLICT` as part of the `SELECT`.)
-            journeyEnter = try HotStatement(db, """
-                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
-                SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM contacts WHERE contact_id = ?1)
+            journeyEnter = try HotStatement(db, SQLiteOperationWriter.journeyEnterSQL)
+            // When an operation before it in the same event created the contact (a registration), nothing to check.
+            journeyEnterKnownContact = try HotStatement(db, """
+                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
                 ON CONFLICT (contact_id, journey_id) DO NOTHING
                 """)
             contactBlock = try HotStatement(db, """
@@ -117,6 +118,8 @@ struct SQLiteOperationWriter {
                 if event.profileImport != nil { imported = ProfileImportResult(profileId: nil, failure: .anonymized(note)) }
                 notes.append(note)
             } else {
+                // The contact an operation of this event created (or found) so far: later ones need not look for it.
+                var knownContact: String?
                 for operation in event.operations {
                     if case let .importProfile(profile) = operation {
                         let result = try importProfile(profile)
@@ -124,8 +127,12 @@ struct SQLiteOperationWriter {
                         if profile.then.contains(where: { if case .anonymize = $0 { true } else { false } }) { erased = true }
                         continue
                     }
-                    if let note = try apply(operation) { notes.append(note) }
-                    if case .anonymize = operation { erased = true }
+                    if let note = try apply(operation, knownContact: knownContact) { notes.append(note) }
+                    switch operation {
+                    case let .upsertContact(_, contactId, _, _, createWith) where createWith != nil: knownContact = contactId
+                    case .anonymize: erased = true; knownContact = nil
+                    default: break
+                    }
                 }
             }
             recordInLedger(key)
@@ -212,7 +219,7 @@ struct SQLiteOperationWriter {
             .execute(arguments: [now.microsecondsSinceEpoch, profile.list, id])
         var notes: [String] = []
         for operation in profile.then {
-            if let note = try apply(operation.replacingContactId(profile.newContactId, with: id)) { notes.append(note) }
+            if let note = try apply(operation.replacingContactId(profile.newContactId, with: id), knownContact: id) { notes.append(note) }
         }
         return ProfileImportResult(profileId: id, created: created, notes: notes)
     }
@@ -271,8 +278,9 @@ struct SQLiteOperationWriter {
 
     // MARK: Operations
 
-    /// Applies one operation; returns a note when it had nothing to act on.
-    func apply(_ operation: StoreOperation) throws -> String? {
+    /// Applies one operation; returns a note when it had nothing to act on. `knownContact`: a contact that an
+    /// earlier operation of the same event created or found, so it exists in some list.
+    func apply(_ operation: StoreOperation, knownContact: String? = nil) throws -> String? {
         switch operation {
         case let .upsertContact(list, contactId, attributes, consent, createWith):
             if let defaults = createWith {
@@ -329,6 +337,14 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .enterJourney(journey, contactId, at):
+            if contactId == knownContact {
+                try hot.journeyEnterKnownContact.execute {
+                    $0.bind(contactId)
+                    $0.bind(journey)
+                    $0.bind(at.microsecondsSinceEpoch)
+                }
+                return nil
+            }
             let entered = try hot.journeyEnter.execute {
                 $0.bind(contactId)
                 $0.bind(journey)
@@ -472,12 +488,12 @@ struct SQLiteOperationWriter {
         WHERE kind IS NOT excluded.kind OR value IS NOT excluded.value
         """
 
-    // Erasing a contact in every list. `contact_attributes`, `contact_consents` and `purchases` have no index on
-    // `contact_id` alone (migration v9: every row written paid for one, and only erasure read it). Their lists are
-    // found by seeking the leading `list_id` once per list (a loose index scan: SQLite skips ahead by itself only
-    // with statistics this database does not keep), then each list's rows by `(list_id, contact_id)`. Every list
-    // holding a row is found, whether or not the contact has a `contacts` row there. `ErasureIndexTests` checks
-    // the query plans.
+    // A contact in any list, and erasing a contact in every list. `contacts`, `contact_attributes`,
+    // `contact_consents` and `purchases` have no index on `contact_id` alone (migrations v9 and v10: every row
+    // written paid for one, and only erasure and these checks read it). Their lists are found by seeking the
+    // leading `list_id` once per list (a loose index scan: SQLite skips ahead by itself only with statistics this
+    // database does not keep), then each list's rows by `(list_id, contact_id)`. Every list holding a row is found,
+    // whether or not the contact has a `contacts` row there. `ErasureIndexTests` checks the query plans.
 
     /// The distinct `list_id`s of `table` as `lists(id)`, ending with one NULL; one index seek each.
     static func listsOf(_ table: String) -> String {
@@ -489,6 +505,28 @@ struct SQLiteOperationWriter {
         )
         """
     }
+    /// One row if contact `?1` is in any list.
+    static let contactInAnyListSQL = listsOf("contacts") + """
+
+        SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ? LIMIT 1
+        """
+    /// Enrolls contact `?1` in journey `?2` at `?3` if the contact is in any list and not enrolled yet.
+    static let journeyEnterSQL = listsOf("contacts") + """
+
+        INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
+        SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?1)
+        ON CONFLICT (contact_id, journey_id) DO NOTHING
+        """
+    /// The lists contact `?1` is in, in order.
+    static let listsOfContactSQL = listsOf("contacts") + """
+
+        SELECT contacts.list_id FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ? ORDER BY contacts.list_id
+        """
+    /// Deletes contact `?1` from every list.
+    static let eraseContactsSQL = listsOf("contacts") + """
+
+        DELETE FROM contacts WHERE list_id IN (SELECT id FROM lists WHERE id IS NOT NULL) AND contact_id = ?
+        """
     /// Deletes every attribute of contact `?1`, in every list.
     static let eraseAttributesSQL = listsOf("contact_attributes") + """
 
@@ -546,7 +584,7 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: Self.eraseConsentsSQL).execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM journey_enrollments WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: Self.anonymizePurchasesSQL).execute(arguments: [anonymousId, contactId])
-        try db.cachedStatement(sql: "DELETE FROM contacts WHERE contact_id = ?").execute(arguments: arguments)
+        try db.cachedStatement(sql: Self.eraseContactsSQL).execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM incoming_requests WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: "DELETE FROM contact_actions WHERE contact_id = ?").execute(arguments: arguments)
         try db.cachedStatement(sql: """

@@ -191,6 +191,13 @@ enum SQLiteSchema {
                 CREATE UNIQUE INDEX purchases_by_contact_transaction ON purchases (list_id, contact_id, transaction_id, status);
                 """)
         }
+        migrator.registerMigration("v10: no index on contact_id alone for contacts") { db in
+            // Like v9's: every new contact also went into this index, which only a journey entry without the
+            // contact's creation in the same event, the reading of a contact's lists and erasure read. They seek
+            // each list instead (`SQLiteOperationWriter.journeyEnterSQL`, `ErasureIndexTests`); a registration,
+            // which creates the contact and enters it in a journey, looks for nothing.
+            try db.execute(sql: "DROP INDEX contacts_by_contact")
+        }
         return migrator
     }
 }

@@ -6,8 +6,8 @@ import Testing
 @testable import CRMStoreSQLite
 
 /// Migration v9 dropped the indexes on `contact_id` alone of `contact_attributes`, `contact_consents` and
-/// `purchases`, and made the
-/// purchases' uniqueness index a full one. Erasing a contact then seeks each list: it must still find every row.
+/// `purchases`, and made the purchases' uniqueness index a full one; v10 dropped `contacts`' own. Erasing a
+/// contact, entering it in a journey and listing its lists then seek each list: they must still find every row.
 @Suite("SQLite erasure without indexes on contact_id alone")
 struct ErasureIndexTests {
     @Test("after the upgrade from v8, anonymizing erases the contact's attributes, consents and purchases in every list by seeks, and purchases stay unique")
@@ -75,5 +75,58 @@ struct ErasureIndexTests {
         #expect(left.purchases.count == 3)
         #expect(left.purchases.allSatisfy { ($0["contact_id"] as String).hasPrefix("anon") && ($0["transaction_id"] as String?) == nil },
                 "\(left.purchases)")
+    }
+
+    @Test("after the upgrade from v9, a contact's lists, journeys and erasure in every list are found by seeks on contacts' primary key")
+    func upgradedStoreFindsAContactsListsBySeeks() async throws {
+        let h = try await StoreHarness(.sqlite, actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
+            .userUpdate: [.enterJourney(journey: 11)],
+            .userBlocked: [.anonymizeContact(list: 3, findBy: .originalId)],
+        ])
+        defer { h.remove() }
+        // As v9 left it: `ada` in lists 3 and 5 but not in list 1; `bob` in list 3; `cy` in no list.
+        let upgraded = try await h.upgradedStore(from: "v9: no indexes on contact_id alone for attributes, consents and purchases", rows: """
+            INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+            VALUES (3, 'ada', 1, 0, 1, 1), (5, 'ada', 1, 0, 1, 1), (3, 'bob', 1, 0, 1, 1);
+            """)
+        defer { try? upgraded.close() }
+        let (indexes, plans) = try await upgraded.database.read { db in
+            let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'contacts' AND sql IS NOT NULL")
+            let statements: [(String, StatementArguments)] = [
+                (SQLiteOperationWriter.contactInAnyListSQL, ["ada"]), (SQLiteOperationWriter.journeyEnterSQL, ["ada", 11, 1]),
+                (SQLiteOperationWriter.listsOfContactSQL, ["ada"]), (SQLiteOperationWriter.eraseContactsSQL, ["ada"]),
+            ]
+            let plans = try statements.map { sql, arguments in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
+            }
+            return (indexes, plans)
+        }
+        #expect(indexes.isEmpty, "\(indexes)")
+        for plan in plans {
+            #expect(!plan.contains { $0.hasPrefix("SCAN contacts") }, "a full scan: \(plan)")
+            #expect(plan.contains { $0.hasPrefix("SEARCH contacts USING PRIMARY KEY (list_id=? AND contact_id=?)") }, "\(plan)")
+        }
+
+        // A journey for a contact that is in lists 3 and 5 only, one for a contact in no list, and a registration
+        // (which creates the contact, then enters it without looking).
+        let outcomes = try await upgraded.apply([
+            try h.plan(#"{"type":"USER_UPDATE","contactId":"ada"}"#, id: "1"),
+            try h.plan(#"{"type":"USER_UPDATE","contactId":"cy"}"#, id: "2"),
+            try h.plan(registration("dee"), id: "3"),
+        ], now: StoreHarness.t0)
+        #expect(outcomes == [.applied(notes: []), .applied(notes: ["enter_journey: no contact cy"]), .applied(notes: [])])
+        let journeys = try await upgraded.database.read { db in
+            try String.fetchAll(db, sql: "SELECT contact_id || ':' || journey_id FROM journey_enrollments ORDER BY 1")
+        }
+        #expect(journeys == ["ada:11", "dee:10"])
+        #expect(try await upgraded.contact("ada", list: nil) == .inSeveralLists([3, 5]))
+
+        #expect(try await upgraded.apply([try h.plan(#"{"type":"USER_BLOCKED","contactId":"ada"}"#, id: "4")], now: StoreHarness.t0)
+            == [.applied(notes: [])])
+        let contactsLeft = try await upgraded.database.read { db in
+            try String.fetchAll(db, sql: "SELECT list_id || ':' || contact_id FROM contacts ORDER BY 1")
+        }
+        #expect(contactsLeft == ["1:dee", "3:bob"])
     }
 }
