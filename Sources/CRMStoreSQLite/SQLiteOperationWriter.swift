@@ -124,15 +124,13 @@ struct SQLiteOperationWriter {
                     if case let .importProfile(profile) = operation {
                         let result = try importProfile(profile)
                         imported = result
+                        knownContact = Self.knownContact(after: operation, knownContact)
                         if profile.then.contains(where: { if case .anonymize = $0 { true } else { false } }) { erased = true }
                         continue
                     }
                     if let note = try apply(operation, knownContact: knownContact) { notes.append(note) }
-                    switch operation {
-                    case let .upsertContact(_, contactId, _, _, createWith) where createWith != nil: knownContact = contactId
-                    case .anonymize: erased = true; knownContact = nil
-                    default: break
-                    }
+                    knownContact = Self.knownContact(after: operation, knownContact)
+                    if case .anonymize = operation { erased = true }
                 }
             }
             recordInLedger(key)
@@ -218,8 +216,11 @@ struct SQLiteOperationWriter {
         try db.cachedStatement(sql: "UPDATE contacts SET updated_at = ? WHERE list_id = ? AND contact_id = ?")
             .execute(arguments: [now.microsecondsSinceEpoch, profile.list, id])
         var notes: [String] = []
+        var knownContact: String? = id
         for operation in profile.then {
-            if let note = try apply(operation.replacingContactId(profile.newContactId, with: id), knownContact: id) { notes.append(note) }
+            let operation = operation.replacingContactId(profile.newContactId, with: id)
+            if let note = try apply(operation, knownContact: knownContact) { notes.append(note) }
+            knownContact = Self.knownContact(after: operation, knownContact)
         }
         return ProfileImportResult(profileId: id, created: created, notes: notes)
     }
@@ -278,8 +279,19 @@ struct SQLiteOperationWriter {
 
     // MARK: Operations
 
+    /// The contact known to exist in some list after `operation`, for the event's later operations: the one a
+    /// creating upsert wrote, or the one known before; none after an erasure (an anonymization, or a profile
+    /// import whose operations may have erased it).
+    static func knownContact(after operation: StoreOperation, _ known: String?) -> String? {
+        switch operation {
+        case let .upsertContact(_, contactId, _, _, createWith) where createWith != nil: return contactId
+        case .anonymize, .importProfile: return nil
+        default: return known
+        }
+    }
+
     /// Applies one operation; returns a note when it had nothing to act on. `knownContact`: a contact that an
-    /// earlier operation of the same event created or found, so it exists in some list.
+    /// earlier operation of the same event created or found, and none erased since, so it exists in some list.
     func apply(_ operation: StoreOperation, knownContact: String? = nil) throws -> String? {
         switch operation {
         case let .upsertContact(list, contactId, attributes, consent, createWith):

@@ -126,4 +126,30 @@ struct AltcraftImportTests {
         #expect(reply["error"] == .number("3"))
         #expect(try await h.contact("crm-7") == nil)
     }
+
+    /// A mapping may erase the imported profile before entering it in a journey: the journey then finds no contact
+    /// (the SQLite writer enters the journey of a contact it knows exists without looking, unless it was erased).
+    @Test(arguments: StoreKind.allCases) func aProfileErasedByItsOwnImportEntersNoJourney(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        let processor = EventProcessor(
+            mapping: Mapping(attributes: Self.attributes, actions: [
+                AltcraftImportFormat.importType: [.anonymizeContact(list: 1, findBy: .originalId), .enterJourney(journey: 7)],
+            ]),
+            format: .altcraftImport(AltcraftImportFormat())
+        )
+        let message = IncomingMessage(
+            body: Array(#"{"account_id":1,"db_id":1,"email":"gone@example.com","data":{"_fname":"Gone"}}"#.utf8),
+            identity: .messageId("erase-then-journey"), mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "altcraft"
+        )
+        guard case let .event(event) = processor.prepare(message) else { throw EventError(.unresolvable, field: "", reason: "refused") }
+        let outcome = try await h.store.apply([event], now: StoreHarness.t0)[0]
+        guard case let .imported(result) = outcome, let id = result.profileId else {
+            Issue.record("\(outcome)")
+            return
+        }
+        #expect(result.notes == ["enter_journey: no contact \(id)"])
+        #expect(try await h.count("journey_enrollments") == 0)
+        #expect(try await h.count("contacts") == 0)
+    }
 }

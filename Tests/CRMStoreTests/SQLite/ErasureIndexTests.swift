@@ -120,6 +120,9 @@ struct ErasureIndexTests {
             try String.fetchAll(db, sql: "SELECT contact_id || ':' || journey_id FROM journey_enrollments ORDER BY 1")
         }
         #expect(journeys == ["ada:11", "dee:10"])
+        // Entering again: nothing inserted, and the second look finds the contact, so no note.
+        #expect(try await upgraded.apply([try h.plan(#"{"type":"USER_UPDATE","contactId":"ada"}"#, id: "1b")], now: StoreHarness.t0)
+            == [.applied(notes: [])])
         #expect(try await upgraded.contact("ada", list: nil) == .inSeveralLists([3, 5]))
 
         #expect(try await upgraded.apply([try h.plan(#"{"type":"USER_BLOCKED","contactId":"ada"}"#, id: "4")], now: StoreHarness.t0)
