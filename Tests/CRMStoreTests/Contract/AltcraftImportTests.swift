@@ -15,7 +15,9 @@ struct AltcraftImportTests {
     )
 
     /// Applies one request; the outcome and the reply it gets.
-    static func send(_ json: String, _ h: StoreHarness, id: String = UUID().uuidString) async throws -> (EventOutcome, JSONValue) {
+    static func send(
+        _ json: String, _ h: StoreHarness, id: String = UUID().uuidString, processor: EventProcessor = Self.processor
+    ) async throws -> (EventOutcome, JSONValue) {
         let message = IncomingMessage(body: Array(json.utf8), identity: .messageId(id), mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "altcraft")
         guard case let .event(event) = processor.prepare(message) else { throw EventError(.unresolvable, field: "", reason: "refused: \(json)") }
         let outcome = try await h.store.apply([event], now: StoreHarness.t0)[0]
@@ -138,12 +140,9 @@ struct AltcraftImportTests {
             ]),
             format: .altcraftImport(AltcraftImportFormat())
         )
-        let message = IncomingMessage(
-            body: Array(#"{"account_id":1,"db_id":1,"email":"gone@example.com","data":{"_fname":"Gone"}}"#.utf8),
-            identity: .messageId("erase-then-journey"), mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "altcraft"
+        let (outcome, _) = try await Self.send(
+            #"{"account_id":1,"db_id":1,"email":"gone@example.com","data":{"_fname":"Gone"}}"#, h, processor: processor
         )
-        guard case let .event(event) = processor.prepare(message) else { throw EventError(.unresolvable, field: "", reason: "refused") }
-        let outcome = try await h.store.apply([event], now: StoreHarness.t0)[0]
         guard case let .imported(result) = outcome, let id = result.profileId else {
             Issue.record("\(outcome)")
             return

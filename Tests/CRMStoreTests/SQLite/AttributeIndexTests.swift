@@ -42,9 +42,7 @@ struct AttributeIndexTests {
                 (SQLiteOperationWriter.profileByAttributeSQL, [1, "phone", "+4670000000"]),
                 (SQLiteOperationWriter.profileByExactAttributeSQL, [1, "member_no", "A-1", "A-1"]),
             ]
-            let plans = try lookups.map { sql, arguments in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
-            }
+            let plans = try queryPlans(db, lookups)
             return (indexes, plans)
         }
         #expect(indexes == ["contact_attributes_by_name_value"])

@@ -38,9 +38,7 @@ struct ErasureIndexTests {
                 (SQLiteOperationWriter.eraseAttributesSQL, ["ada"]), (SQLiteOperationWriter.eraseConsentsSQL, ["ada"]),
                 (SQLiteOperationWriter.anonymizePurchasesSQL, ["anon", "ada"]),
             ]
-            let plans = try erasures.map { sql, arguments in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
-            }
+            let plans = try queryPlans(db, erasures)
             // The same transaction and status again is ignored; purchases without a transaction id never conflict.
             let insert = """
                 INSERT OR IGNORE INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at)
@@ -97,9 +95,7 @@ struct ErasureIndexTests {
                 (SQLiteOperationWriter.contactInAnyListSQL, ["ada"]), (SQLiteOperationWriter.journeyEnterSQL, ["ada", 11, 1]),
                 (SQLiteOperationWriter.listsOfContactSQL, ["ada"]), (SQLiteOperationWriter.eraseContactsSQL, ["ada"]),
             ]
-            let plans = try statements.map { sql, arguments in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
-            }
+            let plans = try queryPlans(db, statements)
             return (indexes, plans)
         }
         #expect(indexes.isEmpty, "\(indexes)")

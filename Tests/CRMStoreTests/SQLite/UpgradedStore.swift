@@ -15,3 +15,10 @@ extension StoreHarness {
         return try SQLiteCRMStore(path: path)
     }
 }
+
+/// What SQLite's planner does for each statement (`EXPLAIN QUERY PLAN`), one list of step details per statement.
+func queryPlans(_ db: Database, _ statements: [(String, StatementArguments)]) throws -> [[String]] {
+    try statements.map { sql, arguments in
+        try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: arguments).map { $0["detail"] as String }
+    }
+}
