@@ -15,6 +15,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Log format: text, or json (one object a line). Default: json when standard output is not a terminal.")
     var logFormat: String?
 
+    @Option(help: "CPU scheduling of the daemon's threads: batch (Linux's SCHED_BATCH: a waking thread does not preempt another process, so a broker on the same machine keeps its CPU; the default) or normal.")
+    var cpuScheduling: CPUScheduling = .batch
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             printError("--log-level: expected one of trace, debug, info, notice, warning, error, critical, got \"\(logLevel)\"")
@@ -38,6 +41,14 @@ struct RunCommand: AsyncParsableCommand {
         let (file, loaded): (ConfigFile, ConfigFile.Loaded)
         do { (file, loaded) = try ConfigLoading.loadFile(options.config) } catch { throw ExitCode(1) }
         let logger = Logger(label: "crm-ingest")
+        // Before the daemon starts its threads, so they inherit the policy.
+        do {
+            try cpuScheduling.apply()
+        } catch {
+            logger.warning("could not set the CPU scheduling; the daemon runs with its threads' current policy", metadata: [
+                "cpu_scheduling": "\(cpuScheduling.rawValue)", "reason": "\(error)",
+            ])
+        }
         do {
             try await Daemon(file: file, loaded: loaded, logger: logger).run()
         } catch {
@@ -46,3 +57,5 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension CPUScheduling: ExpressibleByArgument {}
