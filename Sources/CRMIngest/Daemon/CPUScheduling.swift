@@ -10,7 +10,7 @@ import Foundation
 /// yields or its slice ends. The daemon's work gives way gracefully (group commit: events that wait join the next
 /// transaction, which then costs less per event), while a broker on the same machine is a chain of serial
 /// processes that deliver less whenever they are preempted. Measured on 2 cores with RabbitMQ beside the daemon
-/// (Docs/BENCHMARKS.md): drains 12-15% faster, half as many transactions, the same latency at a fixed rate and the
+/// (Docs/BENCHMARKS.md): drains 11-19% faster with 40% fewer transactions, the same latency at a fixed rate and the
 /// same HTTP throughput. The nice value is not changed: a `batch` thread gets the same share of a busy CPU.
 /// `normal` is `SCHED_OTHER`, every other process's policy.
 public enum CPUScheduling: String, Sendable, CaseIterable {
