@@ -15,7 +15,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Log format: text, or json (one object a line). Default: json when standard output is not a terminal.")
     var logFormat: String?
 
-    @Option(help: "CPU scheduling of the daemon's threads: batch (Linux's SCHED_BATCH: a waking thread does not preempt another process, so a broker on the same machine keeps its CPU; the default) or normal.")
+    @Option(help: "CPU scheduling of the daemon's threads: batch (Linux's SCHED_BATCH: a waking thread does not preempt another process, so a broker on the same machine keeps its CPU; the default), normal (SCHED_OTHER), or inherit (the policy it was started with).")
     var cpuScheduling: CPUScheduling = .batch
 
     func run() async throws {

@@ -60,7 +60,7 @@ struct StartupPageTrimmer: Service {
         var result = Result()
         #if os(Linux)
         result.residentFileKiBBefore = residentFileKiB() ?? 0
-        guard let maps = readProcFile("/proc/self/maps") else { return result }
+        guard let maps = ProcFiles.read("/proc/self/maps") else { return result }
         for line in maps.split(separator: "\n") {
             guard let mapping = ReadOnlyFileMapping(mapsLine: line) else { continue }
             if madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), Int(mapping.end - mapping.start), MADV_PAGEOUT) == 0 {
@@ -74,29 +74,11 @@ struct StartupPageTrimmer: Service {
 
     /// `RssFile` of /proc/self/status, in KiB.
     static func residentFileKiB() -> Int? {
-        guard let status = readProcFile("/proc/self/status") else { return nil }
+        guard let status = ProcFiles.read("/proc/self/status") else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix("RssFile:") {
             return Int(line.dropFirst("RssFile:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
-    }
-
-    /// A /proc file's text (their size is 0 to `stat`, so it is read to the end).
-    static func readProcFile(_ path: String) -> String? {
-        #if canImport(Glibc)
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = fread(&buffer, 1, buffer.count, file)
-            if count <= 0 { break }
-            bytes.append(contentsOf: buffer[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-        #else
-        return nil
-        #endif
     }
 }
 
