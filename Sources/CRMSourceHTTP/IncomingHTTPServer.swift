@@ -217,7 +217,7 @@ struct IncomingRequestHandler: Sendable {
         metrics.count(.received, type: type)
         let outcome: EventOutcome
         do {
-            outcome = try await server.store.apply([event], now: receivedAt).first ?? .failed(StoreError(.unavailable, "no outcome"))
+            outcome = try await server.store.apply([event], now: receivedAt, timing: .prompt).first ?? .failed(StoreError(.unavailable, "no outcome"))
         } catch {
             let storeError = error as? StoreError ?? StoreError(.unavailable, "\(error)")
             server.logger.error("store failed for an incoming request", metadata: ["source": "\(integration.integration.source)", "error": "\(storeError)"])

@@ -169,7 +169,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     // MARK: Applying events
 
-    public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    /// Applies a batch in one transaction on a connection of the pool; `timing` changes nothing (batches do not
+    /// share transactions here, and nothing waits).
+    public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         guard !events.isEmpty else { return [] }
         let keyedHash = try requireKey()
         let locks = PostgresOperationWriter.lockKeys(events)

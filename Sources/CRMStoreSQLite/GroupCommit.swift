@@ -8,7 +8,10 @@ import Foundation
 /// With a commit interval, a transaction starts no sooner than that interval after the previous one started: at a
 /// moderate rate, events then wait a few milliseconds for each other instead of paying a commit (an fsync and
 /// whole WAL pages) for a handful each. Under a full load transactions take longer than the interval, and
-/// nothing waits. (PostgreSQL's `commit_delay` does the same for its WAL flushes.)
+/// nothing waits. (PostgreSQL's `commit_delay` does the same for its WAL flushes.) A prompt batch (an HTTP request,
+/// whose client waits for the answer: `CommitTiming.prompt`) waits for no interval: while one is pending, the next
+/// transaction starts as soon as the last one ended, and takes every batch pending. One that arrives while the
+/// thread already waits out an interval waits for the rest of it (at most the interval).
 ///
 /// The transactions run on a serial dispatch queue of their own, never on Swift's cooperative pool; so does the
 /// wait for the interval.
@@ -19,6 +22,7 @@ final class GroupCommit: @unchecked Sendable {
     private struct Submission {
         var batch: KeyedBatch
         var now: Timestamp
+        var prompt: Bool
         var continuation: CheckedContinuation<[EventOutcome], any Error>
     }
 
@@ -42,10 +46,10 @@ final class GroupCommit: @unchecked Sendable {
     /// Batches waiting for a transaction (for tests).
     var pendingBatchCount: Int { lock.withLock { pending.count } }
 
-    func submit(_ batch: KeyedBatch, now: Timestamp) async throws -> [EventOutcome] {
+    func submit(_ batch: KeyedBatch, now: Timestamp, prompt: Bool = false) async throws -> [EventOutcome] {
         try await withCheckedThrowingContinuation { continuation in
             let start = lock.withLock {
-                pending.append(Submission(batch: batch, now: now, continuation: continuation))
+                pending.append(Submission(batch: batch, now: now, prompt: prompt, continuation: continuation))
                 defer { running = true }
                 return !running
             }
@@ -55,13 +59,14 @@ final class GroupCommit: @unchecked Sendable {
 
     private func drain() {
         while true {
-            let idle = lock.withLock {
+            let (idle, promptPending) = lock.withLock {
                 if pending.isEmpty { running = false }
-                return pending.isEmpty
+                return (pending.isEmpty, pending.contains { $0.prompt })
             }
             if idle { return }
-            // Something waits: the interval since the last start passes first, and whatever arrives meanwhile joins.
-            if schedule.interval > .zero, let lastStart {
+            // Something waits: the interval since the last start passes first, and whatever arrives meanwhile joins;
+            // unless a client waits on the line.
+            if schedule.interval > .zero, !promptPending, let lastStart {
                 let earliest = lastStart + schedule.interval
                 if schedule.now() < earliest { schedule.sleepUntil(earliest) }
             }

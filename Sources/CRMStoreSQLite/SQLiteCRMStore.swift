@@ -155,10 +155,11 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
 
     // MARK: Applying events
 
-    /// Applies a batch; batches submitted concurrently share one transaction (see `GroupCommit`).
-    public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    /// Applies a batch; batches submitted concurrently share one transaction (see `GroupCommit`). A `.prompt`
+    /// batch starts the next transaction without waiting out the commit interval.
+    public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         guard !events.isEmpty else { return [] }
-        return try await groupCommit.submit(KeyedBatch(events, keyedHash: keyedHash), now: now)
+        return try await groupCommit.submit(KeyedBatch(events, keyedHash: keyedHash), now: now, prompt: timing == .prompt)
     }
 
     /// One transaction for several batches, each event atomic. Runs on the group-commit queue.

@@ -10,7 +10,7 @@ struct StoreWriteHealthTests {
     /// A store whose `apply` fails while `failing` is set.
     final class SwitchableStore: CRMStore {
         let failing = Mutex(true)
-        func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+        func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
             if failing.withLock({ $0 }) { throw StoreError(.io, "database or disk is full") }
             return events.map { _ in .applied(notes: []) }
         }

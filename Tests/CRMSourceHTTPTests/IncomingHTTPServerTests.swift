@@ -7,6 +7,7 @@ import CoreMetrics
 import CurlHTTP
 import Foundation
 import Prometheus
+import Synchronization
 import Testing
 
 /// The HTTP server over real loopback HTTP, with a real SQLite store and a hand-moved clock.
@@ -235,6 +236,21 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// An HTTP client waits on the line: its event is committed promptly (`CommitTiming.prompt`), not held for the
+    /// commit interval that broker deliveries share.
+    @Test func anIncomingRequestAsksForAPromptCommit() async throws {
+        let server = try RunningServer()
+        let recording = TimingRecordingStore(base: server.store)
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: recording)
+        #expect(try await server.send(Self.path, json: Self.order).status == 200)
+        #expect(recording.timings.withLock { $0 } == [.prompt])
+        guard case .found = try await server.store.contact("ann@example.com", list: 2) else {
+            Issue.record("the order's contact was not stored")
+            return
+        }
+        try await server.stop()
+    }
+
     @Test func healthReadinessAndMetrics() async throws {
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -276,9 +292,20 @@ struct IncomingHTTPServerTests {
     }
 }
 
+/// A store that notes the commit timing of every batch and passes it on.
+final class TimingRecordingStore: StoreDecorator {
+    let base: any CRMStore
+    let timings = Mutex<[CommitTiming]>([])
+    init(base: any CRMStore) { self.base = base }
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        timings.withLock { $0.append(timing) }
+        return try await base.apply(events, now: now, timing: timing)
+    }
+}
+
 /// A store whose database is gone.
 struct FailingStore: CRMStore {
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] { throw StoreError(.unavailable, "disk gone") }
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] { throw StoreError(.unavailable, "disk gone") }
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { throw StoreError(.unavailable, "disk gone") }
     func pruneLedger(before cutoff: Timestamp) async throws -> Int { throw StoreError(.unavailable, "disk gone") }
     func incomingRequest(_ eventId: String) async throws -> String? { throw StoreError(.unavailable, "disk gone") }

@@ -209,8 +209,9 @@ final class AppliedCounter: @unchecked Sendable {
 }
 
 /// The shared store as one source sees it: counts what it applied, and can take longer per batch.
-struct CountingStore: CRMStore {
+struct CountingStore: StoreDecorator {
     let inner: SQLiteCRMStore
+    var base: any CRMStore { inner }
     let counter: AppliedCounter
     let delay: Duration
 
@@ -220,20 +221,12 @@ struct CountingStore: CRMStore {
         self.delay = delay
     }
 
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         if delay > .zero { try await Task.sleep(for: delay) }
-        let outcomes = try await inner.apply(events, now: now)
+        let outcomes = try await inner.apply(events, now: now, timing: timing)
         counter.add(outcomes)
         return outcomes
     }
-
-    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await inner.contact(contactId, list: list) }
-    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await inner.pruneLedger(before: cutoff) }
-    func incomingRequest(_ eventId: String) async throws -> String? { try await inner.incomingRequest(eventId) }
-    func integrationEndpoint(source: String, proposed: String) async throws -> String {
-        try await inner.integrationEndpoint(source: source, proposed: proposed)
-    }
-    func ping() async throws { try await inner.ping() }
 }
 
 /// What the broker says about a sharded topology, through rabbitmqctl.

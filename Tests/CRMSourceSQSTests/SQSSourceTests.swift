@@ -461,9 +461,10 @@ final class ResultBox: @unchecked Sendable {
 }
 
 /// A store that takes its time, to outlast visibility timeouts.
-final class SlowStore: CRMStore, @unchecked Sendable {
+final class SlowStore: StoreDecorator, @unchecked Sendable {
     // `calls` is guarded by `lock`.
     let inner: any CRMStore
+    var base: any CRMStore { inner }
     let delay: Duration
     private let lock = NSLock()
     private var count = 0
@@ -475,17 +476,9 @@ final class SlowStore: CRMStore, @unchecked Sendable {
 
     var calls: Int { lock.withLock { count } }
 
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         lock.withLock { count += 1 }
         try await Task.sleep(for: delay)
-        return try await inner.apply(events, now: now)
+        return try await inner.apply(events, now: now, timing: timing)
     }
-
-    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await inner.contact(contactId, list: list) }
-    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await inner.pruneLedger(before: cutoff) }
-    func incomingRequest(_ eventId: String) async throws -> String? { try await inner.incomingRequest(eventId) }
-    func integrationEndpoint(source: String, proposed: String) async throws -> String {
-        try await inner.integrationEndpoint(source: source, proposed: proposed)
-    }
-    func ping() async throws { try await inner.ping() }
 }

@@ -5,7 +5,8 @@
 public protocol CRMStore: Sendable {
     /// Applies a batch in order. Returns one outcome per event. Throws `StoreError` only when the whole batch
     /// failed (nothing of it committed), e.g. the database is busy or gone: the caller retries or gives up.
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome]
+    /// `timing` says whether the batch may wait a little for others to share its commit.
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome]
 
     /// What the store holds for one contact.
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult
@@ -23,6 +24,24 @@ public protocol CRMStore: Sendable {
 
     /// Throws unless the store answers a trivial query (readiness checks).
     func ping() async throws
+}
+
+/// When a store commits a batch.
+public enum CommitTiming: Sendable, Hashable {
+    /// With whatever else arrives within the store's commit interval (SQLite's `commit_interval`): the caller only
+    /// settles later (a broker delivery's ack), and fewer, larger commits cost less CPU per event.
+    case batched
+    /// As soon as the writer is free: a client waits on the line for the answer (an HTTP request). Holding its
+    /// commit back would delay that answer, and a client that waits sends nothing more meanwhile, so the wait
+    /// would gather few others.
+    case prompt
+}
+
+extension CRMStore {
+    /// Applies a batch that may wait a little for others to share its commit (`CommitTiming.batched`).
+    public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+        try await apply(events, now: now, timing: .batched)
+    }
 }
 
 /// What became of one event of a batch.

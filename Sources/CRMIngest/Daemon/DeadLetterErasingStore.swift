@@ -15,8 +15,8 @@ struct DeadLetterErasingStore: StoreDecorator {
     let deadLetterFiles: @Sendable () -> [String]
     let logger: Logger
 
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
-        let outcomes = try await base.apply(events, now: now)
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        let outcomes = try await base.apply(events, now: now, timing: timing)
         var names: Set<String> = []
         for (event, outcome) in zip(events, outcomes) {
             guard case .applied = outcome else { continue }

@@ -36,9 +36,9 @@ struct WriteHealthReportingStore: StoreDecorator {
     let base: any CRMStore
     let health: StoreWriteHealth
 
-    func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         do {
-            let outcomes = try await base.apply(events, now: now)
+            let outcomes = try await base.apply(events, now: now, timing: timing)
             health.succeeded()
             return outcomes
         } catch {

@@ -124,4 +124,46 @@ struct GroupCommitTests {
         #expect(clock.sleeps.isEmpty)
         #expect(log.transactions.withLock { $0 } == [[1], [1], [1]])
     }
+
+    /// A client waiting on the line (`CommitTiming.prompt`) waits for no interval, and takes the batches pending with
+    /// it into its transaction; a batched one after it waits as before.
+    @Test func aPromptBatchStartsTheNextTransactionWithoutWaiting() async throws {
+        let clock = ManualClock()
+        let log = TransactionLog()
+        // The third transaction holds until the test has queued two batches behind it.
+        let hold = NSCondition()
+        let state = Mutex((holding: false, released: false))
+        let groupCommit = GroupCommit(schedule: clock.schedule(.milliseconds(10))) { batches, _ in
+            if log.transactions.withLock({ $0.count }) == 2 {
+                state.withLock { $0.holding = true }
+                hold.withLock { while !state.withLock({ $0.released }) { hold.wait() } }
+            }
+            return log.record(batches)
+        }
+        let start = clock.now
+        _ = try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0)
+        // Prompt, right after a transaction started: no wait for the interval.
+        #expect(try await groupCommit.submit(batch(1, "p"), now: StoreHarness.t0, prompt: true).count == 1)
+        #expect(clock.sleeps.isEmpty)
+        // While a third transaction runs (held), a batched and a prompt batch queue: the next transaction starts at
+        // once with both.
+        async let held = groupCommit.submit(batch(1, "h"), now: StoreHarness.t0, prompt: true)
+        try await waitFor("the third transaction to run") { state.withLock { $0.holding } }
+        async let batched = groupCommit.submit(batch(2, "b"), now: StoreHarness.t0)
+        async let prompt = groupCommit.submit(batch(3, "q"), now: StoreHarness.t0, prompt: true)
+        try await waitFor("two batches to queue") { groupCommit.pendingBatchCount == 2 }
+        hold.withLock {
+            state.withLock { $0.released = true }
+            hold.broadcast()
+        }
+        #expect(try await [held, batched, prompt].map(\.count) == [1, 2, 3])
+        #expect(clock.sleeps.isEmpty)
+        #expect(log.transactions.withLock { $0 }.map { $0.sorted() } == [[1], [1], [1], [2, 3]])
+        // Batched alone again: it waits out the interval from the last start.
+        async let later = groupCommit.submit(batch(1, "c"), now: StoreHarness.t0)
+        try await waitFor("the group-commit thread to wait for the interval") { clock.sleepers == 1 }
+        #expect(clock.sleeps == [start + .milliseconds(10)])
+        clock.advance(by: .milliseconds(10))
+        #expect(try await later.count == 1)
+    }
 }
