@@ -10,8 +10,8 @@ import Foundation
 /// whole WAL pages) for a handful each. Under a full load transactions take longer than the interval, and
 /// nothing waits. (PostgreSQL's `commit_delay` does the same for its WAL flushes.) A prompt batch (an HTTP request,
 /// whose client waits for the answer: `CommitTiming.prompt`) waits for no interval: while one is pending, the next
-/// transaction starts as soon as the last one ended, and takes every batch pending. One that arrives while the
-/// thread already waits out an interval waits for the rest of it (at most the interval).
+/// transaction starts as soon as the last one ended, and takes the batches pending (up to `maxEvents`). One that
+/// arrives while the thread already waits out an interval waits for the rest of it (at most the interval).
 ///
 /// The transactions run on a serial dispatch queue of their own, never on Swift's cooperative pool; so does the
 /// wait for the interval.
@@ -46,7 +46,7 @@ final class GroupCommit: @unchecked Sendable {
     /// Batches waiting for a transaction (for tests).
     var pendingBatchCount: Int { lock.withLock { pending.count } }
 
-    func submit(_ batch: KeyedBatch, now: Timestamp, prompt: Bool = false) async throws -> [EventOutcome] {
+    func submit(_ batch: KeyedBatch, now: Timestamp, prompt: Bool) async throws -> [EventOutcome] {
         try await withCheckedThrowingContinuation { continuation in
             let start = lock.withLock {
                 pending.append(Submission(batch: batch, now: now, prompt: prompt, continuation: continuation))

@@ -1,4 +1,6 @@
-/// A store that adds to `apply` what its owner needs around it and passes every other call to `base`.
+/// A store that adds to `apply` what its owner needs around it and passes every other call to `base`. Its `apply`
+/// must pass the `timing` on (`base.apply(events, now: now, timing: timing)`): the two-argument form would turn a
+/// prompt batch into a batched one.
 public protocol StoreDecorator: CRMStore {
     var base: any CRMStore { get }
 }

@@ -85,14 +85,14 @@ struct GroupCommitTests {
         let groupCommit = GroupCommit(schedule: clock.schedule(.milliseconds(10))) { batches, _ in log.record(batches) }
         let start = clock.now
         // The first transaction starts at once: there was none before it.
-        #expect(try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0).count == 1)
+        #expect(try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0, prompt: false).count == 1)
         #expect(clock.sleeps.isEmpty)
         // The next waits until 10 ms after the first started; what arrives meanwhile joins it.
-        async let b = groupCommit.submit(batch(1, "b"), now: StoreHarness.t0)
+        async let b = groupCommit.submit(batch(1, "b"), now: StoreHarness.t0, prompt: false)
         try await waitFor("the group-commit thread to wait for the interval") { clock.sleepers == 1 }
         #expect(clock.sleeps == [start + .milliseconds(10)])
-        async let c = groupCommit.submit(batch(2, "c"), now: StoreHarness.t0)
-        async let d = groupCommit.submit(batch(3, "d"), now: StoreHarness.t0)
+        async let c = groupCommit.submit(batch(2, "c"), now: StoreHarness.t0, prompt: false)
+        async let d = groupCommit.submit(batch(3, "d"), now: StoreHarness.t0, prompt: false)
         try await waitFor("three batches to queue") { groupCommit.pendingBatchCount == 3 }
         #expect(log.transactions.withLock { $0 } == [[1]])
         clock.advance(by: .milliseconds(10))
@@ -111,7 +111,7 @@ struct GroupCommitTests {
             clock.advance(by: .milliseconds(25))
             return log.record(batches)
         }
-        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(2, name), now: StoreHarness.t0) }
+        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(2, name), now: StoreHarness.t0, prompt: false) }
         #expect(clock.sleeps.isEmpty)
         #expect(log.transactions.withLock { $0 } == [[2], [2], [2]])
     }
@@ -120,7 +120,7 @@ struct GroupCommitTests {
         let clock = ManualClock()
         let log = TransactionLog()
         let groupCommit = GroupCommit(schedule: clock.schedule(.zero)) { batches, _ in log.record(batches) }
-        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(1, name), now: StoreHarness.t0) }
+        for name in ["a", "b", "c"] { _ = try await groupCommit.submit(batch(1, name), now: StoreHarness.t0, prompt: false) }
         #expect(clock.sleeps.isEmpty)
         #expect(log.transactions.withLock { $0 } == [[1], [1], [1]])
     }
@@ -136,12 +136,14 @@ struct GroupCommitTests {
         let groupCommit = GroupCommit(schedule: clock.schedule(.milliseconds(10))) { batches, _ in
             if log.transactions.withLock({ $0.count }) == 2 {
                 state.withLock { $0.holding = true }
-                hold.withLock { while !state.withLock({ $0.released }) { hold.wait() } }
+                // Bounded, so that a failing test ends instead of hanging.
+                let giveUp = Date().addingTimeInterval(60)
+                hold.withLock { while !state.withLock({ $0.released }), hold.wait(until: giveUp) {} }
             }
             return log.record(batches)
         }
         let start = clock.now
-        _ = try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0)
+        _ = try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0, prompt: false)
         // Prompt, right after a transaction started: no wait for the interval.
         #expect(try await groupCommit.submit(batch(1, "p"), now: StoreHarness.t0, prompt: true).count == 1)
         #expect(clock.sleeps.isEmpty)
@@ -149,7 +151,7 @@ struct GroupCommitTests {
         // once with both.
         async let held = groupCommit.submit(batch(1, "h"), now: StoreHarness.t0, prompt: true)
         try await waitFor("the third transaction to run") { state.withLock { $0.holding } }
-        async let batched = groupCommit.submit(batch(2, "b"), now: StoreHarness.t0)
+        async let batched = groupCommit.submit(batch(2, "b"), now: StoreHarness.t0, prompt: false)
         async let prompt = groupCommit.submit(batch(3, "q"), now: StoreHarness.t0, prompt: true)
         try await waitFor("two batches to queue") { groupCommit.pendingBatchCount == 2 }
         hold.withLock {
@@ -160,10 +162,30 @@ struct GroupCommitTests {
         #expect(clock.sleeps.isEmpty)
         #expect(log.transactions.withLock { $0 }.map { $0.sorted() } == [[1], [1], [1], [2, 3]])
         // Batched alone again: it waits out the interval from the last start.
-        async let later = groupCommit.submit(batch(1, "c"), now: StoreHarness.t0)
+        async let later = groupCommit.submit(batch(1, "c"), now: StoreHarness.t0, prompt: false)
         try await waitFor("the group-commit thread to wait for the interval") { clock.sleepers == 1 }
         #expect(clock.sleeps == [start + .milliseconds(10)])
         clock.advance(by: .milliseconds(10))
         #expect(try await later.count == 1)
+    }
+
+    /// The store passes the timing to group commit: with an interval of 800 ms, two batched applies in a row take
+    /// the interval (the second waits it out), two prompt ones do not; all four are applied.
+    @Test func theSQLiteStoreWaitsOutItsIntervalForBatchedEventsOnly() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-prompt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, commitInterval: .milliseconds(800))
+        let clock = ContinuousClock()
+        var outcomes: [EventOutcome] = []
+        let batchedStart = clock.now
+        for name in ["a", "b"] { outcomes += try await store.apply(batch(1, name).events, now: StoreHarness.t0, timing: .batched) }
+        let batchedTook = batchedStart.duration(to: clock.now)
+        let promptStart = clock.now
+        for name in ["c", "d"] { outcomes += try await store.apply(batch(1, name).events, now: StoreHarness.t0, timing: .prompt) }
+        let promptTook = promptStart.duration(to: clock.now)
+        #expect(batchedTook >= .milliseconds(700))
+        #expect(promptTook < .milliseconds(700))
+        #expect(outcomes == Array(repeating: .applied(notes: []), count: 4))
     }
 }
