@@ -68,8 +68,6 @@ SAME_POLICY_AS_THE_DAEMON = ["chrt", "--batch", "0"]
 
 def run_tool(*args, timeout=3600, prefix=()):
     """Runs crm-ingest-bench (after `prefix`, a command such as chrt); returns its JSON line."""
-    if prefix and shutil.which(prefix[0]) is None:
-        raise RuntimeError(f"{prefix[0]} is not installed (Debian's util-linux has it)")
     out = subprocess.run([*prefix, TOOL, *map(str, args)], check=True, capture_output=True, text=True, timeout=timeout).stdout
     lines = [line for line in out.splitlines() if line.startswith("{")]
     return json.loads(lines[-1]) if lines else {}
@@ -306,6 +304,8 @@ def row(scenario, figure, values, baseline=None, ratios=None, target="", digits=
 
 
 def scenario_rabbitmq(broker):
+    if shutil.which(SAME_POLICY_AS_THE_DAEMON[0]) is None:
+        raise RuntimeError(f"{SAME_POLICY_AS_THE_DAEMON[0]} is not installed (Debian's util-linux has it)")
     queue = "crm.events"
     rates, baselines, ratios, cpus, baseline_cpus, peaks = [], [], [], [], [], []
     broker_cpus, broker_baseline_cpus = [], []
