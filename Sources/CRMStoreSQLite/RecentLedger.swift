@@ -49,88 +49,43 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// hashes: a table keyed by them gets each new key at a random page, so a transaction of 60 events dirtied some 50
 /// pages of `ledger_recent` alone, each written whole to the WAL at its commit. Appended, they fill one or two.
 ///
-/// The map holds each key's latest `processed_at` (16 + 8 bytes a key). Once it holds `limit` keys, a merge round
-/// starts: its keys are parted into 256 buckets by their first byte, and every transaction moves about twice as many
-/// of them as the table grew by since the last step (its own events, and any other writer's rows) into `ledger`, in
-/// key order (each bucket is sorted when the round reaches it, so no
-/// transaction sorts the whole round: 9-15 ms for 40,000 keys), and forgets them unless recorded again since (they
-/// are found in `ledger` from then on). A round writes each page of the large table about once, and no single
-/// transaction pays for a whole round. Once a round is over, its rows are deleted from `ledger_recent`, again about
-/// twice a transaction's events at a time, oldest `seq` first.
+/// The keys (`RecentKeys`) are held with each one's latest `processed_at`, in key order. Once they number `limit`, a
+/// merge round starts: it sweeps them in key order, and every transaction moves about twice as many as the table
+/// grew by since the last step (its own events, and any other writer's rows) into `ledger` and forgets them (they
+/// are found in `ledger` from then on; a key recorded again by the same transaction stays, with its newer time). A
+/// round writes each page of the large table about once, so the pages a transaction writes to `ledger` are about
+/// its events × `ledger`'s pages ÷ `limit`: the larger the limit, the fewer, which is why the keys are held in 24
+/// bytes each. Once a round is over, its rows are deleted from `ledger_recent`, again about twice a transaction's
+/// events at a time, oldest `seq` first.
 ///
 /// Another connection may write the same file (`crm-ingest ingest` beside the daemon): every transaction first reads
 /// `PRAGMA data_version`, which changes when another connection committed, and then reads the keys again. A round
 /// and the deletion of merged rows go on across such readings (so they make progress while two writers take
 /// turns); that is safe because `seq` never goes back (`AUTOINCREMENT`): every row numbered at or below a round's
-/// `upToSeq` was in the map when the round started. Changes reach the map only once their transaction committed.
+/// `upToSeq` was held when the round started, and is swept before the round ends (a reading restarts the sweep at
+/// the start of its bucket; keys merged already and read again are merged once more, which changes nothing). Changes
+/// reach the keys only once their transaction committed.
 final class RecentLedger: Sendable {
     /// Keys `ledger_recent` holds before a merge round starts.
     let limit: Int
-    private let state = Mutex(State())
-    /// Times the map was read from the table (for tests and diagnostics).
+    private let state: Mutex<State>
+    /// Times the keys were read from the table (for tests and diagnostics).
     let loads = Atomic<Int>(0)
     /// Merge rounds completed (for tests and diagnostics).
     let mergeRounds = Atomic<Int>(0)
     /// The keys of `ledger`, as a Bloom filter: a key it has not seen needs no lookup there.
     let filter: LedgerFilter
 
-    /// A merge round: the keys of `ledger_recent` up to `upToSeq` when it started, in 256 buckets by their first
-    /// byte, and where the next step starts.
+    /// A merge round: the rows of `ledger_recent` up to `upToSeq` when it started, and where its sweep of the
+    /// keys is.
     struct Round: Sendable {
-        typealias Key = (key: LedgerKey, processedAt: Int64)
-        var buckets: [[Key]]
         var upToSeq: Int64
-        var position = Position()
-        /// Buckets before this one are sorted.
-        var sortedBuckets = 0
-
-        struct Position: Sendable, Equatable {
-            var bucket = 0
-            var index = 0
-        }
-
-        init(_ entries: [LedgerKey: Int64], upToSeq: Int64) {
-            var buckets = [[Key]](repeating: [], count: 256)
-            let expected = entries.count / 256 + entries.count / 1024 + 8
-            for index in buckets.indices { buckets[index].reserveCapacity(expected) }
-            for (key, processedAt) in entries { buckets[Int(key.high >> 56)].append((key, processedAt)) }
-            self.buckets = buckets
-            self.upToSeq = upToSeq
-        }
-
-        /// Sorts the buckets the next `count` keys come from.
-        mutating func sortBuckets(for count: Int) {
-            var remaining = count + position.index
-            var bucket = position.bucket
-            while remaining > 0, bucket < 256 {
-                if bucket >= sortedBuckets {
-                    buckets[bucket].sort { $0.key < $1.key }
-                    sortedBuckets = bucket + 1
-                }
-                remaining -= buckets[bucket].count
-                bucket += 1
-            }
-        }
-
-        /// The next `count` keys in key order (their buckets sorted by `sortBuckets`), and the position after them.
-        func next(_ count: Int) -> (keys: [Key], after: Position) {
-            var keys: [Key] = []
-            keys.reserveCapacity(count)
-            var position = position
-            while keys.count < count, position.bucket < 256 {
-                let bucket = buckets[position.bucket]
-                let end = min(bucket.count, position.index + count - keys.count)
-                keys.append(contentsOf: bucket[position.index..<end])
-                position.index = end
-                if end == bucket.count { position = Position(bucket: position.bucket + 1, index: 0) }
-            }
-            return (keys, position)
-        }
+        var position = RecentKeys.Position()
     }
 
     struct State: Sendable {
         /// Each key's latest `processed_at`.
-        var entries: [LedgerKey: Int64] = [:]
+        var entries: RecentKeys
         var lastSeq: Int64 = 0
         /// `PRAGMA data_version` when the map was last known to match the table; nil: read the table again.
         var dataVersion: Int64?
@@ -145,18 +100,18 @@ final class RecentLedger: Sendable {
 
     /// What a transaction did to the tables beside its own keys: a merge step, a deletion of merged rows.
     struct Upkeep: Sendable {
-        /// Keys moved into `ledger`, and the round's position after them (bucket 256: the round is over).
-        var moved: [Round.Key] = []
-        var positionAfter: Round.Position?
+        /// The sweep's step whose keys moved into `ledger` (`step.after.bucket` 256: the round is over).
+        var step: RecentKeys.Step?
         var deletedThroughSeq: Int64?
     }
 
     init(limit: Int, filterBits: Int = LedgerFilter.defaultBits) {
         self.limit = max(1, limit)
+        state = Mutex(State(entries: RecentKeys(expected: self.limit)))
         filter = LedgerFilter(bits: filterBits)
     }
 
-    /// Keys the map holds (for tests and diagnostics).
+    /// Keys held (for tests and diagnostics).
     var count: Int { state.withLock { $0.entries.count } }
 
     /// Runs `body` in the writer's open transaction, handing it the map as the database has it: read again if
@@ -173,7 +128,7 @@ final class RecentLedger: Sendable {
         try state.withLock { state in
             let version = try Int64.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
             if state.dataVersion != version {
-                try Self.load(&state, db)
+                try Self.load(&state, limit: limit, db)
                 loads.add(1, ordering: .relaxed)
                 state.dataVersion = version
                 // Another connection may have merged keys into `ledger` too.
@@ -184,9 +139,8 @@ final class RecentLedger: Sendable {
             let rows = 2 * max(1, events, Int(state.lastSeq - state.seqAtLastUpkeep))
             state.seqAtLastUpkeep = state.lastSeq
             if state.round == nil, state.entries.count >= limit {
-                state.round = Round(state.entries, upToSeq: state.lastSeq)
+                state.round = Round(upToSeq: state.lastSeq)
             }
-            state.round?.sortBuckets(for: rows)
             let upkeep = try Self.upkeep(state, rows: rows, filter: filter, db)
             // Until the filter has seen all of `ledger`, each transaction reads four times the keys a merge step
             // would move (a sequential read), so it catches up with a large table while the writer is busy; at most
@@ -199,28 +153,26 @@ final class RecentLedger: Sendable {
         }
     }
 
-    /// Applies a committed transaction's changes to the map.
+    /// Applies a committed transaction's changes to the map: the keys its merge step moved are forgotten first, then
+    /// the keys it recorded are added (a moved key recorded again stays, with its newer time).
     func commit(_ changes: LedgerTransaction.Changes) {
         state.withLock { state in
             guard state.dataVersion != nil else { return }
-            state.entries.merge(changes.entries) { max($0, $1) }
+            if let step = changes.upkeep.step, var round = state.round {
+                // The step was taken from these very keys: nothing changed them between its transaction and now.
+                state.entries.remove(step)
+                if step.after.bucket == 256 {
+                    mergeRounds.add(1, ordering: .relaxed)
+                    state.mergedThroughSeq = round.upToSeq
+                    state.round = nil
+                } else {
+                    round.position = step.after
+                    state.round = round
+                }
+            }
+            for (key, processedAt) in changes.entries { state.entries.record(key, processedAt: processedAt) }
             state.lastSeq = max(state.lastSeq, changes.lastSeq)
             if let deleted = changes.upkeep.deletedThroughSeq { state.deletedThroughSeq = deleted }
-            guard let after = changes.upkeep.positionAfter, var round = state.round else { return }
-            state.round = nil  // `round` alone holds the buckets now: they change in place
-            // Moved keys are found in `ledger` now, with a time at least theirs, unless recorded again later.
-            for (key, processedAt) in changes.upkeep.moved {
-                if let latest = state.entries[key], latest <= processedAt { state.entries[key] = nil }
-            }
-            if after.bucket == 256 {
-                mergeRounds.add(1, ordering: .relaxed)
-                state.mergedThroughSeq = round.upToSeq
-                return
-            }
-            // Buckets moved whole are let go.
-            for bucket in round.position.bucket..<after.bucket { round.buckets[bucket] = [] }
-            round.position = after
-            state.round = round
         }
     }
 
@@ -240,20 +192,24 @@ final class RecentLedger: Sendable {
 
     /// Reads the keys of `ledger_recent` into the map. A round under way goes on, and rows already merged but not yet
     /// deleted are taken as recent again (a later round moves them once more, which changes nothing).
-    private static func load(_ state: inout State, _ db: Database) throws {
-        state.entries.removeAll(keepingCapacity: true)
+    private static func load(_ state: inout State, limit: Int, _ db: Database) throws {
         let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
         state.lastSeq = max(state.lastSeq, highest)
+        var entries: [RecentKeys.Entry] = []
+        entries.reserveCapacity(state.entries.count)
+        state.entries = RecentKeys()  // the keys held so far go before the table's are set aside
         let rows = try Row.fetchCursor(db, sql: "SELECT seq, key, processed_at FROM ledger_recent")
         while let row = try rows.next() {
             let seq: Int64 = row[0]
             guard let key = LedgerKey(stored: row[1]) else {
                 throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
             }
-            let processedAt: Int64 = row[2]
             state.lastSeq = max(state.lastSeq, seq)
-            state.entries[key] = max(processedAt, state.entries[key] ?? .min)
+            entries.append((key, row[2]))
         }
+        state.entries = RecentKeys(entries, expected: limit)
+        // The keys changed under the sweep: it starts its bucket again.
+        state.round?.position.index = 0
         // The first reading: rows already there are not growth (a round over them goes at the usual pace).
         if state.seqAtLastUpkeep == 0 { state.seqAtLastUpkeep = state.lastSeq }
     }
@@ -289,12 +245,12 @@ final class RecentLedger: Sendable {
     private static func upkeep(_ state: State, rows: Int, filter: LedgerFilter, _ db: Database) throws -> Upkeep {
         var upkeep = Upkeep()
         if let round = state.round {
-            let (keys, after) = round.next(rows)
+            let step = state.entries.step(from: round.position, count: rows)
             let insert = try HotStatement(db, """
                 INSERT INTO ledger (key, processed_at) VALUES (?, ?)
                 ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
                 """)
-            for (key, processedAt) in keys {
+            for (key, processedAt) in state.entries.entries(in: step) {
                 // Added before the commit: if the transaction rolls back, the key is only a needless "maybe".
                 filter.insert(key)
                 try insert.execute {
@@ -302,8 +258,7 @@ final class RecentLedger: Sendable {
                     $0.bind(processedAt)
                 }
             }
-            upkeep.moved = keys
-            upkeep.positionAfter = after
+            upkeep.step = step
         }
         if state.deletedThroughSeq < state.mergedThroughSeq {
             let through = min(state.mergedThroughSeq, state.deletedThroughSeq + Int64(rows))
@@ -321,7 +276,7 @@ final class RecentLedger: Sendable {
 /// undo log per event so an event rolled back to its savepoint takes its keys with it. The rows it records are
 /// appended to `ledger_recent` together, at the end of the transaction (`RecentLedger.transaction`).
 struct LedgerTransaction {
-    private let committed: [LedgerKey: Int64]
+    private let committed: RecentKeys
     private let filter: LedgerFilter?
     private var undo: [(key: LedgerKey, previous: Int64?)] = []
     /// Where the current event's rows start, and `lastSeq` before them.
@@ -342,7 +297,7 @@ struct LedgerTransaction {
         var upkeep = RecentLedger.Upkeep()
     }
 
-    init(entries: [LedgerKey: Int64], lastSeq: Int64, filter: LedgerFilter? = nil) {
+    init(entries: RecentKeys, lastSeq: Int64, filter: LedgerFilter? = nil) {
         committed = entries
         self.filter = filter
         eventStart = (0, lastSeq)

@@ -31,8 +31,10 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// connection opened earlier in the process (by a test, say) makes it a no-op.
     static let processSettings: Int32 = crm_sqlite_disable_memory_statistics()
 
-    /// Keys `ledger_recent` holds before a merge round moves them into `ledger` (see `RecentLedger`).
-    public static let defaultRecentLedgerLimit = 40_000
+    /// Keys `ledger_recent` holds before a merge round moves them into `ledger` (see `RecentLedger`). Each
+    /// transaction's merge step writes about its events × `ledger`'s pages ÷ this many pages of `ledger`; each key
+    /// held takes 24 bytes and more (about 4 MB at 100,000; Docs/STORE.md).
+    public static let defaultRecentLedgerLimit = 100_000
 
     /// Opens (creating if needed) the database file and applies pending migrations. `commitInterval`: the least
     /// time from the start of one transaction to the start of the next (see `GroupCommit`). `metrics` receives

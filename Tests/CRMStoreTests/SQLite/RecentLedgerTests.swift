@@ -32,6 +32,13 @@ struct RecentLedgerTests {
         return (0..<count).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
     }
 
+    /// Random keys, each with its own time.
+    static func timedKeys(_ count: Int) -> [LedgerKey: Int64] {
+        var entries: [LedgerKey: Int64] = [:]
+        for (index, key) in randomKeys(count).enumerated() { entries[LedgerKey(stored: key)!] = Int64(index) }
+        return entries
+    }
+
     static func tables(_ store: SQLiteCRMStore) async throws -> (main: Int, recent: Int) {
         try await store.database.read { db in
             (try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger") ?? -1, try Int.fetchOne(db, sql: "SELECT count(*) FROM ledger_recent") ?? -1)
@@ -242,7 +249,7 @@ struct RecentLedgerTests {
     @Test func anAbandonedEventForgetsItsKeys() {
         func key(_ byte: UInt8) -> LedgerKey { [UInt8](repeating: byte, count: 16).withUnsafeBytes { LedgerKey(digest: $0) } }
         func rows(_ transaction: LedgerTransaction) -> [String] { transaction.changes.rows.map { "\($0.seq) \($0.key.low & 0xFF) \($0.processedAt)" } }
-        var transaction = LedgerTransaction(entries: [key(1): 10], lastSeq: 1)
+        var transaction = LedgerTransaction(entries: RecentKeys([(key(1), 10)]), lastSeq: 1)
         transaction.beginEvent()
         transaction.record(key(2), processedAt: 20)
         transaction.endEvent()
@@ -264,28 +271,71 @@ struct RecentLedgerTests {
         #expect(rows(transaction) == ["2 2 20", "3 4 40"])
     }
 
-    /// A round hands out its keys in key order, a step at a time, sorting only the buckets a step reaches.
-    @Test func aRoundHandsOutItsKeysInOrder() {
-        var entries: [LedgerKey: Int64] = [:]
-        for (index, key) in Self.randomKeys(2_000).enumerated() { entries[LedgerKey(stored: key)!] = Int64(index) }
-        var round = RecentLedger.Round(entries, upToSeq: 2_000)
-        #expect(round.buckets.count == 256)
+    /// A sweep hands out the keys in key order, a step at a time, and forgets each step's keys.
+    @Test func aSweepHandsOutTheKeysInOrderAndForgetsThem() {
+        let entries = Self.timedKeys(2_000)
+        var keys = RecentKeys(entries.map { ($0.key, $0.value) })
+        #expect(keys.count == 2_000)
+        #expect(keys.buckets.allSatisfy { bucket in zip(bucket, bucket.dropFirst()).allSatisfy { $0.key < $1.key } })
         var handedOut: [LedgerKey] = []
+        var position = RecentKeys.Position()
         var steps = 0
-        while round.position.bucket < 256 {
-            round.sortBuckets(for: 37)
-            // Only the buckets this step reaches (and the ones before) are sorted.
-            #expect(round.sortedBuckets <= 256)
-            let (keys, after) = round.next(37)
-            #expect(keys.count == 37 || after.bucket == 256)
-            #expect(keys.allSatisfy { entries[$0.key] == $0.processedAt })
-            handedOut += keys.map(\.key)
-            round.position = after
+        while position.bucket < 256 {
+            let step = keys.step(from: position, count: 37)
+            let taken = keys.entries(in: step)
+            #expect(taken.count == 37 || step.after.bucket == 256)
+            #expect(taken.allSatisfy { entries[$0.key] == $0.processedAt })
+            handedOut += taken.map(\.key)
+            keys.remove(step)
+            position = step.after
             steps += 1
-            if steps == 1 { #expect(round.sortedBuckets < 256) }
         }
         #expect(steps == (2_000 + 36) / 37)
         #expect(handedOut == entries.keys.sorted())
+        #expect(keys.count == 0)
+    }
+
+    /// Keys recorded while a sweep goes on are either swept with the rest or kept for the next one; none is lost,
+    /// and no key held when the sweep started is skipped.
+    @Test func keysRecordedDuringASweepAreSweptOrKept() {
+        let entries = Self.timedKeys(2_000)
+        var keys = RecentKeys(entries.map { ($0.key, $0.value) })
+        let late = Self.randomKeys(50).map { LedgerKey(stored: $0)! }
+        var handedOut: [LedgerKey: Int64] = [:]
+        var position = RecentKeys.Position()
+        var steps = 0
+        while position.bucket < 256 {
+            let step = keys.step(from: position, count: 23)
+            for entry in keys.entries(in: step) {
+                #expect(handedOut.updateValue(entry.processedAt, forKey: entry.key) == nil)
+            }
+            keys.remove(step)
+            position = step.after
+            if steps < late.count { keys.record(late[steps], processedAt: 5_000) }
+            steps += 1
+        }
+        #expect(entries.allSatisfy { handedOut[$0.key] == $0.value })
+        let kept = late.filter { handedOut[$0] == nil }
+        #expect(late.filter { handedOut[$0] != nil }.allSatisfy { handedOut[$0] == 5_000 })
+        #expect(keys.count == kept.count)
+        #expect(kept.allSatisfy { keys[$0] == 5_000 })
+        #expect(steps > late.count)
+        #expect(!kept.isEmpty && kept.count < late.count)
+    }
+
+    /// Keys read from the table twice keep their latest time, and a key recorded again keeps the later of its times.
+    @Test func keysKeepTheirLatestTime() {
+        func key(_ byte: UInt8) -> LedgerKey { [UInt8](repeating: byte, count: 16).withUnsafeBytes { LedgerKey(digest: $0) } }
+        var keys = RecentKeys([(key(1), 10), (key(2), 5), (key(1), 30), (key(1), 20)])
+        #expect(keys.count == 2)
+        #expect(keys[key(1)] == 30)
+        #expect(keys[key(2)] == 5)
+        #expect(keys[key(3)] == nil)
+        keys.record(key(2), processedAt: 4)
+        keys.record(key(3), processedAt: 7)
+        #expect(keys[key(2)] == 5)
+        #expect(keys[key(3)] == 7)
+        #expect(keys.count == 3)
     }
 
     /// Keys sort as SQLite sorts their BLOBs, so a merge round inserts into `ledger` in its key order.
