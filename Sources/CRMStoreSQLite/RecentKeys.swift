@@ -1,6 +1,6 @@
 /// The recent ledger's keys, each with its latest `processed_at`, in 256 buckets by the key's first byte, each
-/// bucket sorted by key: 24 bytes a key, found by a binary search, and swept in key order by a merge round without
-/// a copy.
+/// bucket sorted by key: 24 bytes a key, found by a binary search, and swept bucket by bucket by a merge round
+/// without a copy.
 ///
 /// Why not a `Dictionary`: its storage is a power of two at most three quarters full, and a merge round needs the
 /// keys in key order besides: 40,000 keys and the round's sorted copy took 2.7-3.2 MB, 100,000 here 3.9-4.0 MB.
@@ -24,7 +24,17 @@ struct RecentKeys: Sendable {
     /// The given entries, a key given twice keeping its latest time.
     init(_ entries: [Entry], expected: Int = 0) {
         self.init(expected: max(expected, entries.count))
-        for entry in entries { buckets[Self.bucket(of: entry.key)].append(entry) }
+        var iterator = entries.makeIterator()
+        replace { iterator.next() }
+    }
+
+    /// Replaces the keys with the entries `next` gives until it gives nil (a key given twice keeps its latest time),
+    /// in the room the buckets already have (reading the table again does not give their room back to the heap and
+    /// take it anew).
+    mutating func replace(with next: () throws -> Entry?) rethrows {
+        for bucket in 0..<256 { buckets[bucket].removeAll(keepingCapacity: true) }
+        count = 0
+        while let entry = try next() { buckets[Self.bucket(of: entry.key)].append(entry) }
         for bucket in 0..<256 where !buckets[bucket].isEmpty {
             buckets[bucket].sort { $0.key != $1.key ? $0.key < $1.key : $0.processedAt > $1.processedAt }
             // Equal keys are now together, the latest first: keep that one.
@@ -74,40 +84,32 @@ struct RecentKeys: Sendable {
         count += 1
     }
 
-    /// Where a sweep in key order is: the bucket, and the index in it.
-    struct Position: Sendable, Equatable {
-        var bucket = 0
-        var index = 0
-    }
-
-    /// Up to `count` keys in key order from a position: the ranges of the buckets they are in, and the position
-    /// the sweep goes on from once they are removed (bucket 256: past the last key).
-    struct Step: Sendable, Equatable {
+    /// Keys a merge round's step takes, bucket by bucket from the front of the round's current bucket (the keys it
+    /// took before are gone from there): the ranges they are in, and the bucket the round goes on from once they are
+    /// removed (256: past the last). Keys recorded into that bucket or a later one meanwhile are swept in the same
+    /// round, those recorded into an earlier one in the next; so a round's keys go in key order except for a few
+    /// recorded behind its first in the current bucket, which only costs the locality of their insert.
+    struct Step: Sendable {
         var ranges: [(bucket: Int, range: Range<Int>)]
-        var after: Position
-
-        static func == (lhs: Step, rhs: Step) -> Bool {
-            lhs.after == rhs.after && lhs.ranges.elementsEqual(rhs.ranges) { $0.bucket == $1.bucket && $0.range == $1.range }
-        }
+        var nextBucket: Int
     }
 
-    func step(from position: Position, count wanted: Int) -> Step {
+    func step(fromBucket first: Int, count wanted: Int) -> Step {
         var ranges: [(bucket: Int, range: Range<Int>)] = []
-        var position = position
+        var bucket = first
         var taken = 0
-        while taken < wanted, position.bucket < 256 {
-            let size = buckets[position.bucket].count
-            let start = min(position.index, size)
-            let end = min(size, start + wanted - taken)
-            if end > start { ranges.append((position.bucket, start..<end)) }
-            taken += end - start
-            // The keys taken go: the next ones of a bucket not swept through start where these did.
-            position = end == size ? Position(bucket: position.bucket + 1, index: 0) : Position(bucket: position.bucket, index: start)
+        while taken < wanted, bucket < 256 {
+            let size = buckets[bucket].count
+            let end = min(size, wanted - taken)
+            if end > 0 { ranges.append((bucket, 0..<end)) }
+            taken += end
+            if end < size { break }
+            bucket += 1
         }
-        return Step(ranges: ranges, after: position)
+        return Step(ranges: ranges, nextBucket: bucket)
     }
 
-    /// The keys a step takes, in key order.
+    /// The keys a step takes, in the order it takes them.
     func entries(in step: Step) -> [Entry] {
         var entries: [Entry] = []
         entries.reserveCapacity(step.ranges.reduce(0) { $0 + $1.range.count })

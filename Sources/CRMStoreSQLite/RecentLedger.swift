@@ -32,8 +32,8 @@ struct LedgerKey: Hashable, Comparable, Sendable {
     }
 
     // Hashing. A key is a keyed hash (HMAC-SHA256 under the database's secret): uniform, and no sender can choose
-    // one, so its first word is a hash already. SipHash over its 16 bytes, for every lookup in the recent keys'
-    // dictionaries (several per event), was 3.4% of the drain's samples. Equality still compares both words.
+    // one, so its first word is a hash already. SipHash over its 16 bytes, for every lookup in a transaction's
+    // dictionary of its new keys (several per event), was 3.4% of the drain's samples. Equality still compares both words.
 
     func hash(into hasher: inout Hasher) { hasher.combine(high) }
 
@@ -50,8 +50,8 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// pages of `ledger_recent` alone, each written whole to the WAL at its commit. Appended, they fill one or two.
 ///
 /// The keys (`RecentKeys`) are held with each one's latest `processed_at`, in key order. Once they number `limit`, a
-/// merge round starts: it sweeps them in key order, and every transaction moves about twice as many as the table
-/// grew by since the last step (its own events, and any other writer's rows) into `ledger` and forgets them (they
+/// merge round starts: it sweeps them bucket by bucket (`RecentKeys.Step`), and every transaction moves about twice
+/// as many as the table grew by since the last step (its own events, and any other writer's rows) into `ledger` and forgets them (they
 /// are found in `ledger` from then on; a key recorded again by the same transaction stays, with its newer time). A
 /// round writes each page of the large table about once, so the pages a transaction writes to `ledger` are about
 /// its events × `ledger`'s pages ÷ `limit`: the larger the limit, the fewer, which is why the keys are held in 24
@@ -62,9 +62,9 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// `PRAGMA data_version`, which changes when another connection committed, and then reads the keys again. A round
 /// and the deletion of merged rows go on across such readings (so they make progress while two writers take
 /// turns); that is safe because `seq` never goes back (`AUTOINCREMENT`): every row numbered at or below a round's
-/// `upToSeq` was held when the round started, and is swept before the round ends (a reading restarts the sweep at
-/// the start of its bucket; keys merged already and read again are merged once more, which changes nothing). Changes
-/// reach the keys only once their transaction committed.
+/// `upToSeq` was held when the round started, and is swept before the round ends (a step takes from the front of
+/// the round's bucket, so a reading changes nothing for the sweep; keys merged already and read again are merged once
+/// more, which changes nothing). Changes reach the keys only once their transaction committed.
 final class RecentLedger: Sendable {
     /// Keys `ledger_recent` holds before a merge round starts.
     let limit: Int
@@ -76,18 +76,18 @@ final class RecentLedger: Sendable {
     /// The keys of `ledger`, as a Bloom filter: a key it has not seen needs no lookup there.
     let filter: LedgerFilter
 
-    /// A merge round: the rows of `ledger_recent` up to `upToSeq` when it started, and where its sweep of the
-    /// keys is.
+    /// A merge round: the rows of `ledger_recent` up to `upToSeq` when it started, and the bucket its sweep of the
+    /// keys is in.
     struct Round: Sendable {
         var upToSeq: Int64
-        var position = RecentKeys.Position()
+        var bucket = 0
     }
 
     struct State: Sendable {
         /// Each key's latest `processed_at`.
         var entries: RecentKeys
         var lastSeq: Int64 = 0
-        /// `PRAGMA data_version` when the map was last known to match the table; nil: read the table again.
+        /// `PRAGMA data_version` when the keys held were last known to match the table; nil: read the table again.
         var dataVersion: Int64?
         var round: Round?
         /// Rows up to this `seq` have their keys in `ledger` (a round is over), and may go.
@@ -100,7 +100,7 @@ final class RecentLedger: Sendable {
 
     /// What a transaction did to the tables beside its own keys: a merge step, a deletion of merged rows.
     struct Upkeep: Sendable {
-        /// The sweep's step whose keys moved into `ledger` (`step.after.bucket` 256: the round is over).
+        /// The sweep's step whose keys moved into `ledger` (`nextBucket` 256: the round is over).
         var step: RecentKeys.Step?
         var deletedThroughSeq: Int64?
     }
@@ -114,8 +114,8 @@ final class RecentLedger: Sendable {
     /// Keys held (for tests and diagnostics).
     var count: Int { state.withLock { $0.entries.count } }
 
-    /// Runs `body` in the writer's open transaction, handing it the map as the database has it: read again if
-    /// another connection committed since (and the filter's scan started over), a merge round started if the map is
+    /// Runs `body` in the writer's open transaction, handing it the keys as the database has them: read again if
+    /// another connection committed since (and the filter's scan started over), a merge round started if the keys are
     /// full, the upkeep run (the round's next step, merged rows deleted) and the filter's next scan step. `body`
     /// returns its result and the keys it recorded (`LedgerTransaction.changes`); this appends their rows to
     /// `ledger_recent` and returns them with the upkeep's, to pass to `commit(_:)` once the transaction committed.
@@ -128,7 +128,7 @@ final class RecentLedger: Sendable {
         try state.withLock { state in
             let version = try Int64.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
             if state.dataVersion != version {
-                try Self.load(&state, limit: limit, db)
+                try Self.load(&state, db)
                 loads.add(1, ordering: .relaxed)
                 state.dataVersion = version
                 // Another connection may have merged keys into `ledger` too.
@@ -153,7 +153,7 @@ final class RecentLedger: Sendable {
         }
     }
 
-    /// Applies a committed transaction's changes to the map: the keys its merge step moved are forgotten first, then
+    /// Applies a committed transaction's changes to the keys held: the keys its merge step moved are forgotten first, then
     /// the keys it recorded are added (a moved key recorded again stays, with its newer time).
     func commit(_ changes: LedgerTransaction.Changes) {
         state.withLock { state in
@@ -161,12 +161,12 @@ final class RecentLedger: Sendable {
             if let step = changes.upkeep.step, var round = state.round {
                 // The step was taken from these very keys: nothing changed them between its transaction and now.
                 state.entries.remove(step)
-                if step.after.bucket == 256 {
+                if step.nextBucket == 256 {
                     mergeRounds.add(1, ordering: .relaxed)
                     state.mergedThroughSeq = round.upToSeq
                     state.round = nil
                 } else {
-                    round.position = step.after
+                    round.bucket = step.nextBucket
                     state.round = round
                 }
             }
@@ -190,26 +190,23 @@ final class RecentLedger: Sendable {
         }
     }
 
-    /// Reads the keys of `ledger_recent` into the map. A round under way goes on, and rows already merged but not yet
+    /// Reads the keys of `ledger_recent` again, into the buckets' own room. A round under way goes on, and rows already merged but not yet
     /// deleted are taken as recent again (a later round moves them once more, which changes nothing).
-    private static func load(_ state: inout State, limit: Int, _ db: Database) throws {
+    private static func load(_ state: inout State, _ db: Database) throws {
         let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
         state.lastSeq = max(state.lastSeq, highest)
-        var entries: [RecentKeys.Entry] = []
-        entries.reserveCapacity(state.entries.count)
-        state.entries = RecentKeys()  // the keys held so far go before the table's are set aside
         let rows = try Row.fetchCursor(db, sql: "SELECT seq, key, processed_at FROM ledger_recent")
-        while let row = try rows.next() {
+        var lastSeq = state.lastSeq
+        try state.entries.replace {
+            guard let row = try rows.next() else { return nil }
             let seq: Int64 = row[0]
             guard let key = LedgerKey(stored: row[1]) else {
                 throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
             }
-            state.lastSeq = max(state.lastSeq, seq)
-            entries.append((key, row[2]))
+            lastSeq = max(lastSeq, seq)
+            return (key, row[2])
         }
-        state.entries = RecentKeys(entries, expected: limit)
-        // The keys changed under the sweep: it starts its bucket again.
-        state.round?.position.index = 0
+        state.lastSeq = lastSeq
         // The first reading: rows already there are not growth (a round over them goes at the usual pace).
         if state.seqAtLastUpkeep == 0 { state.seqAtLastUpkeep = state.lastSeq }
     }
@@ -225,7 +222,7 @@ final class RecentLedger: Sendable {
     /// Appends a transaction's rows to `ledger_recent`, `rowsPerInsert` a statement: each statement on an
     /// `AUTOINCREMENT` table also reads and writes its row of `sqlite_sequence`, and a row a statement cost 7% of
     /// the drain's CPU. A failure here fails the whole transaction (the rows follow
-    /// on from the table's highest `seq`, so a clash means the map is stale: the next transaction reads it again).
+    /// on from the table's highest `seq`, so a clash means the keys held are stale: the next transaction reads it again).
     private static func append(_ rows: [LedgerTransaction.Row], _ db: Database) throws {
         var start = 0
         while start < rows.count {
@@ -245,7 +242,7 @@ final class RecentLedger: Sendable {
     private static func upkeep(_ state: State, rows: Int, filter: LedgerFilter, _ db: Database) throws -> Upkeep {
         var upkeep = Upkeep()
         if let round = state.round {
-            let step = state.entries.step(from: round.position, count: rows)
+            let step = state.entries.step(fromBucket: round.bucket, count: rows)
             let insert = try HotStatement(db, """
                 INSERT INTO ledger (key, processed_at) VALUES (?, ?)
                 ON CONFLICT (key) DO UPDATE SET processed_at = max(processed_at, excluded.processed_at)
@@ -272,7 +269,7 @@ final class RecentLedger: Sendable {
     }
 }
 
-/// One transaction's view of the recent ledger: the map as committed, and what this transaction added, with an
+/// One transaction's view of the recent ledger: the keys as committed, and what this transaction added, with an
 /// undo log per event so an event rolled back to its savepoint takes its keys with it. The rows it records are
 /// appended to `ledger_recent` together, at the end of the transaction (`RecentLedger.transaction`).
 struct LedgerTransaction {
@@ -286,7 +283,7 @@ struct LedgerTransaction {
     /// A row of `ledger_recent`.
     typealias Row = (seq: Int64, key: LedgerKey, processedAt: Int64)
 
-    /// What a transaction adds to the map once it commits.
+    /// What a transaction adds to the keys held once it commits.
     struct Changes: Sendable {
         /// Keys recorded, with their latest `processed_at`.
         var entries: [LedgerKey: Int64] = [:]

@@ -207,8 +207,8 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         } catch let error as SQLiteOperationWriter.EventNeedsSavepoint {
             throw error
         } catch {
-            // Whatever the transaction did is rolled back, or, if its commit failed half-way, unknown: the map of
-            // recent keys is read from the table again.
+            // Whatever the transaction did is rolled back, or, if its commit failed half-way, unknown: the recent
+            // keys are read from the table again.
             recentLedger.invalidate()
             throw storeError(error)
         }

@@ -66,7 +66,7 @@ final class StoreHarness: Sendable {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-store-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             // A recent ledger of 3 keys: every contract test then also runs across merge rounds into the large
-            // ledger (`RecentLedger`), which the default of 40,000 keys would never reach here.
+            // ledger (`RecentLedger`), which the default of 100,000 keys would never reach here.
             let store = try SQLiteCRMStore(
                 path: folder.appendingPathComponent("crm.sqlite").path, busyTimeoutMilliseconds: sqliteBusyTimeoutMilliseconds, recentLedgerLimit: 3
             )

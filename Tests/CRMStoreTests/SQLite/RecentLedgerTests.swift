@@ -26,10 +26,23 @@ struct RecentLedgerTests {
         return event
     }
 
-    /// `count` random 16-byte keys, as stored.
-    static func randomKeys(_ count: Int) -> [Data] {
-        var generator = SystemRandomNumberGenerator()
+    /// `count` random 16-byte keys, as stored: the same for the same seed, so a failure can be repeated.
+    static func randomKeys(_ count: Int, seed: UInt64 = 1) -> [Data] {
+        var generator = SplitMix64(seed: seed)
         return (0..<count).map { _ in Data((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+    }
+
+    /// A seeded generator (SplitMix64).
+    struct SplitMix64: RandomNumberGenerator {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
     }
 
     /// Random keys, each with its own time.
@@ -84,6 +97,37 @@ struct RecentLedgerTests {
         #expect(try await Self.tables(store) == (main: 0, recent: 0))
         #expect(try await store.apply([try h.plan(registration("c0"), id: "m-0")], now: StoreHarness.t0) == [.applied(notes: [])])
         try store.close()
+    }
+
+    /// Rounds over buckets of many keys each, while a second connection writes now and then (the keys are read again
+    /// in the middle of a round) and every batch brings old messages again: each old one is a duplicate, each new one
+    /// applies, and every key ends up in exactly one of memory and `ledger`, or both.
+    @Test func roundsOverFullBucketsKeepEveryKey() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let path = Self.path(in: h, "full-buckets")
+        let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_500)
+        let other = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_500)
+        defer {
+            try? store.close()
+            try? other.close()
+        }
+        var generator = SplitMix64(seed: 3)
+        var sent = 0
+        for batch in 0..<40 {
+            let writer = batch % 7 == 6 ? other : store
+            let old = (0..<min(sent, 20)).map { _ in Int.random(in: 0..<sent, using: &generator) }
+            let events = try (old + Array(sent..<sent + 100)).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+            let outcomes = try await writer.apply(events, now: StoreHarness.t0)
+            #expect(outcomes == Array(repeating: .duplicate, count: old.count) + Array(repeating: .applied(notes: []), count: 100), "batch \(batch)")
+            sent += 100
+        }
+        #expect(store.recentLedger.mergeRounds.load(ordering: .relaxed) >= 2)
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) >= 5)
+        #expect(try await store.count("ledger") == sent)
+        let every = try (0..<sent).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(every, now: StoreHarness.t0) == Array(repeating: .duplicate, count: sent))
+        #expect(try await other.apply(every, now: StoreHarness.t0) == Array(repeating: .duplicate, count: sent))
     }
 
     /// A key recorded again (a sliding window) gets a row of its own; its latest time counts, in memory and after a
@@ -278,16 +322,16 @@ struct RecentLedgerTests {
         #expect(keys.count == 2_000)
         #expect(keys.buckets.allSatisfy { bucket in zip(bucket, bucket.dropFirst()).allSatisfy { $0.key < $1.key } })
         var handedOut: [LedgerKey] = []
-        var position = RecentKeys.Position()
+        var bucket = 0
         var steps = 0
-        while position.bucket < 256 {
-            let step = keys.step(from: position, count: 37)
+        while bucket < 256 {
+            let step = keys.step(fromBucket: bucket, count: 37)
             let taken = keys.entries(in: step)
-            #expect(taken.count == 37 || step.after.bucket == 256)
+            #expect(taken.count == 37 || step.nextBucket == 256)
             #expect(taken.allSatisfy { entries[$0.key] == $0.processedAt })
             handedOut += taken.map(\.key)
             keys.remove(step)
-            position = step.after
+            bucket = step.nextBucket
             steps += 1
         }
         #expect(steps == (2_000 + 36) / 37)
@@ -300,17 +344,17 @@ struct RecentLedgerTests {
     @Test func keysRecordedDuringASweepAreSweptOrKept() {
         let entries = Self.timedKeys(2_000)
         var keys = RecentKeys(entries.map { ($0.key, $0.value) })
-        let late = Self.randomKeys(50).map { LedgerKey(stored: $0)! }
+        let late = Self.randomKeys(50, seed: 2).map { LedgerKey(stored: $0)! }
         var handedOut: [LedgerKey: Int64] = [:]
-        var position = RecentKeys.Position()
+        var bucket = 0
         var steps = 0
-        while position.bucket < 256 {
-            let step = keys.step(from: position, count: 23)
+        while bucket < 256 {
+            let step = keys.step(fromBucket: bucket, count: 23)
             for entry in keys.entries(in: step) {
                 #expect(handedOut.updateValue(entry.processedAt, forKey: entry.key) == nil)
             }
             keys.remove(step)
-            position = step.after
+            bucket = step.nextBucket
             if steps < late.count { keys.record(late[steps], processedAt: 5_000) }
             steps += 1
         }
