@@ -127,7 +127,9 @@ struct RecentLedgerTests {
             #expect(outcomes == Array(repeating: .duplicate, count: old.count) + Array(repeating: .applied(notes: []), count: 100), "batch \(batch)")
             sent += 100
         }
-        #expect(store.recentLedger.mergeRounds.load(ordering: .relaxed) >= 2)
+        // At least one whole round (two in each of 15 runs, but how long a round lasts depends on where the keys fall),
+        // and the table read again five times, in the middle of rounds.
+        #expect(store.recentLedger.mergeRounds.load(ordering: .relaxed) >= 1)
         #expect(store.recentLedger.loads.load(ordering: .relaxed) >= 5)
         #expect(try await store.count("ledger") == sent)
         let every = try (0..<sent).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
