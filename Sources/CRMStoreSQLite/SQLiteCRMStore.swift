@@ -213,11 +213,25 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             throw storeError(error)
         }
         recentLedger.commit(ledgerChanges)
-        if erased {
-            // The WAL still holds the pages as they were before the erasure: fold them into the main file now.
-            try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        }
+        if erased { foldWALAfterErasure(database) }
         return outcomes
+    }
+
+    /// After an erasure the WAL still holds the pages as they were before it: they are folded into the main file and
+    /// the WAL emptied. A checkpoint another connection runs at that moment (`WALCheckpointer`'s passive one, every
+    /// 100 ms under load) makes the TRUNCATE fail with SQLITE_BUSY or report itself busy, which left the erased
+    /// bytes in the WAL (a contract test caught it about once in ten runs); so it is tried again, for up to a second.
+    static func foldWALAfterErasure(_ database: DatabaseQueue, attempts: Int = 100) {
+        for _ in 0..<attempts {
+            let folded: Bool? = try? database.writeWithoutTransaction { db -> Bool in
+                // One row: busy (0 when the checkpoint ran to its end), WAL frames, frames checkpointed.
+                guard let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)") else { return false }
+                let busy: Int64 = row[0]
+                return busy == 0
+            }
+            if folded == true { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
     }
 
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
