@@ -202,12 +202,16 @@ public struct SQLiteStoreConfig: Sendable, Equatable {
     /// The least time from the start of one transaction to the start of the next (`commit_interval`): at moderate
     /// rates, events wait up to this long to share a commit.
     public var commitIntervalMilliseconds: Int
+    /// A bulk load (`crm-ingest ingest`, not read from the file): waits for another process's write lock by backing
+    /// off, so that a daemon writing the same file, which tries every millisecond, gets the lock first.
+    public var yieldsTheWriteLock: Bool
 
     public init(
         path: String = "./data/crm.sqlite", busyTimeoutMilliseconds: Int = 5_000, synchronousFull: Bool = true, cacheBytes: Int = 16 << 20,
-        commitIntervalMilliseconds: Int = SQLiteStoreConfig.defaultCommitIntervalMilliseconds
+        commitIntervalMilliseconds: Int = SQLiteStoreConfig.defaultCommitIntervalMilliseconds, yieldsTheWriteLock: Bool = false
     ) {
         self.path = path
+        self.yieldsTheWriteLock = yieldsTheWriteLock
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.synchronousFull = synchronousFull
         self.cacheBytes = cacheBytes

@@ -26,6 +26,7 @@ public enum StoreFactory {
         case let .sqlite(sqlite):
             let store = try SQLiteCRMStore(
                 path: sqlite.path, busyTimeoutMilliseconds: sqlite.busyTimeoutMilliseconds,
+                lockWait: sqlite.yieldsTheWriteLock ? .backingOff : .everyMillisecond,
                 durability: sqlite.synchronousFull ? .full : .normal, cacheBytes: sqlite.cacheBytes,
                 commitInterval: .milliseconds(sqlite.commitIntervalMilliseconds), logger: logger
             )

@@ -11,8 +11,8 @@ import Synchronization
 /// a step per transaction in key order (`scanStep`), and keys the writer merges into `ledger` are added as they
 /// go. Another connection may merge keys too (`crm-ingest ingest` beside the daemon): `RecentLedger` restarts the
 /// scan whenever it reads `ledger_recent` again, which it does whenever another connection committed and after a
-/// transaction failed. Bits are never cleared except after pruning (`clear`, which restarts the scan too), so a
-/// deleted key stays a "maybe".
+/// transaction failed. Bits are never cleared except after pruning, ours or another connection's (`clear`, which
+/// restarts the scan too), so a deleted key stays a "maybe".
 ///
 /// Keys are keyed hashes, uniform already: the probes are taken from the key's own bits (double hashing of its two
 /// words), with no hashing of their own. Used only on the writer queue, under `RecentLedger`'s lock.

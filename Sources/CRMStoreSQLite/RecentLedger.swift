@@ -59,7 +59,8 @@ struct LedgerKey: Hashable, Comparable, Sendable {
 /// events at a time, oldest `seq` first.
 ///
 /// Another connection may write the same file (`crm-ingest ingest` beside the daemon): every transaction first reads
-/// `PRAGMA data_version`, which changes when another connection committed, and then reads the keys again. A round
+/// `PRAGMA data_version`, which changes when another connection committed, and then reads the rows it appended
+/// since the last reading (or the whole table, once another connection pruned: `meta`'s `ledger_prunings`). A round
 /// and the deletion of merged rows go on across such readings (so they make progress while two writers take
 /// turns); that is safe because `seq` never goes back (`AUTOINCREMENT`): every row numbered at or below a round's
 /// `upToSeq` was held when the round started, and is swept before the round ends (a step takes from the front of
@@ -69,8 +70,10 @@ final class RecentLedger: Sendable {
     /// Keys `ledger_recent` holds before a merge round starts.
     let limit: Int
     private let state: Mutex<State>
-    /// Times the keys were read from the table (for tests and diagnostics).
+    /// Times the keys were read from the table, whole (for tests and diagnostics).
     let loads = Atomic<Int>(0)
+    /// Times only the rows another connection added were read (for tests and diagnostics).
+    let newRowReadings = Atomic<Int>(0)
     /// Merge rounds completed (for tests and diagnostics).
     let mergeRounds = Atomic<Int>(0)
     /// The keys of `ledger`, as a Bloom filter: a key it has not seen needs no lookup there.
@@ -87,8 +90,11 @@ final class RecentLedger: Sendable {
         /// Each key's latest `processed_at`.
         var entries: RecentKeys
         var lastSeq: Int64 = 0
-        /// `PRAGMA data_version` when the keys held were last known to match the table; nil: read the table again.
+        /// `PRAGMA data_version` when the keys held were last known to match the table; nil: read the table again,
+        /// whole.
         var dataVersion: Int64?
+        /// `meta`'s count of prunings at the last reading (`prunings(_:)`).
+        var prunings: Int64 = 0
         var round: Round?
         /// Rows up to this `seq` have their keys in `ledger` (a round is over), and may go.
         var mergedThroughSeq: Int64 = 0
@@ -128,8 +134,24 @@ final class RecentLedger: Sendable {
         try state.withLock { state in
             let version = try Int64.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
             if state.dataVersion != version {
-                try Self.load(&state, db)
-                loads.add(1, ordering: .relaxed)
+                let prunings = try Self.prunings(db)
+                if state.dataVersion == nil || prunings != state.prunings {
+                    if state.dataVersion != nil {
+                        // Another connection pruned: as after our own pruning, a round must not move pruned keys
+                        // back into `ledger`, and the filter forgets them.
+                        state.round = nil
+                        filter.clear()
+                    }
+                    try Self.load(&state, db)
+                    loads.add(1, ordering: .relaxed)
+                } else {
+                    // Another connection only added rows (and perhaps merged and deleted some): its new rows are
+                    // enough. Keys it merged and deleted meanwhile are in `ledger`, found there once the filter
+                    // has scanned it again (below).
+                    try Self.loadNewRows(&state, db)
+                    newRowReadings.add(1, ordering: .relaxed)
+                }
+                state.prunings = prunings
                 state.dataVersion = version
                 // Another connection may have merged keys into `ledger` too.
                 filter.restartScan()
@@ -209,6 +231,41 @@ final class RecentLedger: Sendable {
         state.lastSeq = lastSeq
         // The first reading: rows already there are not growth (a round over them goes at the usual pace).
         if state.seqAtLastUpkeep == 0 { state.seqAtLastUpkeep = state.lastSeq }
+    }
+
+    /// Reads the rows another connection appended since the last reading (`seq` above `lastSeq`: numbers only grow)
+    /// into the keys held, each keeping its latest time. Keys whose rows that connection deleted stay held: they are
+    /// in `ledger` with the same or a later time, and a later round of ours moves them once more, which changes
+    /// nothing.
+    private static func loadNewRows(_ state: inout State, _ db: Database) throws {
+        let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
+        let rows = try Row.fetchCursor(
+            db.cachedStatement(sql: "SELECT seq, key, processed_at FROM ledger_recent WHERE seq > ? ORDER BY seq"), arguments: [state.lastSeq]
+        )
+        var lastSeq = max(state.lastSeq, highest)
+        while let row = try rows.next() {
+            let seq: Int64 = row[0]
+            guard let key = LedgerKey(stored: row[1]) else {
+                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
+            }
+            state.entries.record(key, processedAt: row[2])
+            lastSeq = max(lastSeq, seq)
+        }
+        state.lastSeq = lastSeq
+    }
+
+    /// `meta`'s count of prunings (`SQLiteCRMStore.pruneLedger` adds one whenever it deleted keys); 0 before the first.
+    static func prunings(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'ledger_prunings'")) ?? 0
+    }
+
+    /// Counts a pruning that deleted keys, in the pruning's own transaction: other connections then read the keys
+    /// again whole instead of only the rows added since their last reading.
+    static func countPruning(_ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO meta (key, value) VALUES ('ledger_prunings', 1)
+            ON CONFLICT (key) DO UPDATE SET value = value + 1
+            """)
     }
 
     /// Rows a statement appends at most.

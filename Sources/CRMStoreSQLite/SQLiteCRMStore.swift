@@ -36,11 +36,51 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
     /// held takes 24 bytes and more (about 4 MB at 100,000; Docs/STORE.md).
     public static let defaultRecentLedgerLimit = 100_000
 
+    /// How the writer waits for a write lock another process holds (`crm-ingest ingest` beside the daemon), up to
+    /// the busy timeout. SQLite's lock is not fair: when both writers wait, the one that tries first after the
+    /// release gets it.
+    public enum LockWait: Sendable {
+        /// Tries every millisecond: the daemon, whose events wait behind the lock.
+        case everyMillisecond
+        /// SQLite's own back-off (tries after 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then every 100 ms): a bulk
+        /// load, which then lets a waiting daemon in first, and waits out several of its transactions.
+        case backingOff
+
+        func busyMode(timeoutMilliseconds: Int) -> Database.BusyMode {
+            switch self {
+            case .everyMillisecond:
+                let waiting = WaitStart()
+                let timeout = Duration.milliseconds(timeoutMilliseconds)
+                return .callback { tries in
+                    // SQLite counts the calls of one wait from 0; a connection waits for one lock at a time.
+                    guard waiting.elapsed(restarting: tries == 0) < timeout else { return false }
+                    usleep(1_000)
+                    return true
+                }
+            case .backingOff:
+                return .timeout(Double(timeoutMilliseconds) / 1000)
+            }
+        }
+
+        /// When the connection's current wait for the lock started.
+        private final class WaitStart: Sendable {
+            private let started = Mutex(ContinuousClock.now)
+
+            func elapsed(restarting: Bool) -> Duration {
+                started.withLock { started in
+                    if restarting { started = .now }
+                    return started.duration(to: .now)
+                }
+            }
+        }
+    }
+
     /// Opens (creating if needed) the database file and applies pending migrations. `commitInterval`: the least
     /// time from the start of one transaction to the start of the next (see `GroupCommit`). `metrics` receives
     /// the writer's metrics (`TransactionMetrics`); the process's bootstrapped factory by default.
     public init(
-        path: String, busyTimeoutMilliseconds: Int = 5_000, durability: Durability = .full, cacheBytes: Int = 16 << 20,
+        path: String, busyTimeoutMilliseconds: Int = 5_000, lockWait: LockWait = .everyMillisecond, durability: Durability = .full,
+        cacheBytes: Int = 16 << 20,
         recentLedgerLimit: Int = SQLiteCRMStore.defaultRecentLedgerLimit, commitInterval: Duration = .zero,
         logger: Logger = Logger(label: "crm-ingest.sqlite", factory: { _ in SwiftLogNoOpLogHandler() }),
         metrics: any MetricsFactory = MetricsSystem.factory
@@ -50,7 +90,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         var configuration = Configuration()
         // Not `configuration.journalMode = .wal`: GRDB then sets `synchronous = NORMAL` after `prepareDatabase`,
         // silently overriding the durability chosen below. WAL is switched on here instead.
-        configuration.busyMode = .timeout(Double(busyTimeoutMilliseconds) / 1000)
+        configuration.busyMode = lockWait.busyMode(timeoutMilliseconds: busyTimeoutMilliseconds)
         configuration.label = "crm-ingest.sqlite"
         configuration.prepareDatabase { db in
             // Pages of 8 KiB for a new file (an existing one keeps its size: WAL files cannot change it). Events
@@ -241,6 +281,7 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
                 var removed = db.changesCount
                 try db.execute(sql: "DELETE FROM ledger_recent WHERE processed_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 removed += db.changesCount
+                if removed > 0 { try RecentLedger.countPruning(db) }
                 recentLedger.invalidate(forgettingRound: true)
                 try db.execute(sql: "DELETE FROM incoming_requests WHERE received_at < ?", arguments: [cutoff.microsecondsSinceEpoch])
                 return removed

@@ -82,6 +82,26 @@ struct CommandLineTests {
         #expect(abs(until.secondsSinceEpoch - expected.secondsSinceEpoch) < 600)
     }
 
+    /// `--batch-size` sets the lines per transaction (smaller ones for a daemon writing the same file); every line
+    /// still applies once, and a size out of range is refused before anything is read, naming the option.
+    @Test func ingestTakesABatchSize() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let lines = (0..<7).map { #"{"type":"USER_REGISTRATION","contactId":"c\#($0)","properties":{"firstName":"A"}}"# }
+        let events = try folder.write("events.jsonl", lines.joined(separator: "\n") + "\n")
+        let environment = ["CRM_INGEST_DATA": folder.path("data")]
+        let first = try runCRMIngest(["ingest", "--batch-size", "2", events], in: folder.url, environment: environment)
+        #expect(first.status == 0)
+        #expect(first.stdout == "applied=7 duplicate=0 skipped=0 rejected=0\n")
+        let again = try runCRMIngest(["ingest", "--batch-size", "3", events], in: folder.url, environment: environment)
+        #expect(again.stdout == "applied=0 duplicate=7 skipped=0 rejected=0\n")
+        for size in ["0", "20001"] {
+            let refused = try runCRMIngest(["ingest", "--batch-size", size, events], in: folder.url, environment: environment)
+            #expect(refused.status == 64)
+            #expect(refused.stderr.contains("--batch-size must be from 1 to 20000, got \(size)"))
+        }
+    }
+
     @Test func contactShowExplainsAMissingContact() throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }

@@ -25,14 +25,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-AMQP_URL=$url CRM_INGEST_DATA=$work/data CRM_INGEST_HTTP=127.0.0.1:$port "$daemon" run ${config:+--config "$config"} > "$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 1 600); do
-    curl -sf "127.0.0.1:$port/readyz" > /dev/null && break
-    kill -0 "$daemon_pid" 2>/dev/null || { echo "the daemon exited:" >&2; tail -5 "$work/daemon.log" >&2; exit 1; }
-    sleep 0.05
-done
+. "$root/scripts/bench/daemon-lib.sh"
+start_daemon "$daemon" "$url" "$work" "$config"
 count=$((rate * seconds))
 "$tool" latency-watch --database "$work/data/crm.sqlite" --count "$count" --output "$work/visible" --interval-ms 1 > /dev/null &
 watcher_pid=$!

@@ -32,14 +32,16 @@ public struct IngestRunner: Sendable {
     public var logger: Logger
     /// Lines per store transaction. 20,000 by default, the most one group commit takes: a transaction rewrites the
     /// pages of the contact tables, so larger ones write fewer per line (1,000,000 lines: 55,000 → 65,000 lines/s
-    /// against 10,000, peak RSS 195 → 225 MB; Docs/BENCHMARKS.md).
+    /// against 10,000, peak RSS 195 → 225 MB; Docs/BENCHMARKS.md). Smaller batches hold the SQLite write lock for
+    /// less time, for a daemon writing the same file (`ingest --batch-size`).
     public var batchSize: Int
+    public static let defaultBatchSize = 20_000
     /// Attempts for a batch the store reports busy or unavailable, with doubling back-off from 100 ms.
     public var maxAttempts: Int
 
     public init(
         processor: EventProcessor, store: any CRMStore, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
-        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = 20_000, maxAttempts: Int = 6
+        logger: Logger = Logger(label: "crm-ingest.ingest"), batchSize: Int = IngestRunner.defaultBatchSize, maxAttempts: Int = 6
     ) {
         self.processor = processor
         self.store = store

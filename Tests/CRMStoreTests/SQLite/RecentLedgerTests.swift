@@ -14,6 +14,22 @@ struct RecentLedgerTests {
         h.folder!.appendingPathComponent("\(name).sqlite").path
     }
 
+    /// Two stores on one file of the harness's folder (the daemon and `crm-ingest ingest`), with these limits.
+    static func twoStores(_ h: StoreHarness, _ name: String, limits: (Int, Int)) throws -> (SQLiteCRMStore, SQLiteCRMStore) {
+        let path = path(in: h, name)
+        let first = try SQLiteCRMStore(path: path, recentLedgerLimit: limits.0)
+        do {
+            return (first, try SQLiteCRMStore(path: path, recentLedgerLimit: limits.1))
+        } catch {
+            try? first.close()
+            throw error
+        }
+    }
+
+    static func close(_ stores: SQLiteCRMStore...) {
+        for store in stores { try? store.close() }
+    }
+
     /// `seconds` after `StoreHarness.t0`.
     static func at(_ seconds: Int64) -> Timestamp {
         Timestamp(microsecondsSinceEpoch: StoreHarness.t0.microsecondsSinceEpoch + seconds * 1_000_000)
@@ -110,13 +126,8 @@ struct RecentLedgerTests {
     @Test func roundsOverFullBucketsKeepEveryKey() async throws {
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
-        let path = Self.path(in: h, "full-buckets")
-        let store = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_500)
-        let other = try SQLiteCRMStore(path: path, recentLedgerLimit: 1_500)
-        defer {
-            try? store.close()
-            try? other.close()
-        }
+        let (store, other) = try Self.twoStores(h, "full-buckets", limits: (1_500, 1_500))
+        defer { Self.close(store, other) }
         var generator = SplitMix64(seed: 3)
         var sent = 0
         for batch in 0..<40 {
@@ -128,9 +139,9 @@ struct RecentLedgerTests {
             sent += 100
         }
         // At least one whole round (two in each of 15 runs, but how long a round lasts depends on where the keys fall),
-        // and the table read again five times, in the middle of rounds.
+        // and the other connection's rows read five times, in the middle of rounds.
         #expect(store.recentLedger.mergeRounds.load(ordering: .relaxed) >= 1)
-        #expect(store.recentLedger.loads.load(ordering: .relaxed) >= 5)
+        #expect(store.recentLedger.newRowReadings.load(ordering: .relaxed) >= 5)
         #expect(try await store.count("ledger") == sent)
         let every = try (0..<sent).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
         #expect(try await store.apply(every, now: StoreHarness.t0) == Array(repeating: .duplicate, count: sent))
@@ -165,13 +176,8 @@ struct RecentLedgerTests {
     @Test func keysRecordedByAnotherConnectionAreSeen() async throws {
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
-        let path = Self.path(in: h, "two-writers")
-        let first = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
-        let second = try SQLiteCRMStore(path: path, recentLedgerLimit: 3)
-        defer {
-            try? first.close()
-            try? second.close()
-        }
+        let (first, second) = try Self.twoStores(h, "two-writers", limits: (3, 3))
+        defer { Self.close(first, second) }
         // Both have read the table before the other writes.
         #expect(try await first.apply([try h.plan(registration("a"), id: "a")], now: StoreHarness.t0) == [.applied(notes: [])])
         #expect(try await second.apply([try h.plan(registration("a"), id: "a")], now: StoreHarness.t0) == [.duplicate])
@@ -197,18 +203,15 @@ struct RecentLedgerTests {
     @Test func roundsGoOnWhileTwoWritersTakeTurns() async throws {
         let h = try await StoreHarness(.sqlite)
         defer { h.remove() }
-        let path = Self.path(in: h, "turns")
-        let first = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
-        let second = try SQLiteCRMStore(path: path, recentLedgerLimit: 4)
-        defer {
-            try? first.close()
-            try? second.close()
-        }
+        let (first, second) = try Self.twoStores(h, "turns", limits: (4, 4))
+        defer { Self.close(first, second) }
         for index in 0..<200 {
             let store = index % 2 == 0 ? first : second
             #expect(try await store.apply([try h.plan(registration("c\(index)"), id: "m-\(index)")], now: StoreHarness.t0) == [.applied(notes: [])])
         }
-        #expect(first.recentLedger.loads.load(ordering: .relaxed) >= 99)
+        // Each transaction read the other's new rows, never the whole table again.
+        #expect(first.recentLedger.newRowReadings.load(ordering: .relaxed) >= 99)
+        #expect(first.recentLedger.loads.load(ordering: .relaxed) == 1)
         #expect(try await first.count("ledger") == 200)
         let tables = try await Self.tables(first)
         #expect(tables.recent <= 24)
@@ -264,10 +267,58 @@ struct RecentLedgerTests {
         }
         #expect(try await store.count("contacts") == 20)
         #expect(store.recentLedger.loads.load(ordering: .relaxed) == 1)
-        // A commit by the other connection is noticed.
+        // A commit by the other connection is noticed: the rows it added are read.
         try await side.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('test', x'00')") }
         _ = try await store.apply([try h.plan(registration("c20"), id: "m-20")], now: StoreHarness.t0)
+        #expect(store.recentLedger.newRowReadings.load(ordering: .relaxed) == 1)
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 1)
+    }
+
+    /// Another connection that writes (a `crm-ingest ingest` beside the daemon) costs a reading of its new rows, not of
+    /// the whole table: its keys are duplicates here at once, even those it merged into `ledger` and deleted from
+    /// `ledger_recent` between two of our transactions, and ours are duplicates there.
+    @Test func anotherConnectionsNewRowsAreReadAlone() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let (store, other) = try Self.twoStores(h, "new-rows", limits: (1_000, 5))
+        defer { Self.close(store, other) }
+        func events(_ range: Range<Int>) throws -> [PlannedEvent] { try range.map { try h.plan(registration("c\($0)"), id: "m-\($0)") } }
+        #expect(try await store.apply(events(0..<50), now: StoreHarness.t0) == Array(repeating: .applied(notes: []), count: 50))
+        // The other connection's small limit makes it merge its keys into `ledger` and delete their rows, in
+        // transactions of its own while this store waits.
+        for start in stride(from: 50, to: 170, by: 4) {
+            #expect(try await other.apply(events(start..<start + 4), now: StoreHarness.t0) == Array(repeating: .applied(notes: []), count: 4))
+        }
+        #expect(other.recentLedger.mergeRounds.load(ordering: .relaxed) >= 2)
+        let rows = try await store.database.read { db in try Int64.fetchAll(db, sql: "SELECT seq FROM ledger_recent WHERE seq > 50") }
+        #expect(rows.count < 120, "the other connection deleted rows it added, before this store read them")
+        // Every key of both is a duplicate here, and a new one applies.
+        #expect(try await store.apply(events(0..<171), now: StoreHarness.t0) == Array(repeating: .duplicate, count: 170) + [.applied(notes: [])])
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 1)
+        #expect(store.recentLedger.newRowReadings.load(ordering: .relaxed) == 1)
+        #expect(try await other.apply(events(0..<171), now: StoreHarness.t0) == Array(repeating: .duplicate, count: 171))
+    }
+
+    /// Pruning by another connection makes this one read the keys again whole: a pruned key held in memory would
+    /// otherwise stay a duplicate here (and a round would move it back into `ledger`).
+    @Test func pruningByAnotherConnectionIsReadWhole() async throws {
+        let h = try await StoreHarness(.sqlite)
+        defer { h.remove() }
+        let (store, other) = try Self.twoStores(h, "pruned-elsewhere", limits: (1_000, 1_000))
+        defer { Self.close(store, other) }
+        let old = try (0..<10).map { try h.plan(registration("c\($0)"), id: "m-\($0)") }
+        #expect(try await store.apply(old, now: StoreHarness.t0) == Array(repeating: .applied(notes: []), count: 10))
+        #expect(try await other.pruneLedger(before: StoreHarness.t0.adding(1, .minutes)) == 10)
+        // The same messages again are new: nothing remembers them.
+        #expect(try await store.apply(old, now: StoreHarness.t0.adding(2, .minutes)) == Array(repeating: .applied(notes: []), count: 10))
         #expect(store.recentLedger.loads.load(ordering: .relaxed) == 2)
+        #expect(store.recentLedger.newRowReadings.load(ordering: .relaxed) == 0)
+        // A pruning that deletes nothing is not counted: the next reading is of new rows only.
+        #expect(try await other.pruneLedger(before: StoreHarness.t0) == 0)
+        _ = try await other.apply([try h.plan(registration("c10"), id: "m-10")], now: StoreHarness.t0.adding(2, .minutes))
+        #expect(try await store.apply([try h.plan(registration("c10"), id: "m-10")], now: StoreHarness.t0.adding(2, .minutes)) == [.duplicate])
+        #expect(store.recentLedger.loads.load(ordering: .relaxed) == 2)
+        #expect(store.recentLedger.newRowReadings.load(ordering: .relaxed) == 1)
     }
 
     /// A transaction's rows go to `ledger_recent` together at its end, several to a statement: every event's row,
