@@ -135,13 +135,14 @@ final class RecentLedger: Sendable {
             let version = try Int64.fetchOne(db.cachedStatement(sql: "PRAGMA data_version")) ?? 0
             if state.dataVersion != version {
                 let prunings = try Self.prunings(db)
-                if state.dataVersion == nil || prunings != state.prunings {
-                    if state.dataVersion != nil {
-                        // Another connection pruned: as after our own pruning, a round must not move pruned keys
-                        // back into `ledger`, and the filter forgets them.
-                        state.round = nil
-                        filter.clear()
-                    }
+                let pruned = prunings != state.prunings
+                if pruned {
+                    // A pruning since the last reading (another connection's; ours did this already): a round must
+                    // not move pruned keys back into `ledger`, and the filter forgets them.
+                    state.round = nil
+                    filter.clear()
+                }
+                if state.dataVersion == nil || pruned {
                     try Self.load(&state, db)
                     loads.add(1, ordering: .relaxed)
                 } else {
@@ -157,7 +158,7 @@ final class RecentLedger: Sendable {
                 filter.restartScan()
             }
             // A step moves twice what the table grew by since the last one: this transaction's events, or more if
-            // another writer added keys meanwhile (its rows count in `seq`, read by `load`).
+            // another writer added keys meanwhile (its rows count in `seq`, read by `load` or `loadNewRows`).
             let rows = 2 * max(1, events, Int(state.lastSeq - state.seqAtLastUpkeep))
             state.seqAtLastUpkeep = state.lastSeq
             if state.round == nil, state.entries.count >= limit {

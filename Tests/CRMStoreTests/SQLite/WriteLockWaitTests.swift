@@ -10,9 +10,9 @@ import Testing
 @Suite("SQLite store: waiting for the write lock")
 struct WriteLockWaitTests {
     /// A third connection holds the lock; a backing-off store starts waiting at once, one trying every millisecond
-    /// 40 ms later. The lock is released 290 ms after the first started waiting, between two of its tries (SQLite
-    /// backs off to tries at 228 and 328 ms): the store trying every millisecond commits first, though it came
-    /// second. (Backing off too, it would try at 268 and 368 ms, and come second.) The writes run on threads of
+    /// 20 ms later. The lock is released 478 ms after the first started waiting, halfway between two of its tries
+    /// (SQLite backs off to tries at 428 and 528 ms): the store trying every millisecond commits first, though it
+    /// came second. (Backing off too, it would try at 448 and 548 ms, and come second.) The writes run on threads of
     /// their own, on each store's own connection, so that a busy cooperative pool (other tests) cannot reorder them.
     @Test func theStoreTryingEveryMillisecondGetsTheLockFirst() async throws {
         let h = try await StoreHarness(.sqlite)
@@ -28,9 +28,9 @@ struct WriteLockWaitTests {
         let (bulkCommitted, daemonCommitted) = try await OnAThread.run {
             let started = ContinuousClock.now
             let bulkWrite = OnAThread.start { try Self.write("bulk", bulk) }
-            Thread.sleep(forTimeInterval: 0.04)
+            Thread.sleep(forTimeInterval: 0.02)
             let daemonWrite = OnAThread.start { try Self.write("daemon", daemon) }
-            Thread.sleep(forTimeInterval: ContinuousClock.now.duration(to: started + .milliseconds(290)).totalSeconds)
+            Thread.sleep(forTimeInterval: ContinuousClock.now.duration(to: started + .milliseconds(478)).totalSeconds)
             holder.release()
             return (try bulkWrite.wait(), try daemonWrite.wait())
         }
@@ -49,9 +49,10 @@ struct WriteLockWaitTests {
         let store = try SQLiteCRMStore(path: path, busyTimeoutMilliseconds: 150, lockWait: .everyMillisecond)
         defer { try? store.close() }
         let holder = try WriteLockHolder(path)
-        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { holder.release() }
-        // Timed on the thread: the task may resume late when other tests keep the cooperative pool busy.
+        // Timed on the thread, and the release timer set there: the task may resume late when other tests keep the
+        // cooperative pool busy.
         let (outcome, waited) = try await OnAThread.run {
+            DispatchQueue.global().asyncAfter(deadline: .now() + 10) { holder.release() }
             let started = ContinuousClock.now
             let outcome = Result { try Self.write("late", store) }
             return (outcome, ContinuousClock.now - started)
