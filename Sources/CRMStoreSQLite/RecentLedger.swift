@@ -216,18 +216,14 @@ final class RecentLedger: Sendable {
     /// Reads the keys of `ledger_recent` again, into the buckets' own room. A round under way goes on, and rows already merged but not yet
     /// deleted are taken as recent again (a later round moves them once more, which changes nothing).
     private static func load(_ state: inout State, _ db: Database) throws {
-        let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
-        state.lastSeq = max(state.lastSeq, highest)
+        state.lastSeq = max(state.lastSeq, try highestSeq(db))
         let rows = try Row.fetchCursor(db, sql: "SELECT seq, key, processed_at FROM ledger_recent")
         var lastSeq = state.lastSeq
         try state.entries.replace {
             guard let row = try rows.next() else { return nil }
-            let seq: Int64 = row[0]
-            guard let key = LedgerKey(stored: row[1]) else {
-                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
-            }
+            let (seq, key, processedAt) = try decode(row)
             lastSeq = max(lastSeq, seq)
-            return (key, row[2])
+            return (key, processedAt)
         }
         state.lastSeq = lastSeq
         // The first reading: rows already there are not growth (a round over them goes at the usual pace).
@@ -239,20 +235,30 @@ final class RecentLedger: Sendable {
     /// in `ledger` with the same or a later time, and a later round of ours moves them once more, which changes
     /// nothing.
     private static func loadNewRows(_ state: inout State, _ db: Database) throws {
-        let highest = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
         let rows = try Row.fetchCursor(
             db.cachedStatement(sql: "SELECT seq, key, processed_at FROM ledger_recent WHERE seq > ? ORDER BY seq"), arguments: [state.lastSeq]
         )
-        var lastSeq = max(state.lastSeq, highest)
+        var lastSeq = max(state.lastSeq, try highestSeq(db))
         while let row = try rows.next() {
-            let seq: Int64 = row[0]
-            guard let key = LedgerKey(stored: row[1]) else {
-                throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
-            }
-            state.entries.record(key, processedAt: row[2])
+            let (seq, key, processedAt) = try decode(row)
+            state.entries.record(key, processedAt: processedAt)
             lastSeq = max(lastSeq, seq)
         }
         state.lastSeq = lastSeq
+    }
+
+    /// The highest `seq` `ledger_recent` ever had (`AUTOINCREMENT` keeps it in `sqlite_sequence`, deleted rows too).
+    private static func highestSeq(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'ledger_recent'") ?? 0
+    }
+
+    /// A row of `SELECT seq, key, processed_at FROM ledger_recent`; a key that is not 16 bytes is corruption.
+    private static func decode(_ row: Row) throws -> (seq: Int64, key: LedgerKey, processedAt: Int64) {
+        let seq: Int64 = row[0]
+        guard let key = LedgerKey(stored: row[1]) else {
+            throw DatabaseError(resultCode: .SQLITE_CORRUPT, message: "ledger_recent row \(seq) has a key that is not 16 bytes")
+        }
+        return (seq, key, row[2])
     }
 
     /// `meta`'s count of prunings (`SQLiteCRMStore.pruneLedger` adds one whenever it deleted keys); 0 before the first.
