@@ -22,6 +22,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// How long one batch's transaction may take before its connection is given up (`AbandonableCall`): far above a
     /// normal batch (milliseconds), short enough that lanes cut off by a failover go on within half a minute.
     static let transactionTimeout = Duration.seconds(30)
+    /// The same limit for every other call on a connection (reads, small writes); the schema's migrations (which may
+    /// wait for another daemon's) and pruning (a large delete) get longer, a ping's query shorter.
+    static let callTimeout = Duration.seconds(30)
+    static let maintenanceTimeout = Duration.seconds(600)
+    static let pingTimeout = Duration.seconds(5)
 
     /// One connection opened at start-up outside the pool, to tell a server that refuses (its error says why) from
     /// one that does not answer: the pool retries both alike, and a waiting request never sees the reason.
@@ -105,7 +110,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 if let probe { try await reach(probe, deadline: min(deadline, .now + .seconds(10))) }
                 try await Self.withDeadline(deadline) { [self] in
                     try await migrate()
-                    let key = try await client.withConnection { connection in
+                    let key = try await withConnection { [logger] connection in
                         try await connection.first("SELECT value FROM meta WHERE key = 'tombstone_key'", as: Data.self, logger: logger)
                     }
                     guard let key, key.count == 32 else { throw StoreError(.schema, "the meta table has no tombstone key") }
@@ -155,11 +160,24 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         }
     }
 
+    /// Runs `body` on a connection of the pool, given up after `timeout` (`AbandonableCall`: its connection is closed
+    /// and `StoreError(.unavailable)` thrown). A statement on a session the server ended (`pg_terminate_backend`, a
+    /// failover) may never complete in the driver; without the limit it would hold its caller forever: a batch's lane,
+    /// a readiness probe, an HTTP request, and with them the daemon's shutdown. Waiting for a connection is not
+    /// limited here: that wait ends with cancellation, which the callers that must answer in time use.
+    func withConnection<Result: Sendable>(
+        timeout: Duration = callTimeout, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await client.withConnection { connection in
+            try await AbandonableCall.run(timeout: timeout, onTimeout: { try? await connection.close() }) { try await body(connection) }
+        }
+    }
+
     /// Applies missing migrations (one daemon does it while the others wait on the advisory lock); the versions
     /// this call applied.
     @discardableResult
     public func migrate() async throws -> [Int] {
-        try await client.withConnection { connection in try await PostgresSchema.migrate(connection, logger: logger) }
+        try await withConnection(timeout: Self.maintenanceTimeout) { [logger] connection in try await PostgresSchema.migrate(connection, logger: logger) }
     }
 
     private func requireKey() throws(StoreError) -> KeyedHash {
@@ -179,10 +197,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var conflicts = 0
         while true {
             do {
-                return try await client.withConnection { [logger, isolation] connection in
-                    try await AbandonableCall.run(timeout: Self.transactionTimeout, onTimeout: { try? await connection.close() }) {
-                        try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
-                    }
+                return try await withConnection(timeout: Self.transactionTimeout) { [logger, isolation] connection in
+                    try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
                 }
             } catch is PostgresOperationWriter.EventNeedsSavepoint {
                 counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
@@ -254,7 +270,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// readiness probe must say "not ready", not hang.
     public func ping() async throws {
         do {
-            try await Self.withDeadline(.now + .seconds(5)) { [client, logger] in try await client.query("SELECT 1", logger: logger) }
+            // The deadline ends a wait for a connection; the query has a limit of its own (see `withConnection`).
+            try await Self.withDeadline(.now + Self.pingTimeout) { [self] in
+                try await withConnection(timeout: Self.pingTimeout) { [logger] connection in _ = try await connection.query("SELECT 1", logger: logger) }
+            }
         } catch {
             throw Self.storeError(error)
         }
@@ -264,7 +283,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int {
         let micros = cutoff.microsecondsSinceEpoch
         do {
-            return try await client.withConnection { connection in
+            return try await withConnection(timeout: Self.maintenanceTimeout) { [logger] connection in
                 let removed = try await connection.run("DELETE FROM ledger WHERE processed_at < \(micros)", logger: logger)
                 try await connection.run("DELETE FROM incoming_requests WHERE received_at < \(micros)", logger: logger)
                 return removed
@@ -277,7 +296,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// The record of an incoming HTTP request, by its event id.
     public func incomingRequest(_ eventId: String) async throws -> String? {
         do {
-            return try await client.withConnection { connection in
+            return try await withConnection { [logger] connection in
                 try await connection.first("SELECT record FROM incoming_requests WHERE event_id = \(eventId)", as: String.self, logger: logger)
             }
         } catch {
@@ -289,7 +308,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public func integrationEndpoint(source: String, proposed: String) async throws -> String {
         let key = "integration_endpoint:" + source
         do {
-            return try await client.withConnection { connection in
+            return try await withConnection { [logger] connection in
                 try await connection.run(
                     "INSERT INTO meta (key, value) VALUES (\(key), \(Data(proposed.utf8))) ON CONFLICT (key) DO NOTHING", logger: logger
                 )
@@ -304,7 +323,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// Counts rows of a table: for tests and operators' checks.
     public func count(_ table: String) async throws -> Int {
         let name = table.filter { $0.isLetter || $0 == "_" }
-        return try await client.withConnection { connection in
+        return try await withConnection { [logger] connection in
             try await connection.first(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(name)"), as: Int.self, logger: logger) ?? 0
         }
     }
@@ -314,7 +333,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     public func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult {
         let keyedHash = try requireKey()
         do {
-            return try await client.withConnection { connection in
+            return try await withConnection { [logger] connection in
                 // One snapshot for every table read.
                 try await connection.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
                 do {

@@ -52,7 +52,9 @@ extension RabbitMQSourceTests {
     /// The broker closes every client connection (`rabbitmqctl close_all_connections`) three times while the
     /// daemon drains: each time it reconnects and goes on, and in the end every event is applied once, in order.
     /// Each cut waits for the reconnection after the one before (a cut during the reconnect back-off would close
-    /// nothing), and `rabbitmqctl` takes a second or two to start, so the queue is big enough to be still draining.
+    /// nothing). `rabbitmqctl` takes a second or two to start, long enough for a fast machine to drain the queue
+    /// before the cut lands (a CI run did): so the daemon is stopped (SIGSTOP) from just before the cut until the
+    /// queue was counted after it, and the cut always falls mid-run, with deliveries in the daemon's hands.
     @Test func brokerClosingTheConnectionThreeTimesMidRunLosesNothing() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = "crm.test.cut.\(UUID().uuidString.prefix(6))"
@@ -76,8 +78,13 @@ extension RabbitMQSourceTests {
                 Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share && connections() == cut + 1 })
             }
             guard reached else { break }
-            _ = try node.ctl("close_all_connections", "crm-ingest fault test")
-            if try node.counts(queue).ready > 0 { cutsMidRun += 1 }
+            daemon.signal(SIGSTOP)
+            let stopped = try await onOwnThread { () -> (cut: Bool, ready: Int) in
+                defer { daemon.signal(SIGCONT) }
+                let cut = (try? node.ctl("close_all_connections", "crm-ingest fault test")) != nil
+                return (cut, (try? node.counts(queue).ready) ?? 0)
+            }
+            if stopped.cut, stopped.ready > 0 { cutsMidRun += 1 }
             // One "consuming" line per connection: the first and one after each cut.
             #expect(try await waitFor(.seconds(60)) { connections() == cut + 2 }, "no reconnection after cut \(cut + 1)")
         }
