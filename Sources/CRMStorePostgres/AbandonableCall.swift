@@ -3,33 +3,44 @@ import Synchronization
 
 /// Runs a call with a time limit it cannot outlive. When the server ends a session in the middle of a
 /// transaction (`pg_terminate_backend`, a failover), a statement in flight on it may never complete in the driver;
-/// past `timeout` the call is left behind (cancelled, and `onTimeout` closes its connection, so the pool drops it and
-/// the server rolls back whatever it held) and `StoreError(.unavailable)` is thrown, which the caller retries on a new
-/// connection. Unlike a task group, this returns at the deadline even when the call ignores cancellation.
+/// past `timeout` the call is left behind: it is cancelled, `onAbandon` runs (it closes the call's connection, so the
+/// pool drops it and the server rolls back whatever it held) and then `StoreError(.unavailable)` is thrown, which
+/// the caller retries on a new connection. The caller's own cancellation (a deadline of its own, a shutdown that
+/// escalated) abandons the call the same way, with `CancellationError`. Unlike a task group, this returns at once
+/// even when the call ignores cancellation.
 enum AbandonableCall {
+    /// `onAbandon` must not wait: it runs before the caller resumes (so a closed connection is never handed out
+    /// again), possibly inside a cancellation handler.
     static func run<Result: Sendable>(
-        timeout: Duration, onTimeout: @escaping @Sendable () async -> Void,
+        timeout: Duration, onAbandon: @escaping @Sendable () -> Void,
         _ body: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
         let outcome = Outcome<Result>()
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in
-            let work = Task {
-                do { outcome.settle(.success(try await body())) } catch { outcome.settle(.failure(error)) }
+        let work = Task {
+            do { outcome.settle(.success(try await body())) } catch { outcome.settle(.failure(error)) }
+        }
+        let abandon: @Sendable (any Error) -> Void = { reason in
+            outcome.settle(.failure(reason)) {
+                work.cancel()
+                onAbandon()
             }
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                let message = "PostgreSQL did not answer within \(timeout); the connection was closed"
-                if outcome.settle(.failure(StoreError(.unavailable, message))) {
-                    work.cancel()
-                    await onTimeout()
-                }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled else { return }
+            abandon(StoreError(.unavailable, "PostgreSQL did not answer within \(timeout); the connection was closed"))
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in
+                outcome.start(continuation, timer: timer)
             }
-            outcome.start(continuation, timer: timer)
+        } onCancel: {
+            abandon(CancellationError())
         }
     }
 
-    /// The first of the call's result and the timeout goes to the continuation; the other is dropped.
+    /// The first of the call's result, the timeout and the caller's cancellation goes to the continuation; the others
+    /// are dropped.
     private final class Outcome<Value: Sendable>: Sendable {
         private struct State {
             var continuation: CheckedContinuation<Value, any Error>?
@@ -52,9 +63,9 @@ enum AbandonableCall {
             }
         }
 
-        /// Delivers `result` unless something was delivered before; whether it was delivered.
-        @discardableResult
-        func settle(_ result: Swift.Result<Value, any Error>) -> Bool {
+        /// Delivers `result` unless something was delivered before, running `beforeDelivery` first when it is
+        /// delivered.
+        func settle(_ result: Swift.Result<Value, any Error>, beforeDelivery: () -> Void = {}) {
             // nil: settled before; otherwise what to resume now (nothing when `start` has not run yet).
             let delivery: Delivery? = state.withLock { state in
                 guard !state.settled else { return nil }
@@ -66,10 +77,10 @@ enum AbandonableCall {
                 state.continuation = nil
                 return Delivery(continuation: continuation, timer: state.timer)
             }
-            guard let delivery else { return false }
+            guard let delivery else { return }
+            beforeDelivery()
             delivery.timer?.cancel()
             delivery.continuation?.resume(with: result)
-            return true
         }
 
         private struct Delivery {

@@ -36,6 +36,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         // The pool logs every failed connection attempt at info; the store says what matters at warning itself.
         var background = logger
         background.logLevel = max(logger.logLevel, .notice)
+        // No keep-alive queries: the pool runs them itself, outside `withConnection`'s limit, and one lost on an ended
+        // session would hold the pool's shutdown (and the daemon's exit) for good. Idle connections close after the
+        // pool's idle timeout (60 s) anyway, and a dead one fails its next call, which is retried.
+        var configuration = configuration
+        configuration.options.keepAliveBehavior = nil
         client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.probe = probe
         self.logger = logger
@@ -169,7 +174,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         timeout: Duration = callTimeout, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await client.withConnection { connection in
-            try await AbandonableCall.run(timeout: timeout, onTimeout: { try? await connection.close() }) { try await body(connection) }
+            // `close()`'s future form: it starts closing at once, before the connection goes back to the pool.
+            try await AbandonableCall.run(timeout: timeout, onAbandon: { _ = connection.close() as EventLoopFuture<Void> }) { try await body(connection) }
         }
     }
 
@@ -266,8 +272,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     // MARK: Maintenance and integrations
 
-    /// Answers within 5 s: while the server is down the pool would keep a query waiting for a connection, and a
-    /// readiness probe must say "not ready", not hang.
+    /// Answers within about 10 s: at most 5 s waiting for a connection (while the server is down the pool would keep
+    /// the request waiting, and a readiness probe must say "not ready", not hang), then at most 5 s for the query.
     public func ping() async throws {
         do {
             // The deadline ends a wait for a connection; the query has a limit of its own (see `withConnection`).

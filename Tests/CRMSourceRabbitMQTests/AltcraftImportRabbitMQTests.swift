@@ -8,10 +8,10 @@ import Testing
 
 /// Altcraft's `database_import` flow on a real broker: requests in, one reply per request read back from the reply
 /// queue, invalid requests answered and dead-lettered, a redelivered request answered again without being applied
-/// twice.
-@Suite("Altcraft import over RabbitMQ")
-struct AltcraftImportRabbitMQTests {
-    static let processor = EventProcessor(
+/// twice. An extension of the source's suite, so it is serialized with the tests that cut the shared broker's
+/// connections or pause it (a cut would end the test's own connections and its exclusive reply queue).
+extension RabbitMQSourceTests {
+    static let altcraftProcessor = EventProcessor(
         mapping: Mapping(
             attributes: [AttributeDefinition(name: "email", headers: ["email"]), AttributeDefinition(name: "_fname", headers: ["_fname"])],
             actions: [AltcraftImportFormat.importType: [.enterJourney(journey: 7)]]
@@ -19,7 +19,7 @@ struct AltcraftImportRabbitMQTests {
         format: .altcraftImport(AltcraftImportFormat(accountId: 1))
     )
 
-    static func request(_ body: String, id: String, queue: String) -> AMQPPublisher.Message {
+    static func altcraftRequest(_ body: String, id: String, queue: String) -> AMQPPublisher.Message {
         AMQPPublisher.Message(body: Array(body.utf8), routingKey: queue, properties: AMQPProperties(messageId: id, deliveryMode: 2))
     }
 
@@ -48,13 +48,13 @@ struct AltcraftImportRabbitMQTests {
         try seeded.close()
 
         var requests = [
-            Self.request(#"{"account_id":1,"data":{"_fname":"John","_lname":"Doe"},"db_id":1,"email":"example@example.com","feedback_id":"seed-example","update_only":true}"#, id: "r1", queue: queue),
-            Self.request(#"{"account_id":1,"db_id":1,"email":"new@example.com","data":{"_fname":"Ann"},"feedback_id":"create"}"#, id: "r2", queue: queue),
-            Self.request(#"{"account_id":1,"db_id":1,"email":"quiet@example.com","data":{},"skip_triggers":true,"feedback_id":"quiet"}"#, id: "r3", queue: queue),
-            Self.request(#"{"account_id":1,"db_id":1,"email":"nobody@example.com","data":{},"update_only":true,"feedback_id":"no-match"}"#, id: "r4", queue: queue),
-            Self.request(#"{"account_id":1,"db_id":1,"matching":"fax","data":{},"feedback_id":"invalid"}"#, id: "r5", queue: queue),
-            Self.request("not json", id: "r6", queue: queue),
-            Self.request(#"{"account_id":2,"db_id":1,"email":"a@b.c","data":{},"feedback_id":"other-account"}"#, id: "r7", queue: queue),
+            Self.altcraftRequest(#"{"account_id":1,"data":{"_fname":"John","_lname":"Doe"},"db_id":1,"email":"example@example.com","feedback_id":"seed-example","update_only":true}"#, id: "r1", queue: queue),
+            Self.altcraftRequest(#"{"account_id":1,"db_id":1,"email":"new@example.com","data":{"_fname":"Ann"},"feedback_id":"create"}"#, id: "r2", queue: queue),
+            Self.altcraftRequest(#"{"account_id":1,"db_id":1,"email":"quiet@example.com","data":{},"skip_triggers":true,"feedback_id":"quiet"}"#, id: "r3", queue: queue),
+            Self.altcraftRequest(#"{"account_id":1,"db_id":1,"email":"nobody@example.com","data":{},"update_only":true,"feedback_id":"no-match"}"#, id: "r4", queue: queue),
+            Self.altcraftRequest(#"{"account_id":1,"db_id":1,"matching":"fax","data":{},"feedback_id":"invalid"}"#, id: "r5", queue: queue),
+            Self.altcraftRequest("not json", id: "r6", queue: queue),
+            Self.altcraftRequest(#"{"account_id":2,"db_id":1,"email":"a@b.c","data":{},"feedback_id":"other-account"}"#, id: "r7", queue: queue),
         ]
         requests.append(requests[1]) // the same request again (same message id): applied once, answered twice
         let publisher = try node.publisher()
@@ -63,7 +63,7 @@ struct AltcraftImportRabbitMQTests {
 
         let logs = CapturedLogs()
         let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), folder: folder, logger: logs.logger,
-                                       processor: Self.processor, replies: .init(queue: replyQueue, ttlSeconds: 3600))
+                                       processor: Self.altcraftProcessor, replies: .init(queue: replyQueue, ttlSeconds: 3600))
         defer { source.remove() }
         #expect(try await source.wait(timeout: .seconds(30)) { try node.counts(queue) == (0, 0) })
         try await source.stop()
@@ -121,10 +121,10 @@ struct AltcraftImportRabbitMQTests {
 
         let publisher = try node.publisher()
         try publisher.publishAll((1...3).map { (n: Int) in
-            Self.request("{\"account_id\":1,\"db_id\":1,\"email\":\"p\(n)@example.com\",\"data\":{},\"feedback_id\":\"f\(n)\"}", id: "w\(n)", queue: queue)
+            Self.altcraftRequest("{\"account_id\":1,\"db_id\":1,\"email\":\"p\(n)@example.com\",\"data\":{},\"feedback_id\":\"f\(n)\"}", id: "w\(n)", queue: queue)
         })
         publisher.close()
-        let source = try RunningSource(queue: queue, node: node, processor: Self.processor, replies: .init(queue: replyQueue, ttlSeconds: 60))
+        let source = try RunningSource(queue: queue, node: node, processor: Self.altcraftProcessor, replies: .init(queue: replyQueue, ttlSeconds: 60))
         defer { source.remove() }
         // Applied, but not acked while no reply can be published.
         #expect(try await source.wait(timeout: .seconds(20)) { try await source.count("contacts") == 3 })

@@ -73,18 +73,19 @@ extension RabbitMQSourceTests {
         }
         var cutsMidRun = 0
         for (cut, share) in [4_000, 12_000, 20_000].enumerated() {
-            // Watched from a thread of its own (see `signal(_:_:whenApplied:)`), then the broker cuts the connection.
-            let reached = try await onOwnThread { () -> Bool in
-                Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share && connections() == cut + 1 })
-            }
-            guard reached else { break }
-            daemon.signal(SIGSTOP)
-            let stopped = try await onOwnThread { () -> (cut: Bool, ready: Int) in
+            // Watched from a thread of its own (see `signal(_:_:whenApplied:)`), which stops the daemon, has the
+            // broker cut the connection, counts what is still queued and lets the daemon go on.
+            let outcome = try await onOwnThread { () -> (reached: Bool, cut: Bool, ready: Int) in
+                guard Self.pollBlocking(until: { ((try? Self.appliedSoFar(daemon)) ?? 0) >= share && connections() == cut + 1 }) else {
+                    return (false, false, 0)
+                }
+                daemon.signal(SIGSTOP)
                 defer { daemon.signal(SIGCONT) }
-                let cut = (try? node.ctl("close_all_connections", "crm-ingest fault test")) != nil
-                return (cut, (try? node.counts(queue).ready) ?? 0)
+                let closed = (try? node.ctl("close_all_connections", "crm-ingest fault test")) != nil
+                return (true, closed, (try? node.counts(queue).ready) ?? 0)
             }
-            if stopped.cut, stopped.ready > 0 { cutsMidRun += 1 }
+            guard outcome.reached else { break }
+            if outcome.cut, outcome.ready > 0 { cutsMidRun += 1 }
             // One "consuming" line per connection: the first and one after each cut.
             #expect(try await waitFor(.seconds(60)) { connections() == cut + 2 }, "no reconnection after cut \(cut + 1)")
         }

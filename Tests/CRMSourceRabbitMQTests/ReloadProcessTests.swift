@@ -88,8 +88,8 @@ extension RabbitMQSourceTests {
         }
     }
 
-    /// A mapping change and a source change, each written through a rename while 10,000 events drain (a small
-    /// prefetch keeps the drain slow enough to be mid-stream at both switches): every event
+    /// A mapping change and a source change, each written through a rename while 15,000 events flow in and drain:
+    /// every event
     /// applied exactly once, nothing redelivered, events after the switch use the new mapping, and only the changed
     /// source restarts.
     @Test func reloadsSwitchTheMappingInPlaceAndRestartOnlyTheChangedSourceWhileEventsFlow() async throws {
@@ -101,7 +101,18 @@ extension RabbitMQSourceTests {
         let workload = Workload(contacts: 500, perContact: 30)
         let publisher = try node.publisher()
         defer { publisher.close() }
-        try publisher.publishAll(workload.messages(queue: queues.0, withIds: true, idPrefix: "reload"))
+        // Published at about 3,000 a second for 5 s, from a thread of its own, so that both switches fall while
+        // events still flow however fast the machine drains them (a queue published whole beforehand could drain
+        // before the second switch).
+        async let published: Void = onOwnThread {
+            let paced = try node.publisher()
+            defer { paced.close() }
+            let messages = workload.messages(queue: queues.0, withIds: true, idPrefix: "reload")
+            for start in stride(from: 0, to: messages.count, by: 300) {
+                try paced.publishAll(messages[start..<min(start + 300, messages.count)])
+                usleep(100_000)
+            }
+        }
         let folder = try Self.daemonFolder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let configPath = folder.appendingPathComponent("crm-ingest.yaml").path
@@ -126,6 +137,7 @@ extension RabbitMQSourceTests {
         }
         #expect(appliedAtReloads.count == 2, "the reloads did not both happen")
         #expect(appliedAtReloads.allSatisfy { $0 < total }, "the queue drained before a reload: \(appliedAtReloads) of \(total)")
+        try await published
         // Published after the first switch.
         try publisher.publishAll(Self.registrations(200, queue: queues.1, prefix: "late"))
 
