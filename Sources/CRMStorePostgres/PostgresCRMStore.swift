@@ -19,11 +19,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     let counters = PostgresStoreCounters()
     /// How often a batch is run again after a deadlock or serialization failure before the failure is reported.
     static let conflictRetries = 5
-    /// How long one batch's transaction may take before its connection is given up (`AbandonableCall`): far above a
-    /// normal batch (milliseconds), short enough that lanes cut off by a failover go on within half a minute.
-    static let transactionTimeout = Duration.seconds(30)
-    /// The same limit for every other call on a connection (reads, small writes); the schema's migrations (which may
-    /// wait for another daemon's) and pruning (a large delete) get longer, a ping's query shorter.
+    /// How long a call on a connection (a batch's transaction, a read, a small write) may take before its connection
+    /// is given up (`withConnection`): far above a normal one (milliseconds), short enough that lanes cut off by a
+    /// failover go on within half a minute. The schema's migrations (which may wait for another daemon's) and pruning
+    /// (a large delete) get longer, a ping shorter.
     static let callTimeout = Duration.seconds(30)
     static let maintenanceTimeout = Duration.seconds(600)
     static let pingTimeout = Duration.seconds(5)
@@ -136,9 +135,13 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// where it is required) as `rejected`, anything waiting may cure (refused, timed out) as `unavailable`.
     private func reach(_ probe: PostgresConnection.Configuration, deadline: ContinuousClock.Instant) async throws(StoreError) {
         do {
+            // The connect is an abandonable call, so that the deadline's cancellation (or SIGTERM's) ends it even if
+            // the driver never completes it; its own limit lies past the deadline, which comes first.
             try await Self.withDeadline(deadline) { [logger] in
-                let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
-                try await connection.close()
+                try await AbandonableCall.run(timeout: ContinuousClock.now.duration(to: deadline) + .seconds(1), onAbandon: {}) {
+                    let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+                    try await connection.close()
+                }
             }
         } catch {
             if let psql = error as? PSQLError, psql.code == .sslUnsupported {
@@ -203,7 +206,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var conflicts = 0
         while true {
             do {
-                return try await withConnection(timeout: Self.transactionTimeout) { [logger, isolation] connection in
+                return try await withConnection { [logger, isolation] connection in
                     try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
                 }
             } catch is PostgresOperationWriter.EventNeedsSavepoint {
@@ -272,11 +275,12 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     // MARK: Maintenance and integrations
 
-    /// Answers within about 10 s: at most 5 s waiting for a connection (while the server is down the pool would keep
-    /// the request waiting, and a readiness probe must say "not ready", not hang), then at most 5 s for the query.
+    /// Answers within 5 s: while the server is down the pool would keep a query waiting for a connection, and a
+    /// readiness probe must say "not ready", not hang.
     public func ping() async throws {
         do {
-            // The deadline ends a wait for a connection; the query has a limit of its own (see `withConnection`).
+            // The deadline cancels the wait for a connection or the query; a cancelled query is left behind at once
+            // (`AbandonableCall`), so the ping answers within 5 s even when the driver lost the query.
             try await Self.withDeadline(.now + Self.pingTimeout) { [self] in
                 try await withConnection(timeout: Self.pingTimeout) { [logger] connection in _ = try await connection.query("SELECT 1", logger: logger) }
             }

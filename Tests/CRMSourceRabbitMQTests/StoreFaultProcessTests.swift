@@ -157,7 +157,7 @@ extension RabbitMQSourceTests {
     /// default turned to read-only and its sessions ended, so the daemon reconnects to a database that refuses
     /// every write (SQLSTATE 25006); then writable again, the sessions ended once more.
     /// A transaction cut by the terminated session may never complete in the driver: the store gives its connection up
-    /// after `PostgresCRMStore.transactionTimeout` (shown failing without it: the lanes stopped for good).
+    /// after `PostgresCRMStore.callTimeout` (shown failing without it: the lanes stopped for good).
     /// `diagnose` prints the database's sessions when the daemon does not catch up.
     @Test func thePostgreSQLDatabaseReadOnlyForAWhileLosesNothing() async throws {
         let node = try RabbitMQTestNode.shared()

@@ -28,8 +28,8 @@ struct EndedSessionTests {
     }
 
     /// Eight tasks ping in a loop while the test ends every session of the store's database 200 times. Each ping
-    /// answers (well or with an error) within its limits: 5 s to get a connection, 5 s for the query. Before the
-    /// limit on the query, all eight pings hung for good: `/readyz` never answered, and a daemon given SIGTERM
+    /// answers (well or with an error) within its 5 s limit. Before the query could be left behind, all eight pings
+    /// hung for good: `/readyz` never answered, and a daemon given SIGTERM
     /// waited for that request forever (a CI run of the read-only fault test). Afterwards the pool works again.
     @Test func pingsCutByEndedSessionsAnswerWithinTheirLimit() async throws {
         let server = try PostgresTestServer.shared()
@@ -63,7 +63,7 @@ struct EndedSessionTests {
         }
         try await admin.close()
         progress.update { $0.stop = true }
-        // A ping that started just before the stop may take its two limits: 10 s, and a loaded machine's delays.
+        // A ping that started just before the stop may take its 5 s limit, and a loaded machine's delays.
         let deadline = ContinuousClock.now + .seconds(30)
         while progress.read({ $0.finished }) < pingers, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         let state = progress.read { $0 }
