@@ -1,6 +1,6 @@
 /// The recent ledger's keys, each with its latest `processed_at`, in 256 buckets by the key's first byte, each
-/// bucket sorted by key: 24 bytes a key, found by a binary search, and swept bucket by bucket by a merge round
-/// without a copy.
+/// bucket sorted by key: 24 bytes a key, found by a search that starts where a uniform key should be, and swept
+/// bucket by bucket by a merge round without a copy.
 ///
 /// Why not a `Dictionary`: its storage is a power of two at most three quarters full, and a merge round needs the
 /// keys in key order besides: 40,000 keys and the round's sorted copy took 2.7-3.2 MB, 100,000 here 3.9-4.0 MB.
@@ -50,15 +50,48 @@ struct RecentKeys: Sendable {
 
     static func bucket(of key: LedgerKey) -> Int { Int(key.high >> 56) }
 
-    /// Where `key` is in its bucket, or where it would go.
-    private static func search(_ bucket: [Entry], _ key: LedgerKey) -> (found: Bool, index: Int) {
-        var low = 0
-        var high = bucket.count
+    /// Where `key` is in its bucket, or where it would go (the first entry not below it).
+    ///
+    /// Keys are uniform, so a bucket of `count` keys holds `key` near `count` × the fraction its bits after the first
+    /// byte give: the search starts there, gallops outward to bracket the key, and ends with a binary search of the
+    /// bracket. It touches a few neighbouring cache lines instead of the nine or so scattered ones of a binary search
+    /// over the whole bucket (the search was 3.4% of the daemon's samples draining a queue, 2026-12-06). A bucket that
+    /// is not uniform (the front of one a merge round is sweeping, or keys chosen by a test) is still searched
+    /// correctly, only with more steps.
+    static func search(_ bucket: [Entry], _ key: LedgerKey) -> (found: Bool, index: Int) {
+        let count = bucket.count
+        guard count > 0 else { return (false, 0) }
+        let guess = min(count - 1, Int(truncatingIfNeeded: (key.high << 8).multipliedFullWidth(by: UInt64(count)).high))
+        var low: Int
+        var high: Int
+        if bucket[guess].key < key {
+            // The key's place is after the guess: gallop right until an entry not below it.
+            low = guess + 1
+            var probe = low
+            var step = 1
+            while probe < count, bucket[probe].key < key {
+                low = probe + 1
+                probe += step
+                step &<<= 1
+            }
+            high = min(probe, count)
+        } else {
+            // At the guess or before it: gallop left until an entry below it.
+            high = guess
+            var probe = guess - 1
+            var step = 1
+            while probe >= 0, !(bucket[probe].key < key) {
+                high = probe
+                probe -= step
+                step &<<= 1
+            }
+            low = max(probe + 1, 0)
+        }
         while low < high {
             let middle = (low + high) / 2
             if bucket[middle].key < key { low = middle + 1 } else { high = middle }
         }
-        return (low < bucket.count && bucket[low].key == key, low)
+        return (low < count && bucket[low].key == key, low)
     }
 
     /// The key's latest `processed_at`, if held.

@@ -425,6 +425,44 @@ struct RecentLedgerTests {
         #expect(!kept.isEmpty && kept.count < late.count)
     }
 
+    /// The search that starts where a uniform key should be finds the same place as a plain binary search, in
+    /// buckets that are uniform, crowded into a narrow range (its guesses all wrong), or half swept by a merge round;
+    /// and keys recorded in random order stay sorted and found.
+    @Test func theSearchFindsWhatABinarySearchFinds() {
+        func lowerBound(_ bucket: [RecentKeys.Entry], _ key: LedgerKey) -> Int {
+            bucket.firstIndex { !($0.key < key) } ?? bucket.count
+        }
+        func check(_ bucket: [RecentKeys.Entry], _ probes: [LedgerKey]) -> Bool {
+            probes.allSatisfy { key in
+                let (found, index) = RecentKeys.search(bucket, key)
+                return index == lowerBound(bucket, key) && found == bucket.contains { $0.key == key }
+            }
+        }
+        var generator = SplitMix64(seed: 9)
+        func key(_ high: UInt64) -> LedgerKey {
+            withUnsafeBytes(of: (high.bigEndian, UInt64.random(in: 0...UInt64.max, using: &generator).bigEndian)) { LedgerKey(digest: $0) }
+        }
+        let uniform = (0..<600).map { _ in key(0x42 << 56 | UInt64.random(in: 0...(1 << 56 - 1), using: &generator)) }
+        let crowdedLow = (0..<600).map { _ in key(0x42 << 56 | UInt64.random(in: 0...1_000, using: &generator)) }
+        let crowdedHigh = (0..<600).map { _ in key(0x42 << 56 | (1 << 56 - 1) - UInt64.random(in: 0...1_000, using: &generator)) }
+        let absent = (0..<300).map { _ in key(0x42 << 56 | UInt64.random(in: 0...(1 << 56 - 1), using: &generator)) }
+            + [key(0x42 << 56), key(0x42 << 56 | (1 << 56 - 1))]
+        for keys in [uniform, crowdedLow, crowdedHigh, Array(uniform.prefix(1)), Array(uniform.prefix(2))] {
+            let bucket = keys.sorted().map { (key: $0, processedAt: Int64(1)) }
+            #expect(check(bucket, keys + absent + crowdedLow.prefix(50) + crowdedHigh.prefix(50)))
+            // The front of the bucket taken by a sweep: what is left covers only the upper part of its range.
+            let swept = Array(bucket.dropFirst(bucket.count * 2 / 3))
+            #expect(check(swept, keys + absent))
+        }
+        #expect(RecentKeys.search([], key(0x42 << 56)) == (false, 0))
+        var recorded = RecentKeys()
+        for (index, key) in (uniform + crowdedLow).enumerated() { recorded.record(key, processedAt: Int64(index)) }
+        let bucket = recorded.buckets[0x42]
+        #expect(bucket.count == 1_200)
+        #expect(zip(bucket, bucket.dropFirst()).allSatisfy { $0.key < $1.key })
+        #expect((uniform + crowdedLow).enumerated().allSatisfy { recorded[$0.element] == Int64($0.offset) })
+    }
+
     /// Keys read from the table twice keep their latest time, and a key recorded again keeps the later of its times.
     @Test func keysKeepTheirLatestTime() {
         func key(_ byte: UInt8) -> LedgerKey { [UInt8](repeating: byte, count: 16).withUnsafeBytes { LedgerKey(digest: $0) } }
