@@ -61,7 +61,8 @@ struct RecentKeys: Sendable {
     static func search(_ bucket: [Entry], _ key: LedgerKey) -> (found: Bool, index: Int) {
         let count = bucket.count
         guard count > 0 else { return (false, 0) }
-        let guess = min(count - 1, Int(truncatingIfNeeded: (key.high << 8).multipliedFullWidth(by: UInt64(count)).high))
+        // The high word of (bits after the first byte) × count: below count, since those bits are below 2^64.
+        let guess = Int(truncatingIfNeeded: (key.high << 8).multipliedFullWidth(by: UInt64(count)).high)
         var low: Int
         var high: Int
         if bucket[guess].key < key {
