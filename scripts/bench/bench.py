@@ -361,7 +361,7 @@ def scenario_latency(broker, max_rate):
     """Publish at half the drain rate; latency to the commit, as a second reader of the database sees it."""
     rate = max(100, int(max_rate / 2))
     seconds = 60
-    p50s, p99s, maxes, store_p99s = [], [], [], []
+    p50s, p99s, maxes, store_p99s, noop_p50s, noop_p99s = [], [], [], [], [], []
     for run in range(RUNS):
         daemon = Daemon(broker.url, fresh_data("latency"))
         watcher = None
@@ -393,15 +393,61 @@ def scenario_latency(broker, max_rate):
         if report["missing"]:
             raise RuntimeError(f"latency-watch saw {report['events']} of {rate * seconds} contacts committed")
         store = run_tool("latency-report", "--times", times, "--database", os.path.join(daemon.data, "crm.sqlite"))
+        noop = latency_to_a_noop_consumer(broker, rate, seconds)
         p50s.append(report["p50_ms"])
         p99s.append(report["p99_ms"])
         maxes.append(report["max_ms"])
         store_p99s.append(store["p99_ms"])
+        noop_p50s.append(noop["p50_ms"])
+        noop_p99s.append(noop["p99_ms"])
     name = f"Latency at half the maximum rate ({rate:,} events/s for {seconds} s)"
     row(name, "p50 publish → committed", p50s, digits=1, unit=" ms")
     row(name, "p99 publish → committed", p99s, target="p99 ≤ 20 ms", digits=1, unit=" ms")
     row(name, "max publish → committed", maxes, digits=1, unit=" ms")
     row(name, "p99 publish → handed to the store (before the commit)", store_p99s, digits=1, unit=" ms")
+    row(name, "p50 publish → delivered to a no-op consumer (same rate, same run)", noop_p50s, digits=1, unit=" ms")
+    row(name, "p99 publish → delivered to a no-op consumer (same rate, same run)", noop_p99s, digits=1, unit=" ms")
+
+
+def latency_to_a_noop_consumer(broker, rate, seconds):
+    """The broker's and the publisher's share of the latency: the same publisher at the same rate, on the same queue,
+    consumed by the do-nothing consumer (the daemon's prefetch, acks every 250, the daemon's CPU policy); latency from
+    publish to delivery."""
+    arrivals = os.path.join(WORK, "latency-arrivals.txt")
+    times = os.path.join(WORK, "latency-noop-times.txt")
+    consumer = subprocess.Popen([*SAME_POLICY_AS_THE_DAEMON, TOOL, "noop", "--url", broker.url, "--queue", "crm.events",
+                                 "--count", str(rate * seconds), "--prefetch", str(PREFETCH), "--record", arrivals],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started_pids.append(consumer.pid)
+    try:
+        # Publishing starts once the consumer is subscribed, as it does once the daemon is ready.
+        deadline = time.monotonic() + 30
+        while not consuming(broker, "crm.events"):
+            if consumer.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the no-op consumer did not subscribe: {consumer.stderr.read().strip()}")
+            time.sleep(0.1)
+        log(f"latency baseline: a no-op consumer at {rate:,}/s for {seconds} s")
+        run_tool("latency-publish", "--url", broker.url, "--queue", "crm.events", "--rate", rate, "--seconds", seconds, "--times", times)
+        _, err = consumer.communicate(timeout=120)
+        if consumer.returncode != 0:
+            raise RuntimeError(f"the no-op consumer failed: {err.strip()}")
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+        started_pids.remove(consumer.pid)
+    report = run_tool("latency-report", "--times", times, "--arrivals", arrivals)
+    if report["missing"]:
+        raise RuntimeError(f"the no-op consumer received {report['events']} of {rate * seconds} messages")
+    return report
+
+
+def consuming(broker, queue):
+    for line in broker.ctl("list_queues", "name", "consumers").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1]) > 0
+    return False
 
 
 def scenario_ingest():
