@@ -38,7 +38,7 @@ struct DurabilityTests {
 /// The page size of new files, and an old file's kept.
 @Suite("SQLite page size")
 struct PageSizeTests {
-    @Test("a new file gets 8 KiB pages and a 16 MiB automatic checkpoint; an existing file keeps its pages")
+    @Test("a new file gets 4 KiB pages and a 16 MiB automatic checkpoint; an existing file keeps its pages")
     func pageSize() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-pagesize-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -47,13 +47,14 @@ struct PageSizeTests {
             (try Int.fetchOne(db, sql: "PRAGMA page_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
         }
         try fresh.close()
-        #expect(size == 8192)
-        #expect(checkpoint == 2048)
-        // A file made before this page size (4 KiB, WAL) opens as it is: WAL files cannot change their page size.
+        #expect(size == 4096)
+        #expect(checkpoint == 4096)
+        // A file made with another page size (8 KiB, as from 2026-12-02 to 2026-12-06, WAL) opens as it is: WAL files
+        // cannot change their page size.
         let oldPath = folder.appendingPathComponent("old.sqlite").path
         let old = try DatabaseQueue(path: oldPath)
         try old.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA page_size = 4096")
+            try db.execute(sql: "PRAGMA page_size = 8192")
             _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
             try db.execute(sql: "CREATE TABLE before_us (x)")
         }
@@ -63,8 +64,8 @@ struct PageSizeTests {
             (try Int.fetchOne(db, sql: "PRAGMA page_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
         }
         try reopened.close()
-        #expect(oldSize == 4096)
-        #expect(oldCheckpoint == 4096)
+        #expect(oldSize == 8192)
+        #expect(oldCheckpoint == 2048)
     }
 }
 
