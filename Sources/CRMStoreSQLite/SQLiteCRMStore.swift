@@ -96,8 +96,8 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
             // Pages of 4 KiB for a new file (an existing one keeps its size: WAL files cannot change it). Most
             // transactions are small, and write whole pages at a few places of each tree (the ends where new rows go,
             // the recent ledger, the merge step), so smaller pages mean fewer bytes written and checksummed per
-            // commit. Measured against 8 KiB (Docs/BENCHMARKS.md, 2026-12-06 evening): 12% less daemon CPU at
-            // 19,000 events/s, 8% less per HTTP request, RabbitMQ drains unchanged, `crm-ingest ingest` 10% slower.
+            // commit. Measured against 8 KiB (Docs/BENCHMARKS.md, 2026-12-06 late evening): 12% less daemon CPU at
+            // 19,000 events/s, 9% less per HTTP request, RabbitMQ drains unchanged, `crm-ingest ingest` 10% slower.
             try db.execute(sql: "PRAGMA page_size = \(SQLiteCRMStore.pageSize)")
             // Switching a new file to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
             // the busy handler, while another connection is switching it too (two processes opening a new file):
