@@ -86,12 +86,16 @@ class RabbitMQ:
         return subprocess.run([os.path.join(ROOT, "scripts/rabbitmq-node.sh"), "ctl", self.dir, *args], check=True, capture_output=True,
                               text=True).stdout
 
-    def depth(self, queue):
-        for line in self.ctl("list_queues", "name", "messages").splitlines():
+    def queue_count(self, queue, column):
+        """A count `rabbitmqctl list_queues` gives for the queue (`messages`, `consumers`, …); 0 when it does not exist."""
+        for line in self.ctl("list_queues", "name", column).splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] == queue:
                 return int(parts[1])
         return 0
+
+    def depth(self, queue):
+        return self.queue_count(queue, "messages")
 
     def delete(self, queue):
         try:
@@ -427,7 +431,7 @@ def latency_to_a_noop_consumer(broker, rate, seconds):
     try:
         # Publishing starts once the consumer is subscribed, as it does once the daemon is ready.
         deadline = time.monotonic() + 30
-        while not consuming(broker, "crm.events"):
+        while not broker.queue_count("crm.events", "consumers"):
             if consumer.poll() is not None or time.monotonic() > deadline:
                 if consumer.poll() is None:
                     consumer.kill()
@@ -451,14 +455,6 @@ def latency_to_a_noop_consumer(broker, rate, seconds):
     if report["missing"]:
         raise RuntimeError(f"the no-op consumer received {report['events']} of {rate * seconds} messages")
     return report
-
-
-def consuming(broker, queue):
-    for line in broker.ctl("list_queues", "name", "consumers").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1]) > 0
-    return False
 
 
 def scenario_ingest():
