@@ -1,5 +1,7 @@
 #!/bin/bash
-# One run at a fixed publish rate: the daemon's CPU per 10,000 events and the latency from publish to commit.
+# One run at a fixed publish rate: the daemon's CPU per 10,000 events and the latency from publish to commit; then
+# the latency to "handed to the store" (the contacts' created_at, before their transaction ran), the transactions
+# the run made, their events on average, and how much of the run's wall time the writer spent in one.
 # This is how the commit-interval figures in Docs/STORE.md and Docs/BENCHMARKS.md were measured (runs of different
 # settings alternated by hand, since the machine is noisy).
 #
@@ -30,17 +32,31 @@ start_daemon "$daemon" "$url" "$work" "$config"
 count=$((rate * seconds))
 "$tool" latency-watch --database "$work/data/crm.sqlite" --count "$count" --output "$work/visible" --interval-ms 1 > /dev/null &
 watcher_pid=$!
+# The writer's transactions so far: count, events and seconds (crm_ingest_store_transaction_*).
+transactions() {
+    curl -s "127.0.0.1:$port/metrics" | awk '
+        /^crm_ingest_store_transaction_seconds_count/ {n = $2} /^crm_ingest_store_transaction_seconds_sum/ {s = $2}
+        /^crm_ingest_store_transaction_events_total/ {e = $2} END {print n + 0, e + 0, s + 0}'
+}
 cpu_before=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
+tx_before=$(transactions); started=$(date +%s.%N)
 "$tool" latency-publish --url "$url" --queue crm.events --rate "$rate" --seconds "$seconds" --times "$work/times" > /dev/null
 wait "$watcher_pid"; watcher_pid=
 cpu_after=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
+tx_after=$(transactions); ended=$(date +%s.%N)
 ticks=$(getconf CLK_TCK)
 report=$("$tool" latency-report --times "$work/times" --visible "$work/visible")
-python3 - "$report" "$rate" "$seconds" "$cpu_before" "$cpu_after" "$ticks" "${config:-embedded}" <<'PY'
+handed=$("$tool" latency-report --times "$work/times" --database "$work/data/crm.sqlite")
+python3 - "$report" "$rate" "$seconds" "$cpu_before" "$cpu_after" "$ticks" "${config:-embedded}" "$handed" \
+    "$tx_before" "$tx_after" "$started" "$ended" <<'PY'
 import json, sys
-report, rate, seconds, before, after, ticks, config = sys.argv[1:]
+report, rate, seconds, before, after, ticks, config, handed, tx_before, tx_after, started, ended = sys.argv[1:]
 r = json.loads(report)
+h = json.loads(handed)
+n, e, s = (b - a for a, b in zip(map(float, tx_before.split()), map(float, tx_after.split())))
 cpu = (float(after) - float(before)) / float(ticks) / (int(rate) * int(seconds)) * 10_000
 print(f"rate {int(rate):,}/s for {seconds} s, config {config}: daemon CPU {cpu:.3f} s per 10,000 events; "
       f"publish -> commit p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, missing {r['missing']}")
+print(f"  publish -> handed to the store p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms; {n:,.0f} transactions of "
+      f"{e / max(n, 1):.1f} events, the writer in a transaction {s / (float(ended) - float(started)):.0%} of the time")
 PY
