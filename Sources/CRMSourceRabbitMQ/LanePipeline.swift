@@ -14,10 +14,12 @@ struct DeliveryBatch: Sendable {
 
 /// Turns delivery batches into store transactions and completions.
 ///
-/// Each batch is decoded and planned in delivery order, then split over lanes by a hash of the contact id: a lane
-/// applies its events in order, one transaction per sub-batch (group commit), so an event for contact X never
-/// commits before an earlier-delivered event for X. Lanes run in parallel; the store decides how much of that it
-/// can use (SQLite serializes writers, PostgreSQL does not).
+/// Each batch is decoded and planned in delivery order. A store that commits batches in the order they were
+/// submitted (`CRMStore.makeOrderedSubmitter`: SQLite) gets each batch as soon as it is planned, while earlier ones
+/// are still in a transaction, and the outcomes are settled in the same order (`runOrdered`). With any other store
+/// (PostgreSQL) the events are split over lanes by a hash of the contact id: a lane applies its events in order, one
+/// transaction per sub-batch, and waits for each before the next (`runLane`). Either way an event for contact X
+/// never commits before an earlier-delivered event for X.
 struct LanePipeline: Sendable {
     let sourceName: String
     let laneCount: Int
@@ -38,21 +40,78 @@ struct LanePipeline: Sendable {
         var events: [PlannedEvent]
     }
 
-    /// Runs until `batches` ends and every lane finished its work.
+    /// Runs until `batches` ends and every batch is settled.
     func run(_ batches: AsyncStream<DeliveryBatch>) async {
+        if let submitter = store.makeOrderedSubmitter() {
+            await runOrdered(batches, submitter: submitter)
+            return
+        }
         let queues = (0..<laneCount).map { _ in LaneQueue<LaneWork>() }
         await withTaskGroup(of: Void.self) { group in
             for queue in queues {
                 group.addTask { await runLane(queue) }
             }
             for await batch in batches {
-                dispatch(batch, to: queues)
+                for (lane, work) in plan(batch, lanes: laneCount).enumerated() where !work.events.isEmpty {
+                    queues[lane].append(work)
+                }
             }
             for queue in queues { queue.finish() }
         }
     }
 
-    private func dispatch(_ batch: DeliveryBatch, to lanes: [LaneQueue<LaneWork>]) {
+    /// Submits each batch as soon as it is planned; one task awaits the outcomes in submission order and settles
+    /// them. When a batch fails whole, the submitter fails every batch after it too (`OrderedSubmitter`): submitting
+    /// pauses, those batches are collected, retried together as one (`apply`), and then submitting resumes with
+    /// what arrived meanwhile.
+    private func runOrdered(_ batches: AsyncStream<DeliveryBatch>, submitter: any OrderedSubmitter) async {
+        let (submitted, sink) = AsyncStream.makeStream(of: OrderedSubmissions.Submitted.self)
+        let submissions = OrderedSubmissions(submitter: submitter, sink: sink, now: now)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var failingSince: ContinuousClock.Instant?
+                var settledCount = 0
+                var iterator = submitted.makeAsyncIterator()
+                while let first = await iterator.next() {
+                    settledCount += 1
+                    do {
+                        let outcomes = try await first.pending.outcomes()
+                        failingSince = nil
+                        metrics.events.recordLatency(ContinuousClock.now - first.at)
+                        settle(first.work, generations: nil, with: settled(first.work, outcomes))
+                        continue
+                    } catch {
+                        if failingSince == nil { failingSince = ContinuousClock.now }
+                        logger.warning("store failed, holding new batches to retry the failed ones first", metadata: [
+                            "source": "\(sourceName)", "error": "\(error)",
+                        ])
+                    }
+                    // Everything submitted before the pause fails too; collect it, in order.
+                    let until = submissions.pause()
+                    var failed = [first.work]
+                    while settledCount < until, let next = await iterator.next() {
+                        settledCount += 1
+                        if let outcomes = try? await next.pending.outcomes() {
+                            settle(next.work, generations: nil, with: settled(next.work, outcomes))
+                        } else {
+                            failed.append(next.work)
+                        }
+                    }
+                    submitter.resume()
+                    let (merged, generations) = Self.merge(failed)
+                    settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince))
+                    submissions.unpause()
+                }
+            }
+            for await batch in batches {
+                if let work = plan(batch, lanes: 1).first, !work.events.isEmpty { submissions.submit(work) }
+            }
+            submissions.finish()
+        }
+    }
+
+    /// Plans a delivery batch: the events for each lane, in delivery order; what needs no store is settled at once.
+    private func plan(_ batch: DeliveryBatch, lanes laneCount: Int) -> [LaneWork] {
         let processor = processor()
         let receivedAt = now()
         var work = (0..<laneCount).map { _ in LaneWork(generation: batch.generation, tags: [], events: []) }
@@ -95,9 +154,7 @@ struct LanePipeline: Sendable {
         }
         metrics.events.record(tally)
         inbox.post(immediate)
-        for (lane, item) in work.enumerated() where !item.events.isEmpty {
-            lanes[lane].append(item)
-        }
+        return work
     }
 
     private func deadLetter(_ delivery: AMQPDelivery, _ generation: Int, code: String, reason: String) -> Completion {
@@ -115,30 +172,37 @@ struct LanePipeline: Sendable {
         var failingSince: ContinuousClock.Instant?
         while let works = await queue.takeAll() {
             // Everything that queued up while the last transaction ran goes into the next one, in delivery order.
-            var merged: LaneWork
-            var generations: [Int]
-            if works.count == 1 {
-                // Taken as it is: no copy of its events.
-                merged = works[0]
-                generations = Array(repeating: merged.generation, count: merged.tags.count)
-            } else {
-                let total = works.reduce(0) { $0 + $1.tags.count }
-                merged = LaneWork(generation: 0, tags: [], events: [])
-                merged.tags.reserveCapacity(total)
-                merged.events.reserveCapacity(total)
-                generations = []
-                generations.reserveCapacity(total)
-                for work in works {
-                    merged.tags += work.tags
-                    merged.events += work.events
-                    generations += repeatElement(work.generation, count: work.tags.count)
-                }
-            }
-            let settled = await apply(merged, failingSince: &failingSince)
-            inbox.post(zip(zip(merged.tags, generations), settled).map {
-                Completion(generation: $0.1, deliveryTag: $0.0, disposition: $1.disposition, reply: $1.reply)
-            })
+            let (merged, generations) = Self.merge(works)
+            settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince))
         }
+    }
+
+    /// Works as one, in order, with the channel generation of each delivery (nil when there is one work: taken as
+    /// it is, without a copy of its events).
+    static func merge(_ works: [LaneWork]) -> (LaneWork, [Int]?) {
+        if works.count == 1 { return (works[0], nil) }
+        let total = works.reduce(0) { $0 + $1.tags.count }
+        var merged = LaneWork(generation: 0, tags: [], events: [])
+        merged.tags.reserveCapacity(total)
+        merged.events.reserveCapacity(total)
+        var generations: [Int] = []
+        generations.reserveCapacity(total)
+        for work in works {
+            merged.tags += work.tags
+            merged.events += work.events
+            generations += repeatElement(work.generation, count: work.tags.count)
+        }
+        return (merged, generations)
+    }
+
+    /// Posts the completions of a work's deliveries.
+    private func settle(_ work: LaneWork, generations: [Int]?, with settled: [(disposition: Disposition, reply: [UInt8]?)]) {
+        inbox.post(settled.indices.map { index in
+            Completion(
+                generation: generations?[index] ?? work.generation, deliveryTag: work.tags[index],
+                disposition: settled[index].disposition, reply: settled[index].reply
+            )
+        })
     }
 
     /// Applies one lane's sub-batch; retries a busy or unavailable store with back-off until the budget is spent or
@@ -152,20 +216,7 @@ struct LanePipeline: Sendable {
                 let outcomes = try await store.apply(work.events, now: now())
                 failingSince = nil
                 metrics.events.recordLatency(ContinuousClock.now - started)
-                if logger.logLevel <= .debug {
-                    // Per-event success is debug: it names the contact, which info and above never do.
-                    for (outcome, event) in zip(outcomes, work.events) {
-                        logger.debug("event settled", metadata: [
-                            "source": "\(sourceName)", "event_id": "\(event.key.value)", "event_type": "\(event.type.rawValue)",
-                            "contact_id": "\(event.contactId)", "outcome": "\(outcome)",
-                        ])
-                    }
-                }
-                var tally = EventTally()
-                defer { metrics.events.record(tally) }
-                return zip(outcomes, work.events).map { outcome, event in
-                    (disposition(of: outcome, event, counting: &tally), event.reply?.body(for: outcome))
-                }
+                return settled(work, outcomes)
             } catch {
                 let transient = (error as? StoreError)?.isTransient ?? true
                 if failingSince == nil { failingSince = ContinuousClock.now }
@@ -182,6 +233,24 @@ struct LanePipeline: Sendable {
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }
+        }
+    }
+
+    /// What becomes of each message of a work the store committed, and the replies asked for.
+    private func settled(_ work: LaneWork, _ outcomes: [EventOutcome]) -> [(disposition: Disposition, reply: [UInt8]?)] {
+        if logger.logLevel <= .debug {
+            // Per-event success is debug: it names the contact, which info and above never do.
+            for (outcome, event) in zip(outcomes, work.events) {
+                logger.debug("event settled", metadata: [
+                    "source": "\(sourceName)", "event_id": "\(event.key.value)", "event_type": "\(event.type.rawValue)",
+                    "contact_id": "\(event.contactId)", "outcome": "\(outcome)",
+                ])
+            }
+        }
+        var tally = EventTally()
+        defer { metrics.events.record(tally) }
+        return zip(outcomes, work.events).map { outcome, event in
+            (disposition(of: outcome, event, counting: &tally), event.reply?.body(for: outcome))
         }
     }
 
@@ -218,6 +287,69 @@ struct LanePipeline: Sendable {
         attributes["content_type"] = properties.contentType
         attributes["correlation_id"] = properties.correlationId
         return (headers, attributes)
+    }
+}
+
+/// The submissions of `LanePipeline.runOrdered`: submitted in order and handed to the task that settles them,
+/// or held while that task retries a failed batch.
+final class OrderedSubmissions: @unchecked Sendable {
+    struct Submitted: Sendable {
+        var work: LanePipeline.LaneWork
+        var pending: PendingBatch
+        var at: ContinuousClock.Instant
+    }
+
+    // Everything below is guarded by `lock`, so submitting and handing over happen in the same order.
+    private let lock = NSLock()
+    private let submitter: any OrderedSubmitter
+    private let sink: AsyncStream<Submitted>.Continuation
+    private let now: @Sendable () -> Timestamp
+    private var paused = false
+    private var finished = false
+    private var held: [LanePipeline.LaneWork] = []
+    private var count = 0
+
+    init(submitter: any OrderedSubmitter, sink: AsyncStream<Submitted>.Continuation, now: @escaping @Sendable () -> Timestamp) {
+        self.submitter = submitter
+        self.sink = sink
+        self.now = now
+    }
+
+    func submit(_ work: LanePipeline.LaneWork) {
+        lock.withLock {
+            if paused { held.append(work) } else { submitNow(work) }
+        }
+    }
+
+    /// Holds what comes from now on; returns how many were submitted so far.
+    func pause() -> Int {
+        lock.withLock {
+            paused = true
+            return count
+        }
+    }
+
+    /// Submits what was held, in order, and goes on submitting.
+    func unpause() {
+        lock.withLock {
+            for work in held { submitNow(work) }
+            held = []
+            paused = false
+            if finished { sink.finish() }
+        }
+    }
+
+    /// No more work comes; the stream of submissions ends once nothing is held.
+    func finish() {
+        lock.withLock {
+            finished = true
+            if !paused { sink.finish() }
+        }
+    }
+
+    private func submitNow(_ work: LanePipeline.LaneWork) {
+        sink.yield(Submitted(work: work, pending: submitter.submit(work.events, now: now()), at: .now))
+        count += 1
     }
 }
 

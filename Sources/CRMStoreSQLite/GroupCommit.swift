@@ -15,20 +15,27 @@ import Foundation
 ///
 /// The transactions run on a serial dispatch queue of their own, never on Swift's cooperative pool; so does the
 /// wait for the interval.
+///
+/// Batches run in the order they were submitted. A batch may belong to a chain (an `OrderedSubmitter`'s batches):
+/// when a transaction fails, its chains break, their batches still pending fail with the same error without running,
+/// and so does every batch submitted to a broken chain, until `mend`.
 final class GroupCommit: @unchecked Sendable {
-    // `pending` and `running` are guarded by `lock`; `transaction` and `schedule` are used on `queue` only.
+    // `pending`, `running` and `broken` are guarded by `lock`; `transaction` and `schedule` are used on `queue` only.
     typealias Transaction = ([KeyedBatch], Timestamp) throws -> [[EventOutcome]]
 
     private struct Submission {
         var batch: KeyedBatch
         var now: Timestamp
         var prompt: Bool
-        var continuation: CheckedContinuation<[EventOutcome], any Error>
+        var outcomes: OutcomePromise
+        var chain: ObjectIdentifier?
     }
 
     private let lock = NSLock()
     private var pending: [Submission] = []
     private var running = false
+    /// Chains whose last transaction failed, with its error.
+    private var broken: [ObjectIdentifier: any Error] = [:]
     private let queue = DispatchQueue(label: "crm-ingest.sqlite.group-commit")
     private let transaction: Transaction
     /// Most events one transaction takes; the rest wait for the next.
@@ -47,14 +54,27 @@ final class GroupCommit: @unchecked Sendable {
     var pendingBatchCount: Int { lock.withLock { pending.count } }
 
     func submit(_ batch: KeyedBatch, now: Timestamp, prompt: Bool) async throws -> [EventOutcome] {
-        try await withCheckedThrowingContinuation { continuation in
-            let start = lock.withLock {
-                pending.append(Submission(batch: batch, now: now, prompt: prompt, continuation: continuation))
-                defer { running = true }
-                return !running
-            }
-            if start { queue.async { self.drain() } }
+        try await enqueue(batch, now: now, prompt: prompt, chain: nil).value()
+    }
+
+    /// Takes a batch behind every batch taken before; the promise is kept once its transaction ended. A batch of a
+    /// broken chain fails at once with the chain's error.
+    func enqueue(_ batch: KeyedBatch, now: Timestamp, prompt: Bool, chain: ObjectIdentifier?) -> OutcomePromise {
+        let outcomes = OutcomePromise()
+        let (start, refusal): (Bool, (any Error)?) = lock.withLock {
+            if let chain, let error = broken[chain] { return (false, error) }
+            pending.append(Submission(batch: batch, now: now, prompt: prompt, outcomes: outcomes, chain: chain))
+            defer { running = true }
+            return (!running, nil)
         }
+        if let refusal { outcomes.keep(.failure(refusal)) }
+        if start { queue.async { self.drain() } }
+        return outcomes
+    }
+
+    /// The chain takes batches again.
+    func mend(_ chain: ObjectIdentifier) {
+        _ = lock.withLock { broken.removeValue(forKey: chain) }
     }
 
     private func drain() {
@@ -85,10 +105,49 @@ final class GroupCommit: @unchecked Sendable {
             if schedule.interval > .zero { lastStart = schedule.now() }
             do {
                 let outcomes = try transaction(group.map(\.batch), now)
-                for (submission, result) in zip(group, outcomes) { submission.continuation.resume(returning: result) }
+                for (submission, result) in zip(group, outcomes) { submission.outcomes.keep(.success(result)) }
             } catch {
-                for submission in group { submission.continuation.resume(throwing: error) }
+                // The failed batches' chains break: what they still have pending fails with them, unrun.
+                let dropped: [Submission] = lock.withLock {
+                    let chains = Set(group.compactMap(\.chain))
+                    guard !chains.isEmpty else { return [] }
+                    for chain in chains { broken[chain] = error }
+                    let dropped = pending.filter { $0.chain.map(chains.contains) ?? false }
+                    pending.removeAll { $0.chain.map(chains.contains) ?? false }
+                    return dropped
+                }
+                for submission in group + dropped { submission.outcomes.keep(.failure(error)) }
             }
+        }
+    }
+}
+
+/// The outcomes of one submitted batch, kept once by the group-commit thread and awaited once by the submitter.
+final class OutcomePromise: @unchecked Sendable {
+    // `result` and `waiter` are guarded by `lock`.
+    private let lock = NSLock()
+    private var result: Result<[EventOutcome], any Error>?
+    private var waiter: CheckedContinuation<[EventOutcome], any Error>?
+
+    func keep(_ result: Result<[EventOutcome], any Error>) {
+        let waiter: CheckedContinuation<[EventOutcome], any Error>? = lock.withLock {
+            if let waiter = self.waiter {
+                self.waiter = nil
+                return waiter
+            }
+            self.result = result
+            return nil
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> [EventOutcome] {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<[EventOutcome], any Error>? = lock.withLock {
+                if result == nil { waiter = continuation }
+                return result
+            }
+            if let ready { continuation.resume(with: ready) }
         }
     }
 }

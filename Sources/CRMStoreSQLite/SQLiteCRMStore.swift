@@ -204,6 +204,12 @@ public final class SQLiteCRMStore: CRMStore, Sendable {
         return try await groupCommit.submit(KeyedBatch(events, keyedHash: keyedHash), now: now, prompt: timing == .prompt)
     }
 
+    /// Batches committed in the order submitted: one group-commit queue takes every batch in order, so a source
+    /// may submit its next batch while the last one is in a transaction. The submitter is its group commit's chain.
+    public func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
+        SQLiteOrderedSubmitter(groupCommit: groupCommit, keyedHash: keyedHash)
+    }
+
     /// One transaction for several batches, each event atomic. Runs on the group-commit queue.
     ///
     /// The transaction runs first without savepoints; if the database refuses one of its events, it is rolled back
@@ -463,4 +469,23 @@ final class StoreCounters: Sendable {
     /// Transactions rolled back because the database refused one of their events, then run again with a
     /// savepoint per event.
     let transactionsRedoneWithSavepoints = Atomic<Int>(0)
+}
+
+/// `SQLiteCRMStore.makeOrderedSubmitter`: its identity is its chain in the group commit.
+final class SQLiteOrderedSubmitter: OrderedSubmitter {
+    private let groupCommit: GroupCommit
+    private let keyedHash: KeyedHash
+
+    init(groupCommit: GroupCommit, keyedHash: KeyedHash) {
+        self.groupCommit = groupCommit
+        self.keyedHash = keyedHash
+    }
+
+    func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
+        guard !events.isEmpty else { return PendingBatch { [] } }
+        let outcomes = groupCommit.enqueue(KeyedBatch(events, keyedHash: keyedHash), now: now, prompt: false, chain: ObjectIdentifier(self))
+        return PendingBatch { try await outcomes.value() }
+    }
+
+    func resume() { groupCommit.mend(ObjectIdentifier(self)) }
 }

@@ -298,6 +298,7 @@ final class TimingRecordingStore: StoreDecorator {
         timings.withLock { $0.append(timing) }
         return try await base.apply(events, now: now, timing: timing)
     }
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {}
 }
 
 /// A store whose database is gone.

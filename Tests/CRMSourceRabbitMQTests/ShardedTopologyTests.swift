@@ -227,6 +227,15 @@ struct CountingStore: StoreDecorator {
         counter.add(outcomes)
         return outcomes
     }
+
+    /// Batches submitted in order are counted when they settle; a slowed store takes each batch through `apply`.
+    func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
+        delay > .zero ? nil : inner.makeOrderedSubmitter().map { DecoratedSubmitter(base: $0, decorator: self) }
+    }
+
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {
+        if case let .success(outcomes) = result { counter.add(outcomes) }
+    }
 }
 
 /// What the broker says about a sharded topology, through rabbitmqctl.

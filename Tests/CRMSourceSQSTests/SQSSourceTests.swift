@@ -481,4 +481,5 @@ final class SlowStore: StoreDecorator, @unchecked Sendable {
         try await Task.sleep(for: delay)
         return try await inner.apply(events, now: now, timing: timing)
     }
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {}
 }

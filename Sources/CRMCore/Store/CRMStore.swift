@@ -8,6 +8,11 @@ public protocol CRMStore: Sendable {
     /// `timing` says whether the batch may wait a little for others to share its commit.
     func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome]
 
+    /// A submitter whose batches commit in the order they were submitted, for a caller that submits the next batch
+    /// before the last one committed; nil when the store cannot keep that order (PostgreSQL commits on several
+    /// connections at once). Each call makes a new submitter, whose order is its own.
+    func makeOrderedSubmitter() -> (any OrderedSubmitter)?
+
     /// What the store holds for one contact.
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult
 
@@ -37,7 +42,32 @@ public enum CommitTiming: Sendable, Hashable {
     case prompt
 }
 
+/// Batches committed in the order they were submitted (`CRMStore.makeOrderedSubmitter`). When a batch fails whole
+/// (the store threw), every batch submitted after it fails too, without running, and so does every batch submitted
+/// from then on, until `resume()`: nothing submitted later commits before the caller has retried the failed one.
+public protocol OrderedSubmitter: Sendable {
+    /// Takes a batch now, behind every batch taken before; `now` as in `CRMStore.apply`.
+    func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch
+    /// Takes batches again after a failure.
+    func resume()
+}
+
+/// A batch an `OrderedSubmitter` took. Await its outcomes once: a decorating store's work runs then.
+public struct PendingBatch: Sendable {
+    private let wait: @Sendable () async throws -> [EventOutcome]
+
+    public init(_ wait: @escaping @Sendable () async throws -> [EventOutcome]) {
+        self.wait = wait
+    }
+
+    /// One outcome per event, as `CRMStore.apply` returns; throws when the whole batch failed.
+    public func outcomes() async throws -> [EventOutcome] { try await wait() }
+}
+
 extension CRMStore {
+    /// No ordered submitter: callers wait for each batch before they submit the next.
+    public func makeOrderedSubmitter() -> (any OrderedSubmitter)? { nil }
+
     /// Applies a batch that may wait a little for others to share its commit (`CommitTiming.batched`).
     public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
         try await apply(events, now: now, timing: .batched)

@@ -1,11 +1,24 @@
-/// A store that adds to `apply` what its owner needs around it and passes every other call to `base`. Its `apply`
-/// must pass the `timing` on (`base.apply(events, now: now, timing: timing)`): the two-argument form would turn a
-/// prompt batch into a batched one.
+/// A store that adds what its owner needs once a batch settled (`settled`) and passes every other call to `base`.
+/// Batches applied (`apply`) and batches submitted in order (`makeOrderedSubmitter`) both go through `settled`,
+/// before their caller sees the outcomes.
 public protocol StoreDecorator: CRMStore {
     var base: any CRMStore { get }
+    /// Runs after each batch committed or failed whole, before the caller gets the outcomes or the error.
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async
 }
 
 extension StoreDecorator {
+    public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        let result: Result<[EventOutcome], any Error>
+        do { result = .success(try await base.apply(events, now: now, timing: timing)) } catch { result = .failure(error) }
+        await settled(events, result)
+        return try result.get()
+    }
+
+    public func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
+        base.makeOrderedSubmitter().map { DecoratedSubmitter(base: $0, decorator: self) }
+    }
+
     public func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await base.contact(contactId, list: list) }
     public func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await base.pruneLedger(before: cutoff) }
     public func incomingRequest(_ eventId: String) async throws -> String? { try await base.incomingRequest(eventId) }
@@ -13,4 +26,28 @@ extension StoreDecorator {
         try await base.integrationEndpoint(source: source, proposed: proposed)
     }
     public func ping() async throws { try await base.ping() }
+}
+
+/// A decorated store's ordered submitter: the base store's, with the decorator's `settled` run when a batch's
+/// outcomes are awaited.
+public struct DecoratedSubmitter<Decorator: StoreDecorator>: OrderedSubmitter {
+    public let base: any OrderedSubmitter
+    public let decorator: Decorator
+
+    public init(base: any OrderedSubmitter, decorator: Decorator) {
+        self.base = base
+        self.decorator = decorator
+    }
+
+    public func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
+        let pending = base.submit(events, now: now)
+        return PendingBatch { [decorator] in
+            let result: Result<[EventOutcome], any Error>
+            do { result = .success(try await pending.outcomes()) } catch { result = .failure(error) }
+            await decorator.settled(events, result)
+            return try result.get()
+        }
+    }
+
+    public func resume() { base.resume() }
 }

@@ -15,8 +15,8 @@ struct DeadLetterErasingStore: StoreDecorator {
     let deadLetterFiles: @Sendable () -> [String]
     let logger: Logger
 
-    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
-        let outcomes = try await base.apply(events, now: now, timing: timing)
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {
+        guard case let .success(outcomes) = result else { return }
         var names: Set<String> = []
         for (event, outcome) in zip(events, outcomes) {
             guard case .applied = outcome else { continue }
@@ -30,9 +30,8 @@ struct DeadLetterErasingStore: StoreDecorator {
             }
         }
         let files = deadLetterFiles()
-        guard !names.isEmpty, !files.isEmpty else { return outcomes }
+        guard !names.isEmpty, !files.isEmpty else { return }
         await Self.erase(names: names, in: files, logger: logger)
-        return outcomes
     }
 
     /// Removes the records whose body holds one of `names` as a JSON string (compared without case, so an email

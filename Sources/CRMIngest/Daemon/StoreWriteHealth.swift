@@ -36,14 +36,10 @@ struct WriteHealthReportingStore: StoreDecorator {
     let base: any CRMStore
     let health: StoreWriteHealth
 
-    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
-        do {
-            let outcomes = try await base.apply(events, now: now, timing: timing)
-            health.succeeded()
-            return outcomes
-        } catch {
-            health.failed(error)
-            throw error
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {
+        switch result {
+        case .success: health.succeeded()
+        case let .failure(error): health.failed(error)
         }
     }
 }

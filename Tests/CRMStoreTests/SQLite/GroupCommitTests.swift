@@ -194,4 +194,67 @@ struct GroupCommitTests {
         #expect(promptTook < .milliseconds(700))
         #expect(outcomes == Array(repeating: .applied(notes: []), count: 4))
     }
+
+    /// An ordered submitter's chain: when a transaction with one of its batches fails, its later batches fail with
+    /// it without running, and so does every batch it submits until mended; batches of no chain run as before.
+    @Test func aFailedTransactionBreaksItsChainUntilMended() async throws {
+        let clock = ManualClock()
+        let log = TransactionLog()
+        struct DiskFull: Error {}
+        // At most 3 events a transaction, so the 3-event batch runs alone; it fails.
+        let groupCommit = GroupCommit(maxEvents: 3, schedule: clock.schedule(.milliseconds(10))) { batches, now in
+            let outcomes = log.record(batches)
+            if batches.contains(where: { $0.events.count == 3 }) { throw DiskFull() }
+            return outcomes
+        }
+        let chain = ObjectIdentifier(log)
+        // A first transaction, so the next ones wait for the interval while the test queues behind them.
+        _ = try await groupCommit.submit(batch(1, "a"), now: StoreHarness.t0, prompt: false)
+        let failing = try groupCommit.enqueue(batch(3, "bad"), now: StoreHarness.t0, prompt: false, chain: chain)
+        try await waitFor("the group-commit thread to wait for the interval") { clock.sleepers == 1 }
+        let later = try groupCommit.enqueue(batch(2, "later"), now: StoreHarness.t0, prompt: false, chain: chain)
+        let other = try groupCommit.enqueue(batch(1, "other"), now: StoreHarness.t0, prompt: false, chain: nil)
+        #expect(groupCommit.pendingBatchCount == 3)
+        clock.advance(by: .milliseconds(10))
+        await #expect(throws: DiskFull.self) { try await failing.value() }
+        await #expect(throws: DiskFull.self) { try await later.value() }
+        clock.advance(by: .milliseconds(10))
+        #expect(try await other.value() == [.applied(notes: [])])
+        // The later batch never ran: only the failed one and the other one did.
+        #expect(log.transactions.withLock { $0 } == [[1], [3], [1]])
+        // Broken: a new batch of the chain fails at once, unrun.
+        let refused = try groupCommit.enqueue(batch(1, "refused"), now: StoreHarness.t0, prompt: false, chain: chain)
+        await #expect(throws: DiskFull.self) { try await refused.value() }
+        #expect(log.transactions.withLock { $0.count } == 3)
+        // Mended: it runs again.
+        groupCommit.mend(chain)
+        let mended = try groupCommit.enqueue(batch(2, "mended"), now: StoreHarness.t0, prompt: false, chain: chain)
+        clock.advance(by: .milliseconds(10))
+        #expect(try await mended.value().count == 2)
+        #expect(log.transactions.withLock { $0 } == [[1], [3], [1], [2]])
+    }
+
+    /// The SQLite store's ordered submitter commits batches in the order submitted, without waiting for each.
+    @Test func theOrderedSubmitterCommitsInSubmissionOrder() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-ordered-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        let submitter = try #require(store.makeOrderedSubmitter())
+        // The same contact's attribute set 50 times, each batch submitted before the last committed: the last wins.
+        let pending = try (0..<50).map { index in
+            let message = IncomingMessage(
+                body: Array(#"{"type":"USER_REGISTRATION","contactId":"same","properties":{"firstName":"v\#(index)"}}"#.utf8),
+                identity: .messageId("m-\(index)"), mayBeRedelivery: false, receivedAt: StoreHarness.t0, source: "test"
+            )
+            guard case let .event(event) = processor.prepare(message) else { throw StoreError(.schema, "not planned") }
+            return submitter.submit([event], now: StoreHarness.t0)
+        }
+        for batch in pending { #expect(try await batch.outcomes() == [.applied(notes: [])]) }
+        guard case let .found(contact) = try await store.contact("same", list: nil) else {
+            Issue.record("no contact")
+            return
+        }
+        #expect(contact.attribute("firstName") == .string("v49"))
+    }
 }
