@@ -218,6 +218,7 @@ let package = Package(
             dependencies: [
                 "CRMSourceRabbitMQ", "CRMCore", "CRMConfig", "CRMStoreSQLite", "CRMStorePostgres", "AMQPClient", "CRMTestSupport", "CurlHTTP",
                 "CRMSourceSupport", "AWSSigV4", "SQSClient", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

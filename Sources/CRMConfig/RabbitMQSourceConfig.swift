@@ -1,7 +1,7 @@
 import AMQPClient
 
 /// A RabbitMQ source: one queue (or, with `sharding`, the shard queues of one topology) consumed by one connection,
-/// events spread over lanes by contact.
+/// events kept in each contact's order (spread over lanes by contact with a store that commits in parallel).
 public struct RabbitMQSourceConfig: Sendable, Equatable {
     public var endpoint: AMQPEndpoint
     /// The queue to consume; with `sharding`, the topology's name, from which the shard queues are named.
@@ -14,7 +14,8 @@ public struct RabbitMQSourceConfig: Sendable, Equatable {
     public var bindings: [Binding]
     /// Unacked deliveries the broker may have in flight to us.
     public var prefetch: Int
-    /// Parallel store workers; events of one contact always take the same lane.
+    /// Parallel store workers for a store that commits in parallel (PostgreSQL); events of one contact always take
+    /// the same lane. The SQLite store takes batches in order instead, without lanes.
     public var lanes: Int
     /// A message the broker says it delivered more often than this is dead-lettered unprocessed.
     public var maxRedeliveries: Int

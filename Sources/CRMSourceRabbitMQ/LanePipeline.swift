@@ -31,7 +31,7 @@ struct LanePipeline: Sendable {
     let logger: Logger
     let now: @Sendable () -> Timestamp
     let metrics: SourceMetrics
-    /// How long a lane retries a store that is busy or down before it gives the messages back to the queue.
+    /// How long a batch is retried on a store that is busy or down before its messages go back to the queue.
     let retryBudget: Duration
 
     struct LaneWork: Sendable {
@@ -78,7 +78,7 @@ struct LanePipeline: Sendable {
                         let outcomes = try await first.pending.outcomes()
                         failingSince = nil
                         metrics.events.recordLatency(ContinuousClock.now - first.at)
-                        settle(first.work, generations: nil, with: settled(first.work, outcomes))
+                        settle(first.work, generations: nil, with: dispositions(first.work, outcomes))
                         continue
                     } catch {
                         if failingSince == nil { failingSince = ContinuousClock.now }
@@ -91,15 +91,17 @@ struct LanePipeline: Sendable {
                     var failed = [first.work]
                     while settledCount < until, let next = await iterator.next() {
                         settledCount += 1
+                        // The submitter fails every batch after a failed one; one that committed anyway (none does
+                        // with SQLite) is settled as it is.
                         if let outcomes = try? await next.pending.outcomes() {
-                            settle(next.work, generations: nil, with: settled(next.work, outcomes))
+                            settle(next.work, generations: nil, with: dispositions(next.work, outcomes))
                         } else {
                             failed.append(next.work)
                         }
                     }
                     submitter.resume()
                     let (merged, generations) = Self.merge(failed)
-                    settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince))
+                    settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince, afterFailure: true))
                     submissions.unpause()
                 }
             }
@@ -137,7 +139,7 @@ struct LanePipeline: Sendable {
             switch processor.prepare(message) {
             case let .event(event):
                 tally.count(.received, type: event.type.rawValue)
-                let lane = Self.lane(of: event.contactId, count: laneCount)
+                let lane = laneCount == 1 ? 0 : Self.lane(of: event.contactId, count: laneCount)
                 work[lane].tags.append(delivery.deliveryTag)
                 work[lane].events.append(event)
             case let .skipped(type):
@@ -205,10 +207,17 @@ struct LanePipeline: Sendable {
         })
     }
 
-    /// Applies one lane's sub-batch; retries a busy or unavailable store with back-off until the budget is spent or
-    /// the source stops, then gives the messages back to the queue. Events that ask for a reply get its body.
-    private func apply(_ work: LaneWork, failingSince: inout ContinuousClock.Instant?) async -> [(disposition: Disposition, reply: [UInt8]?)] {
+    /// Applies a batch (a lane's, or failed ordered submissions merged); retries a busy or unavailable store with
+    /// back-off until the budget is spent or the source stops, then gives the messages back to the queue. Events
+    /// that ask for a reply get its body. `afterFailure`: the batch just failed once, so the first try waits too.
+    private func apply(
+        _ work: LaneWork, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool = false
+    ) async -> [(disposition: Disposition, reply: [UInt8]?)] {
         var delay = Duration.milliseconds(100)
+        if afterFailure, !stopping.isSet, ContinuousClock.now + delay <= (failingSince ?? .now) + retryBudget {
+            try? await Task.sleep(for: delay)
+            delay = delay * 2
+        }
         while true {
             let deadline = (failingSince ?? ContinuousClock.now) + retryBudget
             do {
@@ -216,7 +225,7 @@ struct LanePipeline: Sendable {
                 let outcomes = try await store.apply(work.events, now: now())
                 failingSince = nil
                 metrics.events.recordLatency(ContinuousClock.now - started)
-                return settled(work, outcomes)
+                return dispositions(work, outcomes)
             } catch {
                 let transient = (error as? StoreError)?.isTransient ?? true
                 if failingSince == nil { failingSince = ContinuousClock.now }
@@ -237,7 +246,7 @@ struct LanePipeline: Sendable {
     }
 
     /// What becomes of each message of a work the store committed, and the replies asked for.
-    private func settled(_ work: LaneWork, _ outcomes: [EventOutcome]) -> [(disposition: Disposition, reply: [UInt8]?)] {
+    private func dispositions(_ work: LaneWork, _ outcomes: [EventOutcome]) -> [(disposition: Disposition, reply: [UInt8]?)] {
         if logger.logLevel <= .debug {
             // Per-event success is debug: it names the contact, which info and above never do.
             for (outcome, event) in zip(outcomes, work.events) {

@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// A RabbitMQ queue as a source of events: a `Service` that consumes until graceful shutdown, then drains.
 ///
 /// Guarantees: a delivery is acked only after the store committed its event (or recorded it as a duplicate);
-/// bad messages are dead-lettered with their reason and consumption goes on; per-contact order is kept across lanes;
+/// bad messages are dead-lettered with their reason and consumption goes on; per-contact order is kept (in submission order with SQLite, across lanes with PostgreSQL);
 /// on SIGTERM the consumer is cancelled, in-flight deliveries are finished and acked, and the connection closed.
 public struct RabbitMQSource: Service {
     public let name: String

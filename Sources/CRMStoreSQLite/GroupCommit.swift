@@ -129,16 +129,15 @@ final class OutcomePromise: @unchecked Sendable {
     private var result: Result<[EventOutcome], any Error>?
     private var waiter: CheckedContinuation<[EventOutcome], any Error>?
 
+    /// Keeps the first result given; later ones are ignored.
     func keep(_ result: Result<[EventOutcome], any Error>) {
-        let waiter: CheckedContinuation<[EventOutcome], any Error>? = lock.withLock {
-            if let waiter = self.waiter {
-                self.waiter = nil
-                return waiter
-            }
+        let waiter: CheckedContinuation<[EventOutcome], any Error>?? = lock.withLock {
+            guard self.result == nil else { return .none }
             self.result = result
-            return nil
+            defer { self.waiter = nil }
+            return .some(self.waiter)
         }
-        waiter?.resume(with: result)
+        if case let .some(.some(waiter)) = waiter { waiter.resume(with: result) }
     }
 
     func value() async throws -> [EventOutcome] {

@@ -7,7 +7,7 @@ import Testing
 
 /// The store failing under a running `crm-ingest run` (issue 10): the SQLite file's disk full, the PostgreSQL
 /// database read-only. While it lasts no message is acknowledged, `/readyz` answers 503 naming the store, and the
-/// lanes retry; once it clears the daemon catches up, and in the end every event is applied exactly once. An
+/// source retries; once it clears the daemon catches up, and in the end every event is applied exactly once. An
 /// extension of the source's suite, so it is serialized with the tests that pause the shared broker.
 extension RabbitMQSourceTests {
     /// Whether this process may mount a tmpfs (root with CAP_SYS_ADMIN; not in most unprivileged containers).
@@ -103,7 +103,7 @@ extension RabbitMQSourceTests {
         }
         #expect(stalled, "the daemon kept applying events during the fault")
         // Nothing acknowledged that is not applied: acked = total - (ready + unacked) <= applied. (Applied events may
-        // wait for their ack: acks go out with `multiple` up to the lowest delivery still held by a failing lane.)
+        // wait for their ack: acks go out with `multiple` up to the lowest delivery still held by a failing batch.)
         let (ready, unacked) = try node.counts(queue)
         #expect(ready + unacked >= workload.total - appliedAtFault, "ready \(ready) + unacked \(unacked), applied \(appliedAtFault)")
         #expect(ready > 0, "nothing was left to consume")

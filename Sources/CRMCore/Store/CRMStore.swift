@@ -44,9 +44,11 @@ public enum CommitTiming: Sendable, Hashable {
 
 /// Batches committed in the order they were submitted (`CRMStore.makeOrderedSubmitter`). When a batch fails whole
 /// (the store threw), every batch submitted after it fails too, without running, and so does every batch submitted
-/// from then on, until `resume()`: nothing submitted later commits before the caller has retried the failed one.
+/// from then on, until `resume()`. A caller that keeps its order holds new batches from the first failure until it
+/// has retried the failed ones, and calls `resume()` once every batch submitted before it holds has failed.
 public protocol OrderedSubmitter: Sendable {
-    /// Takes a batch now, behind every batch taken before; `now` as in `CRMStore.apply`.
+    /// Takes a batch now, behind every batch taken before; `now` as in `CRMStore.apply`. A batch of no events
+    /// succeeds at once.
     func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch
     /// Takes batches again after a failure.
     func resume()

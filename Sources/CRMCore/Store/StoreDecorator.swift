@@ -1,6 +1,7 @@
 /// A store that adds what its owner needs once a batch settled (`settled`) and passes every other call to `base`.
 /// Batches applied (`apply`) and batches submitted in order (`makeOrderedSubmitter`) both go through `settled`,
-/// before their caller sees the outcomes.
+/// before their caller sees the outcomes. A decorator that implements `apply` itself must implement
+/// `makeOrderedSubmitter` too (or return nil from it): submitted batches never go through `apply`.
 public protocol StoreDecorator: CRMStore {
     var base: any CRMStore { get }
     /// Runs after each batch committed or failed whole, before the caller gets the outcomes or the error.
@@ -9,8 +10,13 @@ public protocol StoreDecorator: CRMStore {
 
 extension StoreDecorator {
     public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        try await settling(events) { try await base.apply(events, now: now, timing: timing) }
+    }
+
+    /// Runs `body`, then `settled` with its result, and returns or rethrows that result.
+    func settling(_ events: [PlannedEvent], _ body: () async throws -> [EventOutcome]) async throws -> [EventOutcome] {
         let result: Result<[EventOutcome], any Error>
-        do { result = .success(try await base.apply(events, now: now, timing: timing)) } catch { result = .failure(error) }
+        do { result = .success(try await body()) } catch { result = .failure(error) }
         await settled(events, result)
         return try result.get()
     }
@@ -41,12 +47,7 @@ public struct DecoratedSubmitter<Decorator: StoreDecorator>: OrderedSubmitter {
 
     public func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
         let pending = base.submit(events, now: now)
-        return PendingBatch { [decorator] in
-            let result: Result<[EventOutcome], any Error>
-            do { result = .success(try await pending.outcomes()) } catch { result = .failure(error) }
-            await decorator.settled(events, result)
-            return try result.get()
-        }
+        return PendingBatch { [decorator] in try await decorator.settling(events) { try await pending.outcomes() } }
     }
 
     public func resume() { base.resume() }

@@ -4,7 +4,7 @@ import Synchronization
 /// Whether the store's last write went through. A store can answer `SELECT 1` and still refuse every commit (its
 /// disk full, the database switched to read-only): readiness asks this as well as `ping`, so `/readyz` says "not
 /// ready" while writes fail and "ready" again after the first one that succeeds. A failure counts for
-/// `freshFor` only: a lane that holds a failing batch retries it every 5 s at most, which keeps the failure fresh,
+/// `freshFor` only: a source that holds a failing batch retries it every 5 s at most, which keeps the failure fresh,
 /// while a failed HTTP request that nobody repeats does not keep the daemon "not ready" after the store recovered.
 final class StoreWriteHealth: Sendable {
     private let lastFailure = Mutex<(reason: String, at: ContinuousClock.Instant)?>(nil)

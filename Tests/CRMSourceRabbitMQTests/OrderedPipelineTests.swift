@@ -1,0 +1,166 @@
+import AMQPClient
+import CRMCore
+import CRMSourceSupport
+@testable import CRMSourceRabbitMQ
+import CRMStoreSQLite
+import CRMTestSupport
+import Foundation
+import GRDB
+import Synchronization
+import Testing
+
+/// The RabbitMQ pipeline's ordered submissions to SQLite (`LanePipeline.runOrdered`), without a broker: delivery
+/// batches go in, completions come out of the inbox. Another connection holds SQLite's write lock for a while, so
+/// transactions fail (busy) mid-stream: the pipeline must hold new batches, retry the failed ones, and still apply
+/// every event once, in each contact's order, and settle every delivery once.
+@Suite("RabbitMQ pipeline: ordered submissions")
+struct OrderedPipelineTests {
+    /// Holds SQLite's write lock (`BEGIN IMMEDIATE`) on a thread of its own until released.
+    final class WriteLock: Sendable {
+        private let locked = DispatchSemaphore(value: 0)
+        private let released = DispatchSemaphore(value: 0)
+
+        init(_ path: String) {
+            Thread { [self] in
+                var configuration = Configuration()
+                // The store may be committing when the lock is asked for: wait for it.
+                configuration.busyMode = .timeout(10)
+                let connection = try? DatabaseQueue(path: path, configuration: configuration)
+                do {
+                    try connection?.writeWithoutTransaction { db in
+                        try db.execute(sql: "BEGIN IMMEDIATE")
+                        locked.signal()
+                        released.wait()
+                        try db.execute(sql: "COMMIT")
+                    }
+                } catch {
+                    Issue.record("could not hold the write lock: \(error)")
+                    locked.signal()
+                }
+                try? connection?.close()
+            }.start()
+            locked.wait()
+        }
+
+        func release() { released.signal() }
+    }
+
+    func deliveries(_ workload: Workload) -> [AMQPDelivery] {
+        workload.messages(queue: "q", withIds: true).enumerated().map { index, message in
+            AMQPDelivery(channel: 1, deliveryTag: UInt64(index + 1), redelivered: false, exchange: "", routingKey: "q",
+                         properties: message.properties, body: message.body)
+        }
+    }
+
+    /// Runs the pipeline over `batches` of deliveries. `during(i)` runs before batch i is sent; the stream ends after
+    /// the last batch, then `afterEnd` runs. Returns the completions and the log.
+    func run(
+        _ store: SQLiteCRMStore, _ batches: [[AMQPDelivery]], during: @escaping @Sendable (Int) async -> Void = { _ in },
+        afterEnd: @escaping @Sendable () async -> Void = {}
+    ) async -> (completions: [Completion], logs: CapturedLogs) {
+        let logs = CapturedLogs()
+        let inbox = CompletionInbox()
+        let pipeline = LanePipeline(
+            sourceName: "ordered", laneCount: 4, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
+            stopping: StopFlag(), logger: logs.logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
+            metrics: SourceMetrics(source: "ordered"), retryBudget: .seconds(60)
+        )
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryBatch.self)
+        async let ran: Void = pipeline.run(stream)
+        for (index, batch) in batches.enumerated() {
+            await during(index)
+            continuation.yield(DeliveryBatch(generation: 1, deliveries: batch))
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        continuation.finish()
+        await afterEnd()
+        await ran
+        return (inbox.take(), logs)
+    }
+
+    func store(in folder: URL) throws -> SQLiteCRMStore {
+        // A short busy timeout, so a held lock fails transactions quickly.
+        try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, busyTimeoutMilliseconds: 20)
+    }
+
+    func folder() throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-ordered-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return folder
+    }
+
+    /// Every delivery tag once, acked.
+    func expectAllAckedOnce(_ completions: [Completion], total: Int) {
+        let tags = completions.map(\.deliveryTag)
+        #expect(tags.count == total, "\(tags.count) completions for \(total) deliveries")
+        let missing = Set(1...UInt64(total)).subtracting(tags)
+        #expect(missing.isEmpty, "\(missing.count) deliveries never settled, e.g. \(missing.sorted().prefix(5))")
+        #expect(completions.allSatisfy { $0.disposition == .ack })
+    }
+
+    @Test func withoutFailuresEveryEventCommitsInOrder() async throws {
+        let folder = try folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try store(in: folder)
+        defer { try? store.close() }
+        let workload = Workload(contacts: 40, perContact: 12)
+        let batches = deliveries(workload).chunked(25)
+        let (completions, logs) = await run(store, batches)
+        expectAllAckedOnce(completions, total: workload.total)
+        #expect(try await workload.problems(in: store) == [])
+        #expect(try await store.count("ledger") == workload.total)
+        #expect(!logs.contains("store failed"))
+    }
+
+    /// The write lock is held from the 6th batch to 300 ms after the 14th: the batches submitted meanwhile fail, the
+    /// pipeline holds the later ones, retries, and goes on.
+    @Test func aFailedTransactionHoldsLaterBatchesUntilItsRetryCommits() async throws {
+        let folder = try folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try store(in: folder)
+        defer { try? store.close() }
+        let path = folder.appendingPathComponent("crm.sqlite").path
+        let workload = Workload(contacts: 40, perContact: 12)
+        let batches = deliveries(workload).chunked(25)
+        let lock = Mutex<WriteLock?>(nil)
+        let (completions, logs) = await run(store, batches, during: { index in
+            if index == 5 { lock.withLock { $0 = WriteLock(path) } }
+            if index == 14 {
+                try? await Task.sleep(for: .milliseconds(300))
+                lock.withLock { $0?.release() }
+            }
+        })
+        expectAllAckedOnce(completions, total: workload.total)
+        #expect(try await workload.problems(in: store) == [])
+        #expect(try await store.count("ledger") == workload.total)
+        #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+    }
+
+    /// The stream ends while the lock is held and the pipeline holds batches: it still settles every delivery once
+    /// the lock is gone, and then returns.
+    @Test func theStreamEndingWhileBatchesAreHeldStillSettlesThemAll() async throws {
+        let folder = try folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = try store(in: folder)
+        defer { try? store.close() }
+        let path = folder.appendingPathComponent("crm.sqlite").path
+        let workload = Workload(contacts: 30, perContact: 9)
+        let batches = deliveries(workload).chunked(30)
+        let lock = Mutex<WriteLock?>(nil)
+        let (completions, logs) = await run(store, batches, during: { index in
+            if index == 2 { lock.withLock { $0 = WriteLock(path) } }
+        }, afterEnd: {
+            try? await Task.sleep(for: .milliseconds(400))
+            lock.withLock { $0?.release() }
+        })
+        expectAllAckedOnce(completions, total: workload.total)
+        #expect(try await workload.problems(in: store) == [])
+        #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}
