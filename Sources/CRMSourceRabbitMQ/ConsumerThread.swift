@@ -21,6 +21,8 @@ final class ConsumerThread: @unchecked Sendable {
     let stopFlag: StopFlag
     let logger: Logger
     let metrics: SourceMetrics
+    /// The lanes the pipeline splits events over, for the `consuming` log; nil: the store takes batches in order.
+    let lanesInUse: Int?
     let batches: AsyncStream<DeliveryBatch>
     private let continuation: AsyncStream<DeliveryBatch>.Continuation
     private let finished = DispatchSemaphore(value: 0)
@@ -42,7 +44,11 @@ final class ConsumerThread: @unchecked Sendable {
     /// Whether deliveries are kept until settled (for dead letters or replies).
     private var keepsDeliveries: Bool { config.deadLetter != nil || config.replies != nil }
 
-    init(sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics) {
+    init(
+        sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics,
+        lanesInUse: Int?
+    ) {
+        self.lanesInUse = lanesInUse
         self.sourceName = sourceName
         self.config = config
         self.inbox = inbox
@@ -142,8 +148,9 @@ final class ConsumerThread: @unchecked Sendable {
         }
         var metadata: Logger.Metadata = [
             "source": "\(sourceName)", "queue": "\(config.queue)", "url": "\(config.endpoint.maskedURL)",
-            "prefetch": "\(config.prefetch)", "lanes": "\(config.lanes)",
+            "prefetch": "\(config.prefetch)",
         ]
+        if let lanesInUse { metadata["lanes"] = "\(lanesInUse)" } else { metadata["order"] = "submission" }
         if let sharding = config.sharding {
             // Subscribed to every shard; the broker decides which of them this daemon is active on.
             metadata["shards"] = "\(sharding.count)"

@@ -42,7 +42,13 @@ struct LanePipeline: Sendable {
 
     /// Runs until `batches` ends and every batch is settled.
     func run(_ batches: AsyncStream<DeliveryBatch>) async {
-        if let submitter = store.makeOrderedSubmitter() {
+        await run(batches, orderedSubmitter: store.makeOrderedSubmitter())
+    }
+
+    /// Runs until `batches` ends and every batch is settled; `orderedSubmitter` is the store's
+    /// (`makeOrderedSubmitter`), nil for lanes.
+    func run(_ batches: AsyncStream<DeliveryBatch>, orderedSubmitter: (any OrderedSubmitter)?) async {
+        if let submitter = orderedSubmitter {
             await runOrdered(batches, submitter: submitter)
             return
         }

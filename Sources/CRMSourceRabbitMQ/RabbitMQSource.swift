@@ -43,7 +43,11 @@ public struct RabbitMQSource: Service {
         let inbox = CompletionInbox()
         let stopping = StopFlag()
         let metrics = SourceMetrics(source: name, board: statusBoard)
-        let consumer = ConsumerThread(sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics)
+        let submitter = store.makeOrderedSubmitter()
+        let consumer = ConsumerThread(
+            sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics,
+            lanesInUse: submitter == nil ? config.lanes : nil
+        )
         let pipeline = LanePipeline(
             sourceName: name, laneCount: config.lanes, maxRedeliveries: config.maxRedeliveries, processor: processor,
             store: store, inbox: inbox, stopping: stopping, logger: logger, now: now, metrics: metrics, retryBudget: retryBudget
@@ -52,7 +56,7 @@ public struct RabbitMQSource: Service {
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 // Ends when the consumer thread finished its stream: stopped, and every delivery settled.
-                await pipeline.run(consumer.batches)
+                await pipeline.run(consumer.batches, orderedSubmitter: submitter)
             } onCancel: {
                 consumer.requestStop()
             }

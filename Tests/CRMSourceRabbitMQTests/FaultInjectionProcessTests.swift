@@ -92,6 +92,9 @@ extension RabbitMQSourceTests {
         #expect(cutsMidRun == 3, "cuts made while events were still queued: \(cutsMidRun)")
         #expect(try await waitFor(.seconds(180)) { try node.counts(queue) == (0, 0) })
         #expect(connections() == 4)
+        // SQLite takes each delivery batch in submission order: the line says so, and names no lanes.
+        let consuming = Self.lines(daemon, message: "consuming").filter { ($0["message"] as? String) == "consuming" }
+        #expect(consuming.allSatisfy { $0["order"] as? String == "submission" && $0["lanes"] == nil })
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit(timeout: .seconds(15)))
         #expect(daemon.process.terminationStatus == 0)
