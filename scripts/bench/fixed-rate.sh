@@ -1,7 +1,8 @@
 #!/bin/bash
 # One run at a fixed publish rate: the daemon's CPU per 10,000 events and the latency from publish to commit; then
 # the latency to "handed to the store" (the contacts' created_at, before their transaction ran), the transactions
-# the run made, their events on average, and how much of the run's wall time the writer spent in one.
+# the run made, their events on average, and how much of the run's wall time the writer spent in one; and the CPU
+# the publisher and the watcher took, since they share the machine with the daemon and the broker.
 # This is how the commit-interval figures in Docs/STORE.md and Docs/BENCHMARKS.md were measured (runs of different
 # settings alternated by hand, since the machine is noisy).
 #
@@ -9,8 +10,9 @@
 #
 # Needs a running broker (`scripts/rabbitmq-node.sh start DIR` prints its URL last) and release builds of
 # crm-ingest and crm-ingest-bench (`swift build -c release --product ...`). CONFIG is a daemon configuration
-# (default: the embedded one); BENCH_DAEMON picks another binary. The daemon runs on a fresh data folder, in
-# a temporary directory that is removed at the end; everything started here is stopped by its pid.
+# (default: the embedded one); BENCH_DAEMON picks another daemon binary, BENCH_TOOL another crm-ingest-bench. The
+# daemon runs on a fresh data folder, in a temporary directory that is removed at the end; everything started here
+# is stopped by its pid.
 set -euo pipefail
 rate=${1:?usage: fixed-rate.sh RATE SECONDS [CONFIG]}
 seconds=${2:?usage: fixed-rate.sh RATE SECONDS [CONFIG]}
@@ -18,7 +20,7 @@ config=${3:-}
 url=${AMQP_URL:?set AMQP_URL to the broker}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 daemon=${BENCH_DAEMON:-$root/.build/release/crm-ingest}
-tool=$root/.build/release/crm-ingest-bench
+tool=${BENCH_TOOL:-$root/.build/release/crm-ingest-bench}
 work=$(mktemp -d /tmp/crm-fixed-rate.XXXXXX)
 daemon_pid= watcher_pid=
 cleanup() {
@@ -30,7 +32,7 @@ trap cleanup EXIT
 . "$root/scripts/bench/daemon-lib.sh"
 start_daemon "$daemon" "$url" "$work" "$config"
 count=$((rate * seconds))
-"$tool" latency-watch --database "$work/data/crm.sqlite" --count "$count" --output "$work/visible" --interval-ms 1 > /dev/null &
+"$tool" latency-watch --database "$work/data/crm.sqlite" --count "$count" --output "$work/visible" --interval-ms 1 > "$work/watcher.json" &
 watcher_pid=$!
 # The writer's transactions so far: count, events and seconds (crm_ingest_store_transaction_*).
 transactions() {
@@ -40,7 +42,7 @@ transactions() {
 }
 cpu_before=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
 tx_before=$(transactions); started=$(date +%s.%N)
-"$tool" latency-publish --url "$url" --queue crm.events --rate "$rate" --seconds "$seconds" --times "$work/times" > /dev/null
+"$tool" latency-publish --url "$url" --queue crm.events --rate "$rate" --seconds "$seconds" --times "$work/times" > "$work/publisher.json"
 wait "$watcher_pid"; watcher_pid=
 cpu_after=$(awk '{print $14 + $15}' "/proc/$daemon_pid/stat")
 tx_after=$(transactions); ended=$(date +%s.%N)
@@ -48,9 +50,9 @@ ticks=$(getconf CLK_TCK)
 report=$("$tool" latency-report --times "$work/times" --visible "$work/visible")
 handed=$("$tool" latency-report --times "$work/times" --database "$work/data/crm.sqlite")
 python3 - "$report" "$rate" "$seconds" "$cpu_before" "$cpu_after" "$ticks" "${config:-embedded}" "$handed" \
-    "$tx_before" "$tx_after" "$started" "$ended" <<'PY'
+    "$tx_before" "$tx_after" "$started" "$ended" "$(tail -1 "$work/publisher.json")" "$(tail -1 "$work/watcher.json")" <<'PY'
 import json, sys
-report, rate, seconds, before, after, ticks, config, handed, tx_before, tx_after, started, ended = sys.argv[1:]
+report, rate, seconds, before, after, ticks, config, handed, tx_before, tx_after, started, ended, publisher, watcher = sys.argv[1:]
 r = json.loads(report)
 h = json.loads(handed)
 n, e, s = (b - a for a, b in zip(map(float, tx_before.split()), map(float, tx_after.split())))
@@ -59,4 +61,5 @@ print(f"rate {int(rate):,}/s for {seconds} s, config {config}: daemon CPU {cpu:.
       f"publish -> commit p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, missing {r['missing']}")
 print(f"  publish -> handed to the store p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms; {n:,.0f} transactions of "
       f"{e / max(n, 1):.1f} events, the writer in a transaction {s / (float(ended) - float(started)):.0%} of the time")
+print(f"  CPU of the measuring tools: publisher {json.loads(publisher)['cpu_seconds']:.2f} s, watcher {json.loads(watcher)['cpu_seconds']:.2f} s")
 PY
