@@ -249,7 +249,8 @@ extension BenchCommand {
 
     /// Watches the daemon's SQLite file, as a second reader would, for the contacts `latency-publish` creates, and
     /// writes when each became visible (microseconds since 1970): the instant its transaction had committed, found
-    /// by a query every `interval-ms`, so at most that much late.
+    /// by a poll every `interval-ms` (a query when `PRAGMA data_version` changed), so about that much late, plus the
+    /// time the poll waits for a CPU on a busy machine.
     struct LatencyWatch: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "latency-watch", abstract: "Record when each published contact is committed.")
         @Option var database: String

@@ -99,8 +99,8 @@ extension RabbitMQSourceTests {
         }
         let active = try DaemonProcess(config: configs[0], folder: folder)
         #expect(try await waitFor(.seconds(60)) { Self.lines(active, message: "consuming").count > 0 })
-        // PostgreSQL applies a source's events in lanes, and the line says how many.
-        #expect(Self.lines(active, message: "consuming").first.map { $0["lanes"] as? String != nil && $0["order"] == nil } == true)
+        // PostgreSQL applies a source's events in lanes, and the line says how many (the configuration's 4).
+        #expect(Self.lines(active, message: "consuming").first.map { $0["lanes"] as? String == "4" && $0["order"] == nil } == true)
         let standby = try DaemonProcess(config: configs[1], folder: folder)
         #expect(try await waitFor(.seconds(60)) { Self.lines(standby, message: "consuming").count > 0 })
 

@@ -61,5 +61,8 @@ print(f"rate {int(rate):,}/s for {seconds} s, config {config}: daemon CPU {cpu:.
       f"publish -> commit p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms, missing {r['missing']}")
 print(f"  publish -> handed to the store p50 {h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms; {n:,.0f} transactions of "
       f"{e / max(n, 1):.1f} events, the writer in a transaction {s / (float(ended) - float(started)):.0%} of the time")
-print(f"  CPU of the measuring tools: publisher {json.loads(publisher)['cpu_seconds']:.2f} s, watcher {json.loads(watcher)['cpu_seconds']:.2f} s")
+# A crm-ingest-bench from before 2026-12-06 does not report its CPU.
+tools = [json.loads(line).get("cpu_seconds") for line in (publisher, watcher)]
+print("  CPU of the measuring tools: " + ", ".join(f"{name} {'n/a' if cpu is None else f'{cpu:.2f} s'}"
+                                                  for name, cpu in zip(("publisher", "watcher"), tools)))
 PY
