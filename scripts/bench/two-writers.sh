@@ -8,8 +8,8 @@
 #
 # e.g. `... two-writers.sh 5000 40 15 200000 --batch-size 2000`. Needs a running broker (`scripts/rabbitmq-node.sh
 # start DIR` prints its URL last) and release builds of crm-ingest and crm-ingest-bench. BENCH_DAEMON picks another
-# daemon binary, INGEST_BIN another one for `ingest`. Everything runs in a temporary directory, removed at the end;
-# everything started here is stopped by its pid.
+# daemon binary, INGEST_BIN another one for `ingest`, BENCH_TOOL another crm-ingest-bench. Everything runs in a
+# temporary directory, removed at the end; everything started here is stopped by its pid.
 set -euo pipefail
 usage="usage: two-writers.sh RATE SECONDS DELAY LINES [INGEST-OPTIONS...]"
 rate=${1:?$usage} seconds=${2:?$usage} delay=${3:?$usage} lines=${4:?$usage}
@@ -18,7 +18,7 @@ url=${AMQP_URL:?set AMQP_URL to the broker}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 daemon=${BENCH_DAEMON:-$root/.build/release/crm-ingest}
 ingest=${INGEST_BIN:-$daemon}
-tool=$root/.build/release/crm-ingest-bench
+tool=${BENCH_TOOL:-$root/.build/release/crm-ingest-bench}
 work=$(mktemp -d /tmp/crm-two-writers.XXXXXX)
 daemon_pid= watcher_pid= publisher_pid=
 cleanup() {
