@@ -78,15 +78,16 @@ struct OrderedPipelineTests {
         return (inbox.take(), logs)
     }
 
-    func store(in folder: URL) throws -> SQLiteCRMStore {
-        // A short busy timeout, so a held lock fails transactions quickly.
-        try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path, busyTimeoutMilliseconds: 20)
-    }
-
-    func folder() throws -> URL {
+    /// Runs `body` with a store in a fresh folder (and the database's path, for a second connection), then closes the
+    /// store and removes the folder. The store has a short busy timeout, so a held lock fails transactions quickly.
+    func withStore(_ body: (_ store: SQLiteCRMStore, _ path: String) async throws -> Void) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-ordered-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        return folder
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("crm.sqlite").path
+        let store = try SQLiteCRMStore(path: path, busyTimeoutMilliseconds: 20)
+        defer { try? store.close() }
+        try await body(store, path)
     }
 
     /// Every delivery tag once, acked.
@@ -99,63 +100,55 @@ struct OrderedPipelineTests {
     }
 
     @Test func withoutFailuresEveryEventCommitsInOrder() async throws {
-        let folder = try folder()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let store = try store(in: folder)
-        defer { try? store.close() }
-        let workload = Workload(contacts: 40, perContact: 12)
-        let batches = deliveries(workload).chunked(25)
-        let (completions, logs) = await run(store, batches)
-        expectAllAckedOnce(completions, total: workload.total)
-        #expect(try await workload.problems(in: store) == [])
-        #expect(try await store.count("ledger") == workload.total)
-        #expect(!logs.contains("store failed"))
+        try await withStore { (store: SQLiteCRMStore, _: String) async throws in
+            let workload = Workload(contacts: 40, perContact: 12)
+            let batches = deliveries(workload).chunked(25)
+            let (completions, logs) = await run(store, batches)
+            expectAllAckedOnce(completions, total: workload.total)
+            #expect(try await workload.problems(in: store) == [])
+            #expect(try await store.count("ledger") == workload.total)
+            #expect(!logs.contains("store failed"))
+        }
     }
 
     /// The write lock is held from the 6th batch to 300 ms after the 14th: the batches submitted meanwhile fail, the
     /// pipeline holds the later ones, retries, and goes on.
     @Test func aFailedTransactionHoldsLaterBatchesUntilItsRetryCommits() async throws {
-        let folder = try folder()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let store = try store(in: folder)
-        defer { try? store.close() }
-        let path = folder.appendingPathComponent("crm.sqlite").path
-        let workload = Workload(contacts: 40, perContact: 12)
-        let batches = deliveries(workload).chunked(25)
-        let lock = Mutex<WriteLock?>(nil)
-        let (completions, logs) = await run(store, batches, during: { index in
-            if index == 5 { lock.withLock { $0 = WriteLock(path) } }
-            if index == 14 {
-                try? await Task.sleep(for: .milliseconds(300))
-                lock.withLock { $0?.release() }
-            }
-        })
-        expectAllAckedOnce(completions, total: workload.total)
-        #expect(try await workload.problems(in: store) == [])
-        #expect(try await store.count("ledger") == workload.total)
-        #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+        try await withStore { (store: SQLiteCRMStore, path: String) async throws in
+            let workload = Workload(contacts: 40, perContact: 12)
+            let batches = deliveries(workload).chunked(25)
+            let lock = Mutex<WriteLock?>(nil)
+            let (completions, logs) = await run(store, batches, during: { index in
+                if index == 5 { lock.withLock { $0 = WriteLock(path) } }
+                if index == 14 {
+                    try? await Task.sleep(for: .milliseconds(300))
+                    lock.withLock { $0?.release() }
+                }
+            })
+            expectAllAckedOnce(completions, total: workload.total)
+            #expect(try await workload.problems(in: store) == [])
+            #expect(try await store.count("ledger") == workload.total)
+            #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+        }
     }
 
     /// The stream ends while the lock is held and the pipeline holds batches: it still settles every delivery once
     /// the lock is gone, and then returns.
     @Test func theStreamEndingWhileBatchesAreHeldStillSettlesThemAll() async throws {
-        let folder = try folder()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let store = try store(in: folder)
-        defer { try? store.close() }
-        let path = folder.appendingPathComponent("crm.sqlite").path
-        let workload = Workload(contacts: 30, perContact: 9)
-        let batches = deliveries(workload).chunked(30)
-        let lock = Mutex<WriteLock?>(nil)
-        let (completions, logs) = await run(store, batches, during: { index in
-            if index == 2 { lock.withLock { $0 = WriteLock(path) } }
-        }, afterEnd: {
-            try? await Task.sleep(for: .milliseconds(400))
-            lock.withLock { $0?.release() }
-        })
-        expectAllAckedOnce(completions, total: workload.total)
-        #expect(try await workload.problems(in: store) == [])
-        #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+        try await withStore { (store: SQLiteCRMStore, path: String) async throws in
+            let workload = Workload(contacts: 30, perContact: 9)
+            let batches = deliveries(workload).chunked(30)
+            let lock = Mutex<WriteLock?>(nil)
+            let (completions, logs) = await run(store, batches, during: { index in
+                if index == 2 { lock.withLock { $0 = WriteLock(path) } }
+            }, afterEnd: {
+                try? await Task.sleep(for: .milliseconds(400))
+                lock.withLock { $0?.release() }
+            })
+            expectAllAckedOnce(completions, total: workload.total)
+            #expect(try await workload.problems(in: store) == [])
+            #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
+        }
     }
 }
 
