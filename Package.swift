@@ -92,6 +92,7 @@ let package = Package(
             name: "CRMStoreSQLite",
             dependencies: [
                 "CRMCore",
+                "CRMSourceSupport",
                 "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

@@ -22,12 +22,14 @@ struct Completion: Sendable {
 }
 
 /// Completions handed from the pipeline's tasks to the consumer thread, which alone may ack on its connection.
-/// Posting writes a byte to a pipe, so the thread's `poll` wakes at once instead of at its next timeout.
+/// Posting writes a byte to a pipe, so the thread's `poll` wakes at once instead of at its next timeout; only one
+/// byte until the thread takes, so a burst of posts costs one write and the thread reads the pipe only when woken.
 final class CompletionInbox: @unchecked Sendable {
-    // `items` is guarded by `lock`. The pipe's write end is written by any thread (pipe writes of one byte are
-    // atomic), its read end read only by the consumer thread.
+    // `items` and `signalled` are guarded by `lock`; a byte is in the pipe exactly while `signalled` (the write and
+    // the read happen under the lock). The read end is read only by the consumer thread.
     private let lock = NSLock()
     private var items: [Completion] = []
+    private var signalled = false
     private let writeDescriptor: Int32
     /// The pipe's read end, for `poll`.
     let eventDescriptor: Int32
@@ -54,20 +56,30 @@ final class CompletionInbox: @unchecked Sendable {
 
     func post(_ completions: [Completion]) {
         guard !completions.isEmpty else { return }
-        lock.withLock { items.append(contentsOf: completions) }
-        wake()
+        lock.withLock {
+            items.append(contentsOf: completions)
+            signalLocked()
+        }
     }
 
     /// Wakes the consumer thread without posting anything (e.g. to notice a stop request).
     func wake() {
+        lock.withLock { signalLocked() }
+    }
+
+    private func signalLocked() {
+        guard !signalled else { return }
         var one: UInt8 = 1
-        _ = write(writeDescriptor, &one, 1)
+        signalled = write(writeDescriptor, &one, 1) == 1
     }
 
     func take() -> [Completion] {
-        var drain = [UInt8](repeating: 0, count: 256)
-        while read(eventDescriptor, &drain, 256) == 256 {}
-        return lock.withLock {
+        lock.withLock {
+            if signalled {
+                var drained: UInt8 = 0
+                _ = read(eventDescriptor, &drained, 1)
+                signalled = false
+            }
             defer { items.removeAll(keepingCapacity: true) }
             return items
         }

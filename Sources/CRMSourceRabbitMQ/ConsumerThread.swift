@@ -23,8 +23,8 @@ final class ConsumerThread: @unchecked Sendable {
     let metrics: SourceMetrics
     /// The lanes the pipeline splits events over, for the `consuming` log; nil: the store takes batches in order.
     let lanesInUse: Int?
-    let batches: AsyncStream<DeliveryBatch>
-    private let continuation: AsyncStream<DeliveryBatch>.Continuation
+    /// Where the deliveries read together go, called on this thread.
+    private let handoff: DeliveryHandoff
     private let finished = DispatchSemaphore(value: 0)
 
     private var generation = 0
@@ -46,25 +46,25 @@ final class ConsumerThread: @unchecked Sendable {
 
     init(
         sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics,
-        lanesInUse: Int?
+        lanesInUse: Int?, handoff: DeliveryHandoff
     ) {
         self.lanesInUse = lanesInUse
+        self.handoff = handoff
         self.sourceName = sourceName
         self.config = config
         self.inbox = inbox
         self.stopFlag = stopFlag
         self.logger = logger
         self.metrics = metrics
-        (batches, continuation) = AsyncStream<DeliveryBatch>.makeStream()
     }
 
     func start() {
         let thread = Thread { [self] in
+            ThreadName.nameCurrentThread(ThreadName.make("rmq:", sourceName))
             runLoop()
-            continuation.finish()
+            handoff.finish()
             finished.signal()
         }
-        thread.name = "crm-ingest.rabbitmq.\(sourceName)"
         thread.start()
     }
 
@@ -204,7 +204,7 @@ final class ConsumerThread: @unchecked Sendable {
                 }
             }
             if !deliveries.isEmpty {
-                continuation.yield(DeliveryBatch(generation: generation, deliveries: deliveries))
+                handoff.deliver(DeliveryBatch(generation: generation, deliveries: deliveries))
             }
         }
     }
@@ -327,6 +327,19 @@ final class ConsumerThread: @unchecked Sendable {
         let milliseconds = Int32(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
         _ = poll(&fds, 1, milliseconds)
         _ = inbox.take() // completions of a dead generation are void
+    }
+}
+
+/// Where the consumer thread hands the deliveries it read together, and says that no more come. Both are called on
+/// the consumer thread: `deliver` must not block for long (the connection is not serviced meanwhile).
+struct DeliveryHandoff: Sendable {
+    let deliver: @Sendable (DeliveryBatch) -> Void
+    let finish: @Sendable () -> Void
+
+    /// Into an async stream, for the pipeline's tasks.
+    static func stream() -> (DeliveryHandoff, AsyncStream<DeliveryBatch>) {
+        let (stream, continuation) = AsyncStream<DeliveryBatch>.makeStream()
+        return (DeliveryHandoff(deliver: { continuation.yield($0) }, finish: { continuation.finish() }), stream)
     }
 }
 

@@ -66,55 +66,66 @@ struct LanePipeline: Sendable {
         }
     }
 
-    /// Submits each batch as soon as it is planned; one task awaits the outcomes in submission order and settles
-    /// them. When a batch fails whole, the submitter fails every batch after it too (`OrderedSubmitter`): submitting
-    /// pauses, those batches are collected, retried together as one (`apply`), and then submitting resumes with
-    /// what arrived meanwhile.
+    /// Submits each batch as soon as it is planned (`OrderedIntake`), while `settleOrdered` awaits the outcomes.
     private func runOrdered(_ batches: AsyncStream<DeliveryBatch>, submitter: any OrderedSubmitter) async {
+        let intake = orderedIntake(submitter)
+        async let settled: Void = settleOrdered(intake)
+        for await batch in batches { intake.accept(batch) }
+        intake.finish()
+        await settled
+    }
+
+    /// An intake that plans each batch and submits it to `submitter` on the caller's thread: the consumer thread
+    /// hands its batches straight to it, with no hop to Swift's pool between reading a batch and submitting it.
+    /// `settleOrdered` must run for it.
+    func orderedIntake(_ submitter: any OrderedSubmitter) -> OrderedIntake {
         let (submitted, sink) = AsyncStream.makeStream(of: OrderedSubmissions.Submitted.self)
         let submissions = OrderedSubmissions(submitter: submitter, sink: sink, now: now)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                var failingSince: ContinuousClock.Instant?
-                var settledCount = 0
-                var iterator = submitted.makeAsyncIterator()
-                while let first = await iterator.next() {
-                    settledCount += 1
-                    do {
-                        let outcomes = try await first.pending.outcomes()
-                        failingSince = nil
-                        metrics.events.recordLatency(ContinuousClock.now - first.at)
-                        settle(first.work, generations: nil, with: dispositions(first.work, outcomes))
-                        continue
-                    } catch {
-                        if failingSince == nil { failingSince = ContinuousClock.now }
-                        logger.warning("store failed, holding new batches to retry the failed ones first", metadata: [
-                            "source": "\(sourceName)", "error": "\(error)",
-                        ])
-                    }
-                    // Everything submitted before the pause fails too; collect it, in order.
-                    let until = submissions.pause()
-                    var failed = [first.work]
-                    while settledCount < until, let next = await iterator.next() {
-                        settledCount += 1
-                        // The submitter fails every batch after a failed one; one that committed anyway (none does
-                        // with SQLite) is settled as it is.
-                        if let outcomes = try? await next.pending.outcomes() {
-                            settle(next.work, generations: nil, with: dispositions(next.work, outcomes))
-                        } else {
-                            failed.append(next.work)
-                        }
-                    }
-                    submitter.resume()
-                    let (merged, generations) = Self.merge(failed)
-                    settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince, afterFailure: true))
-                    submissions.unpause()
+        return OrderedIntake(submissions: submissions, submitted: submitted, submitter: submitter) { batch in
+            plan(batch, lanes: 1).first.flatMap { $0.events.isEmpty ? nil : $0 }
+        }
+    }
+
+    /// Awaits the outcomes of an intake's submissions in submission order and settles them, until the intake is
+    /// finished and everything it took is settled. When a batch fails whole, the submitter fails every batch after
+    /// it too (`OrderedSubmitter`): submitting pauses, those batches are collected, retried together as one
+    /// (`apply`), and then submitting resumes with what arrived meanwhile.
+    func settleOrdered(_ intake: OrderedIntake) async {
+        let submissions = intake.submissions
+        var failingSince: ContinuousClock.Instant?
+        var settledCount = 0
+        var iterator = intake.submitted.makeAsyncIterator()
+        while let first = await iterator.next() {
+            settledCount += 1
+            do {
+                let outcomes = try await first.pending.outcomes()
+                failingSince = nil
+                metrics.events.recordLatency(ContinuousClock.now - first.at)
+                settle(first.work, generations: nil, with: dispositions(first.work, outcomes))
+                continue
+            } catch {
+                if failingSince == nil { failingSince = ContinuousClock.now }
+                logger.warning("store failed, holding new batches to retry the failed ones first", metadata: [
+                    "source": "\(sourceName)", "error": "\(error)",
+                ])
+            }
+            // Everything submitted before the pause fails too; collect it, in order.
+            let until = submissions.pause()
+            var failed = [first.work]
+            while settledCount < until, let next = await iterator.next() {
+                settledCount += 1
+                // The submitter fails every batch after a failed one; one that committed anyway (none does
+                // with SQLite) is settled as it is.
+                if let outcomes = try? await next.pending.outcomes() {
+                    settle(next.work, generations: nil, with: dispositions(next.work, outcomes))
+                } else {
+                    failed.append(next.work)
                 }
             }
-            for await batch in batches {
-                if let work = plan(batch, lanes: 1).first, !work.events.isEmpty { submissions.submit(work) }
-            }
-            submissions.finish()
+            intake.submitter.resume()
+            let (merged, generations) = Self.merge(failed)
+            settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince, afterFailure: true))
+            submissions.unpause()
         }
     }
 
@@ -305,7 +316,37 @@ struct LanePipeline: Sendable {
     }
 }
 
-/// The submissions of `LanePipeline.runOrdered`: submitted in order and handed to the task that settles them,
+/// Takes delivery batches for a store that commits in submission order: plans each and submits it at once, on the
+/// caller's thread (`LanePipeline.orderedIntake`). Call `accept` from one thread at a time, in delivery order.
+final class OrderedIntake: Sendable {
+    let submissions: OrderedSubmissions
+    let submitted: AsyncStream<OrderedSubmissions.Submitted>
+    let submitter: any OrderedSubmitter
+    /// The batch's events and tags (nil when none needs the store); what needs no store is settled by it.
+    private let plan: @Sendable (DeliveryBatch) -> LanePipeline.LaneWork?
+
+    init(
+        submissions: OrderedSubmissions, submitted: AsyncStream<OrderedSubmissions.Submitted>, submitter: any OrderedSubmitter,
+        plan: @escaping @Sendable (DeliveryBatch) -> LanePipeline.LaneWork?
+    ) {
+        self.submissions = submissions
+        self.submitted = submitted
+        self.submitter = submitter
+        self.plan = plan
+    }
+
+    func accept(_ batch: DeliveryBatch) {
+        if let work = plan(batch) { submissions.submit(work) }
+    }
+
+    /// No more batches come.
+    func finish() { submissions.finish() }
+
+    /// A handoff for the consumer thread.
+    var handoff: DeliveryHandoff { DeliveryHandoff(deliver: { self.accept($0) }, finish: { self.finish() }) }
+}
+
+/// The submissions of `LanePipeline.settleOrdered`: submitted in order and handed to the task that settles them,
 /// or held while that task retries a failed batch.
 final class OrderedSubmissions: @unchecked Sendable {
     struct Submitted: Sendable {

@@ -44,19 +44,36 @@ public struct RabbitMQSource: Service {
         let stopping = StopFlag()
         let metrics = SourceMetrics(source: name, board: statusBoard)
         let submitter = store.makeOrderedSubmitter()
-        let consumer = ConsumerThread(
-            sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics,
-            lanesInUse: submitter == nil ? config.lanes : nil
-        )
         let pipeline = LanePipeline(
             sourceName: name, laneCount: config.lanes, maxRedeliveries: config.maxRedeliveries, processor: processor,
             store: store, inbox: inbox, stopping: stopping, logger: logger, now: now, metrics: metrics, retryBudget: retryBudget
         )
+        // A store that commits in submission order takes each batch straight from the consumer thread, planned there;
+        // lanes take them from a stream.
+        let intake = submitter.map(pipeline.orderedIntake)
+        let handoff: DeliveryHandoff
+        let batches: AsyncStream<DeliveryBatch>?
+        if let intake {
+            handoff = intake.handoff
+            batches = nil
+        } else {
+            let made = DeliveryHandoff.stream()
+            handoff = made.0
+            batches = made.1
+        }
+        let consumer = ConsumerThread(
+            sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics,
+            lanesInUse: submitter == nil ? config.lanes : nil, handoff: handoff
+        )
         consumer.start()
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
-                // Ends when the consumer thread finished its stream: stopped, and every delivery settled.
-                await pipeline.run(consumer.batches, orderedSubmitter: submitter)
+                // Ends when the consumer thread finished its handoff: stopped, and every delivery settled.
+                if let intake {
+                    await pipeline.settleOrdered(intake)
+                } else if let batches {
+                    await pipeline.run(batches, orderedSubmitter: nil)
+                }
             } onCancel: {
                 consumer.requestStop()
             }

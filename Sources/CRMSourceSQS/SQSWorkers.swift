@@ -107,12 +107,16 @@ final class SQSWorkers: @unchecked Sendable {
     func start() {
         lock.withLock { pollersRunning = config.pollers }
         for index in 0..<config.pollers {
-            let thread = Thread { [self] in poll(index) }
-            thread.name = "crm-ingest.sqs.\(sourceName).\(index)"
+            let thread = Thread { [self] in
+                ThreadName.nameCurrentThread(ThreadName.make("sqs:", sourceName, suffix: ":\(index)"))
+                poll(index)
+            }
             thread.start()
         }
-        let settler = Thread { [self] in settle() }
-        settler.name = "crm-ingest.sqs.\(sourceName).settler"
+        let settler = Thread { [self] in
+            ThreadName.nameCurrentThread(ThreadName.make("sqs:", sourceName, suffix: ":s"))
+            settle()
+        }
         settler.start()
     }
 

@@ -1,3 +1,4 @@
+import CRMSourceSupport
 import Foundation
 import GRDB
 import Logging
@@ -31,8 +32,10 @@ final class WALCheckpointer: @unchecked Sendable {
         self.busyTimeout = busyTimeout
         self.interval = interval
         self.logger = logger
-        let thread = Thread { [self] in run() }
-        thread.name = "crm-ingest.sqlite.checkpoint"
+        let thread = Thread { [self] in
+            ThreadName.nameCurrentThread("sqlite-checkpt")
+            run()
+        }
         thread.start()
     }
 

@@ -150,6 +150,100 @@ struct OrderedPipelineTests {
             #expect(logs.contains("store failed, holding new batches to retry the failed ones first"))
         }
     }
+
+    /// The consumer thread hands its batches to the intake on its own thread: each batch is planned and submitted
+    /// before `accept` returns, so the store commits it with no task of the pipeline running yet; the settling task,
+    /// started afterwards, acks every delivery once.
+    @Test func theIntakeSubmitsOnTheCallersThreadBeforeAnyTaskRuns() async throws {
+        try await withStore { (store: SQLiteCRMStore, _: String) async throws in
+            let workload = Workload(contacts: 20, perContact: 6)
+            let batches = deliveries(workload).chunked(20)
+            let inbox = CompletionInbox()
+            let pipeline = LanePipeline(
+                sourceName: "ordered", laneCount: 4, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
+                stopping: StopFlag(), logger: CapturedLogs().logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
+                metrics: SourceMetrics(source: "ordered"), retryBudget: .seconds(60)
+            )
+            let submitter = try #require(store.makeOrderedSubmitter())
+            let intake = pipeline.orderedIntake(submitter)
+            let handed = DispatchSemaphore(value: 0)
+            Thread {
+                for batch in batches { intake.handoff.deliver(DeliveryBatch(generation: 1, deliveries: batch)) }
+                handed.signal()
+            }.start()
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { handed.wait(); done.resume() }
+            }
+            // Nothing awaits the outcomes yet, and still every event commits.
+            var committed = 0
+            for _ in 0..<500 {
+                committed = try await store.count("ledger")
+                if committed == workload.total { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(committed == workload.total)
+            #expect(inbox.take().isEmpty)
+            intake.handoff.finish()
+            await pipeline.settleOrdered(intake)
+            expectAllAckedOnce(inbox.take(), total: workload.total)
+            #expect(try await workload.problems(in: store) == [])
+        }
+    }
+}
+
+/// The consumer thread's inbox: one byte in the pipe however many posts arrive before the thread takes them.
+@Suite("RabbitMQ completion inbox")
+struct CompletionInboxTests {
+    /// Bytes waiting in the inbox's pipe.
+    func bytesInPipe(_ inbox: CompletionInbox) -> Int32 {
+        var available: Int32 = 0
+        return ioctl(inbox.eventDescriptor, UInt(FIONREAD), &available) == 0 ? available : -1
+    }
+
+    func completion(_ tag: UInt64) -> Completion { Completion(generation: 1, deliveryTag: tag, disposition: .ack) }
+
+    @Test func aBurstOfPostsWritesOneByteAndTakingClearsIt() throws {
+        let inbox = CompletionInbox()
+        #expect(bytesInPipe(inbox) == 0)
+        for tag in 1...50 { inbox.post([completion(UInt64(tag))]) }
+        inbox.wake()
+        #expect(bytesInPipe(inbox) == 1, "one byte after 50 posts and a wake")
+        #expect(inbox.take().map(\.deliveryTag) == (1...50).map(UInt64.init))
+        #expect(bytesInPipe(inbox) == 0)
+        #expect(inbox.take().isEmpty)
+        inbox.wake()
+        #expect(bytesInPipe(inbox) == 1)
+        #expect(inbox.take().isEmpty)
+        #expect(bytesInPipe(inbox) == 0)
+    }
+
+    /// Posts from other threads while the taker takes: every completion is taken once, and whatever was posted and
+    /// not yet taken has its byte in the pipe (no lost wake-up: the taker's poll never times out).
+    @Test func postsRacingTakesLoseNothingAndNoWakeUp() throws {
+        let inbox = CompletionInbox()
+        let threads = 4, perThread = 2_000
+        for thread in 0..<threads {
+            Thread {
+                for index in 0..<perThread {
+                    inbox.post([Completion(generation: 1, deliveryTag: UInt64(thread * perThread + index + 1), disposition: .ack)])
+                }
+            }.start()
+        }
+        var taken: [UInt64] = []
+        var timedOut = false
+        while taken.count < threads * perThread {
+            var fds = [pollfd(fd: inbox.eventDescriptor, events: Int16(POLLIN), revents: 0)]
+            if poll(&fds, 1, 5_000) != 1 {
+                timedOut = true
+                break
+            }
+            taken += inbox.take().map(\.deliveryTag)
+        }
+        #expect(!timedOut, "the taker waited 5 s with \(taken.count) of \(threads * perThread) taken")
+        #expect(taken.count == threads * perThread)
+        #expect(Set(taken).count == threads * perThread)
+        #expect(bytesInPipe(inbox) == 0)
+    }
 }
 
 extension Array {

@@ -1,3 +1,4 @@
+import CRMSourceSupport
 import Foundation
 
 /// Reads a JSON Lines file (or standard input) on a thread of its own, so blocking reads never occupy Swift's
@@ -32,6 +33,7 @@ final class JSONLinesReader: Sendable {
             for _ in 0..<depth { slots.signal() }
         }
         let thread = Thread {
+            ThreadName.nameCurrentThread("ingest-reader")
             var pending: [Line] = []
             var current: [UInt8] = []
             var number = 0
@@ -81,7 +83,6 @@ final class JSONLinesReader: Sendable {
                 continuation.finish(throwing: error)
             }
         }
-        thread.name = "crm-ingest.reader"
         thread.start()
         self.slots = slots
     }
