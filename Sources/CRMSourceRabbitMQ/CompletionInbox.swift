@@ -76,8 +76,10 @@ final class CompletionInbox: @unchecked Sendable {
     func take() -> [Completion] {
         lock.withLock {
             if signalled {
-                var drained: UInt8 = 0
-                _ = read(eventDescriptor, &drained, 1)
+                // One byte is there; read until the pipe is empty all the same, so that nothing left behind could
+                // keep `poll` returning at once.
+                var drained = (UInt64(0), UInt64(0))
+                while withUnsafeMutableBytes(of: &drained, { read(eventDescriptor, $0.baseAddress, $0.count) }) > 0 {}
                 signalled = false
             }
             defer { items.removeAll(keepingCapacity: true) }

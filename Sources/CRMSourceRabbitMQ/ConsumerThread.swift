@@ -13,8 +13,8 @@ import Glibc
 /// cooperative pool. The thread waits in `poll` on the socket and on the completion inbox's wake-up pipe, and calls into
 /// librabbitmq at least every quarter heartbeat, which is when the library sends and checks heartbeats.
 final class ConsumerThread: @unchecked Sendable {
-    // Everything mutable below is touched only by the consumer thread, except `stopFlag` (thread-safe) and the
-    // stream continuation (thread-safe by contract).
+    // Everything mutable below is touched only by the consumer thread, except `stopFlag` (thread-safe); the handoff
+    // is called on this thread only.
     let sourceName: String
     let config: RabbitMQSourceConfig
     let inbox: CompletionInbox

@@ -16,7 +16,8 @@ struct DeliveryBatch: Sendable {
 ///
 /// Each batch is decoded and planned in delivery order. A store that commits batches in the order they were
 /// submitted (`CRMStore.makeOrderedSubmitter`: SQLite) gets each batch as soon as it is planned, while earlier ones
-/// are still in a transaction, and the outcomes are settled in the same order (`runOrdered`). With any other store
+/// are still in a transaction (`orderedIntake`, called on the consumer thread), and the outcomes are settled in the
+/// same order (`settleOrdered`; `runOrdered` joins the two for a stream of batches). With any other store
 /// (PostgreSQL) the events are split over lanes by a hash of the contact id: a lane applies its events in order, one
 /// transaction per sub-batch, and waits for each before the next (`runLane`). Either way an event for contact X
 /// never commits before an earlier-delivered event for X.

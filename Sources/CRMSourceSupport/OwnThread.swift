@@ -19,9 +19,10 @@ public func onOwnThread(_ body: @escaping @Sendable () -> Void) async {
     }
 }
 
-/// Thread names the kernel shows (`top -H`, `ps -L`, `/proc/PID/task/TID/comm`, profiles). Foundation's `Thread.name`
-/// does not reach the kernel on Linux, and `pthread_setname_np` refuses a name longer than 15 bytes outright; a thread
-/// left unnamed shows its creator's name (`oot.default-qos` for one started from Swift's pool).
+/// Thread names the kernel shows (`top -H`, `ps -L`, `/proc/PID/task/TID/comm`, profiles). A name given through
+/// Foundation's `Thread.name` did not reach the kernel here (not even one of 15 bytes; `pthread_setname_np` refuses
+/// longer ones outright), and a thread left unnamed shows its creator's name (`oot.default-qos` for one started
+/// from Swift's pool).
 public enum ThreadName {
     /// Names the calling thread: call it first thing in the thread's body, with a name from `make`.
     /// (Through `/proc/thread-self/comm`: Glibc's module does not export the GNU `pthread_setname_np`.)
