@@ -52,6 +52,15 @@ struct OrderedPipelineTests {
         }
     }
 
+    /// The pipeline under test: the workload's mapping, a fixed clock, completions into `inbox`, the log into `logs`.
+    func makePipeline(_ store: SQLiteCRMStore, _ inbox: CompletionInbox, _ logs: CapturedLogs) -> LanePipeline {
+        LanePipeline(
+            sourceName: "ordered", laneCount: 4, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
+            stopping: StopFlag(), logger: logs.logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
+            metrics: SourceMetrics(source: "ordered"), retryBudget: .seconds(60)
+        )
+    }
+
     /// Runs the pipeline over `batches` of deliveries. `during(i)` runs before batch i is sent; the stream ends after
     /// the last batch, then `afterEnd` runs. Returns the completions and the log.
     func run(
@@ -60,11 +69,7 @@ struct OrderedPipelineTests {
     ) async -> (completions: [Completion], logs: CapturedLogs) {
         let logs = CapturedLogs()
         let inbox = CompletionInbox()
-        let pipeline = LanePipeline(
-            sourceName: "ordered", laneCount: 4, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
-            stopping: StopFlag(), logger: logs.logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
-            metrics: SourceMetrics(source: "ordered"), retryBudget: .seconds(60)
-        )
+        let pipeline = makePipeline(store, inbox, logs)
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryBatch.self)
         async let ran: Void = pipeline.run(stream)
         for (index, batch) in batches.enumerated() {
@@ -159,11 +164,7 @@ struct OrderedPipelineTests {
             let workload = Workload(contacts: 20, perContact: 6)
             let batches = deliveries(workload).chunked(20)
             let inbox = CompletionInbox()
-            let pipeline = LanePipeline(
-                sourceName: "ordered", laneCount: 4, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
-                stopping: StopFlag(), logger: CapturedLogs().logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
-                metrics: SourceMetrics(source: "ordered"), retryBudget: .seconds(60)
-            )
+            let pipeline = makePipeline(store, inbox, CapturedLogs())
             let submitter = try #require(store.makeOrderedSubmitter())
             let intake = pipeline.orderedIntake(submitter)
             let handed = DispatchSemaphore(value: 0)
