@@ -30,6 +30,8 @@ import time
 import urllib.request
 from datetime import datetime, timezone
 
+import metrics_text  # beside this file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".build", "release")
 DAEMON = os.environ.get("BENCH_DAEMON") or os.path.join(BIN, "crm-ingest")
@@ -181,12 +183,7 @@ class Daemon:
     def settled(self, source="app-events"):
         """Events of a source with a final outcome (applied, duplicate, unchanged, skipped, rejected)."""
         status, text = self.get("/metrics")
-        total = 0
-        for match in re.finditer(r'^crm_ingest_events_total\{([^}]*)\} (\S+)$', text, re.M):
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-            if labels.get("source") == source and labels.get("outcome") in ("applied", "duplicate", "unchanged", "skipped", "rejected"):
-                total += float(match.group(2))
-        return int(total)
+        return metrics_text.settled(text, source)
 
     def proc(self):
         """CPU seconds and memory (current and peak RSS, MiB) from /proc."""

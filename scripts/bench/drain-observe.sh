@@ -47,26 +47,18 @@ trap cleanup EXIT
 "$tool" publish --url "$url" --queue crm.events --events "$events" --contacts 20000 > /dev/null
 . "$root/scripts/bench/daemon-lib.sh"
 start_daemon "$daemon" "$url" "$work" "$config"
-python3 - "$daemon_pid" "$broker_pid" "$port" "$events" <<'PY'
+python3 - "$daemon_pid" "$broker_pid" "$port" "$events" "$root/scripts/bench" <<'PY'
 import os, re, sys, time, urllib.request
 
 daemon, broker, port, count = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+from metrics_text import settled  # the count bench.py's Daemon.settled takes
 tick = os.sysconf("SC_CLK_TCK")
 cores = os.cpu_count()
 
 
 def metrics():
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-
-
-def settled(text):
-    """Events of app-events with a final outcome, counted as bench.py's `Daemon.settled` counts them."""
-    total = 0
-    for match in re.finditer(r'^crm_ingest_events_total\{([^}]*)\} (\S+)$', text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-        if labels.get("source") == "app-events" and labels.get("outcome") in ("applied", "duplicate", "unchanged", "skipped", "rejected"):
-            total += float(match.group(2))
-    return int(total)
 
 
 def transactions(text):
