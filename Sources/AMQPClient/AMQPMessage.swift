@@ -38,15 +38,24 @@ public struct AMQPProperties: Sendable, Hashable {
 
     /// How many times the broker says this message was delivered before: quorum queues' `x-delivery-count`, or the
     /// sum of `x-death` counts for messages that went round a dead-letter loop. Nil when the broker does not say.
+    ///
+    /// A classic queue passes these headers through as the publisher set them, so any value can arrive: a count
+    /// below zero reads as 0, and counts (or a sum) above `maxDeliveryCount` read as `maxDeliveryCount`, so that
+    /// adding this delivery cannot overflow (a header of 2^63 - 1 trapped there, and the message came back after
+    /// every restart).
     public var previousDeliveries: Int? {
-        if let count = headers["x-delivery-count"]?.intValue { return Int(count) }
+        func clamped(_ count: Int64) -> Int64 { min(max(count, 0), Int64(Self.maxDeliveryCount)) }
+        if let count = headers["x-delivery-count"]?.intValue { return Int(clamped(count)) }
         if case let .array(deaths)? = headers["x-death"] {
             var total: Int64 = 0
-            for case let .table(death) in deaths { total += death["count"]?.intValue ?? 0 }
+            for case let .table(death) in deaths { total = clamped(total + clamped(death["count"]?.intValue ?? 0)) }
             return Int(total)
         }
         return nil
     }
+
+    /// The most `previousDeliveries` says (2^31 - 1).
+    public static let maxDeliveryCount = Int(Int32.max)
 }
 
 extension AMQPProperties {

@@ -169,12 +169,12 @@ public struct RabbitMQDeadLetters {
         let (type, verdict) = processor.assess(message)
         var reason = headers["x-crm-ingest-reason"]?.stringValue
         var at: Int64?
-        if case let .timestamp(seconds)? = headers["x-crm-ingest-dead-lettered-at"] { at = Int64(seconds) }
+        if case let .timestamp(seconds)? = headers["x-crm-ingest-dead-lettered-at"] { at = Int64(exactly: seconds) }
         // Dead-lettered by the broker (the queue's dead-letter exchange): x-death says why and when.
         if case let .array(deaths)? = headers["x-death"] {
             var times: [Int64] = []
             for case let .table(death) in deaths {
-                if case let .timestamp(seconds)? = death["time"] { times.append(Int64(seconds)) }
+                if case let .timestamp(seconds)? = death["time"], let time = Int64(exactly: seconds) { times.append(time) }
             }
             at = at ?? times.min()
             if reason == nil {

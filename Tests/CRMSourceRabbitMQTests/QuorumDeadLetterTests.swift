@@ -32,4 +32,27 @@ extension RabbitMQSourceTests {
         #expect(summary.replayed == 0 && summary.leftOtherType == 1 && summary.failure == nil)
         for _ in 1...3 { #expect(try deadLetters.list(limit: 10).map(\.messageId) == ["q-1"]) }
     }
+
+    /// `dlq list` reads times and counts from headers anyone who publishes to the queue can set: a timestamp past
+    /// 2^63 seconds (which once trapped) lists as unknown, a count at the limit as the most a count says.
+    @Test func listingDeadLettersWithHeadersAtTheLimit() throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = "crm.test.dead.limits.\(UUID().uuidString.prefix(6))"
+        try node.freshQueue(queue)
+        var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2)
+        properties.messageId = "limits-1"
+        properties.headers["x-crm-ingest-dead-lettered-at"] = .timestamp(.max)
+        properties.headers["x-death"] = .array([.table(["count": .int(.max), "time": .timestamp(.max)])])
+        let publisher = try node.publisher()
+        try publisher.publishAll([AMQPPublisher.Message(body: Array(#"{"type":"X","contactId":"c"}"#.utf8), routingKey: queue, properties: properties)])
+        publisher.close()
+        let source = SourceConfig(name: "l", transport: .rabbitmq(RabbitMQSourceConfig(endpoint: node.endpoint, queue: "src", deadLetter: .queue(queue))))
+        guard case let .rabbitmq(config) = source.transport else { return }
+        let deadLetters = try RabbitMQDeadLetters(source: source, config: config, processor: EventProcessor(mapping: Mapping(attributes: [], actions: [:])))
+        let listed = try deadLetters.list(limit: 10)
+        #expect(listed.map(\.messageId) == ["limits-1"])
+        #expect(listed.first?.deadLetteredAt == nil)
+        #expect(listed.first?.deliveries == AMQPProperties.maxDeliveryCount + 1)
+        #expect(try node.counts(queue).ready == 1)
+    }
 }

@@ -270,6 +270,45 @@ struct RabbitMQSourceTests {
         #expect(dead.first?.properties.headers["x-crm-ingest-reason"]?.stringValue?.contains("max_redeliveries is 2") == true)
     }
 
+    /// A classic queue passes `x-delivery-count` and `x-death` through as the publisher set them: counts at the
+    /// 64-bit limit (alone or summed) once trapped when one was added to them, and the unacked message crashed the
+    /// daemon again after every restart. They now read as the most a count says; the rest of the queue is applied.
+    @Test func publisherSetDeliveryCountsAtTheLimitAreDeadLetteredNotACrash() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("hostile-counts")
+        let deadLetters = queue + ".dead"
+        try node.freshQueue(queue)
+        try node.freshQueue(deadLetters)
+        func registration(_ contact: String) -> [UInt8] { Array(#"{"type":"USER_REGISTRATION","contactId":"\#(contact)"}"#.utf8) }
+        let death: AMQPFieldValue = .table(["count": .int(.max), "reason": .string("rejected"), "queue": .string(queue)])
+        let messages: [AMQPPublisher.Message] = [
+            .init(body: registration("huge-count"), routingKey: queue,
+                  properties: AMQPProperties(messageId: "hostile-1", deliveryMode: 2, headers: ["x-delivery-count": .int(.max)])),
+            .init(body: registration("huge-deaths"), routingKey: queue,
+                  properties: AMQPProperties(messageId: "hostile-2", deliveryMode: 2, headers: ["x-death": .array([death, death])])),
+            // Refused for its body: the dead letter's delivery count adds this delivery to the header's, read as 0.
+            .init(body: Array("not json".utf8), routingKey: queue,
+                  properties: AMQPProperties(messageId: "hostile-3", deliveryMode: 2, headers: ["x-delivery-count": .int(-1)])),
+            .init(body: registration("negative-count"), routingKey: queue,
+                  properties: AMQPProperties(messageId: "hostile-4", deliveryMode: 2, headers: ["x-delivery-count": .int(.min)])),
+            .init(body: registration("plain"), routingKey: queue, properties: AMQPProperties(messageId: "hostile-5", deliveryMode: 2)),
+        ]
+        let publisher = try node.publisher()
+        try publisher.publishAll(messages)
+        publisher.close()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), maxRedeliveries: 2)
+        defer { source.remove() }
+        #expect(try await source.wait { try node.counts(deadLetters).ready == 3 && node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("contacts") == 2)
+        let dead = try node.drain(deadLetters, expected: 3).sorted { ($0.properties.messageId ?? "") < ($1.properties.messageId ?? "") }
+        #expect(dead.map(\.properties.messageId) == ["hostile-1", "hostile-2", "hostile-3"])
+        let most = Int64(AMQPProperties.maxDeliveryCount) + 1
+        #expect(dead.map { $0.properties.headers["x-crm-ingest-delivery-count"]?.intValue } == [most, most, 1])
+        #expect(dead[0].properties.headers["x-crm-ingest-reason"]?.stringValue == "delivered \(most) times; max_redeliveries is 2")
+        #expect(dead[2].properties.headers["x-crm-ingest-reason"]?.stringValue?.contains("invalid JSON") == true)
+    }
+
     @Test func survivesTheBrokerGoingAwayMidStream() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue("outage")
