@@ -57,7 +57,13 @@ public final class AMQPConnection {
             throw AMQPError(.connect, "cannot connect to \(endpoint.host):\(endpoint.port): \(String(cString: amqp_error_string2(status)))")
         }
         let arena = AMQPArena()
-        var properties = arena.table(["connection_name": .string(connectionName), "product": .string("crm-ingest")])
+        // `consumer_cancel_notify`: without it the broker removes a consumer whose queue was deleted (or whose
+        // node went down) without telling the client, and consumption stops silently on a healthy connection.
+        // librabbitmq merges this capabilities table into its own.
+        var properties = arena.table([
+            "connection_name": .string(connectionName), "product": .string("crm-ingest"),
+            "capabilities": .table(["consumer_cancel_notify": .bool(true)]),
+        ])
         let reply = CRabbitMQ_login_plain_with_properties(
             state, endpoint.virtualHost, 0, 131_072, Int32(heartbeatSeconds), &properties, endpoint.user, endpoint.password
         )
