@@ -41,6 +41,9 @@ final class ConsumerThread: @unchecked Sendable {
     /// Completions whose reply must be confirmed by the broker before they are carried out.
     private var pendingReplies: [Completion] = []
     private var replyRetry = SidePublishRetry()
+    /// When each side connection last published (`closeIdleSideConnections`).
+    private var deadLettersUsed = ContinuousClock.now
+    private var repliesUsed = ContinuousClock.now
     /// Whether deliveries are kept until settled (for dead letters or replies).
     private var keepsDeliveries: Bool { config.deadLetter != nil || config.replies != nil }
 
@@ -212,6 +215,7 @@ final class ConsumerThread: @unchecked Sendable {
     /// Acks, rejects, requeues and dead-letters what the pipeline finished; completions with a reply wait until
     /// the broker confirmed it.
     private func settleCompletions(_ connection: AMQPConnection) throws(AMQPError) {
+        if deadLetters != nil || replies != nil { closeIdleSideConnections() }
         for completion in inbox.take() where completion.generation == generation {
             if completion.reply != nil, config.replies != nil {
                 pendingReplies.append(completion)
@@ -249,6 +253,24 @@ final class ConsumerThread: @unchecked Sendable {
         }
     }
 
+    /// Closes a side connection (dead letters, replies) that published nothing for a heartbeat interval; the next
+    /// publish opens one again. librabbitmq sends and checks heartbeats only inside calls, so a side connection left
+    /// idle for two intervals was closed by the broker, and the next dead letter or reply failed once on it
+    /// (`cannot publish …, will retry`, a second's wait, an error in the log every time refusals were minutes apart).
+    private func closeIdleSideConnections() {
+        guard config.heartbeatSeconds > 0 else { return }
+        let idle = Duration.seconds(config.heartbeatSeconds)
+        let now = ContinuousClock.now
+        if deadLetters != nil, pendingDeadLetters.isEmpty, deadLettersUsed + idle < now {
+            deadLetters?.close()
+            deadLetters = nil
+        }
+        if replies != nil, pendingReplies.isEmpty, repliesUsed + idle < now {
+            replies?.close()
+            replies = nil
+        }
+    }
+
     /// Publishes pending replies and waits for the broker's confirms; only then are their requests settled. On
     /// failure the requests stay pending for another try; given up (see `SidePublishRetry`), they go back to the
     /// queue unsettled: their effects are committed, so the redelivery is a duplicate for the store, answered then.
@@ -262,6 +284,7 @@ final class ConsumerThread: @unchecked Sendable {
             let confirmed = pendingReplies
             pendingReplies.removeAll()
             replyRetry.succeeded()
+            repliesUsed = .now
             for completion in confirmed { try settle(completion, connection) }
         } catch {
             replies?.close()
@@ -294,6 +317,7 @@ final class ConsumerThread: @unchecked Sendable {
             for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
             pendingDeadLetters.removeAll()
             deadLetterRetry.succeeded()
+            deadLettersUsed = .now
         } catch {
             deadLetters?.close()
             deadLetters = nil

@@ -309,6 +309,59 @@ struct RabbitMQSourceTests {
         #expect(dead[2].properties.headers["x-crm-ingest-reason"]?.stringValue?.contains("invalid JSON") == true)
     }
 
+    /// The queue deleted and declared again under a running source: the broker cancels the consumer and, since the
+    /// client asks for it (`consumer_cancel_notify`), says so; the source reconnects and consumes the new queue.
+    /// Without the capability the consumer vanished silently and the second half stayed in the queue.
+    @Test func aQueueDeletedAndDeclaredAgainIsConsumedAgain() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("redeclared")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 50, perContact: 4)
+        let messages = workload.messages(queue: queue, withIds: true)
+        let half = messages.count / 2
+        let publisher = try node.publisher()
+        try publisher.publishAll(Array(messages[..<half]))
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait { try await source.count("ledger") == half })
+        try node.freshQueue(queue)
+        try publisher.publishAll(Array(messages[half...]))
+        publisher.close()
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("ledger") == workload.total)
+        #expect(logs.contains("the broker cancelled the consumer"))
+    }
+
+    /// Dead letters minutes apart: the dead-letter connection, idle for a heartbeat interval, is closed by the source
+    /// and opened again for the next one. It used to stay open unserviced until the broker dropped it for missed
+    /// heartbeats, and the next dead letter failed once on it ("cannot publish dead letters, will retry").
+    @Test func deadLettersFarApartNeedNoRetry() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("far-apart")
+        let deadLetters = queue + ".dead"
+        try node.freshQueue(queue)
+        try node.freshQueue(deadLetters)
+        func poison(_ id: String) -> AMQPPublisher.Message {
+            .init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: id, deliveryMode: 2))
+        }
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, heartbeat: 2, deadLetter: .queue(deadLetters), logger: logs.logger)
+        defer { source.remove() }
+        let publisher = try node.publisher()
+        try publisher.publishAll([poison("far-1")])
+        #expect(try await source.wait { try node.counts(deadLetters).ready == 1 })
+        // Three heartbeat intervals: the broker drops a connection that missed two.
+        try await Task.sleep(for: .seconds(6))
+        try publisher.publishAll([poison("far-2")])
+        publisher.close()
+        #expect(try await source.wait { try node.counts(deadLetters).ready == 2 && node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(logs.count("cannot publish dead letters") == 0)
+        #expect(try node.drain(deadLetters, expected: 2).compactMap(\.properties.messageId).sorted() == ["far-1", "far-2"])
+    }
+
     @Test func survivesTheBrokerGoingAwayMidStream() async throws {
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue("outage")
