@@ -44,13 +44,18 @@ final class ConsumerThread: @unchecked Sendable {
     /// When each side connection last published (`closeIdleSideConnections`).
     private var deadLettersUsed = ContinuousClock.now
     private var repliesUsed = ContinuousClock.now
+    /// Generations the pipeline gave back whole: their requeues close the channel (`AbandonedGenerations`).
+    private let abandoned: AbandonedGenerations
+    /// Set by a requeue of an abandoned generation; `settleCompletions` then closes the channel.
+    private var closeToGiveBack = false
     /// Whether deliveries are kept until settled (for dead letters or replies).
     private var keepsDeliveries: Bool { config.deadLetter != nil || config.replies != nil }
 
     init(
         sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics,
-        lanesInUse: Int?, handoff: DeliveryHandoff
+        lanesInUse: Int?, handoff: DeliveryHandoff, abandoned: AbandonedGenerations = AbandonedGenerations()
     ) {
+        self.abandoned = abandoned
         self.lanesInUse = lanesInUse
         self.handoff = handoff
         self.sourceName = sourceName
@@ -110,6 +115,14 @@ final class ConsumerThread: @unchecked Sendable {
                 deadLetters = nil
                 replies?.close()
                 replies = nil
+                if closeToGiveBack {
+                    closeToGiveBack = false
+                    logger.notice("gave a failed batch back to the queue with every later delivery (channel closed), reconnecting", metadata: [
+                        "source": "\(sourceName)",
+                    ])
+                    waitForWake(.milliseconds(100))
+                    continue
+                }
                 let jittered = backoff * Double.random(in: 0.5...1.0)
                 logger.notice("RabbitMQ connection lost, reconnecting in \(jittered)", metadata: [
                     "source": "\(sourceName)", "url": "\(config.endpoint.maskedURL)", "error": "\(error)",
@@ -228,6 +241,10 @@ final class ConsumerThread: @unchecked Sendable {
         if let ackTag = tracker.advance() {
             try connection.ack(ackTag, multiple: true, channel: 1)
         }
+        if closeToGiveBack {
+            // Acked above: what committed before the given-back deliveries. Everything after them returns too.
+            throw AMQPError(.channelClosed, "closed by crm-ingest to give a failed batch back")
+        }
     }
 
     /// Carries out one completion: ack, requeue, reject to the queue's dead-letter exchange, or queue a dead letter.
@@ -236,6 +253,9 @@ final class ConsumerThread: @unchecked Sendable {
         switch completion.disposition {
         case .ack:
             tracker.finished(tag, needsAck: true)
+        case .requeue where abandoned.contains(completion.generation):
+            // Not settled here: the channel is closed once the completions at hand are (`settleCompletions`).
+            closeToGiveBack = true
         case .requeue:
             try connection.nack(tag, multiple: false, requeue: true, channel: 1)
             tracker.finished(tag, needsAck: false)

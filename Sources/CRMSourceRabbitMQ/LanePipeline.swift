@@ -5,11 +5,35 @@ import Foundation
 import Logging
 import CoreMetrics
 import Metrics
+import Synchronization
 
 /// Deliveries received together on one channel generation.
 struct DeliveryBatch: Sendable {
     var generation: Int
     var deliveries: [AMQPDelivery]
+}
+
+/// Channel generations whose deliveries are being given back to the queue whole (`LanePipeline.apply` gave up on a
+/// batch). Giving back only the failed batch broke per-contact order when the store recovered at once: later
+/// deliveries of the same contacts, already read, committed before the given-back ones came round again. So once a
+/// batch is given back, no later work of its generation is applied, and the consumer thread closes the channel
+/// instead of nacking (`ConsumerThread.settle`): the broker then returns every unacked message, in queue order.
+final class AbandonedGenerations: Sendable {
+    private let latest = Atomic<Int>(0)
+
+    init() {}
+
+    /// Gives up on `generation` and every earlier one.
+    func abandon(_ generation: Int) {
+        var current = latest.load(ordering: .acquiring)
+        while current < generation {
+            let (exchanged, original) = latest.compareExchange(expected: current, desired: generation, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    func contains(_ generation: Int) -> Bool { generation <= latest.load(ordering: .acquiring) }
 }
 
 /// Turns delivery batches into store transactions and completions.
@@ -34,6 +58,8 @@ struct LanePipeline: Sendable {
     let metrics: SourceMetrics
     /// How long a batch is retried on a store that is busy or down before its messages go back to the queue.
     let retryBudget: Duration
+    /// Shared with the consumer thread: generations given back whole.
+    var abandoned = AbandonedGenerations()
 
     struct LaneWork: Sendable {
         var generation: Int
@@ -81,7 +107,7 @@ struct LanePipeline: Sendable {
     /// `settleOrdered` must run for it.
     func orderedIntake(_ submitter: any OrderedSubmitter) -> OrderedIntake {
         let (submitted, sink) = AsyncStream.makeStream(of: OrderedSubmissions.Submitted.self)
-        let submissions = OrderedSubmissions(submitter: submitter, sink: sink, now: now)
+        let submissions = OrderedSubmissions(submitter: submitter, sink: sink, now: now, abandoned: abandoned)
         return OrderedIntake(submissions: submissions, submitted: submitted, submitter: submitter) { batch in
             plan(batch, lanes: 1).first.flatMap { $0.events.isEmpty ? nil : $0 }
         }
@@ -125,7 +151,10 @@ struct LanePipeline: Sendable {
             }
             intake.submitter.resume()
             let (merged, generations) = Self.merge(failed)
-            settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince, afterFailure: true))
+            let settled = await apply(merged, failingSince: &failingSince, afterFailure: true)
+            // Before the held batches are submitted: those of a generation given back are dropped.
+            abandonIfGivenBack(merged, generations, settled)
+            settle(merged, generations: generations, with: settled)
             submissions.unpause()
         }
     }
@@ -191,10 +220,22 @@ struct LanePipeline: Sendable {
         // before RabbitMQ's consumer_timeout).
         var failingSince: ContinuousClock.Instant?
         while let works = await queue.takeAll() {
+            // Work of a generation given back is not applied: its deliveries come back when the channel closes.
+            let live = works.filter { !abandoned.contains($0.generation) }
+            if live.isEmpty { continue }
             // Everything that queued up while the last transaction ran goes into the next one, in delivery order.
-            let (merged, generations) = Self.merge(works)
-            settle(merged, generations: generations, with: await apply(merged, failingSince: &failingSince))
+            let (merged, generations) = Self.merge(live)
+            let settled = await apply(merged, failingSince: &failingSince)
+            abandonIfGivenBack(merged, generations, settled)
+            settle(merged, generations: generations, with: settled)
         }
+    }
+
+    /// A work given back (not while stopping, when each message is given back as it is) abandons its generation:
+    /// no later work of it is applied, and the consumer thread closes the channel (`AbandonedGenerations`).
+    private func abandonIfGivenBack(_ work: LaneWork, _ generations: [Int]?, _ settled: [(disposition: Disposition, reply: [UInt8]?)]) {
+        guard !stopping.isSet, settled.contains(where: { $0.disposition == .requeue }) else { return }
+        abandoned.abandon(generations?.max() ?? work.generation)
     }
 
     /// Works as one, in order, with the channel generation of each delivery (nil when there is one work: taken as
@@ -251,6 +292,7 @@ struct LanePipeline: Sendable {
                     logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
                         "source": "\(sourceName)", "error": "\(error)",
                     ])
+                    if !transient, let failingSince { await pauseBeforeGivingBack(failingFor: ContinuousClock.now - failingSince) }
                     var tally = EventTally()
                     for event in work.events { tally.count(.requeued, type: event.type.rawValue) }
                     metrics.events.record(tally)
@@ -260,6 +302,17 @@ struct LanePipeline: Sendable {
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }
+        }
+    }
+
+    /// Retrying cannot fix a store that refuses a whole batch (a table dropped, a password changed), but the messages
+    /// given back come straight back: without a pause such a store turned the queue into a hot loop of deliveries and
+    /// error lines. The pause grows with how long the store has been failing, from 100 ms to 5 s, and ends early when
+    /// the source stops.
+    private func pauseBeforeGivingBack(failingFor: Duration) async {
+        let end = ContinuousClock.now + min(.seconds(5), max(.milliseconds(100), failingFor))
+        while !stopping.isSet, ContinuousClock.now < end {
+            try? await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: end)))
         }
     }
 
@@ -361,19 +414,27 @@ final class OrderedSubmissions: @unchecked Sendable {
     private let submitter: any OrderedSubmitter
     private let sink: AsyncStream<Submitted>.Continuation
     private let now: @Sendable () -> Timestamp
+    private let abandoned: AbandonedGenerations
     private var paused = false
     private var finished = false
     private var held: [LanePipeline.LaneWork] = []
     private var count = 0
 
-    init(submitter: any OrderedSubmitter, sink: AsyncStream<Submitted>.Continuation, now: @escaping @Sendable () -> Timestamp) {
+    init(
+        submitter: any OrderedSubmitter, sink: AsyncStream<Submitted>.Continuation, now: @escaping @Sendable () -> Timestamp,
+        abandoned: AbandonedGenerations = AbandonedGenerations()
+    ) {
         self.submitter = submitter
         self.sink = sink
         self.now = now
+        self.abandoned = abandoned
     }
 
+    /// Submits `work`, or holds it while paused; work of a generation given back is dropped (its deliveries come back
+    /// when the channel closes).
     func submit(_ work: LanePipeline.LaneWork) {
         lock.withLock {
+            if abandoned.contains(work.generation) { return }
             if paused { held.append(work) } else { submitNow(work) }
         }
     }
@@ -389,7 +450,7 @@ final class OrderedSubmissions: @unchecked Sendable {
     /// Submits what was held, in order, and goes on submitting.
     func unpause() {
         lock.withLock {
-            for work in held { submitNow(work) }
+            for work in held where !abandoned.contains(work.generation) { submitNow(work) }
             held = []
             paused = false
             if finished { sink.finish() }

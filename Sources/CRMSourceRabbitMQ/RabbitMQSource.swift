@@ -63,7 +63,7 @@ public struct RabbitMQSource: Service {
         }
         let consumer = ConsumerThread(
             sourceName: name, config: config, inbox: inbox, stopFlag: stopping, logger: logger, metrics: metrics,
-            lanesInUse: submitter == nil ? config.lanes : nil, handoff: handoff
+            lanesInUse: submitter == nil ? config.lanes : nil, handoff: handoff, abandoned: pipeline.abandoned
         )
         consumer.start()
         await withGracefulShutdownHandler {

@@ -7,6 +7,7 @@ import CRMTestSupport
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// The RabbitMQ source against a real broker (scripts/rabbitmq-node.sh).
@@ -360,6 +361,121 @@ struct RabbitMQSourceTests {
         try await source.stop()
         #expect(logs.count("cannot publish dead letters") == 0)
         #expect(try node.drain(deadLetters, expected: 2).compactMap(\.properties.messageId).sorted() == ["far-1", "far-2"])
+    }
+
+    /// A store that refuses whole batches in a way retrying cannot fix (here a schema error): the messages go back
+    /// to the queue, but paced (100 ms growing to 5 s) instead of as fast as the broker redelivers them; once the
+    /// store heals, every message is applied once.
+    @Test func aStoreThatKeepsRefusingIsNotAHotLoop() async throws {
+        final class RefusingStore: StoreInFront {
+            let base: SQLiteCRMStore
+            let refusing = Mutex(true)
+            let calls = Atomic<Int>(0)
+            init(base: SQLiteCRMStore) { self.base = base }
+            func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+                calls.add(1, ordering: .relaxed)
+                if refusing.withLock({ $0 }) { throw StoreError(.schema, "no such table: contacts") }
+                return try await base.apply(events, now: now, timing: timing)
+            }
+        }
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("refusing")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 8, perContact: 5)
+        let publisher = try node.publisher()
+        try publisher.publishAll(workload.messages(queue: queue, withIds: true))
+        publisher.close()
+        final class Made: Sendable { let store = Mutex<RefusingStore?>(nil) }
+        let made = Made()
+        let source = try RunningSource(queue: queue, node: node, storeInFront: { store in
+            let front = RefusingStore(base: store)
+            made.store.withLock { $0 = front }
+            return front
+        })
+        defer { source.remove() }
+        let store = try #require(made.store.withLock { $0 })
+        try await Task.sleep(for: .seconds(3))
+        // Four lanes, each pausing 0.1, 0.2, 0.4, 0.8, 1.6 s…: a few dozen calls at most (thousands unpaced).
+        let callsWhileRefusing = store.calls.load(ordering: .relaxed)
+        #expect(callsWhileRefusing >= 4 && callsWhileRefusing <= 60, "calls in 3 s: \(callsWhileRefusing)")
+        store.refusing.withLock { $0 = false }
+        #expect(try await source.wait { try node.counts(queue) == (0, 0) })
+        try await source.stop()
+        #expect(try await source.count("ledger") == workload.total)
+        let problems = try await workload.problems(in: source.store)
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
+    /// A store that refuses a batch whole, non-transiently, while later events of the same contacts are already in
+    /// the daemon's hands, then recovers at once: the failed batch goes back to the queue with every later delivery
+    /// (the channel is closed), so per-contact order holds. Giving back the failed batch alone let the later events
+    /// commit first: registrations after the deposits that needed them, the last update overwritten by an older one.
+    /// Both pipelines: lanes (any store) and submission order (a store with an ordered submitter, as SQLite).
+    @Test(arguments: [false, true]) func aBatchGivenBackKeepsPerContactOrder(ordered: Bool) async throws {
+        final class RecoveringStore: StoreInFront {
+            let base: SQLiteCRMStore
+            let ordered: Bool
+            let refusing = Mutex(true)
+            let applyStarted = Atomic<Bool>(false)
+            let release = Atomic<Bool>(false)
+            init(base: SQLiteCRMStore, ordered: Bool) { self.base = base; self.ordered = ordered }
+            /// The first whole-batch call waits for `release`, then refuses (a schema error) and the store recovers.
+            func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+                if refusing.withLock({ $0 }) {
+                    applyStarted.store(true, ordering: .releasing)
+                    while !release.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(20)) }
+                    refusing.withLock { $0 = false }
+                    throw StoreError(.schema, "no such table: contacts")
+                }
+                return try await base.apply(events, now: now, timing: timing)
+            }
+            func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
+                guard ordered, let base = base.makeOrderedSubmitter() else { return nil }
+                return Submitter(store: self, base: base)
+            }
+            /// While refusing, a submitted batch fails (and so, like SQLite's chain, does each one after it), which
+            /// sends the pipeline to `apply` above with the failed batches.
+            struct Submitter: OrderedSubmitter {
+                let store: RecoveringStore
+                let base: any OrderedSubmitter
+                func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
+                    if store.refusing.withLock({ $0 }) { return PendingBatch { throw StoreError(.schema, "no such table: contacts") } }
+                    return base.submit(events, now: now)
+                }
+                func resume() { base.resume() }
+            }
+        }
+        final class Made: Sendable { let store = Mutex<RecoveringStore?>(nil) }
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue(ordered ? "given-back-ordered" : "given-back-lanes")
+        try node.freshQueue(queue)
+        // Steps 0-3 of each contact first (registration, deposit, update, consent), steps 4-7 once the first batch
+        // is stuck in the store.
+        let workload = Workload(contacts: 10, perContact: 8)
+        let messages = workload.messages(queue: queue, withIds: true)
+        let publisher = try node.publisher()
+        try publisher.publishAll(Array(messages[..<40]))
+        let made = Made()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, lanes: 1, logger: logs.logger, storeInFront: { store in
+            let front = RecoveringStore(base: store, ordered: ordered)
+            made.store.withLock { $0 = front }
+            return front
+        })
+        defer { source.remove() }
+        let store = try #require(made.store.withLock { $0 })
+        #expect(try await source.wait { store.applyStarted.load(ordering: .acquiring) })
+        try publisher.publishAll(Array(messages[40...]))
+        publisher.close()
+        // The consumer reads the later half meanwhile: queued for the lane, or held by the paused submissions.
+        #expect(try await source.wait { try node.counts(queue).ready == 0 })
+        try await Task.sleep(for: .milliseconds(500))
+        store.release.store(true, ordering: .releasing)
+        #expect(try await source.wait { try await source.count("ledger") == workload.total && node.counts(queue) == (0, 0) })
+        try await source.stop()
+        let problems = try await workload.problems(in: source.store)
+        #expect(problems.isEmpty, "\(problems)")
+        #expect(logs.contains("gave a failed batch back to the queue with every later delivery"))
     }
 
     @Test func survivesTheBrokerGoingAwayMidStream() async throws {

@@ -103,6 +103,22 @@ struct Workload {
     }
 }
 
+/// A store put in front of a test's SQLite store (`RunningSource`'s `storeInFront`) that changes `apply` (and
+/// perhaps `makeOrderedSubmitter`) and passes everything else to it.
+protocol StoreInFront: CRMStore {
+    var base: SQLiteCRMStore { get }
+}
+
+extension StoreInFront {
+    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { try await base.contact(contactId, list: list) }
+    func pruneLedger(before cutoff: Timestamp) async throws -> Int { try await base.pruneLedger(before: cutoff) }
+    func incomingRequest(_ eventId: String) async throws -> String? { try await base.incomingRequest(eventId) }
+    func integrationEndpoint(source: String, proposed: String) async throws -> String {
+        try await base.integrationEndpoint(source: source, proposed: proposed)
+    }
+    func ping() async throws { try await base.ping() }
+}
+
 /// A source running in this process under a ServiceGroup, against a SQLite store in a temporary folder.
 final class RunningSource: @unchecked Sendable {
     // Set once in init; the task is awaited once in stop().
