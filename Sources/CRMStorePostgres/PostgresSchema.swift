@@ -140,6 +140,14 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // A deposit and a withdrawal of one contact with the same transaction id and status were one row (SQLite's v11).
+        Migration(version: 2, name: "a purchase's kind in its uniqueness", statements: [
+            "DROP INDEX purchases_one_per_transaction_status",
+            """
+            CREATE UNIQUE INDEX purchases_one_per_transaction_kind_status
+                ON purchases (list_id, contact_id, transaction_id, kind, status) WHERE transaction_id IS NOT NULL
+            """,
+        ]),
     ]
 
     /// Applies the missing migrations under the advisory lock; returns the versions this call applied.

@@ -198,6 +198,15 @@ enum SQLiteSchema {
             // which creates the contact and enters it in a journey, looks for nothing.
             try db.execute(sql: "DROP INDEX contacts_by_contact")
         }
+        migrator.registerMigration("v11: a purchase's kind in its uniqueness") { db in
+            // A deposit and a withdrawal of one contact with the same transaction id and status were one row: the
+            // second was ignored as "already recorded". Symplify's examples give both the id abc123; senders that
+            // number deposits and withdrawals apart need both rows. The kind now takes part (PURCHASES in STORE.md).
+            try db.execute(sql: """
+                DROP INDEX purchases_by_contact_transaction;
+                CREATE UNIQUE INDEX purchases_by_contact_transaction ON purchases (list_id, contact_id, transaction_id, kind, status);
+                """)
+        }
         return migrator
     }
 }

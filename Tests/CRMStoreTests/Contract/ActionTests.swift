@@ -66,6 +66,22 @@ struct ActionTests {
         #expect(try await h.contact("c1")?.attribute("vip") == .bool(true))
     }
 
+    /// Symplify's examples give a deposit and a withdrawal the same transaction id: both are rows; each kind's repeat is
+    /// still one.
+    @Test(arguments: StoreKind.allCases) func aDepositAndAWithdrawalMayShareATransactionId(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        try await h.send(registration("c1"))
+        try await h.send(deposit("c1", amount: "10", transaction: "abc123"))
+        let withdrawal = try await h.send(deposit("c1", amount: "4", transaction: "abc123", type: "WITHDRAWAL_APPROVED"))
+        #expect(withdrawal == .applied(notes: []))
+        let again = try await h.send(deposit("c1", amount: "4", transaction: "abc123", type: "WITHDRAWAL_APPROVED"), id: "another-message")
+        #expect(again == .applied(notes: ["create_purchase_row: transaction abc123 is already recorded as APPROVED"]))
+        let purchases = try #require(try await h.contact("c1")).purchases
+        #expect(purchases.map(\.kind) == [.deposit, .withdrawal])
+        #expect(purchases.map(\.amount.text) == ["10", "4"])
+    }
+
     @Test(arguments: StoreKind.allCases) func purchaseRowsAreExactAndUniquePerTransactionAndStatus(_ kind: StoreKind) async throws {
         let h = try await StoreHarness(kind)
         defer { h.remove() }
