@@ -153,6 +153,32 @@ struct SQSSourceTests {
         #expect(perMessage >= 0.2 && perMessage < 0.3)
     }
 
+    /// SNS retries a notification it could not confirm: the same envelope (one SNS MessageId) arrives as two SQS
+    /// messages with SQS ids of their own. The idempotency key is the SNS MessageId, so a deposit without a
+    /// transaction id is recorded once; the same payload in another notification (another SNS id) is a second one.
+    @Test func snsRetriesOfOneNotificationApplyOnce() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "sns-retry-\(UUID().uuidString.prefix(6))")
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Self.send(server, queue, [.init(id: "r", body: Self.event(contact: 7, step: 0))])
+        _ = try await Self.run(config(server, queue, folder: folder), store: store) { try await store.count("ledger") >= 1 }
+        let deposit = Self.event(contact: 7, step: 1)
+        try Self.send(server, queue, [
+            .init(id: "a", body: Self.snsEnvelope(deposit, id: "sns-retry-1", resourceType: "person")),
+            .init(id: "b", body: Self.snsEnvelope(deposit, id: "sns-retry-1", resourceType: "person")),
+            .init(id: "c", body: Self.snsEnvelope(deposit, id: "sns-retry-2", resourceType: "person")),
+        ])
+        let totals = try await Self.run(config(server, queue, folder: folder), store: store) {
+            let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+            let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+            return try await store.count("ledger") >= 3 && left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0"
+        }
+        #expect(try await store.count("purchases") == 2)
+        #expect(try await store.count("ledger") == 3)
+        #expect(totals.received == 3 && totals.applied == 2 && totals.duplicates == 1)
+    }
+
     /// Jomablue publishes to SNS, SNS delivers to SQS (not raw): the envelope is unwrapped, the person becomes a
     /// contact, and the republished identical person (a new SNS MessageId) is counted as unchanged.
     @Test func jomabluePayloadsArriveSNSWrapped() async throws {
