@@ -581,6 +581,32 @@ struct RabbitMQSourceTests {
         #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (1, 0) })
     }
 
+    /// A dead-letter queue that refuses publishes (full, `x-overflow: reject-publish`): the broker nacks the dead
+    /// letter, so the original is not acked but given back; nothing is lost and the rest is applied.
+    @Test func aDeadLetterTheBrokerNacksIsGivenBackNotLost() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("nacked-dl")
+        let deadLetters = queue + ".full"
+        try node.freshQueue(queue)
+        try node.freshQueue(deadLetters, arguments: ["x-max-length": .int(0), "x-overflow": .string("reject-publish")])
+        let workload = Workload(contacts: 20, perContact: 4)
+        var messages = workload.messages(queue: queue, withIds: true)
+        messages.insert(.init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: "poison", deliveryMode: 2)), at: 3)
+        let publisher = try node.publisher()
+        try publisher.publishAll(messages)
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait(timeout: .seconds(60)) { try await source.count("ledger") >= workload.total })
+        #expect(try await source.wait(timeout: .seconds(30)) { logs.contains("giving the messages back to the queue") })
+        try await source.stop()
+        #expect(logs.contains("nacked by the broker"))
+        #expect(try await workload.problems(in: source.store) == [])
+        #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (1, 0) })
+        #expect(try node.counts(deadLetters) == (0, 0))
+    }
+
     @Test func twoSourcesInOneDaemonShareTheStore() async throws {
         let node = try RabbitMQTestNode.shared()
         let first = Self.uniqueQueue("two-a")
