@@ -216,7 +216,10 @@ public final class AMQPConnection {
             var message = amqp_message_t()
             let reply = amqp_read_message(state, channel, &message, 0)
             if reply.reply_type == AMQP_RESPONSE_NORMAL { amqp_destroy_message(&message) }
-            return .returned(channel: channel, replyText: String(amqpBytes: returned.reply_text))
+            return .returned(
+                channel: channel, replyText: String(amqpBytes: returned.reply_text), exchange: String(amqpBytes: returned.exchange),
+                routingKey: String(amqpBytes: returned.routing_key)
+            )
         case AMQPMethod.basicCancelOk:
             let ok = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee
             return .consumerCancelOk(channel: channel, consumerTag: String(amqpBytes: ok.consumer_tag))

@@ -160,7 +160,8 @@ public enum AMQPEvent: Sendable {
     /// A publisher nack: the broker could not take these messages.
     case rejected(channel: UInt16, deliveryTag: UInt64, multiple: Bool)
     /// A mandatory publish that no queue took.
-    case returned(channel: UInt16, replyText: String)
+    /// A mandatory publish nothing took; `exchange` and `routingKey` are the ones it was published with.
+    case returned(channel: UInt16, replyText: String, exchange: String, routingKey: String)
     /// The broker cancelled our consumer (the queue was deleted, or a failover).
     case consumerCancelled(channel: UInt16, consumerTag: String)
     /// The broker confirmed our own cancel: no more deliveries for that consumer.

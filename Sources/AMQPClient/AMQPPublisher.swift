@@ -7,8 +7,10 @@ public final class AMQPPublisher {
     let channel: UInt16 = 1
     private var nextSequence: UInt64 = 1
     private var unconfirmed: Set<UInt64> = []
-    private var nacked = 0
-    private var returned: [String] = []
+    /// Since the last `collectConfirms`: the sequence numbers the broker nacked, and the returns (reply text,
+    /// exchange, routing key).
+    private var nacked: Set<UInt64> = []
+    private var returned: [(replyText: String, exchange: String, routingKey: String)] = []
 
     public init(endpoint: AMQPEndpoint, heartbeatSeconds: Int = 30, connectionName: String = "crm-ingest publisher") throws(AMQPError) {
         connection = try AMQPConnection(endpoint: endpoint, heartbeatSeconds: heartbeatSeconds, connectionName: connectionName)
@@ -45,31 +47,11 @@ public final class AMQPPublisher {
     /// Waits until the broker confirmed every message published so far. Throws `publishRejected` if any was nacked
     /// or returned unroutable (the caller decides whether to publish again), `timeout` if the broker is silent.
     public func waitForConfirms(timeout: Duration = .seconds(30)) throws(AMQPError) {
-        let deadline = ContinuousClock.now + timeout
-        while !unconfirmed.isEmpty {
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else { throw AMQPError(.timeout, "\(unconfirmed.count) publishes not confirmed within \(timeout)") }
-            guard let event = try connection.nextEvent(timeout: min(left, .seconds(1))) else { continue }
-            switch event {
-            case let .confirmed(_, tag, multiple):
-                settle(tag, multiple: multiple)
-            case let .rejected(_, tag, multiple):
-                nacked += multiple ? unconfirmed.filter { $0 <= tag }.count : 1
-                settle(tag, multiple: multiple)
-            case let .returned(_, replyText):
-                returned.append(replyText)
-            case .delivery, .consumerCancelled, .consumerCancelOk:
-                break
-            }
-        }
-        defer {
-            nacked = 0
-            returned = []
-        }
-        if nacked > 0 || !returned.isEmpty {
+        let (nacked, returned) = try collectConfirms(timeout: timeout)
+        if !nacked.isEmpty || !returned.isEmpty {
             var reasons: [String] = []
-            if nacked > 0 { reasons.append("\(nacked) nacked by the broker") }
-            if !returned.isEmpty { reasons.append("\(returned.count) returned unroutable (\(returned[0]))") }
+            if !nacked.isEmpty { reasons.append("\(nacked.count) nacked by the broker") }
+            if let first = returned.first { reasons.append("\(returned.count) returned unroutable (\(first.replyText))") }
             throw AMQPError(.publishRejected, reasons.joined(separator: ", "))
         }
     }
@@ -86,6 +68,54 @@ public final class AMQPPublisher {
             }
         }
         try waitForConfirms(timeout: confirmTimeout)
+    }
+
+    /// Publishes all messages in windows and says, for each, whether the broker took it: false for one it nacked
+    /// or returned unroutable. A return names only the exchange and routing key, so it counts against every message
+    /// of its window published with both (they route alike, but for a headers exchange). Throws only when publishing
+    /// or the confirms fail as a whole (a closed connection, no confirm within `confirmTimeout`).
+    public func publishEach(_ messages: [Message], window: Int = 500, confirmTimeout: Duration = .seconds(30)) throws(AMQPError) -> [Bool] {
+        var taken: [Bool] = []
+        taken.reserveCapacity(messages.count)
+        var start = messages.startIndex
+        while start < messages.endIndex {
+            let end = min(start + window, messages.endIndex)
+            let first = nextSequence
+            for message in messages[start..<end] { try publish(message) }
+            let (nacked, returned) = try collectConfirms(timeout: confirmTimeout)
+            for (offset, message) in messages[start..<end].enumerated() {
+                let unroutable = returned.contains { $0.exchange == message.exchange && $0.routingKey == message.routingKey }
+                taken.append(!nacked.contains(first + UInt64(offset)) && !unroutable)
+            }
+            start = end
+        }
+        return taken
+    }
+
+    /// Waits until every message published so far is confirmed; returns what was nacked or returned meanwhile.
+    private func collectConfirms(timeout: Duration) throws(AMQPError) -> (nacked: Set<UInt64>, returned: [(replyText: String, exchange: String, routingKey: String)]) {
+        defer {
+            nacked = []
+            returned = []
+        }
+        let deadline = ContinuousClock.now + timeout
+        while !unconfirmed.isEmpty {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw AMQPError(.timeout, "\(unconfirmed.count) publishes not confirmed within \(timeout)") }
+            guard let event = try connection.nextEvent(timeout: min(left, .seconds(1))) else { continue }
+            switch event {
+            case let .confirmed(_, tag, multiple):
+                settle(tag, multiple: multiple)
+            case let .rejected(_, tag, multiple):
+                if multiple { nacked.formUnion(unconfirmed.filter { $0 <= tag }) } else { nacked.insert(tag) }
+                settle(tag, multiple: multiple)
+            case let .returned(_, replyText, exchange, routingKey):
+                returned.append((replyText, exchange, routingKey))
+            case .delivery, .consumerCancelled, .consumerCancelOk:
+                break
+            }
+        }
+        return (nacked, returned)
     }
 
     private func settle(_ tag: UInt64, multiple: Bool) {

@@ -331,13 +331,21 @@ final class ConsumerThread: @unchecked Sendable {
             if deadLetters == nil {
                 deadLetters = try DeadLetterPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            try deadLetters?.publish(pendingDeadLetters.map { item in
+            let taken = try deadLetters?.publish(pendingDeadLetters.map { item in
                 (item.delivery, item.reason, item.delivery.flatMap { queueByConsumerTag[$0.consumerTag] } ?? config.queue)
-            }, confirmTimeout: sideConfirmTimeout)
-            for item in pendingDeadLetters { tracker.finished(item.tag, needsAck: true) }
-            pendingDeadLetters.removeAll()
-            deadLetterRetry.succeeded()
+            }, confirmTimeout: sideConfirmTimeout) ?? []
             deadLettersUsed = .now
+            // Only what the broker took is done: retrying the whole batch put a second copy of the others in the
+            // target at every try (and the give-back after three, a third once redelivered and refused again).
+            var refused: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
+            for (item, took) in zip(pendingDeadLetters, taken) {
+                if took { tracker.finished(item.tag, needsAck: true) } else { refused.append(item) }
+            }
+            pendingDeadLetters = refused
+            if !refused.isEmpty {
+                throw AMQPError(.publishRejected, "\(refused.count) of \(taken.count) dead letters nacked or returned unroutable by the broker")
+            }
+            deadLetterRetry.succeeded()
         } catch {
             deadLetters?.close()
             deadLetters = nil
@@ -400,8 +408,9 @@ final class DeadLetterPublisher {
         if case let .queue(name) = target { try publisher.declareQueueIfMissing(name) }
     }
 
-    /// Publishes each refused delivery with its reason and the queue it came from, and waits for the confirms.
-    func publish(_ items: [(delivery: AMQPDelivery?, reason: String, queue: String)], confirmTimeout: Duration) throws(AMQPError) {
+    /// Publishes each refused delivery with its reason and the queue it came from, waits for the confirms, and says
+    /// which the broker took (`AMQPPublisher.publishEach`).
+    func publish(_ items: [(delivery: AMQPDelivery?, reason: String, queue: String)], confirmTimeout: Duration) throws(AMQPError) -> [Bool] {
         let messages: [AMQPPublisher.Message] = items.map { item in
             var properties = item.delivery?.properties ?? AMQPProperties()
             properties.deliveryMode = 2
@@ -424,7 +433,7 @@ final class DeadLetterPublisher {
                              properties: properties, mandatory: true)
             }
         }
-        try publisher.publishAll(messages, window: 500, confirmTimeout: confirmTimeout)
+        return try publisher.publishEach(messages, window: 500, confirmTimeout: confirmTimeout)
     }
 
     func close() { publisher.close() }

@@ -591,9 +591,35 @@ struct RabbitMQSourceTests {
         // The refused message is not lost: it is back in the queue.
         #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (1, 0) })
         if broken == "full queue" {
-            #expect(logs.contains("nacked by the broker"))
+            #expect(logs.contains("nacked or returned unroutable by the broker"))
             #expect(try node.counts(full) == (0, 0))
         }
+    }
+
+    /// A batch of dead letters the target takes only in part (a queue with room for two, `reject-publish`): the two
+    /// it took are done, and only the three it nacked are retried and given back. Retrying the whole batch gave every
+    /// original back, so the two already dead-lettered came round again as well (and, with room, twice over).
+    @Test func deadLettersTakenInPartAreNotPublishedAgain() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue("partly-taken")
+        let deadLetters = queue + ".two"
+        try node.freshQueue(queue)
+        try node.freshQueue(deadLetters, arguments: ["x-max-length": .int(2), "x-overflow": .string("reject-publish")])
+        let publisher = try node.publisher()
+        try publisher.publishAll((1...5).map { index in
+            .init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: "partly-\(index)", deliveryMode: 2))
+        })
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, deadLetter: .queue(deadLetters), logger: logs.logger)
+        defer { source.remove() }
+        #expect(try await source.wait(timeout: .seconds(30)) { logs.contains("giving the messages back to the queue") })
+        try await source.stop()
+        #expect(try node.counts(deadLetters) == (2, 0))
+        #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (3, 0) })
+        let back = try node.drain(queue, expected: 3).compactMap(\.properties.messageId)
+        let dead = try node.drain(deadLetters, expected: 2).compactMap(\.properties.messageId)
+        #expect(Set(back + dead) == Set((1...5).map { "partly-\($0)" }))
     }
 
     @Test func twoSourcesInOneDaemonShareTheStore() async throws {
