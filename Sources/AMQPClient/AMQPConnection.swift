@@ -80,6 +80,9 @@ public final class AMQPConnection {
         _ = amqp_connection_close(state, AMQP_REPLY_SUCCESS)
     }
 
+    /// The heartbeat interval in force, in seconds: the broker's when it asked for a shorter one; 0 when off.
+    public var negotiatedHeartbeatSeconds: Int { Int(amqp_get_heartbeat(state)) }
+
     /// The socket, for `poll`.
     public var socketDescriptor: Int32 { amqp_get_sockfd(state) }
 

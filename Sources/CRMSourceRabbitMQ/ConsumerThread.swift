@@ -53,7 +53,7 @@ final class ConsumerThread: @unchecked Sendable {
 
     init(
         sourceName: String, config: RabbitMQSourceConfig, inbox: CompletionInbox, stopFlag: StopFlag, logger: Logger, metrics: SourceMetrics,
-        lanesInUse: Int?, handoff: DeliveryHandoff, abandoned: AbandonedGenerations = AbandonedGenerations()
+        lanesInUse: Int?, handoff: DeliveryHandoff, abandoned: AbandonedGenerations
     ) {
         self.abandoned = abandoned
         self.lanesInUse = lanesInUse
@@ -105,7 +105,8 @@ final class ConsumerThread: @unchecked Sendable {
                 replies?.close()
                 return
             } catch {
-                metrics.disconnected("\(error)")
+                // A channel closed to give a batch back is no outage: the source stays up while it reconnects.
+                if !closeToGiveBack { metrics.disconnected("\(error)") }
                 // Tags of the dead channel mean nothing on the next one: drop them; the broker redelivers those
                 // messages, and the ledger turns the ones we committed into duplicates.
                 tracker = DeliveryTracker()
@@ -251,6 +252,11 @@ final class ConsumerThread: @unchecked Sendable {
     private func settle(_ completion: Completion, _ connection: AMQPConnection) throws(AMQPError) {
         let tag = completion.deliveryTag
         switch completion.disposition {
+        case .ack where completion.reply != nil && config.replies != nil:
+            // Its reply is confirmed (`publishReplies`): acked now, by itself, so that a channel closed to give an
+            // earlier batch back (which holds the ack watermark) cannot send the request round to be answered again.
+            try connection.ack(tag, multiple: false, channel: 1)
+            tracker.finished(tag, needsAck: false)
         case .ack:
             tracker.finished(tag, needsAck: true)
         case .requeue where abandoned.contains(completion.generation):
@@ -277,17 +283,20 @@ final class ConsumerThread: @unchecked Sendable {
     /// publish opens one again. librabbitmq sends and checks heartbeats only inside calls, so a side connection left
     /// idle for two intervals was closed by the broker, and the next dead letter or reply failed once on it
     /// (`cannot publish …, will retry`, a second's wait, an error in the log every time refusals were minutes apart).
+    /// The interval is the one each connection negotiated (the broker's when it asked for a shorter one).
     private func closeIdleSideConnections() {
-        guard config.heartbeatSeconds > 0 else { return }
-        let idle = Duration.seconds(config.heartbeatSeconds)
         let now = ContinuousClock.now
-        if deadLetters != nil, pendingDeadLetters.isEmpty, deadLettersUsed + idle < now {
-            deadLetters?.close()
-            deadLetters = nil
+        func idle(_ connection: AMQPConnection, since used: ContinuousClock.Instant) -> Bool {
+            let heartbeat = connection.negotiatedHeartbeatSeconds
+            return heartbeat > 0 && used + .seconds(heartbeat) < now
         }
-        if replies != nil, pendingReplies.isEmpty, repliesUsed + idle < now {
-            replies?.close()
-            replies = nil
+        if let deadLetters, pendingDeadLetters.isEmpty, idle(deadLetters.publisher.connection, since: deadLettersUsed) {
+            deadLetters.close()
+            self.deadLetters = nil
+        }
+        if let replies, pendingReplies.isEmpty, idle(replies.publisher.connection, since: repliesUsed) {
+            replies.close()
+            self.replies = nil
         }
     }
 
@@ -337,9 +346,16 @@ final class ConsumerThread: @unchecked Sendable {
             deadLettersUsed = .now
             // Only what the broker took is done: retrying the whole batch put a second copy of the others in the
             // target at every try (and the give-back after three, a third once redelivered and refused again).
+            // Each original is acked now, by itself: a channel closed to give an earlier batch back (which holds the
+            // ack watermark) would otherwise send it round to be dead-lettered again.
             var refused: [(tag: UInt64, delivery: AMQPDelivery?, reason: String, code: String)] = []
             for (item, took) in zip(pendingDeadLetters, taken) {
-                if took { tracker.finished(item.tag, needsAck: true) } else { refused.append(item) }
+                if took {
+                    try connection.ack(item.tag, multiple: false, channel: 1)
+                    tracker.finished(item.tag, needsAck: false)
+                } else {
+                    refused.append(item)
+                }
             }
             pendingDeadLetters = refused
             if !refused.isEmpty {

@@ -292,7 +292,7 @@ struct LanePipeline: Sendable {
                     logger.error("store failed, giving \(work.events.count) messages back to the queue", metadata: [
                         "source": "\(sourceName)", "error": "\(error)",
                     ])
-                    if !transient, let failingSince { await pauseBeforeGivingBack(failingFor: ContinuousClock.now - failingSince) }
+                    if !stopping.isSet, let failingSince { await pauseBeforeGivingBack(failingFor: ContinuousClock.now - failingSince) }
                     var tally = EventTally()
                     for event in work.events { tally.count(.requeued, type: event.type.rawValue) }
                     metrics.events.record(tally)
@@ -305,10 +305,10 @@ struct LanePipeline: Sendable {
         }
     }
 
-    /// Retrying cannot fix a store that refuses a whole batch (a table dropped, a password changed), but the messages
-    /// given back come straight back: without a pause such a store turned the queue into a hot loop of deliveries and
-    /// error lines. The pause grows with how long the store has been failing, from 100 ms to 5 s, and ends early when
-    /// the source stops.
+    /// Messages given back come straight back: without a pause, a store that refuses whole batches (a table dropped,
+    /// a password changed), or one still down once the retry budget is spent, turned the queue into a hot loop of
+    /// deliveries, reconnections and error lines. The pause grows with how long the store has been failing, from
+    /// 100 ms to 5 s, and ends early when the source stops.
     private func pauseBeforeGivingBack(failingFor: Duration) async {
         let end = ContinuousClock.now + min(.seconds(5), max(.milliseconds(100), failingFor))
         while !stopping.isSet, ContinuousClock.now < end {
@@ -422,7 +422,7 @@ final class OrderedSubmissions: @unchecked Sendable {
 
     init(
         submitter: any OrderedSubmitter, sink: AsyncStream<Submitted>.Continuation, now: @escaping @Sendable () -> Timestamp,
-        abandoned: AbandonedGenerations = AbandonedGenerations()
+        abandoned: AbandonedGenerations
     ) {
         self.submitter = submitter
         self.sink = sink

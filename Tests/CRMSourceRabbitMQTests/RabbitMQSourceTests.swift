@@ -448,16 +448,20 @@ struct RabbitMQSourceTests {
         final class Made: Sendable { let store = Mutex<RecoveringStore?>(nil) }
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue(ordered ? "given-back-ordered" : "given-back-lanes")
+        let deadLetters = queue + ".dead"
         try node.freshQueue(queue)
+        try node.freshQueue(deadLetters)
         // Steps 0-3 of each contact first (registration, deposit, update, consent), steps 4-7 once the first batch
-        // is stuck in the store.
+        // is stuck in the store, with a poison message among them: dead-lettered while the first batch is given
+        // back, it must not come round again with the channel's other unacked messages.
         let workload = Workload(contacts: 10, perContact: 8)
-        let messages = workload.messages(queue: queue, withIds: true)
+        var messages = workload.messages(queue: queue, withIds: true)
+        messages.insert(.init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: "poison", deliveryMode: 2)), at: 45)
         let publisher = try node.publisher()
         try publisher.publishAll(Array(messages[..<40]))
         let made = Made()
         let logs = CapturedLogs()
-        let source = try RunningSource(queue: queue, node: node, lanes: 1, logger: logs.logger, storeInFront: { store in
+        let source = try RunningSource(queue: queue, node: node, lanes: 1, deadLetter: .queue(deadLetters), logger: logs.logger, storeInFront: { store in
             let front = RecoveringStore(base: store, ordered: ordered)
             made.store.withLock { $0 = front }
             return front
@@ -476,6 +480,7 @@ struct RabbitMQSourceTests {
         let problems = try await workload.problems(in: source.store)
         #expect(problems.isEmpty, "\(problems)")
         #expect(logs.contains("gave a failed batch back to the queue with every later delivery"))
+        #expect(try node.counts(deadLetters) == (1, 0))
     }
 
     @Test func survivesTheBrokerGoingAwayMidStream() async throws {
