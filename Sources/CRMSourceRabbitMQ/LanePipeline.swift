@@ -25,12 +25,7 @@ final class AbandonedGenerations: Sendable {
 
     /// Gives up on `generation` and every earlier one.
     func abandon(_ generation: Int) {
-        var current = latest.load(ordering: .acquiring)
-        while current < generation {
-            let (exchanged, original) = latest.compareExchange(expected: current, desired: generation, ordering: .acquiringAndReleasing)
-            if exchanged { return }
-            current = original
-        }
+        latest.max(generation, ordering: .acquiringAndReleasing)
     }
 
     func contains(_ generation: Int) -> Bool { generation <= latest.load(ordering: .acquiring) }

@@ -385,15 +385,14 @@ struct RabbitMQSourceTests {
         let publisher = try node.publisher()
         try publisher.publishAll(workload.messages(queue: queue, withIds: true))
         publisher.close()
-        final class Made: Sendable { let store = Mutex<RefusingStore?>(nil) }
-        let made = Made()
+        let made = Captured<RefusingStore>()
         let source = try RunningSource(queue: queue, node: node, storeInFront: { store in
             let front = RefusingStore(base: store)
-            made.store.withLock { $0 = front }
+            made.value.withLock { $0 = front }
             return front
         })
         defer { source.remove() }
-        let store = try #require(made.store.withLock { $0 })
+        let store = try #require(made.value.withLock { $0 })
         try await Task.sleep(for: .seconds(3))
         // Four lanes, each pausing 0.1, 0.2, 0.4, 0.8, 1.6 s…: a few dozen calls at most (thousands unpaced).
         let callsWhileRefusing = store.calls.load(ordering: .relaxed)
@@ -445,7 +444,6 @@ struct RabbitMQSourceTests {
                 func resume() { base.resume() }
             }
         }
-        final class Made: Sendable { let store = Mutex<RecoveringStore?>(nil) }
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue(ordered ? "given-back-ordered" : "given-back-lanes")
         let deadLetters = queue + ".dead"
@@ -459,15 +457,15 @@ struct RabbitMQSourceTests {
         messages.insert(.init(body: Array("not json".utf8), routingKey: queue, properties: AMQPProperties(messageId: "poison", deliveryMode: 2)), at: 45)
         let publisher = try node.publisher()
         try publisher.publishAll(Array(messages[..<40]))
-        let made = Made()
+        let made = Captured<RecoveringStore>()
         let logs = CapturedLogs()
         let source = try RunningSource(queue: queue, node: node, lanes: 1, deadLetter: .queue(deadLetters), logger: logs.logger, storeInFront: { store in
             let front = RecoveringStore(base: store, ordered: ordered)
-            made.store.withLock { $0 = front }
+            made.value.withLock { $0 = front }
             return front
         })
         defer { source.remove() }
-        let store = try #require(made.store.withLock { $0 })
+        let store = try #require(made.value.withLock { $0 })
         #expect(try await source.wait { store.applyStarted.load(ordering: .acquiring) })
         try publisher.publishAll(Array(messages[40...]))
         publisher.close()

@@ -6,6 +6,7 @@ import CRMStoreSQLite
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Per-contact sequences of default-format events, interleaved across contacts as a real stream is, with a
 /// final state that proves order: purchase rows must appear in sequence, the last update and consent must win.
@@ -117,6 +118,11 @@ extension StoreInFront {
         try await base.integrationEndpoint(source: source, proposed: proposed)
     }
     func ping() async throws { try await base.ping() }
+}
+
+/// A value a `@Sendable` closure sets once (the store `storeInFront` made) for the test to read afterwards.
+final class Captured<Value: Sendable>: Sendable {
+    let value = Mutex<Value?>(nil)
 }
 
 /// A source running in this process under a ServiceGroup, against a SQLite store in a temporary folder.
