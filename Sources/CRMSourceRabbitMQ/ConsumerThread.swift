@@ -309,12 +309,20 @@ final class ConsumerThread: @unchecked Sendable {
             if replies == nil {
                 replies = try ReplyPublisher(endpoint: config.endpoint, target: target, sourceName: sourceName, heartbeatSeconds: config.heartbeatSeconds)
             }
-            try replies?.publish(pendingReplies.map { ($0.reply ?? [], tracker.kept($0.deliveryTag)) }, confirmTimeout: sideConfirmTimeout)
-            let confirmed = pendingReplies
-            pendingReplies.removeAll()
-            replyRetry.succeeded()
+            let taken = try replies?.publish(pendingReplies.map { ($0.reply ?? [], tracker.kept($0.deliveryTag)) },
+                                             confirmTimeout: sideConfirmTimeout) ?? []
             repliesUsed = .now
-            for completion in confirmed { try settle(completion, connection) }
+            // Only requests whose reply the broker took are settled; the others stay pending, so a retry does not
+            // put a second copy of the taken replies on the reply queue.
+            let pending = pendingReplies
+            pendingReplies.removeAll()
+            for (completion, took) in zip(pending, taken) {
+                if took { try settle(completion, connection) } else { pendingReplies.append(completion) }
+            }
+            if !pendingReplies.isEmpty {
+                throw AMQPError(.publishRejected, "\(pendingReplies.count) of \(taken.count) replies nacked or returned unroutable by the broker")
+            }
+            replyRetry.succeeded()
         } catch {
             replies?.close()
             replies = nil
@@ -471,8 +479,9 @@ final class ReplyPublisher {
         try publisher.declareQueueIfMissing(target.queue, arguments: arguments)
     }
 
-    /// Publishes the replies, each with its request's correlation id (or message id), and waits for the confirms.
-    func publish(_ items: [(body: [UInt8], request: AMQPDelivery?)], confirmTimeout: Duration) throws(AMQPError) {
+    /// Publishes the replies, each with its request's correlation id (or message id), waits for the confirms, and
+    /// says which the broker took (`AMQPPublisher.publishEach`).
+    func publish(_ items: [(body: [UInt8], request: AMQPDelivery?)], confirmTimeout: Duration) throws(AMQPError) -> [Bool] {
         let expiration = String(target.ttlSeconds * 1000)
         let messages = items.map { item in
             var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2, expiration: expiration)
@@ -481,7 +490,7 @@ final class ReplyPublisher {
             properties.headers["x-crm-ingest-source"] = .string(sourceName)
             return AMQPPublisher.Message(body: item.body, exchange: "", routingKey: target.queue, properties: properties, mandatory: true)
         }
-        try publisher.publishAll(messages, window: 500, confirmTimeout: confirmTimeout)
+        return try publisher.publishEach(messages, window: 500, confirmTimeout: confirmTimeout)
     }
 
     func close() { publisher.close() }

@@ -146,4 +146,34 @@ extension RabbitMQSourceTests {
         #expect(try await source.count("journey_enrollments") == 3)
         #expect(try await source.count("ledger") == 3)
     }
+
+    /// A reply queue that takes only some replies of a batch (room for two, `reject-publish`): the requests whose
+    /// replies it took are settled, and only the others are retried and given back. Settling the batch as a whole
+    /// gave every request back, so the two already answered were answered again on their redelivery.
+    @Test func repliesTakenInPartSettleTheirRequests() async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = "crm.test.database_import.\(UUID().uuidString.prefix(6))"
+        let replyQueue = queue + "_result"
+        try node.freshQueue(queue)
+        try node.freshQueue(replyQueue, arguments: ["x-max-length": .int(2), "x-overflow": .string("reject-publish")])
+        let publisher = try node.publisher()
+        try publisher.publishAll((1...5).map { (n: Int) in
+            Self.altcraftRequest("{\"account_id\":1,\"db_id\":1,\"email\":\"part\(n)@example.com\",\"data\":{},\"feedback_id\":\"p\(n)\"}", id: "part-\(n)", queue: queue)
+        })
+        publisher.close()
+        let logs = CapturedLogs()
+        let source = try RunningSource(queue: queue, node: node, logger: logs.logger, processor: Self.altcraftProcessor,
+                                       replies: .init(queue: replyQueue, ttlSeconds: 60))
+        defer { source.remove() }
+        #expect(try await source.wait(timeout: .seconds(30)) { logs.contains("giving the requests back to the queue") })
+        try await source.stop()
+        #expect(logs.contains("nacked or returned unroutable by the broker"))
+        #expect(try node.counts(replyQueue) == (2, 0))
+        #expect(try await source.wait(timeout: .seconds(10)) { try node.counts(queue) == (3, 0) })
+        let back = try node.drain(queue, expected: 3).compactMap(\.properties.messageId)
+        let answered = try node.drain(replyQueue, expected: 2).compactMap(\.properties.correlationId)
+        #expect(Set(back + answered) == Set((1...5).map { "part-\($0)" }))
+        #expect(try await source.count("contacts") == 5)
+        #expect(try await source.count("ledger") == 5)
+    }
 }
