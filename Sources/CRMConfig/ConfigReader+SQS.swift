@@ -7,7 +7,7 @@ extension ConfigReader {
     mutating func readSQS(_ node: Node, at path: String) -> SQSSourceConfig? {
         guard let fields = members(node, at: path, allowed: [
             "queue_url", "region", "endpoint", "credentials", "profile", "pollers", "wait_time", "visibility_timeout",
-            "on_failure", "sns", "filter_policy", "filter_policy_scope", "lanes", "dead_letter_file", "dead_letter_retention",
+            "on_failure", "sns", "filter_policy", "filter_policy_scope", "lanes", "max_in_flight", "dead_letter_file", "dead_letter_retention",
         ]) else { return nil }
         let before = problems.count
         let queueURL = requiredString(fields["queue_url"], at: "\(path).queue_url") ?? ""
@@ -71,6 +71,10 @@ extension ConfigReader {
             }
         }
         if let lanes = int(fields["lanes"], at: "\(path).lanes", required: false) { config.lanes = lanes }
+        if let limit = int(fields["max_in_flight"], at: "\(path).max_in_flight", required: false) {
+            // SQS's own limit of in-flight messages per standard queue is 120,000.
+            if limit > 120_000 { problem("\(path).max_in_flight", "at most 120000, got \(limit)") } else { config.maxInFlight = limit }
+        }
         if let file = string(fields["dead_letter_file"], at: "\(path).dead_letter_file") { config.deadLetterFile = file }
         if let seconds = duration(fields["dead_letter_retention"], at: "\(path).dead_letter_retention") {
             config.deadLetterRetentionSeconds = seconds

@@ -19,6 +19,9 @@ public struct SQSSourceConfig: Sendable, Equatable {
     public var sns: SNSMode
     public var filterPolicy: SNSFilterPolicy?
     public var lanes: Int
+    /// At most this many messages received and not yet deleted or given back: pollers wait for room, so a store
+    /// slower than the queue holds back receiving instead of piling up messages to keep invisible.
+    public var maxInFlight: Int
     /// Where refused messages are recorded when the queue has no redrive policy.
     public var deadLetterFile: String
     /// How long a record stays in `deadLetterFile` (its body is a raw payload): 14 days by default, SQS's own
@@ -41,7 +44,7 @@ public struct SQSSourceConfig: Sendable, Equatable {
     public init(
         queueURL: String, region: String, endpoint: String? = nil, credentials: AWSCredentials? = nil, profile: String? = nil,
         pollers: Int = 2, waitTimeSeconds: Int = 20, visibilityTimeoutSeconds: Int? = nil, onFailure: OnFailure = .keep,
-        sns: SNSMode = .auto, filterPolicy: SNSFilterPolicy? = nil, lanes: Int = 4, deadLetterFile: String = "./data/dead-letters.jsonl",
+        sns: SNSMode = .auto, filterPolicy: SNSFilterPolicy? = nil, lanes: Int = 4, maxInFlight: Int = 1_000, deadLetterFile: String = "./data/dead-letters.jsonl",
         deadLetterRetentionSeconds: Int64 = 14 * 86_400
     ) {
         self.deadLetterRetentionSeconds = deadLetterRetentionSeconds
@@ -57,6 +60,7 @@ public struct SQSSourceConfig: Sendable, Equatable {
         self.sns = sns
         self.filterPolicy = filterPolicy
         self.lanes = lanes
+        self.maxInFlight = maxInFlight
         self.deadLetterFile = deadLetterFile
     }
 

@@ -32,7 +32,7 @@ enum SQSDisposition: Sendable {
 /// visibility of messages still in process, and releases or records refused ones. Each thread owns its own
 /// `SQSClient` (curl handle): blocking calls never run on Swift's cooperative pool.
 final class SQSWorkers: @unchecked Sendable {
-    // `inFlight`, `completions` and `requestCounts` are guarded by `lock`; the rest is set in init.
+    // `inFlight`, `reserved`, `completions` and `requestCounts` are guarded by `lock`; the rest is set in init.
     let sourceName: String
     let config: SQSSourceConfig
     let credentials: AWSCredentials
@@ -40,8 +40,11 @@ final class SQSWorkers: @unchecked Sendable {
     let stop = StopFlag()
     let batches: AsyncStream<[SQSMessage]>
     private let continuation: AsyncStream<[SQSMessage]>.Continuation
-    private let lock = NSLock()
+    /// Also signalled when messages leave `inFlight`, for pollers waiting for room (`max_in_flight`).
+    private let lock = NSCondition()
     private var inFlight: [String: InFlightMessage] = [:]
+    /// Places in `inFlight` taken by receives under way, so that pollers together never exceed `max_in_flight`.
+    private var reserved = 0
     private var completions: [(messageId: String, disposition: SQSDisposition)] = []
     private var requestCounts: [Int] = []
     private var pollersRunning = 0
@@ -140,26 +143,42 @@ final class SQSWorkers: @unchecked Sendable {
             }
             if last { continuation.finish() }
         }
-        while !stop.isSet {
-            do {
+        let batch = min(10, config.maxInFlight)
+        while let room = reserveRoom(for: batch) {
+            do throws(SQSError) {
                 // The long poll ends within about a second of a stop request, so SIGTERM does not wait for it.
                 let stop = self.stop
-                let messages = try client.receiveMessages(
-                    maxMessages: 10, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds,
-                    shouldAbort: { stop.isSet }
-                )
+                let messages: [SQSMessage]
+                do {
+                    messages = try client.receiveMessages(
+                        maxMessages: batch, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds,
+                        shouldAbort: { stop.isSet }
+                    )
+                } catch {
+                    lock.withLock { reserved -= room }
+                    throw error
+                }
                 recordRequests(index, client)
                 onPoll(nil)
                 backoff = .seconds(1)
-                guard !messages.isEmpty else { continue }
+                guard !messages.isEmpty else {
+                    lock.withLock {
+                        reserved -= room
+                        lock.broadcast()
+                    }
+                    continue
+                }
                 if stop.isSet {
+                    lock.withLock { reserved -= room }
                     // Received after the stop: give them straight back rather than leave them invisible.
                     _ = try? client.changeVisibility(messages.enumerated().map { ("r\($0.offset)", $0.element.receiptHandle, 0) })
                     return
                 }
                 let visibleAgain = ContinuousClock.now + .seconds(visibilityTimeout)
                 lock.withLock {
+                    reserved -= room
                     for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, body: message.body, visibleAgainAt: visibleAgain) }
+                    if messages.count < room { lock.broadcast() }
                 }
                 continuation.yield(messages)
             } catch {
@@ -176,6 +195,23 @@ final class SQSWorkers: @unchecked Sendable {
                 backoff = min(backoff * 2, .seconds(30))
             }
         }
+    }
+
+    /// Waits until `count` more messages fit under `max_in_flight` and reserves their places; nil once stopping.
+    /// A store slower than the queue thus holds the pollers back instead of piling up received messages, each of
+    /// which the settler would have to keep invisible.
+    private func reserveRoom(for count: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        while !stop.isSet {
+            if inFlight.count + reserved + count <= config.maxInFlight {
+                reserved += count
+                return count
+            }
+            // Woken when messages leave; the timeout notices a stop.
+            _ = lock.wait(until: Date(timeIntervalSinceNow: 0.1))
+        }
+        return nil
     }
 
     private func sleepUnlessStopped(_ duration: Duration) {
@@ -246,7 +282,7 @@ final class SQSWorkers: @unchecked Sendable {
         for chunk in releases.chunked(10) {
             _ = try? client.changeVisibility(chunk.map { (Self.entryId($0.id), $0.receiptHandle, $0.seconds) })
         }
-        lock.withLock { for id in finished { inFlight[id] = nil } }
+        release(finished)
     }
 
     /// Sends the pending deletes in batches of ten; the last, smaller batch only when `all` or once it waited
@@ -285,7 +321,16 @@ final class SQSWorkers: @unchecked Sendable {
                 finished += chunk.map(\.id)
             }
         }
-        lock.withLock { for id in finished { inFlight[id] = nil } }
+        release(finished)
+    }
+
+    /// Messages done with leave `inFlight`, making room for the pollers.
+    private func release(_ messageIds: [String]) {
+        guard !messageIds.isEmpty else { return }
+        lock.withLock {
+            for id in messageIds { inFlight[id] = nil }
+            lock.broadcast()
+        }
     }
 
     /// Messages still in process at half their visibility timeout get another full timeout.

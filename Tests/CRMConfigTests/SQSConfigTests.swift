@@ -23,6 +23,7 @@ struct SQSConfigTests {
                   sns: auto
                   filter_policy: { resource_type: [person, lead] }
                   filter_policy_scope: message_attributes
+                  max_in_flight: 500
             """)
         guard case let .sqs(sqs)? = config.sources.first?.transport else {
             Issue.record("no SQS source")
@@ -33,6 +34,7 @@ struct SQSConfigTests {
         #expect(sqs.credentials == AWSCredentials(accessKeyId: "AKID", secretAccessKey: "s3cret"))
         #expect(sqs.pollers == 2 && sqs.waitTimeSeconds == 20 && sqs.visibilityTimeoutSeconds == nil)
         #expect(sqs.onFailure == .keep && sqs.sns == .auto)
+        #expect(sqs.maxInFlight == 500)
         let policy = try #require(sqs.filterPolicy)
         #expect(policy.matches(attributes: ["resource_type": .string("lead")]))
         #expect(!policy.matches(attributes: ["resource_type": .string("session")]))
@@ -45,6 +47,8 @@ struct SQSConfigTests {
         ("queue_url: https://q\n      region: r\n      filter_policy: { a: [ { numeric: [\">\", x] } ] }",
          "sources[0].sqs.filter_policy.a[0].numeric[1]: expected a number after \">\", found a string"),
         ("queue_url: https://q", "sources[0].sqs.region: required"),
+        ("queue_url: https://q\n      region: r\n      max_in_flight: 0", "sources[0].sqs.max_in_flight: must be greater than 0, got 0"),
+        ("queue_url: https://q\n      region: r\n      max_in_flight: 200000", "sources[0].sqs.max_in_flight: at most 120000, got 200000"),
     ])
     func refusesBadSettings(fragment: String, expected: String) {
         do {

@@ -8,6 +8,7 @@ import CRMTestSupport
 import Foundation
 import Logging
 import SNSSupport
+import Synchronization
 import SQSClient
 import ServiceLifecycle
 import Testing
@@ -300,6 +301,30 @@ struct SQSSourceTests {
         #expect(slow.calls == 1)
     }
 
+    /// A store slower than the queue holds the pollers back: no more than `max_in_flight` messages are received and
+    /// not yet deleted (SQS's `ApproximateNumberOfMessagesNotVisible`, sampled while the source works). Without the
+    /// bound the pollers took the whole queue at once, and the settler had to keep all of it invisible.
+    @Test func aSlowStoreHoldsThePollersBack() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "bounded-\(UUID().uuidString.prefix(6))")
+        try Self.send(server, queue, (0..<100).map { .init(id: "m\($0)", body: Self.event(contact: $0, step: 0)) })
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let slow = SlowStore(inner: sqlite, delay: .milliseconds(300))
+        var config = config(server, queue, folder: folder)
+        config.maxInFlight = 20
+        @Sendable func observer() -> SQSClient { SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url) }
+        let highest = HighestSeen()
+        let totals = try await Self.run(config, store: slow) {
+            let notVisible = Int(try observer().queueAttributes(["ApproximateNumberOfMessagesNotVisible"])["ApproximateNumberOfMessagesNotVisible"] ?? "") ?? 0
+            highest.note(notVisible)
+            return try await sqlite.count("contacts") == 100
+        }
+        #expect(totals.applied == 100)
+        #expect(highest.value > 0 && highest.value <= 20, "at most 20 in flight, saw \(highest.value)")
+        #expect(try observer().queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "0")
+    }
+
     @Test func fifoKeepsOrderWithinAGroup() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "ordered-\(UUID().uuidString.prefix(6)).fifo",
@@ -484,6 +509,13 @@ struct TotalsService: Service {
 final class ResultBox: @unchecked Sendable {
     // Written once by the service, read after the group ended.
     var totals: SQSSource.Totals?
+}
+
+/// The largest of the values noted so far.
+final class HighestSeen: Sendable {
+    private let highest = Mutex(0)
+    func note(_ value: Int) { highest.withLock { $0 = max($0, value) } }
+    var value: Int { highest.withLock { $0 } }
 }
 
 /// A store that takes its time, to outlast visibility timeouts.
