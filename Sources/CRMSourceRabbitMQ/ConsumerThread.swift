@@ -118,9 +118,11 @@ final class ConsumerThread: @unchecked Sendable {
                 replies = nil
                 if closeToGiveBack {
                     closeToGiveBack = false
-                    logger.notice("gave a failed batch back to the queue with every later delivery (channel closed), reconnecting", metadata: [
+                    let then = stopFlag.isSet ? "stopping" : "reconnecting"
+                    logger.notice("gave a failed batch back to the queue with every later delivery (channel closed), \(then)", metadata: [
                         "source": "\(sourceName)",
                     ])
+                    if stopFlag.isSet { return }
                     waitForWake(.milliseconds(100))
                     continue
                 }

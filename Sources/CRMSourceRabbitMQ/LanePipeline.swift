@@ -226,10 +226,11 @@ struct LanePipeline: Sendable {
         }
     }
 
-    /// A work given back (not while stopping, when each message is given back as it is) abandons its generation:
-    /// no later work of it is applied, and the consumer thread closes the channel (`AbandonedGenerations`).
+    /// A work given back abandons its generation: no later work of it is applied, and the consumer thread closes
+    /// the channel (`AbandonedGenerations`). While stopping too: a store that recovers within the stop would
+    /// otherwise commit later events of the given-back contacts first.
     private func abandonIfGivenBack(_ work: LaneWork, _ generations: [Int]?, _ settled: [(disposition: Disposition, reply: [UInt8]?)]) {
-        guard !stopping.isSet, settled.contains(where: { $0.disposition == .requeue }) else { return }
+        guard settled.contains(where: { $0.disposition == .requeue }) else { return }
         abandoned.abandon(generations?.max() ?? work.generation)
     }
 

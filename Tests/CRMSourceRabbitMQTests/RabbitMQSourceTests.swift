@@ -411,39 +411,6 @@ struct RabbitMQSourceTests {
     /// commit first: registrations after the deposits that needed them, the last update overwritten by an older one.
     /// Both pipelines: lanes (any store) and submission order (a store with an ordered submitter, as SQLite).
     @Test(arguments: [false, true]) func aBatchGivenBackKeepsPerContactOrder(ordered: Bool) async throws {
-        final class RecoveringStore: StoreInFront {
-            let base: SQLiteCRMStore
-            let ordered: Bool
-            let refusing = Mutex(true)
-            let applyStarted = Atomic<Bool>(false)
-            let release = Atomic<Bool>(false)
-            init(base: SQLiteCRMStore, ordered: Bool) { self.base = base; self.ordered = ordered }
-            /// The first whole-batch call waits for `release`, then refuses (a schema error) and the store recovers.
-            func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
-                if refusing.withLock({ $0 }) {
-                    applyStarted.store(true, ordering: .releasing)
-                    while !release.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(20)) }
-                    refusing.withLock { $0 = false }
-                    throw StoreError(.schema, "no such table: contacts")
-                }
-                return try await base.apply(events, now: now, timing: timing)
-            }
-            func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
-                guard ordered, let base = base.makeOrderedSubmitter() else { return nil }
-                return Submitter(store: self, base: base)
-            }
-            /// While refusing, a submitted batch fails (and so, like SQLite's chain, does each one after it), which
-            /// sends the pipeline to `apply` above with the failed batches.
-            struct Submitter: OrderedSubmitter {
-                let store: RecoveringStore
-                let base: any OrderedSubmitter
-                func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
-                    if store.refusing.withLock({ $0 }) { return PendingBatch { throw StoreError(.schema, "no such table: contacts") } }
-                    return base.submit(events, now: now)
-                }
-                func resume() { base.resume() }
-            }
-        }
         let node = try RabbitMQTestNode.shared()
         let queue = Self.uniqueQueue(ordered ? "given-back-ordered" : "given-back-lanes")
         let deadLetters = queue + ".dead"
@@ -479,6 +446,43 @@ struct RabbitMQSourceTests {
         #expect(problems.isEmpty, "\(problems)")
         #expect(logs.contains("gave a failed batch back to the queue with every later delivery"))
         #expect(try node.counts(deadLetters) == (1, 0))
+    }
+
+    /// The same refusal while the daemon is stopping: the failed batch goes back with every later delivery (the
+    /// channel is closed), not by itself, so later events of its contacts are not committed first. A second run
+    /// then drains the queue, and every contact ends in its last state.
+    @Test(arguments: [false, true]) func aBatchFailingWhileStoppingKeepsPerContactOrder(ordered: Bool) async throws {
+        let node = try RabbitMQTestNode.shared()
+        let queue = Self.uniqueQueue(ordered ? "stop-given-back-ordered" : "stop-given-back-lanes")
+        try node.freshQueue(queue)
+        let workload = Workload(contacts: 10, perContact: 8)
+        let messages = workload.messages(queue: queue, withIds: true)
+        let publisher = try node.publisher()
+        try publisher.publishAll(Array(messages[..<40]))
+        let made = Captured<RecoveringStore>()
+        let logs = CapturedLogs()
+        let first = try RunningSource(queue: queue, node: node, lanes: 1, logger: logs.logger, storeInFront: { store in
+            let front = RecoveringStore(base: store, ordered: ordered)
+            made.value.withLock { $0 = front }
+            return front
+        })
+        let store = try #require(made.value.withLock { $0 })
+        #expect(try await first.wait { store.applyStarted.load(ordering: .acquiring) })
+        try publisher.publishAll(Array(messages[40...]))
+        publisher.close()
+        #expect(try await first.wait { try node.counts(queue).ready == 0 })
+        // SIGTERM while the first batch is stuck in the store; it fails once the stop is under way.
+        let stopping = Task { try await first.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        store.release.store(true, ordering: .releasing)
+        try await stopping.value
+        #expect(logs.contains("gave a failed batch back to the queue with every later delivery"))
+        let second = try RunningSource(queue: queue, node: node, lanes: 1, folder: first.folder, sharedStore: first.store)
+        defer { second.remove() }
+        #expect(try await second.wait { try await second.count("ledger") == workload.total && node.counts(queue) == (0, 0) })
+        try await second.stop()
+        let problems = try await workload.problems(in: second.store)
+        #expect(problems.isEmpty, "\(problems)")
     }
 
     @Test func survivesTheBrokerGoingAwayMidStream() async throws {
@@ -658,5 +662,41 @@ struct RabbitMQSourceTests {
         #expect(try node.counts(first) == (0, 0))
         #expect(try node.counts(second) == (0, 0))
         #expect(try await store.count("purchases") == 2 * workload.contacts * workload.depositSteps.count)
+    }
+}
+
+/// A store whose first whole-batch call waits for `release`, then refuses (a schema error), and which then
+/// recovers; with `ordered`, SQLite's ordered submitter in front of the same failure.
+final class RecoveringStore: StoreInFront {
+    let base: SQLiteCRMStore
+    let ordered: Bool
+    let refusing = Mutex(true)
+    let applyStarted = Atomic<Bool>(false)
+    let release = Atomic<Bool>(false)
+    init(base: SQLiteCRMStore, ordered: Bool) { self.base = base; self.ordered = ordered }
+    /// The first whole-batch call waits for `release`, then refuses (a schema error) and the store recovers.
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        if refusing.withLock({ $0 }) {
+            applyStarted.store(true, ordering: .releasing)
+            while !release.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(20)) }
+            refusing.withLock { $0 = false }
+            throw StoreError(.schema, "no such table: contacts")
+        }
+        return try await base.apply(events, now: now, timing: timing)
+    }
+    func makeOrderedSubmitter() -> (any OrderedSubmitter)? {
+        guard ordered, let base = base.makeOrderedSubmitter() else { return nil }
+        return Submitter(store: self, base: base)
+    }
+    /// While refusing, a submitted batch fails (and so, like SQLite's chain, does each one after it), which
+    /// sends the pipeline to `apply` above with the failed batches.
+    struct Submitter: OrderedSubmitter {
+        let store: RecoveringStore
+        let base: any OrderedSubmitter
+        func submit(_ events: [PlannedEvent], now: Timestamp) -> PendingBatch {
+            if store.refusing.withLock({ $0 }) { return PendingBatch { throw StoreError(.schema, "no such table: contacts") } }
+            return base.submit(events, now: now)
+        }
+        func resume() { base.resume() }
     }
 }
