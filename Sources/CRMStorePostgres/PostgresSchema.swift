@@ -2,10 +2,13 @@ import Logging
 import NIOCore
 import PostgresNIO
 
-/// The PostgreSQL schema, as versioned migrations applied at start-up, each in a transaction of its own.
+/// The PostgreSQL schema, as versioned migrations applied at start-up, each in a transaction of its own (or, for
+/// one that builds an index on a table older daemons write to, statement by statement with `CONCURRENTLY`).
 ///
 /// Several daemons may start at once on an empty database: the migrator holds a session advisory lock for the
-/// whole run, so one applies the migrations and the others find them applied. The tables are those of the SQLite
+/// whole run, so one applies the migrations and the others find them applied. The others wait for the lock by
+/// trying it every 100 ms, not in `pg_advisory_lock`: a statement blocked there holds a snapshot, which a
+/// concurrent index build waits for, while its holder waits for the lock the build's session holds. The tables are those of the SQLite
 /// store (`Sources/CRMStoreSQLite/SQLiteSchema.swift`, after its five migrations), in PostgreSQL's types: times
 /// in microseconds since 1970 (`bigint`, as the SQLite store keeps them), keyed hashes as `bytea`.
 enum PostgresSchema {
@@ -16,6 +19,9 @@ enum PostgresSchema {
         var version: Int
         var name: String
         var statements: [String]
+        /// false: the statements run one by one outside a transaction (`CREATE INDEX CONCURRENTLY` cannot run in
+        /// one), so each must be safe to run again after an interruption.
+        var transactional = true
     }
 
     static let migrations: [Migration] = [
@@ -141,21 +147,27 @@ enum PostgresSchema {
             """,
         ]),
         // A deposit and a withdrawal of one contact with the same transaction id and status were one row (SQLite's v11).
+        // Built concurrently: during a rolling upgrade, older daemons keep reading and writing purchases meanwhile (a
+        // plain DROP INDEX and CREATE INDEX locked the table for the whole build). The new index first (an
+        // interrupted build leaves it invalid: dropped and built again), then the old one goes.
         Migration(version: 2, name: "a purchase's kind in its uniqueness", statements: [
-            "DROP INDEX purchases_one_per_transaction_status",
+            "DROP INDEX CONCURRENTLY IF EXISTS purchases_one_per_transaction_kind_status",
             """
-            CREATE UNIQUE INDEX purchases_one_per_transaction_kind_status
+            CREATE UNIQUE INDEX CONCURRENTLY purchases_one_per_transaction_kind_status
                 ON purchases (list_id, contact_id, transaction_id, kind, status) WHERE transaction_id IS NOT NULL
             """,
-        ]),
+            "DROP INDEX CONCURRENTLY IF EXISTS purchases_one_per_transaction_status",
+        ], transactional: false),
     ]
 
     /// Applies the missing migrations under the advisory lock; returns the versions this call applied.
     @discardableResult
-    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
-        try await connection.query("SELECT pg_advisory_lock(\(advisoryLockKey))", logger: logger)
+    static func migrate(_ connection: PostgresConnection, logger: Logger, through lastVersion: Int = .max) async throws -> [Int] {
+        while try await !tryLock(connection, logger: logger) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         do {
-            let applied = try await migrateLocked(connection, logger: logger)
+            let applied = try await migrateLocked(connection, logger: logger, through: lastVersion)
             try await connection.query("SELECT pg_advisory_unlock(\(advisoryLockKey))", logger: logger)
             return applied
         } catch {
@@ -164,7 +176,14 @@ enum PostgresSchema {
         }
     }
 
-    private static func migrateLocked(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+    private static func tryLock(_ connection: PostgresConnection, logger: Logger) async throws -> Bool {
+        for try await locked in try await connection.query("SELECT pg_try_advisory_lock(\(advisoryLockKey))", logger: logger).decode(Bool.self) {
+            return locked
+        }
+        return false
+    }
+
+    private static func migrateLocked(_ connection: PostgresConnection, logger: Logger, through lastVersion: Int) async throws -> [Int] {
         try await connection.query("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now()
@@ -175,8 +194,8 @@ enum PostgresSchema {
             done.insert(version)
         }
         var applied: [Int] = []
-        for migration in migrations where !done.contains(migration.version) {
-            try await connection.query("BEGIN", logger: logger)
+        for migration in migrations where !done.contains(migration.version) && migration.version <= lastVersion {
+            if migration.transactional { try await connection.query("BEGIN", logger: logger) }
             do {
                 for statement in migration.statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -184,9 +203,9 @@ enum PostgresSchema {
                 try await connection.query(
                     "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger
                 )
-                try await connection.query("COMMIT", logger: logger)
+                if migration.transactional { try await connection.query("COMMIT", logger: logger) }
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                if migration.transactional { _ = try? await connection.query("ROLLBACK", logger: logger) }
                 throw error
             }
             logger.notice("store migration applied", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])

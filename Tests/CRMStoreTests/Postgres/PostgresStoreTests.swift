@@ -60,6 +60,105 @@ struct PostgresMigrationTests {
         try await first.close()
         try await second.close()
     }
+
+    /// `count` connections to `database`, closed however `body` ends (a connection deinitialized open traps).
+    func withConnections<Result>(
+        _ count: Int, to database: String, _ body: ([PostgresConnection]) async throws -> Result
+    ) async throws -> Result {
+        let server = try PostgresTestServer.shared()
+        var connections: [PostgresConnection] = []
+        do {
+            for _ in 0..<count { connections.append(try await connect(server, database: database)) }
+            let result = try await body(connections)
+            for connection in connections { try await connection.close() }
+            return result
+        } catch {
+            for connection in connections { try? await connection.close() }
+            throw error
+        }
+    }
+
+    /// Rows as a table of the given length, one per contact, with transaction ids (what the purchases index covers).
+    func fillPurchases(_ connection: PostgresConnection, rows: Int) async throws {
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            INSERT INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at)
+            SELECT 1, 'c' || n, 'deposit', 'approved', '1.00', 't' || n, n FROM generate_series(1, \(rows)) AS n
+            """), logger: logger)
+    }
+
+    /// The indexes of `purchases`, by name, with whether each is valid.
+    func purchaseIndexes(_ connection: PostgresConnection) async throws -> [String: Bool] {
+        var indexes: [String: Bool] = [:]
+        for try await (name, valid) in try await connection.query("""
+            SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE i.indrelid = 'purchases'::regclass
+            """, logger: logger).decode((String, Bool).self) {
+            indexes[name] = valid
+        }
+        return indexes
+    }
+
+    /// Migration 2 rebuilds the purchases index during a rolling upgrade, while older daemons still write purchases:
+    /// built concurrently, it leaves the table writable. A plain DROP INDEX and CREATE INDEX in a transaction held
+    /// an exclusive lock for the whole build, and this insert (with a 200 ms lock timeout) failed.
+    @Test func theKindIndexIsBuiltWhilePurchasesStayWritable() async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try await freshDatabase(server)
+        try await withConnections(3, to: database) { connections in
+            let (migrator, writer, watcher) = (connections[0], connections[1], connections[2])
+            #expect(try await PostgresSchema.migrate(migrator, logger: logger, through: 1) == [1])
+            try await fillPurchases(writer, rows: 600_000)
+            let migration = Task { try await PostgresSchema.migrate(migrator, logger: logger) }
+            // Waits until the build runs (pg_stat_progress_create_index), then writes a purchase.
+            var building = false
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !building, ContinuousClock.now < deadline {
+                for try await count in try await watcher.query(
+                    "SELECT count(*)::int FROM pg_stat_progress_create_index WHERE relid = 'purchases'::regclass", logger: logger
+                ).decode(Int.self) {
+                    building = count > 0
+                }
+                if !building { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            #expect(building, "the index build was not seen")
+            try await writer.query("SET lock_timeout = '200ms'", logger: logger)
+            do {
+                let inserted = try await writer.query("""
+                    INSERT INTO purchases (list_id, contact_id, kind, status, amount, transaction_id, occurred_at)
+                    VALUES (1, 'during', 'deposit', 'approved', '2.00', 'during-build', 1) RETURNING id
+                    """, logger: logger).collect().count
+                #expect(inserted == 1)
+            } catch {
+                Issue.record("a purchase could not be written during the build: \(String(reflecting: error))")
+            }
+            #expect(try await migration.value == [2])
+            #expect(try await purchaseIndexes(watcher) == ["purchases_pkey": true, "purchases_by_contact": true, "purchases_one_per_transaction_kind_status": true])
+        }
+    }
+
+    /// A concurrent build that was interrupted leaves an invalid index under the new name; the next start drops it
+    /// and builds it again, then records the migration.
+    @Test func anInterruptedIndexBuildIsRedone() async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try await freshDatabase(server)
+        try await withConnections(1, to: database) { connections in
+            let connection = connections[0]
+            #expect(try await PostgresSchema.migrate(connection, logger: logger, through: 1) == [1])
+            try await fillPurchases(connection, rows: 2)
+            // A unique index on a constant fails on two rows, and a failed concurrent build stays behind, invalid.
+            await #expect(throws: (any Error).self) {
+                try await connection.query(PostgresQuery(unsafeSQL: "CREATE UNIQUE INDEX CONCURRENTLY purchases_one_per_transaction_kind_status ON purchases ((1))"), logger: logger)
+            }
+            #expect(try await purchaseIndexes(connection)["purchases_one_per_transaction_kind_status"] == false)
+            #expect(try await PostgresSchema.migrate(connection, logger: logger) == [2])
+            #expect(try await purchaseIndexes(connection) == ["purchases_pkey": true, "purchases_by_contact": true, "purchases_one_per_transaction_kind_status": true])
+            for try await definition in try await connection.query(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'purchases_one_per_transaction_kind_status'", logger: logger
+            ).decode(String.self) {
+                #expect(definition.contains("(list_id, contact_id, transaction_id, kind, status)"))
+            }
+        }
+    }
 }
 
 /// The store's first operations against the real server.
