@@ -91,5 +91,5 @@ extension StoreConfig {
 
 extension HTTPServerConfig {
     /// The server in a few words, for messages.
-    public var summary: String { "\(host):\(port) (max body \(maxBodyBytes) bytes)" }
+    public var summary: String { "\(host):\(port) (max body \(maxBodyBytes) bytes, read timeout \(readTimeout.components.seconds)s)" }
 }

@@ -3,9 +3,9 @@ import Foundation
 import Yams
 
 extension ConfigReader {
-    /// `http: { listen: 127.0.0.1:8080, max_body: 1MiB }`
+    /// `http: { listen: 127.0.0.1:8080, max_body: 1MiB, read_timeout: 30s }`
     mutating func readHTTPServer(_ node: Node?) -> HTTPServerConfig? {
-        guard let fields = members(node, at: "http", allowed: ["listen", "max_body"]) else { return nil }
+        guard let fields = members(node, at: "http", allowed: ["listen", "max_body", "read_timeout"]) else { return nil }
         var config = HTTPServerConfig()
         if let listen = string(fields["listen"], at: "http.listen") {
             if let (host, port) = Self.hostAndPort(listen) {
@@ -20,6 +20,13 @@ extension ConfigReader {
                 config.maxBodyBytes = bytes
             } else {
                 problem("http.max_body", "expected a size from 1KiB to 64MiB such as 1MiB, got \"\(text)\"")
+            }
+        }
+        if let text = string(fields["read_timeout"], at: "http.read_timeout") {
+            if let seconds = DurationText.seconds(text), seconds >= 1, seconds <= 600 {
+                config.readTimeout = .seconds(seconds)
+            } else {
+                problem("http.read_timeout", "expected a duration from 1s to 10m such as 30s, got \"\(text)\"")
             }
         }
         return config

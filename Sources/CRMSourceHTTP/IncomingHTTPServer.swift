@@ -121,6 +121,8 @@ public struct IncomingHTTPServer: Service {
         let integrations = self.integrations
         let app = Application(
             router: router,
+            // Closes a connection idle (between requests, or within one) for the read timeout.
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.readTimeout.components.seconds) * 1_000_000_000))),
             configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -182,22 +184,31 @@ struct IncomingRequestHandler: Sendable {
             return JSONResponse.error(.unsupportedMediaType, "not_json", "send the body as Content-Type: application/json, got \(contentType.map { "\"\($0)\"" } ?? "none")")
         }
         let started = ContinuousClock.now
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: server.config.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            metrics.count(.rejected, type: nil)
-            return JSONResponse.error(.contentTooLarge, "body_too_large", "the body is larger than max_body (\(server.config.maxBodyBytes) bytes)")
-        }
-        let receivedAt = server.now()
+        // Authenticated before the body is read: an unauthenticated client gets no memory for its body.
         if let verifier = integration.verifier {
-            if case let .failure(failure) = await verifier.verify(authorization: request.headers[.authorization], now: receivedAt) {
+            if case let .failure(failure) = await verifier.verify(authorization: request.headers[.authorization], now: server.now()) {
                 metrics.count(.rejected, type: nil)
                 server.logger.notice("refused an unauthenticated request", metadata: ["source": "\(integration.integration.source)", "reason": "\(LogRedaction.reason(failure.reason))"])
-                return JSONResponse.error(.unauthorized, "unauthorized", failure.reason, headers: [.wwwAuthenticate: "Bearer"])
+                return JSONResponse.error(.unauthorized, "unauthorized", failure.reason, headers: [.wwwAuthenticate: "Bearer", .connection: "close"])
             }
         }
+        let body: ByteBuffer
+        switch await Self.collectBody(of: request, upTo: server.config.maxBodyBytes, within: server.config.readTimeout) {
+        case let .success(collected):
+            body = collected
+        case .failure(.tooLarge):
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.contentTooLarge, "body_too_large", "the body is larger than max_body (\(server.config.maxBodyBytes) bytes)",
+                                      headers: [.connection: "close"])
+        case .failure(.tooSlow):
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.requestTimeout, "body_too_slow", "the body did not arrive within read_timeout (\(server.config.readTimeout.components.seconds) s)",
+                                      headers: [.connection: "close"])
+        case let .failure(.failed(reason)):
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.badRequest, "body_unreadable", reason, headers: [.connection: "close"])
+        }
+        let receivedAt = server.now()
         let incoming = IncomingRequest(
             method: request.method.rawValue,
             headers: request.headers.map { (name: $0.name.rawName, value: $0.value) },
@@ -245,6 +256,37 @@ struct IncomingRequestHandler: Sendable {
         case let .failed(error):
             metrics.count(.rejected, type: type)
             return JSONResponse.error(.unprocessableContent, "refused_by_store", error.message)
+        }
+    }
+
+    enum BodyFailure: Error {
+        case tooLarge
+        case tooSlow
+        case failed(String)
+    }
+
+    /// The request's body, at most `maxBytes`, read within `deadline`: a client that stops sending, or drips its
+    /// body, is answered 408 instead of holding the handler (and a graceful stop, which waits for handlers).
+    static func collectBody(of request: Request, upTo maxBytes: Int, within deadline: Duration) async -> Result<ByteBuffer, BodyFailure> {
+        await withTaskGroup(of: Result<ByteBuffer, BodyFailure>?.self) { group in
+            group.addTask {
+                do {
+                    return .success(try await request.body.collect(upTo: maxBytes))
+                } catch is NIOTooManyBytesError {
+                    return .failure(.tooLarge)
+                } catch {
+                    return Task.isCancelled ? nil : .failure(.failed("cannot read the body: \(error)"))
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: deadline)
+                return Task.isCancelled ? nil : .failure(.tooSlow)
+            }
+            defer { group.cancelAll() }
+            while let result = await group.next() {
+                if let result { return result }
+            }
+            return .failure(.tooSlow)
         }
     }
 

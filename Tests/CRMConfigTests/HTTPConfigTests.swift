@@ -71,7 +71,7 @@ struct HTTPConfigTests {
 
     @Test func readsAFullHTTPConfiguration() throws {
         let config = try loader.load(yaml: """
-            http: { listen: 127.0.0.1:8080, max_body: 1MiB }
+            http: { listen: 127.0.0.1:8080, max_body: 1MiB, read_timeout: 45s }
             idempotency: { ledger_retention: 30d }
             attributes:
               - { name: email, headers: [customer_email] }
@@ -98,7 +98,7 @@ struct HTTPConfigTests {
                 - create_contact: { list: 2, email_subscribed: false }
                 - enter_journey: { journey: 7 }
             """)
-        #expect(config.http == HTTPServerConfig(host: "127.0.0.1", port: 8080, maxBodyBytes: 1_048_576))
+        #expect(config.http == HTTPServerConfig(host: "127.0.0.1", port: 8080, maxBodyBytes: 1_048_576, readTimeout: .seconds(45)))
         #expect(config.sources == [SourceConfig(name: "shop", format: .flattened, transport: .http(HTTPSourceConfig(
             endpoint: "shop-orders-2024",
             auth: .jwt(JWTAuthConfig(
@@ -245,7 +245,9 @@ struct HTTPConfigTests {
         ("http: { max_body: 512 }", "http.max_body: expected a size from 1KiB to 64MiB such as 1MiB, got \"512\""),
         ("http: { max_body: 65MiB }", "http.max_body: expected a size from 1KiB to 64MiB such as 1MiB, got \"65MiB\""),
         ("http: { max_body: lots }", "http.max_body: expected a size from 1KiB to 64MiB such as 1MiB, got \"lots\""),
-        ("http: { port: 80 }", "http.port: unknown key (expected one of: listen, max_body)"),
+        ("http: { read_timeout: 0s }", "http.read_timeout: expected a duration from 1s to 10m such as 30s, got \"0s\""),
+        ("http: { read_timeout: 1h }", "http.read_timeout: expected a duration from 1s to 10m such as 30s, got \"1h\""),
+        ("http: { port: 80 }", "http.port: unknown key (expected one of: listen, max_body, read_timeout)"),
         ("http: [ 1 ]", "http: expected a mapping (key: value), got a list"),
     ])
     func refusesBadServerSettings(yaml: String, expected: String) {

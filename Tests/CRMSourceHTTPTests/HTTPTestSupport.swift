@@ -7,6 +7,7 @@ import Crypto
 import CryptoExtras
 import CurlHTTP
 import Foundation
+import Glibc
 import Logging
 import ServiceLifecycle
 
@@ -49,13 +50,13 @@ final class RunningServer: @unchecked Sendable {
     /// Starts the server and waits until it listens.
     func start(
         integrations: [HTTPIntegration], mapping: Mapping, store override: (any CRMStore)? = nil,
-        maxBody: Int = 1 << 20, probes: OperationalProbes? = nil
+        maxBody: Int = 1 << 20, readTimeout: Duration = .seconds(30), probes: OperationalProbes? = nil
     ) async throws {
         let listening = PortBox()
         let clock = self.clock
         let store: any CRMStore = override ?? self.store
         let server = IncomingHTTPServer(
-            config: HTTPServerConfig(host: "127.0.0.1", port: 0, maxBodyBytes: maxBody), integrations: integrations,
+            config: HTTPServerConfig(host: "127.0.0.1", port: 0, maxBodyBytes: maxBody, readTimeout: readTimeout), integrations: integrations,
             processor: { EventProcessor(mapping: mapping) }, store: store,
             probes: probes ?? OperationalProbes(readinessProblems: { [] }, metricsText: { "" }),
             logger: Logger(label: "test.http"), now: { clock.now }, onListening: { listening.set($0) }
@@ -73,6 +74,23 @@ final class RunningServer: @unchecked Sendable {
         await group?.triggerGracefulShutdown()
         try await task?.value
         try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Starts a graceful stop and waits for it at most `deadline`: false when it did not end (the stop is left
+    /// running, so a server that never stops fails the test instead of hanging the run).
+    func stop(within deadline: Duration) async -> Bool {
+        let done = StopFlag()
+        let group = self.group
+        let task = self.task
+        Task {
+            await group?.triggerGracefulShutdown()
+            _ = try? await task?.value
+            done.set()
+        }
+        let started = ContinuousClock.now
+        while !done.isSet, ContinuousClock.now - started < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if done.isSet { try? FileManager.default.removeItem(at: folder) }
+        return done.isSet
     }
 
     /// Stops the server and leaves the database in place.
@@ -99,6 +117,50 @@ final class RunningServer: @unchecked Sendable {
             }.start()
         }
     }
+}
+
+/// A raw TCP connection to the server, for clients curl will not play: one that stalls or drips its body.
+final class RawConnection: @unchecked Sendable {
+    // The descriptor is used by one test task at a time.
+    private let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, connected == 0 else { throw TestFailure("cannot connect to 127.0.0.1:\(port)") }
+    }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// What the server sent until it closed the connection or `timeout` passed (on a thread: `recv` blocks).
+    func received(within timeout: Duration) async -> String {
+        let fd = self.fd
+        return await withCheckedContinuation { continuation in
+            Thread {
+                var seconds = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &seconds, socklen_t(MemoryLayout<timeval>.size))
+                var all: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = recv(fd, &buffer, buffer.count, 0)
+                    if count <= 0 { break }
+                    all += buffer[..<count]
+                }
+                continuation.resume(returning: String(decoding: all, as: UTF8.self))
+            }.start()
+        }
+    }
+
+    func close() { _ = Glibc.close(fd) }
 }
 
 final class PortBox: @unchecked Sendable {

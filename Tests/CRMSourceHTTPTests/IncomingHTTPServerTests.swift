@@ -226,6 +226,48 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// A client that sends a request's head and the start of its body, then nothing: its connection is closed after
+    /// the read timeout, and a graceful stop does not wait for it. Before, the handler waited for the body forever,
+    /// and so did the stop (and the daemon's sources, stopped after the HTTP server).
+    @Test func aStalledBodyDoesNotHoldUpAGracefulStop() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, readTimeout: .seconds(1))
+        let client = try RawConnection(port: server.port)
+        defer { client.close() }
+        client.send("POST \(Self.path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        try await Task.sleep(for: .milliseconds(200))
+        let stopped = ContinuousClock.now
+        async let stoppedInTime = server.stop(within: .seconds(15))
+        let reply = await client.received(within: .seconds(10))
+        #expect(ContinuousClock.now - stopped < .seconds(5), "the stalled request held the connection: \(reply)")
+        #expect(await stoppedInTime, "the graceful stop did not end")
+        #expect(try await server.store.count("ledger") == 0)
+    }
+
+    /// A body dripped a byte at a time, never idle for the read timeout, is answered 408 once the read timeout has
+    /// passed since the request began, and its connection closed; nothing is recorded.
+    @Test func aDrippedBodyIsAnswered408() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, readTimeout: .seconds(1))
+        let client = try RawConnection(port: server.port)
+        defer { client.close() }
+        client.send("POST \(Self.path) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(Self.order.utf8.count)\r\n\r\n")
+        let began = ContinuousClock.now
+        let drip = Task {
+            for character in Self.order where !Task.isCancelled {
+                client.send(String(character))
+                try? await Task.sleep(for: .milliseconds(300))
+            }
+        }
+        let reply = await client.received(within: .seconds(10))
+        drip.cancel()
+        #expect(reply.hasPrefix("HTTP/1.1 408"), "\(reply)")
+        #expect(reply.contains("body_too_slow"))
+        #expect(ContinuousClock.now - began < .seconds(4))
+        #expect(try await server.store.count("ledger") == 0)
+        #expect(await server.stop(within: .seconds(15)))
+    }
+
     @Test func aStoreThatIsDownAnswers503WithRetryAfter() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: FailingStore())
