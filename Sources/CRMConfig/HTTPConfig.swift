@@ -7,8 +7,8 @@ public struct HTTPServerConfig: Sendable, Equatable {
     public var port: Int
     /// Largest request body; a larger one answers 413.
     public var maxBodyBytes: Int
-    /// A connection that sends nothing for this long is closed, and a request's body must arrive within it (else
-    /// 408): a stalled or slowly dripping client cannot hold a connection, its memory, or a graceful stop.
+    /// A connection that sends nothing for this long is closed, and so is one whose request has not arrived whole
+    /// within it: a stalled or slowly dripping client cannot hold a connection, its memory, or a graceful stop.
     public var readTimeout: Duration
 
     public init(host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 1 << 20, readTimeout: Duration = .seconds(30)) {

@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTPTypes
 import ServiceLifecycle
 
 /// One configured HTTP integration, ready to serve: its endpoint, how it authenticates and its metrics.
@@ -118,11 +119,15 @@ public struct IncomingHTTPServer: Service {
         }
         let onListening = self.onListening
         let logger = self.logger
+        let readTimeout = TimeAmount.nanoseconds(Int64(config.readTimeout.components.seconds) * 1_000_000_000)
         let integrations = self.integrations
         let app = Application(
             router: router,
-            // Closes a connection idle (between requests, or within one) for the read timeout.
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(config.readTimeout.components.seconds) * 1_000_000_000))),
+            // Closes a connection idle (between requests, or within one) for the read timeout, or whose request
+            // has not arrived whole within it.
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [RequestReadDeadline(timeout: readTimeout)], idleTimeout: readTimeout
+            )),
             configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -192,21 +197,14 @@ struct IncomingRequestHandler: Sendable {
                 return JSONResponse.error(.unauthorized, "unauthorized", failure.reason, headers: [.wwwAuthenticate: "Bearer", .connection: "close"])
             }
         }
+        var request = request
         let body: ByteBuffer
-        switch await Self.collectBody(of: request, upTo: server.config.maxBodyBytes, within: server.config.readTimeout) {
-        case let .success(collected):
-            body = collected
-        case .failure(.tooLarge):
+        do {
+            body = try await request.collectBody(upTo: server.config.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
             metrics.count(.rejected, type: nil)
             return JSONResponse.error(.contentTooLarge, "body_too_large", "the body is larger than max_body (\(server.config.maxBodyBytes) bytes)",
                                       headers: [.connection: "close"])
-        case .failure(.tooSlow):
-            metrics.count(.rejected, type: nil)
-            return JSONResponse.error(.requestTimeout, "body_too_slow", "the body did not arrive within read_timeout (\(server.config.readTimeout.components.seconds) s)",
-                                      headers: [.connection: "close"])
-        case let .failure(.failed(reason)):
-            metrics.count(.rejected, type: nil)
-            return JSONResponse.error(.badRequest, "body_unreadable", reason, headers: [.connection: "close"])
         }
         let receivedAt = server.now()
         let incoming = IncomingRequest(
@@ -259,37 +257,6 @@ struct IncomingRequestHandler: Sendable {
         }
     }
 
-    enum BodyFailure: Error {
-        case tooLarge
-        case tooSlow
-        case failed(String)
-    }
-
-    /// The request's body, at most `maxBytes`, read within `deadline`: a client that stops sending, or drips its
-    /// body, is answered 408 instead of holding the handler (and a graceful stop, which waits for handlers).
-    static func collectBody(of request: Request, upTo maxBytes: Int, within deadline: Duration) async -> Result<ByteBuffer, BodyFailure> {
-        await withTaskGroup(of: Result<ByteBuffer, BodyFailure>?.self) { group in
-            group.addTask {
-                do {
-                    return .success(try await request.body.collect(upTo: maxBytes))
-                } catch is NIOTooManyBytesError {
-                    return .failure(.tooLarge)
-                } catch {
-                    return Task.isCancelled ? nil : .failure(.failed("cannot read the body: \(error)"))
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: deadline)
-                return Task.isCancelled ? nil : .failure(.tooSlow)
-            }
-            defer { group.cancelAll() }
-            while let result = await group.next() {
-                if let result { return result }
-            }
-            return .failure(.tooSlow)
-        }
-    }
-
     /// The media type of a Content-Type value: before any `;` parameters, without surrounding spaces and tabs, in
     /// lower case (`Application/JSON; charset=utf-8` -> `application/json`). Works on bytes: Foundation's trimming
     /// goes through `NSString`, a noticeable share of a request's CPU.
@@ -329,5 +296,40 @@ enum JSONResponse {
 
     static func error(_ status: HTTPResponse.Status, _ code: String, _ reason: String, headers: HTTPFields = [:]) -> Response {
         make(status, .object([("error", .string(code)), ("reason", .string(reason))]), headers: headers)
+    }
+}
+
+/// Closes a connection whose request has not arrived whole (head, body, end) within `timeout` of its head: a body
+/// dripped a byte at a time never trips the idle timeout, yet must not hold its handler, or a graceful stop that
+/// waits for handlers. One timer per request on the connection's event loop.
+final class RequestReadDeadline: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            timer?.cancel()
+            let channel = context.channel
+            timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
+        case .end:
+            timer?.cancel()
+            timer = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
     }
 }

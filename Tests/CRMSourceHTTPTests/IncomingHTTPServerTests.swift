@@ -244,9 +244,10 @@ struct IncomingHTTPServerTests {
         #expect(try await server.store.count("ledger") == 0)
     }
 
-    /// A body dripped a byte at a time, never idle for the read timeout, is answered 408 once the read timeout has
-    /// passed since the request began, and its connection closed; nothing is recorded.
-    @Test func aDrippedBodyIsAnswered408() async throws {
+    /// A body dripped a byte at a time, never idle for the read timeout, has its connection closed once the read
+    /// timeout has passed since the request's head; nothing is recorded. Before, the handler read on for as long as
+    /// the client dripped (30 s here), and a graceful stop waited for it.
+    @Test func aDrippedBodyHasItsConnectionClosed() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration()], mapping: Self.mapping, readTimeout: .seconds(1))
         let client = try RawConnection(port: server.port)
@@ -261,9 +262,8 @@ struct IncomingHTTPServerTests {
         }
         let reply = await client.received(within: .seconds(10))
         drip.cancel()
-        #expect(reply.hasPrefix("HTTP/1.1 408"), "\(reply)")
-        #expect(reply.contains("body_too_slow"))
-        #expect(ContinuousClock.now - began < .seconds(4))
+        #expect(reply.isEmpty, "\(reply)")
+        #expect(ContinuousClock.now - began < .seconds(4), "the connection stayed open")
         #expect(try await server.store.count("ledger") == 0)
         #expect(await server.stop(within: .seconds(15)))
     }
