@@ -629,7 +629,7 @@ struct ConfigReader {
         let text = expand(scalar.string, at: path)
         guard scalar.style == .plain, !scalar.string.contains("${") else { return .string(text) }
         if node.null != nil { return .null }
-        if let flag = node.bool { return .bool(flag) }
+        if let flag = dataBool(node, text: text, at: path) { return .bool(flag) }
         // YAML numbers that are also JSON numbers keep their exact text; others (0x1F, .inf) stay text.
         if node.int != nil || node.float != nil, case let .number(literal)? = try? JSONParser().parse(text) {
             return .number(literal)

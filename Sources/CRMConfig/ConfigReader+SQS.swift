@@ -82,6 +82,16 @@ extension ConfigReader {
         return problems.count == before ? config : nil
     }
 
+    /// A data value's boolean: only `true` and `false` (any case), as JSON and YAML 1.2 have it. The YAML 1.1 words
+    /// Yams also reads as booleans (`yes`, `no`, `on`, `off`, `y`, `n`) are refused: `country: [NO, SE]` would
+    /// otherwise filter on `false` instead of Norway. Returns nil for anything that is not a boolean.
+    mutating func dataBool(_ node: Node, text: String, at path: String) -> Bool? {
+        guard let flag = node.bool else { return nil }
+        if ["true", "false"].contains(text.lowercased()) { return flag }
+        problem(path, "\"\(text)\" is a YAML 1.1 boolean; write true or false, or quote it (\"\(text)\") for the text")
+        return nil
+    }
+
     /// A YAML tree as JSON (filter policies are JSON documents written in YAML).
     mutating func jsonValue(_ node: Node, at path: String) -> JSONValue {
         switch node {
@@ -93,7 +103,7 @@ extension ConfigReader {
             let text = expand(scalar.string, at: path)
             guard scalar.style == .plain else { return .string(text) }
             if node.null != nil { return .null }
-            if let flag = node.bool { return .bool(flag) }
+            if let flag = dataBool(node, text: text, at: path) { return .bool(flag) }
             if node.int != nil || node.float != nil, case let .number(literal)? = try? JSONParser().parse(text) { return .number(literal) }
             return .string(text)
         case .alias:

@@ -125,6 +125,8 @@ struct ConfigLoaderTests {
          ["mappings.USER_UPDATE[0].update_contact.list: expected a whole number, got \"one\""]),
         ("mappings: { USER_UPDATE: [ { update_contact: { list: 0 } } ] }",
          ["mappings.USER_UPDATE[0].update_contact.list: must be greater than 0, got 0"]),
+        ("attributes: [ { name: optIn, headers: [optIn] } ]\nmappings: { USER_UPDATE: [ { set_property: { list: 1, property: optIn, value: yes } } ] }",
+         ["mappings.USER_UPDATE[0].set_property.value: \"yes\" is a YAML 1.1 boolean; write true or false, or quote it (\"yes\") for the text"]),
         ("mappings: { USER_UPDATE: [ { send_sms: { list: 1 } } ] }",
          ["mappings.USER_UPDATE[0].send_sms: unknown action (actions: anonymize_contact, create_contact, create_purchase_row, enter_journey, set_property, temp_block_contact, update_contact)"]),
         ("mappings: { USER_REGISTRATION: [ { create_contact: { list: 1, email_subscribed: maybe } } ] }",

@@ -40,6 +40,24 @@ struct SQSConfigTests {
         #expect(!policy.matches(attributes: ["resource_type": .string("session")]))
     }
 
+    /// Quoted, the YAML 1.1 boolean words are the text they look like.
+    @Test func quotedNorwayIsNorway() throws {
+        let config = try ConfigLoader(environment: [:]).load(yaml: """
+            sources:
+              - name: s
+                sqs:
+                  queue_url: https://q
+                  region: r
+                  filter_policy: { country: ["NO", SE] }
+            """)
+        guard case let .sqs(sqs)? = config.sources.first?.transport, let policy = sqs.filterPolicy else {
+            Issue.record("no SQS source with a filter policy")
+            return
+        }
+        #expect(policy.matches(attributes: ["country": .string("NO")]))
+        #expect(!policy.matches(attributes: ["country": .string("DK")]))
+    }
+
     @Test(arguments: [
         ("queue_url: ftp://x\n      region: r", "sources[0].sqs.queue_url: expected an https:// queue URL, got \"ftp://x\""),
         ("queue_url: https://q\n      region: r\n      wait_time: 30s", "sources[0].sqs.wait_time: SQS long polls wait at most 20s, got 30s"),
@@ -47,6 +65,8 @@ struct SQSConfigTests {
         ("queue_url: https://q\n      region: r\n      filter_policy: { a: [ { numeric: [\">\", x] } ] }",
          "sources[0].sqs.filter_policy.a[0].numeric[1]: expected a number after \">\", found a string"),
         ("queue_url: https://q", "sources[0].sqs.region: required"),
+        ("queue_url: https://q\n      region: r\n      filter_policy: { country: [NO, SE] }",
+         "sources[0].sqs.filter_policy.country[0]: \"NO\" is a YAML 1.1 boolean; write true or false, or quote it (\"NO\") for the text"),
         ("queue_url: https://q\n      region: r\n      max_in_flight: 0", "sources[0].sqs.max_in_flight: must be greater than 0, got 0"),
         ("queue_url: https://q\n      region: r\n      max_in_flight: 200000", "sources[0].sqs.max_in_flight: at most 120000, got 200000"),
     ])
