@@ -86,21 +86,23 @@ struct ConfigReloader: Service {
     }
 }
 
-/// What identifies a file's version without reading it: device, inode, size, modification time (following symbolic
-/// links, as `stat` does).
+/// What identifies a file's version without reading it: device, inode, size, modification time, from `stat(2)`,
+/// which follows symbolic links all the way. A Kubernetes ConfigMap is `crm-ingest.yaml -> ..data/crm-ingest.yaml`
+/// with `..data` a relative link swapped to a new folder at each update; Foundation's `resolvingSymlinksInPath` left
+/// that chain unresolved, so the watch saw the link itself, which never changes.
 struct FileStatus: Equatable, Sendable {
     var device: UInt64
     var inode: UInt64
-    var size: UInt64
-    var modified: Date
+    var size: Int64
+    var modifiedNanoseconds: Int64
 
     /// nil: the file cannot be reached now.
     init?(path: String) {
-        let resolved = (path as NSString).resolvingSymlinksInPath
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: resolved) else { return nil }
-        device = (attributes[.deviceIdentifier] as? NSNumber)?.uint64Value ?? 0
-        inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
-        size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
-        modified = attributes[.modificationDate] as? Date ?? .distantPast
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedNanoseconds = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
     }
 }
