@@ -6,6 +6,8 @@ import Foundation
 ///
 /// - `crm_ingest_events_total{source, type, outcome}`: outcome is `received`, `applied`, `duplicate`, `unchanged`,
 ///   `skipped`, `rejected`, `filtered` or `requeued`; type is the event type, or `unknown` when the message never decoded.
+///   A source labels at most `maxTypeLabels` distinct types; later new ones count as `other`, so a client sending
+///   made-up types (an HTTP integration reads its type from the body) cannot grow `/metrics` without bound.
 /// - `crm_ingest_processing_seconds{source}`: from receipt to commit, as a histogram.
 /// - `crm_ingest_dead_letters_total{source, reason}`.
 /// - `crm_ingest_source_up{source}`: 1 while the source is connected (a broker) or serving (HTTP), else 0.
@@ -15,6 +17,10 @@ public final class EventMetrics: @unchecked Sendable {
     private let factory: any MetricsFactory
     private let lock = NSLock()
     private var counters: [Key: Counter] = [:]
+    /// The type labels in use (guarded by `lock`).
+    private var typeLabels: Set<String> = []
+    /// How many distinct type labels a source may use; the default formats have twelve types.
+    public let maxTypeLabels: Int
     private let latency: CoreMetrics.Timer
     private let up: Gauge
     private var deadLetters: [String: Counter] = [:]
@@ -29,8 +35,9 @@ public final class EventMetrics: @unchecked Sendable {
     }
 
     /// `factory`: the process's bootstrapped one by default; tests pass their own.
-    public init(source: String, factory: any MetricsFactory = MetricsSystem.factory) {
+    public init(source: String, factory: any MetricsFactory = MetricsSystem.factory, maxTypeLabels: Int = 100) {
         self.source = source
+        self.maxTypeLabels = maxTypeLabels
         self.factory = factory
         latency = CoreMetrics.Timer(label: "crm_ingest_processing_seconds", dimensions: [("source", source)], factory: factory)
         up = Gauge(label: "crm_ingest_source_up", dimensions: [("source", source)], factory: factory)
@@ -38,9 +45,13 @@ public final class EventMetrics: @unchecked Sendable {
 
     public func count(_ outcome: Outcome, type: String?, by amount: Int = 1) {
         guard amount > 0 else { return }
-        let key = Key(type: type ?? "unknown", outcome: outcome.rawValue)
+        var key = Key(type: type ?? "unknown", outcome: outcome.rawValue)
         let counter = lock.withLock {
             if let counter = counters[key] { return counter }
+            if !typeLabels.contains(key.type) {
+                if typeLabels.count < maxTypeLabels { typeLabels.insert(key.type) } else { key.type = "other" }
+                if let counter = counters[key] { return counter }
+            }
             let counter = Counter(
                 label: "crm_ingest_events_total",
                 dimensions: [("source", source), ("type", key.type), ("outcome", key.outcome)], factory: factory

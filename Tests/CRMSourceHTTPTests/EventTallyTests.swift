@@ -25,4 +25,18 @@ struct EventTallyTests {
         #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="unknown",outcome="received"} 3"#))
         #expect(text.contains(#"crm_ingest_events_total{source="app-events",type="unknown",outcome="rejected"} 3"#))
     }
+
+    /// Made-up types (an HTTP client choosing its `type`) stop getting series of their own past the cap: they count
+    /// as `other`, and the types already labelled keep theirs.
+    @Test func typeLabelsAreCapped() {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = EventMetrics(source: "shop", factory: PrometheusMetricsFactory(registry: registry), maxTypeLabels: 3)
+        for index in 0..<1_000 { metrics.count(.received, type: "T\(index)") }
+        metrics.count(.applied, type: "T1")
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="T1",outcome="applied"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="other",outcome="received"} 997"#))
+        let series = text.split(separator: "\n").filter { $0.hasPrefix("crm_ingest_events_total{") }
+        #expect(series.count == 5) // T0, T1, T2 received, other received, T1 applied
+    }
 }
