@@ -81,13 +81,14 @@ public struct RabbitMQDeadLetters {
         if held.contains(where: { $0.properties.headers["x-delivery-count"] != nil }) {
             let publisher = try AMQPPublisher(endpoint: endpoint, connectionName: "crm-ingest dlq \(sourceName) put back")
             defer { publisher.close() }
-            try publisher.publishAll(held.map { delivery in
+            let taken = try publisher.publishEach(held.map { delivery in
                 var properties = delivery.properties
                 properties.headers["x-delivery-count"] = nil // the broker's own count; the new message starts at 0
                 properties.deliveryMode = 2
                 return AMQPPublisher.Message(body: delivery.body, exchange: "", routingKey: deadLetterQueue, properties: properties, mandatory: true)
             })
-            for delivery in held { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
+            // Only a copy the broker took replaces its original; the others stay in place (a full queue).
+            for (delivery, took) in zip(held, taken) where took { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
         }
         // Whatever is still unacked goes back in its place.
         connection.closeChannel(1)
@@ -98,8 +99,8 @@ public struct RabbitMQDeadLetters {
         let connection = try AMQPConnection(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName)")
         defer { connection.close() }
         try connection.openChannel(1)
-        // The count is an estimate for the progress bar only: a message another listing just gave back may not be
-        // counted yet, so the replay takes up to `limit` and ends when the queue stays silent (as `list` does).
+        // The count bounds a replay without `limit` (a message another listing just gave back may not be counted
+        // yet: it waits for the next replay); the replay also ends when the queue stays silent (as `list` does).
         let waiting = try connection.declareQueue(deadLetterQueue, channel: 1, passive: true).messages
         var summary = DeadLetterReplaySummary()
         guard limit != 0 else { return summary }
@@ -108,14 +109,18 @@ public struct RabbitMQDeadLetters {
         // Messages of other types stay unacked until the end, so they must not hold the window shut.
         try connection.setPrefetch(eventType == nil ? 500 : 0, channel: 1)
         _ = try connection.consume(queue: deadLetterQueue, channel: 1)
-        let wanted = limit ?? Int.max
+        // Without a limit, what the queue held at the start: dead letters that come back while the replay runs
+        // (the daemon still refuses them) wait for the next replay instead of going round for ever.
+        let wanted = limit ?? waiting
+        guard wanted > 0 else { return summary }
         let total = max(min(wanted, waiting), 1)
         var batch: [AMQPDelivery] = []
         var otherTypes: [AMQPDelivery] = []
         func flush() throws(AMQPError) {
             guard !batch.isEmpty else { return }
+            let taken: [Bool]
             do {
-                try publisher.publishAll(batch.map(replayMessage))
+                taken = try publisher.publishEach(batch.map(replayMessage))
             } catch {
                 // Not acked: back to the dead-letter queue when the channel closes.
                 summary.failed += batch.count
@@ -123,10 +128,19 @@ public struct RabbitMQDeadLetters {
                 batch.removeAll()
                 throw error
             }
-            for delivery in batch { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
-            summary.replayed += batch.count
+            // Each dead letter whose copy the source queue took is done; the others stay dead-lettered (unacked, back
+            // when the channel closes), so a second replay does not send the taken ones again.
+            for (delivery, took) in zip(batch, taken) where took { try connection.ack(delivery.deliveryTag, multiple: false, channel: 1) }
+            let refused = taken.count { !$0 }
+            summary.replayed += taken.count - refused
             batch.removeAll()
             progress(summary.replayed, max(total, summary.replayed))
+            if refused > 0 {
+                summary.failed += refused
+                let error = AMQPError(.publishRejected, "\(refused) of \(taken.count) replayed messages nacked or returned unroutable by the broker (is the queue full?)")
+                summary.failure = "\(error)"
+                throw error
+            }
         }
         do {
             try receive(connection, until: wanted) { (delivery: AMQPDelivery) throws(AMQPError) -> Bool in

@@ -55,4 +55,34 @@ extension RabbitMQSourceTests {
         #expect(listed.first?.deliveries == AMQPProperties.maxDeliveryCount + 1)
         #expect(try node.counts(queue).ready == 1)
     }
+
+    /// A replay into a source queue with room for three of five (`reject-publish`): the three it took leave the
+    /// dead-letter queue, the two it refused stay, and the summary says so. Before, the whole batch counted as
+    /// failed and stayed dead-lettered while three copies were already in the source queue: the next replay sent
+    /// them again.
+    @Test func aReplayTheSourceQueueTakesInPartLeavesOnlyTheRefusedDeadLettered() throws {
+        let node = try RabbitMQTestNode.shared()
+        let sourceQueue = "crm.test.replay.full.\(UUID().uuidString.prefix(6))"
+        let deadQueue = sourceQueue + ".dead"
+        try node.freshQueue(sourceQueue, arguments: ["x-max-length": .int(3), "x-overflow": .string("reject-publish")])
+        try node.freshQueue(deadQueue)
+        let publisher = try node.publisher()
+        try publisher.publishAll((1...5).map { index in
+            var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2)
+            properties.messageId = "full-\(index)"
+            properties.headers["x-crm-ingest-reason"] = .string("store unavailable")
+            return AMQPPublisher.Message(body: Array(#"{"type":"USER_UPDATE","contactId":"c\#(index)"}"#.utf8), routingKey: deadQueue, properties: properties)
+        })
+        publisher.close()
+        let source = SourceConfig(name: "full", transport: .rabbitmq(RabbitMQSourceConfig(endpoint: node.endpoint, queue: sourceQueue, deadLetter: .queue(deadQueue))))
+        guard case let .rabbitmq(config) = source.transport else { return }
+        let deadLetters = try RabbitMQDeadLetters(source: source, config: config, processor: EventProcessor(mapping: Mapping(attributes: [], actions: [:])))
+        let summary = try deadLetters.replay(limit: nil, eventType: nil)
+        #expect(summary.replayed == 3 && summary.failed == 2)
+        #expect(summary.failure?.contains("nacked or returned unroutable") == true)
+        #expect(try node.counts(sourceQueue) == (3, 0))
+        let left = try node.drain(deadQueue, expected: 2).compactMap(\.properties.messageId)
+        let replayed = try node.drain(sourceQueue, expected: 3).compactMap(\.properties.messageId)
+        #expect(Set(left + replayed) == Set((1...5).map { "full-\($0)" }))
+    }
 }
