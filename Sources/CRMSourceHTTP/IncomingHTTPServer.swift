@@ -40,10 +40,21 @@ public struct OperationalProbes: Sendable {
 /// `/readyz`, `/metrics`. A `Service`: on graceful shutdown it answers 503 to new requests, lets the ones in flight
 /// finish, and stops.
 public struct IncomingHTTPServer: Service {
+    /// The integrations keyed by endpoint id and the mapping they feed, swapped together by a reload: a request
+    /// reads them once, when it starts, so it never meets a new integration with an old mapping or the reverse.
+    public struct Routing: Sendable {
+        public var integrations: [String: HTTPIntegration]
+        public var processor: EventProcessor
+
+        public init(integrations: [String: HTTPIntegration], processor: EventProcessor) {
+            self.integrations = integrations
+            self.processor = processor
+        }
+    }
+
     let config: HTTPServerConfig
-    /// The integrations keyed by endpoint id; read once per request, so a reload can swap the table.
-    let integrations: @Sendable () -> [String: HTTPIntegration]
-    let processor: @Sendable () -> EventProcessor
+    /// Read once per request, so a reload can swap it.
+    let routing: @Sendable () -> Routing
     let store: any CRMStore
     let probes: OperationalProbes
     let logger: Logger
@@ -63,21 +74,20 @@ public struct IncomingHTTPServer: Service {
     ) {
         let table = Self.table(integrations)
         self.init(
-            config: config, integrations: { table }, processor: processor, store: store, probes: probes, logger: logger, now: now,
-            makeEventId: makeEventId, onListening: onListening
+            config: config, routing: { Routing(integrations: table, processor: processor()) }, store: store, probes: probes, logger: logger,
+            now: now, makeEventId: makeEventId, onListening: onListening
         )
     }
 
-    /// - Parameter integrations: the current table (see `table(_:)`), read once per request: a reload swaps it.
+    /// - Parameter routing: the current integrations (see `table(_:)`) and mapping, read once per request: a reload
+    ///   swaps both at once.
     public init(
-        config: HTTPServerConfig, integrations: @escaping @Sendable () -> [String: HTTPIntegration],
-        processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore, probes: OperationalProbes, logger: Logger,
+        config: HTTPServerConfig, routing: @escaping @Sendable () -> Routing, store: any CRMStore, probes: OperationalProbes, logger: Logger,
         now: @escaping @Sendable () -> Timestamp = Timestamp.now, makeEventId: @escaping @Sendable () -> String = { TimeOrderedEventId.make(at: Timestamp.now()) },
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.config = config
-        self.integrations = integrations
-        self.processor = processor
+        self.routing = routing
         self.store = store
         self.probes = probes
         self.logger = logger
@@ -120,7 +130,7 @@ public struct IncomingHTTPServer: Service {
         let onListening = self.onListening
         let logger = self.logger
         let readTimeout = TimeAmount.nanoseconds(Int64(config.readTimeout.components.seconds) * 1_000_000_000)
-        let integrations = self.integrations
+        let routing = self.routing
         let app = Application(
             router: router,
             // Closes a connection idle (between requests, or within one) for the read timeout, or whose request
@@ -131,7 +141,7 @@ public struct IncomingHTTPServer: Service {
             configuration: ApplicationConfiguration(address: .hostname(config.host, port: config.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                let table = integrations()
+                let table = routing().integrations
                 logger.info("http server listening", metadata: [
                     "address": "\(config.host):\(port)", "integrations": "\(table.count)",
                 ])
@@ -145,7 +155,7 @@ public struct IncomingHTTPServer: Service {
         } onGracefulShutdown: {
             state.beginShutdown()
         }
-        for integration in integrations().values { integration.metrics.setUp(false) }
+        for integration in routing().integrations.values { integration.metrics.setUp(false) }
         logger.info("http server stopped", metadata: ["answered_during_shutdown": "\(state.refusedDuringShutdown)"])
     }
 }
@@ -176,7 +186,8 @@ struct IncomingRequestHandler: Sendable {
     let state: ServerState
 
     func handle(_ request: Request, endpoint: String) async throws -> Response {
-        guard let integration = server.integrations()[endpoint] else {
+        let routing = server.routing()
+        guard let integration = routing.integrations[endpoint] else {
             return JSONResponse.error(.notFound, "unknown_endpoint", "no integration has the endpoint \"\(endpoint.prefix(64))\"")
         }
         let metrics = integration.metrics
@@ -214,7 +225,7 @@ struct IncomingRequestHandler: Sendable {
         )
         let event: PlannedEvent
         do {
-            event = try integration.integration.prepare(incoming, planner: server.processor().planner)
+            event = try integration.integration.prepare(incoming, planner: routing.processor.planner)
         } catch {
             metrics.count(.received, type: nil)
             metrics.count(.rejected, type: nil)

@@ -50,14 +50,17 @@ final class RunningServer: @unchecked Sendable {
     /// Starts the server and waits until it listens.
     func start(
         integrations: [HTTPIntegration], mapping: Mapping, store override: (any CRMStore)? = nil,
-        maxBody: Int = 1 << 20, readTimeout: Duration = .seconds(30), probes: OperationalProbes? = nil
+        maxBody: Int = 1 << 20, readTimeout: Duration = .seconds(30), probes: OperationalProbes? = nil,
+        routing: (@Sendable () -> IncomingHTTPServer.Routing)? = nil
     ) async throws {
         let listening = PortBox()
         let clock = self.clock
         let store: any CRMStore = override ?? self.store
+        let table = IncomingHTTPServer.table(integrations)
+        let processor = EventProcessor(mapping: mapping)
         let server = IncomingHTTPServer(
-            config: HTTPServerConfig(host: "127.0.0.1", port: 0, maxBodyBytes: maxBody, readTimeout: readTimeout), integrations: integrations,
-            processor: { EventProcessor(mapping: mapping) }, store: store,
+            config: HTTPServerConfig(host: "127.0.0.1", port: 0, maxBodyBytes: maxBody, readTimeout: readTimeout),
+            routing: routing ?? { IncomingHTTPServer.Routing(integrations: table, processor: processor) }, store: store,
             probes: probes ?? OperationalProbes(readinessProblems: { [] }, metricsText: { "" }),
             logger: Logger(label: "test.http"), now: { clock.now }, onListening: { listening.set($0) }
         )

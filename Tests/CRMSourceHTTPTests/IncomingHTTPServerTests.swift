@@ -268,6 +268,32 @@ struct IncomingHTTPServerTests {
         #expect(await server.stop(within: .seconds(15)))
     }
 
+    /// A reload swaps the integrations and the mapping as one, and a request reads them once: here every read after
+    /// the first gives a mapping without the integration's type, as a reload renaming it would. The request still
+    /// meets its integration's own mapping (applied, a contact made), never "none mapped" (recorded, its
+    /// deduplication key used up, its actions lost for good).
+    @Test func aRequestReadsItsIntegrationAndMappingTogether() async throws {
+        let server = try RunningServer()
+        let table = IncomingHTTPServer.table([Self.integration()])
+        let reads = Mutex(0)
+        let old = IncomingHTTPServer.Routing(integrations: table, processor: EventProcessor(mapping: Self.mapping))
+        let renamed = IncomingHTTPServer.Routing(
+            integrations: table,
+            processor: EventProcessor(mapping: Mapping(attributes: Self.mapping.attributes, actions: [EventType(rawValue: "SHOP_ORDER"): [.createContact(list: 2, emailSubscribed: false, mobileSubscribed: false)]]))
+        )
+        try await server.start(integrations: [], mapping: Self.mapping, routing: {
+            reads.withLock { count in
+                count += 1
+                return count <= 2 ? old : renamed // the server's own read at start, then the request's
+            }
+        })
+        let response = try await server.send(Self.path, json: Self.order)
+        #expect(response.status == 200)
+        #expect(response.json?["actions"] == nil)
+        #expect(try await server.store.count("contacts") == 1)
+        try await server.stop()
+    }
+
     @Test func aStoreThatIsDownAnswers503WithRetryAfter() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: FailingStore())

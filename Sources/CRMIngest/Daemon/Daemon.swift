@@ -134,12 +134,11 @@ public struct Daemon: Sendable {
         var http: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let server = config.http {
             let probes = OperationalProbes(readinessProblems: readinessProblems, metricsText: PrometheusMetrics.text)
-            let httpIntegrations = live.httpIntegrations
-            let httpProcessor = live.httpProcessor
+            let httpRouting = live.httpRouting
             let server = IncomingHTTPServer(
-                config: server, integrations: { httpIntegrations.current }, processor: { httpProcessor.current }, store: store,
+                config: server, routing: { httpRouting.current }, store: store,
                 probes: probes, logger: logger, now: now, onListening: { port in
-                    for integration in httpIntegrations.current.values { statusBoard.set(integration.integration.source, .up) }
+                    for integration in httpRouting.current.integrations.values { statusBoard.set(integration.integration.source, .up) }
                     onHTTPListening(port)
                 }
             )

@@ -26,8 +26,8 @@ actor LiveConfiguration {
     private(set) var sha256: String
     private(set) var loadedAt: Date
     let supervisor: SourceSupervisor
-    let httpProcessor: ReloadableValue<EventProcessor>
-    let httpIntegrations: ReloadableValue<[String: HTTPIntegration]>
+    /// The HTTP integrations and the mapping they feed, swapped as one (a request reads both once).
+    let httpRouting: ReloadableValue<IncomingHTTPServer.Routing>
     let ledgerRetentionSeconds: ReloadableValue<Int64>
     /// The SQS sources' dead-letter files, which an anonymization cleans.
     let deadLetterPaths: ReloadableValue<[String]>
@@ -45,8 +45,9 @@ actor LiveConfiguration {
         sha256 = loaded.sha256
         loadedAt = Date()
         self.supervisor = supervisor
-        httpProcessor = ReloadableValue(loaded.config.processor)
-        self.httpIntegrations = ReloadableValue(IncomingHTTPServer.table(httpIntegrations))
+        httpRouting = ReloadableValue(IncomingHTTPServer.Routing(
+            integrations: IncomingHTTPServer.table(httpIntegrations), processor: loaded.config.processor
+        ))
         ledgerRetentionSeconds = ReloadableValue(loaded.config.idempotency.ledgerRetentionSeconds)
         self.store = store
         self.statusBoard = statusBoard
@@ -84,7 +85,9 @@ actor LiveConfiguration {
         }
 
         let new = loaded.config
-        httpProcessor.replace(with: new.processor)
+        let before = httpRouting.current.integrations
+        let table = integrations.map(IncomingHTTPServer.table) ?? before
+        httpRouting.replace(with: IncomingHTTPServer.Routing(integrations: table, processor: new.processor))
         ledgerRetentionSeconds.replace(with: new.idempotency.ledgerRetentionSeconds)
         deadLetterPaths.replace(with: new.deadLetterFiles.map(\.path))
         await supervisor.apply(new.sources.map { ($0, new.processor(for: $0)) })
@@ -92,10 +95,7 @@ actor LiveConfiguration {
             statusBoard.remove(name)
             EventMetrics(source: name).setUp(false)
         }
-        if let integrations {
-            let table = IncomingHTTPServer.table(integrations)
-            let before = httpIntegrations.current
-            httpIntegrations.replace(with: table)
+        if integrations != nil {
             for (endpoint, integration) in before where table[endpoint] == nil {
                 integration.metrics.setUp(false)
                 if !new.sources.contains(where: { $0.name == integration.integration.source }) {
