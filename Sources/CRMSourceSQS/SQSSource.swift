@@ -22,13 +22,12 @@ public struct SQSSource: Service {
     let store: any CRMStore
     let logger: Logger
     let now: @Sendable () -> Timestamp
-    let retryBudget: Duration
     let environment: [String: String]
     let statusBoard: SourceStatusBoard?
 
     public init(
         name: String, config: SQSSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
-        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(120),
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
         environment: [String: String] = ProcessInfo.processInfo.environment, statusBoard: SourceStatusBoard? = nil
     ) {
         self.statusBoard = statusBoard
@@ -38,7 +37,6 @@ public struct SQSSource: Service {
         self.store = store
         self.logger = logger
         self.now = now
-        self.retryBudget = retryBudget
         self.environment = environment
     }
 
@@ -138,9 +136,11 @@ public struct SQSSource: Service {
         await withTaskGroup(of: Void.self) { group in
             for lane in lanes {
                 group.addTask {
+                    // When the store started failing for this lane (nil: it works).
+                    var failingSince: ContinuousClock.Instant?
                     while let works = await lane.takeAll() {
                         let items = works.flatMap { $0 }
-                        let dispositions = await apply(items.map(\.event), workers: workers, totals: totals)
+                        let dispositions = await apply(items.map(\.event), workers: workers, totals: totals, failingSince: &failingSince)
                         workers.complete(zip(items, dispositions).map { ($0.messageId, $1) })
                     }
                 }
@@ -261,14 +261,21 @@ public struct SQSSource: Service {
         }
     }
 
-    /// Applies a lane's events; retries a busy store with back-off for `retryBudget`, then gives them back.
-    private func apply(_ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox) async -> [SQSDisposition] {
+    /// Applies a lane's events. A busy or unavailable store is retried with back-off (100 ms doubling to 5 s) for as
+    /// long as it lasts: the messages stay in flight, their visibility extended, and once `max_in_flight` are held
+    /// the pollers stop receiving. Giving them back after a while, as this source once did after two minutes, only
+    /// had them received again and again, each time counting towards the redrive policy's `maxReceiveCount`: a
+    /// long outage moved healthy messages to the dead-letter queue. A store that refuses in a way retrying cannot
+    /// fix, or a stop, gives them back, after a pause growing with how long the store has been failing.
+    private func apply(
+        _ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox, failingSince: inout ContinuousClock.Instant?
+    ) async -> [SQSDisposition] {
         var delay = Duration.milliseconds(100)
-        let deadline = ContinuousClock.now + retryBudget
         while true {
             do {
                 let started = ContinuousClock.now
                 let outcomes = try await store.apply(events, now: now())
+                failingSince = nil
                 totals.metrics.recordLatency(ContinuousClock.now - started)
                 return zip(events, outcomes).map { event, outcome in
                     switch outcome {
@@ -293,10 +300,18 @@ public struct SQSSource: Service {
                     }
                 }
             } catch {
-                if workers.stop.isSet || ContinuousClock.now + delay > deadline || (error as? StoreError)?.isTransient == false {
+                let started = failingSince ?? ContinuousClock.now
+                failingSince = started
+                if workers.stop.isSet || (error as? StoreError)?.isTransient == false {
                     logger.error("store failed; giving messages back to the queue", metadata: ["source": "\(name)", "error": "\(error)"])
+                    // Without a pause, messages given back and received again at once (on_failure: release) made a
+                    // store that keeps refusing a hot loop of receives.
+                    let pause = min(.seconds(5), max(.milliseconds(100), ContinuousClock.now - started))
+                    let end = ContinuousClock.now + pause
+                    while !workers.stop.isSet, ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(100)) }
                     return Array(repeating: .giveBack, count: events.count)
                 }
+                logger.warning("store failed, retrying in \(delay); the messages stay in flight", metadata: ["source": "\(name)", "error": "\(error)"])
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }

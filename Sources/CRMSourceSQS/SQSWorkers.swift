@@ -271,7 +271,9 @@ final class SQSWorkers: @unchecked Sendable {
                     }
                 }
             case .giveBack:
-                if config.onFailure == .release { releases.append((item.messageId, handle, 0)) }
+                // When stopping, visible at once whatever on_failure says: it was just extended, and would otherwise
+                // wait out a whole visibility timeout (up to 12 h) before another consumer could take it.
+                if config.onFailure == .release || stop.isSet { releases.append((item.messageId, handle, 0)) }
                 finished.append(item.messageId)
             }
         }
@@ -297,7 +299,7 @@ final class SQSWorkers: @unchecked Sendable {
         // The remainder started waiting now, as far as the linger is concerned.
         oldestPendingDelete = pendingDeletes.isEmpty ? nil : ContinuousClock.now
         var finished: [String] = []
-        for chunk in deletes.chunked(10) {
+        for chunk in Self.distinctById(deletes).chunked(10) {
             do {
                 var result = try client.deleteMessages(chunk.map { (Self.entryId($0.id), $0.receiptHandle) })
                 // Entries that failed on the server's side are retried once, by themselves; a sender fault (an
@@ -343,14 +345,33 @@ final class SQSWorkers: @unchecked Sendable {
             do {
                 let result = try client.changeVisibility(chunk.map { (Self.entryId($0.key), $0.value.receiptHandle, visibilityTimeout) })
                 let extendedUntil = ContinuousClock.now + .seconds(visibilityTimeout)
-                let failed = Set(result.failed.map(\.id))
+                // Entries SQS refused too (no longer in flight, an expired handle, the 12 h limit): due again after
+                // half a timeout, not at every turn of the settler, which made a request every few milliseconds.
                 lock.withLock {
-                    for entry in chunk where !failed.contains(Self.entryId(entry.key)) { inFlight[entry.key]?.visibleAgainAt = extendedUntil }
+                    for entry in chunk { inFlight[entry.key]?.visibleAgainAt = extendedUntil }
+                }
+                for failure in result.failed {
+                    logger.warning("SQS did not extend a message's visibility", metadata: [
+                        "source": "\(sourceName)", "entry": "\(failure.id)", "code": "\(failure.code)", "reason": "\(failure.message)",
+                    ])
                 }
             } catch {
+                // The endpoint failed as a whole: the other chunks wait for the next turn rather than each waiting
+                // out the same failure (deletes go first then).
                 logger.warning("SQS visibility extension failed", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                return
             }
         }
+    }
+
+    /// One entry per message id, the last one's receipt handle kept (the newest receive's): a message received
+    /// again while in process (a standard queue's duplicate) completes twice, and SQS refuses a whole batch that
+    /// names one entry id twice (`BatchEntryIdsNotDistinct`), which sent nine other messages round again.
+    static func distinctById(_ entries: [(id: String, receiptHandle: String)]) -> [(id: String, receiptHandle: String)] {
+        var seen = Set<String>()
+        var kept: [(id: String, receiptHandle: String)] = []
+        for entry in entries.reversed() where seen.insert(entry.id).inserted { kept.append(entry) }
+        return kept.reversed()
     }
 
     /// Batch entry ids allow letters, digits, '-' and '_': SQS message ids are UUIDs, so they qualify.

@@ -78,8 +78,13 @@ public struct SNSEnvelope: Sendable, Equatable {
         // rather than read as a payload of its own and refused for fields it was never meant to have.
         if case let .string(arn)? = body["TopicArn"], arn.hasPrefix("arn:aws:sns:"), let type = body["Type"] {
             guard case .string("Notification") = type else {
+                if case .string("SubscriptionConfirmation") = type {
+                    // SNS confirms a same-account subscription of a queue itself; one made from another account (a
+                    // vendor's topic) waits for this confirmation, and until then no event arrives.
+                    throw SNSEnvelopeError(field: "Type", reason: "a SubscriptionConfirmation, not a notification: no event arrives until the subscription is confirmed; open the message's SubscribeURL, or run aws sns confirm-subscription with its TopicArn and Token")
+                }
                 if case let .string(name) = type, name.hasSuffix("Confirmation") {
-                    throw SNSEnvelopeError(field: "Type", reason: "a \(name), not a notification: it carries no event (SNS confirms subscriptions of SQS queues itself)")
+                    throw SNSEnvelopeError(field: "Type", reason: "a \(name), not a notification: it carries no event")
                 }
                 throw SNSEnvelopeError(field: "Type", reason: "expected \"Notification\", found \(type.excerpt)")
             }

@@ -254,6 +254,50 @@ struct SQSSourceTests {
         #expect(try DeadLetterFile(path: folder.appendingPathComponent("dead-letters.jsonl").path).records().count == 2)
     }
 
+    /// A store outage longer than the queue's visibility timeout times its maxReceiveCount: the messages stay in
+    /// flight (extended) and are retried until the store is back, so none is received again and none reaches the
+    /// dead-letter queue. Giving them back after a retry budget (two minutes, once) had them received again and
+    /// again, each time counting towards maxReceiveCount.
+    @Test func aStoreOutageKeepsMessagesInFlightAndOutOfTheDeadLetterQueue() async throws {
+        let server = try MotoTestServer.shared()
+        let name = "outage-\(UUID().uuidString.prefix(6))"
+        let deadLetterQueue = try Self.createQueue(server, name + "-dlq")
+        let redrive = #"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:\#(name)-dlq","maxReceiveCount":"2"}"#
+        let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "2"])
+        try Self.send(server, queue, (0..<20).map { .init(id: "o\($0)", body: Self.event(contact: $0, step: 0)) })
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = OutageStore(inner: sqlite)
+        let began = ContinuousClock.now
+        let totals = try await Self.run(config(server, queue, folder: folder), store: store) {
+            // Down for 8 s: four visibility timeouts, twice maxReceiveCount.
+            if ContinuousClock.now - began > .seconds(8) { store.down.store(false, ordering: .relaxed) }
+            return try await sqlite.count("contacts") == 20
+        }
+        #expect(try await sqlite.count("contacts") == 20)
+        #expect(totals.received == 20)
+        #expect(store.failures > 0)
+        let dlq = SQSClient(queueURL: deadLetterQueue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "0")
+    }
+
+    /// Stopping while the store is down gives the messages in flight back visible at once, even with
+    /// `on_failure: keep`: they were just extended, and would otherwise wait a whole visibility timeout.
+    @Test func stoppingWhileTheStoreIsDownMakesTheMessagesVisible() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "down-stop-\(UUID().uuidString.prefix(6))", attributes: ["VisibilityTimeout": "60"])
+        try Self.send(server, queue, (0..<3).map { .init(id: "d\($0)", body: Self.event(contact: $0, step: 0)) })
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = OutageStore(inner: sqlite)
+        let totals = try await Self.run(config(server, queue, folder: folder), store: store) { store.failures >= 3 }
+        #expect(totals.received == 3 && totals.applied == 0)
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let attributes = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        #expect(attributes["ApproximateNumberOfMessages"] == "3")
+        #expect(attributes["ApproximateNumberOfMessagesNotVisible"] == "0")
+    }
+
     @Test func withoutARedrivePolicyRefusedMessagesAreRecordedAndDeleted() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "no-redrive-\(UUID().uuidString.prefix(6))")
@@ -323,6 +367,31 @@ struct SQSSourceTests {
         #expect(totals.applied == 100)
         #expect(highest.value > 0 && highest.value <= 20, "at most 20 in flight, saw \(highest.value)")
         #expect(try observer().queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "0")
+    }
+
+    /// A message purged while in process: SQS refuses its visibility extensions. Each is tried again after half a
+    /// timeout, not at every turn of the settler (which made a request every few milliseconds until the store
+    /// finished with the message).
+    @Test func refusedExtensionsAreNotRetriedAtEveryTurn() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "purged-\(UUID().uuidString.prefix(6))", attributes: ["VisibilityTimeout": "2"])
+        try Self.send(server, queue, [.init(id: "p", body: Self.event(contact: 9, step: 0))])
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let slow = SlowStore(inner: sqlite, delay: .seconds(6))
+        let purged = StopFlag()
+        let region = server.region, credentials = server.credentials, endpoint = server.url
+        let totals = try await Self.run(config(server, queue, folder: folder), store: slow) {
+            if slow.calls == 1, !purged.isSet {
+                purged.set()
+                let client = SQSClient(queueURL: queue, region: region, credentials: credentials, endpoint: endpoint)
+                _ = try client.call("PurgeQueue", .object([("QueueUrl", .string(queue))]), timeout: .seconds(10))
+            }
+            return try await sqlite.count("contacts") == 1
+        }
+        #expect(purged.isSet)
+        #expect(totals.received == 1)
+        #expect(totals.requests < 60, "\(totals.requests) SQS requests in about 6 s")
     }
 
     @Test func fifoKeepsOrderWithinAGroup() async throws {
@@ -509,6 +578,27 @@ struct TotalsService: Service {
 final class ResultBox: @unchecked Sendable {
     // Written once by the service, read after the group ended.
     var totals: SQSSource.Totals?
+}
+
+/// A store that is down (busy, transient) while `down` holds, then works.
+final class OutageStore: StoreDecorator, @unchecked Sendable {
+    let inner: any CRMStore
+    var base: any CRMStore { inner }
+    let down = Atomic<Bool>(true)
+    private let failed = Atomic<Int>(0)
+
+    init(inner: any CRMStore) { self.inner = inner }
+
+    var failures: Int { failed.load(ordering: .relaxed) }
+
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
+        if down.load(ordering: .relaxed) {
+            failed.add(1, ordering: .relaxed)
+            throw StoreError(.unavailable, "the test's store is down")
+        }
+        return try await inner.apply(events, now: now, timing: timing)
+    }
+    func settled(_ events: [PlannedEvent], _ result: Result<[EventOutcome], any Error>) async {}
 }
 
 /// The largest of the values noted so far.
