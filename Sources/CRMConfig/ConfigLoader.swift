@@ -30,6 +30,13 @@ public struct ConfigLoader: Sendable {
         } catch {
             throw ConfigError(problems: [ConfigProblem(path: "", message: "not valid YAML: \(error)")])
         }
+        guard let root else {
+            // An emptied file (a truncating redirect, an editor's empty save) would otherwise reload as a daemon
+            // with no sources, stopping every one of them.
+            throw ConfigError(problems: [ConfigProblem(
+                path: "", message: "the configuration is empty; write at least its sources, or run without --config for the built-in configuration"
+            )])
+        }
         var reader = ConfigReader(environment: environment, baseDirectory: baseDirectory.isEmpty ? "." : baseDirectory)
         let config = reader.readDaemon(root)
         guard reader.problems.isEmpty else { throw ConfigError(problems: reader.problems) }

@@ -199,6 +199,12 @@ struct IncomingRequestHandler: Sendable {
             metrics.count(.rejected, type: nil)
             return JSONResponse.error(.unsupportedMediaType, "not_json", "send the body as Content-Type: application/json, got \(contentType.map { "\"\($0)\"" } ?? "none")")
         }
+        // JSON is read as UTF-8, uncompressed: another charset or an encoding is the client's choice the server does
+        // not support (415), not a broken body (400).
+        if let problem = Self.unsupportedEncoding(contentType: request.headers[.contentType] ?? "", contentEncoding: request.headers[.contentEncoding]) {
+            metrics.count(.rejected, type: nil)
+            return JSONResponse.error(.unsupportedMediaType, "unsupported_encoding", problem)
+        }
         let started = ContinuousClock.now
         // Authenticated before the body is read: an unauthenticated client gets no memory for its body.
         if let verifier = integration.verifier {
@@ -244,7 +250,8 @@ struct IncomingRequestHandler: Sendable {
             if storeError.isTransient {
                 return JSONResponse.error(.serviceUnavailable, "store_unavailable", "the store is unavailable; retry later", headers: [.retryAfter: "5"])
             }
-            return JSONResponse.error(.internalServerError, "store_error", storeError.message)
+            // The store's own message (SQL, a file path) goes to the log only, not to an unauthenticated caller.
+            return JSONResponse.error(.internalServerError, "store_error", "the store failed; the daemon's log says why")
         }
         metrics.recordLatency(ContinuousClock.now - started)
         switch outcome {
@@ -266,6 +273,24 @@ struct IncomingRequestHandler: Sendable {
             metrics.count(.rejected, type: type)
             return JSONResponse.error(.unprocessableContent, "refused_by_store", error.message)
         }
+    }
+
+    /// Why a body sent with these headers cannot be read (a charset other than UTF-8, a content encoding such as
+    /// gzip), or nil. Cheap when, as usual, neither is there.
+    static func unsupportedEncoding(contentType: String, contentEncoding: String?) -> String? {
+        if let encoding = contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
+            return "Content-Encoding \"\(encoding.prefix(64))\" is not supported: send the JSON uncompressed"
+        }
+        guard contentType.utf8.contains(UInt8(ascii: ";")) else { return nil }
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
+            let charset = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
+            if charset != "utf-8" && charset != "utf8" {
+                return "charset \"\(charset.prefix(64))\" is not supported: send the JSON as UTF-8"
+            }
+        }
+        return nil
     }
 
     /// The media type of a Content-Type value: before any `;` parameters, without surrounding spaces and tabs, in

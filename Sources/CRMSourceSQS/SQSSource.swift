@@ -95,12 +95,21 @@ public struct SQSSource: Service {
                 backoff = min(backoff * 2, .seconds(30))
             }
         }
-        guard let (visibility, redrive) = settings else { return Totals() }
+        guard var (visibility, redrive) = settings else { return Totals() }
         if redrive == nil {
             logger.warning("the queue has no redrive policy: refused messages are recorded in \(config.deadLetterFile) and deleted",
                            metadata: ["source": "\(name)"])
         }
-        let workers = SQSWorkers(sourceName: name, config: config, credentials: credentials, visibilityTimeout: visibility,
+        var receiving = config
+        if visibility < 1 {
+            // A queue whose VisibilityTimeout is 0 hands a message in process to the next receive at once: each
+            // poller would take the others' messages again and again.
+            logger.warning("the queue's visibility timeout is 0 s: receiving with 30 s instead (set visibility_timeout to choose)",
+                           metadata: ["source": "\(name)"])
+            visibility = 30
+            receiving.visibilityTimeoutSeconds = 30
+        }
+        let workers = SQSWorkers(sourceName: name, config: receiving, credentials: credentials, visibilityTimeout: visibility,
                                  maxReceiveCount: redrive?.maxReceiveCount, logger: logger, onPoll: { error in
                                      metrics.setUp(error == nil)
                                      board?.set(name, error.map { .down($0) } ?? .up)

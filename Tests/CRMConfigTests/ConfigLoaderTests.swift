@@ -172,8 +172,13 @@ struct ConfigLoaderTests {
         #expect(problems("mappings: [ {").first?.hasPrefix("not valid YAML") == true)
     }
 
-    @Test func emptyFileGivesDefaults() throws {
-        let config = try loader.load(yaml: "")
+    /// An empty file (or one of comments only) is refused: reloaded, it would have stopped every source.
+    @Test(arguments: ["", "# nothing yet\n", "\n\n"]) func anEmptyFileIsRefused(yaml: String) {
+        #expect(problems(yaml) == ["the configuration is empty; write at least its sources, or run without --config for the built-in configuration"])
+    }
+
+    @Test func aFileWithOnlyOneSectionGivesDefaultsForTheRest() throws {
+        let config = try loader.load(yaml: "idempotency: { ledger_retention: 30d }")
         #expect(config.mappings.isEmpty && config.sources.isEmpty)
         #expect(config.idempotency == IdempotencyConfig())
     }

@@ -304,6 +304,34 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// A charset other than UTF-8, or a compressed body, is a format the server does not take (415), not broken
+    /// JSON (400); UTF-8 named in any spelling is fine.
+    @Test func anotherCharsetOrAnEncodingAnswers415() async throws {
+        let server = try RunningServer()
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping)
+        let utf16 = try await server.send(Self.path, json: Self.order, contentType: "application/json; charset=utf-16")
+        #expect(utf16.status == 415)
+        #expect(utf16.json?["error"] == .string("unsupported_encoding"))
+        let gzip = try await server.send(Self.path, json: Self.order, headers: [("Content-Encoding", "gzip")])
+        #expect(gzip.status == 415)
+        #expect(try await server.store.count("ledger") == 0)
+        #expect(try await server.send(Self.path, json: Self.order, contentType: "application/json; charset=\"UTF-8\"").status == 200)
+        try await server.stop()
+    }
+
+    /// A store failure retrying cannot fix answers 500 without the store's own message (SQL, file paths), which
+    /// goes to the log only: the caller may be anyone who can reach the port.
+    @Test func aBrokenStoreAnswers500WithoutItsDetails() async throws {
+        let server = try RunningServer()
+        let broken = FailingStore(error: StoreError(.schema, "no such table: contacts in /var/lib/crm-ingest/crm.sqlite"))
+        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: broken)
+        let response = try await server.send(Self.path, json: Self.order)
+        #expect(response.status == 500)
+        #expect(response.json?["error"] == .string("store_error"))
+        #expect(!response.text.contains("no such table") && !response.text.contains("/var/lib"))
+        try await server.stop()
+    }
+
     /// An HTTP client waits on the line: its event is committed promptly (`CommitTiming.prompt`), not held for the
     /// commit interval that broker deliveries share.
     @Test func anIncomingRequestAsksForAPromptCommit() async throws {
@@ -371,10 +399,11 @@ final class TimingRecordingStore: StoreDecorator {
 
 /// A store whose database is gone.
 struct FailingStore: CRMStore {
-    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] { throw StoreError(.unavailable, "disk gone") }
-    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { throw StoreError(.unavailable, "disk gone") }
-    func pruneLedger(before cutoff: Timestamp) async throws -> Int { throw StoreError(.unavailable, "disk gone") }
-    func incomingRequest(_ eventId: String) async throws -> String? { throw StoreError(.unavailable, "disk gone") }
-    func integrationEndpoint(source: String, proposed: String) async throws -> String { throw StoreError(.unavailable, "disk gone") }
-    func ping() async throws { throw StoreError(.unavailable, "disk gone") }
+    var error = StoreError(.unavailable, "disk gone")
+    func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] { throw error }
+    func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult { throw error }
+    func pruneLedger(before cutoff: Timestamp) async throws -> Int { throw error }
+    func incomingRequest(_ eventId: String) async throws -> String? { throw error }
+    func integrationEndpoint(source: String, proposed: String) async throws -> String { throw error }
+    func ping() async throws { throw error }
 }

@@ -394,6 +394,20 @@ struct SQSSourceTests {
         #expect(totals.requests < 60, "\(totals.requests) SQS requests in about 6 s")
     }
 
+    /// A queue whose VisibilityTimeout is 0: the source receives with 30 s instead, so a message in process is not
+    /// handed to the other poller again and again (each receive counting towards a redrive policy).
+    @Test func aQueueWithoutVisibilityTimeoutIsReceivedWithOne() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "zero-\(UUID().uuidString.prefix(6))", attributes: ["VisibilityTimeout": "0"])
+        try Self.send(server, queue, [.init(id: "z", body: Self.event(contact: 3, step: 0))])
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let slow = SlowStore(inner: sqlite, delay: .seconds(3))
+        let totals = try await Self.run(config(server, queue, folder: folder), store: slow) { try await sqlite.count("contacts") == 1 }
+        #expect(totals.received == 1)
+        #expect(totals.duplicates == 0)
+    }
+
     @Test func fifoKeepsOrderWithinAGroup() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "ordered-\(UUID().uuidString.prefix(6)).fifo",
