@@ -275,8 +275,9 @@ struct IncomingRequestHandler: Sendable {
         }
     }
 
-    /// Why a body sent with these headers cannot be read (a charset other than UTF-8, a content encoding such as
-    /// gzip), or nil. Cheap when, as usual, neither is there.
+    /// Why a body sent with these headers cannot be read (a charset whose text is not ASCII bytes, such as UTF-16; a
+    /// content encoding such as gzip), or nil. ASCII-compatible labels (us-ascii, iso-8859-1) pass: the body is read
+    /// as UTF-8, and bytes that are not UTF-8 answer 400 naming the offset. Cheap when, as usual, neither is there.
     static func unsupportedEncoding(contentType: String, contentEncoding: String?) -> String? {
         if let encoding = contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
             return "Content-Encoding \"\(encoding.prefix(64))\" is not supported: send the JSON uncompressed"
@@ -286,7 +287,7 @@ struct IncomingRequestHandler: Sendable {
             let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
             let charset = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")).lowercased()
-            if charset != "utf-8" && charset != "utf8" {
+            if ["utf-16", "utf-32", "ucs-2", "ucs-4", "utf16", "utf32"].contains(where: { charset.hasPrefix($0) }) {
                 return "charset \"\(charset.prefix(64))\" is not supported: send the JSON as UTF-8"
             }
         }

@@ -106,13 +106,16 @@ public struct RabbitMQDeadLetters {
         guard limit != 0 else { return summary }
         let publisher = try AMQPPublisher(endpoint: endpoint, connectionName: "crm-ingest dlq replay \(sourceName) publisher")
         defer { publisher.close() }
-        // Messages of other types stay unacked until the end, so they must not hold the window shut.
-        try connection.setPrefetch(eventType == nil ? 500 : 0, channel: 1)
-        _ = try connection.consume(queue: deadLetterQueue, channel: 1)
         // Without a limit, what the queue held at the start: dead letters that come back while the replay runs
         // (the daemon still refuses them) wait for the next replay instead of going round for ever.
         let wanted = limit ?? waiting
         guard wanted > 0 else { return summary }
+        // No more than the replay takes: a message the broker sent but the replay never handled goes back when the
+        // channel closes, which a quorum queue counts as a delivery (`--limit 1` used up `x-delivery-limit` of
+        // hundreds). Messages of other types stay unacked until the end, so with `--where` they must not hold the
+        // window shut: no limit then (and the quorum put-back republishes them).
+        try connection.setPrefetch(eventType == nil ? UInt16(min(wanted, 500)) : 0, channel: 1)
+        let consumerTag = try connection.consume(queue: deadLetterQueue, channel: 1)
         let total = max(min(wanted, waiting), 1)
         var batch: [AMQPDelivery] = []
         var otherTypes: [AMQPDelivery] = []
@@ -153,10 +156,14 @@ public struct RabbitMQDeadLetters {
                 }
                 return summary.replayed + batch.count < wanted
             }
+            // No more deliveries: the last acks would otherwise open the window to messages only sent back.
+            try connection.requestCancel(consumerTag: consumerTag, channel: 1)
             try flush()
             try putBack(otherTypes, connection)
         } catch {
             if summary.failure == nil { summary.failure = "\(error)" }
+            // Other types go back as a listing's do (a quorum queue would count a return by the channel's close).
+            try? putBack(otherTypes, connection)
             connection.closeChannel(1)
         }
         return summary

@@ -67,7 +67,12 @@ public struct SQSDeadLetters {
         switch location {
         case let .file(path):
             let file = DeadLetterFile(path: path)
-            let records = try file.records().filter { $0.source == sourceName && $0.body != nil }
+            // A message whose delete failed comes back and is recorded again: its records are sent once (sending
+            // both applied it twice, with new message ids; in one batch, SQS refused the batch for a repeated id).
+            var seen = Set<String>()
+            let records = try file.records().filter {
+                $0.source == sourceName && $0.body != nil && seen.insert("\($0.messageId)\u{0}\($0.body ?? "")").inserted
+            }
             var chosen: [DeadLetterFile.Record] = []
             for record in records {
                 if let limit, chosen.count >= limit { break }

@@ -22,12 +22,14 @@ public struct SQSSource: Service {
     let store: any CRMStore
     let logger: Logger
     let now: @Sendable () -> Timestamp
+    /// How long a batch is retried before the store is asked (a ping) whether it is down or only refuses the batch.
+    let retryBudget: Duration
     let environment: [String: String]
     let statusBoard: SourceStatusBoard?
 
     public init(
         name: String, config: SQSSourceConfig, processor: @escaping @Sendable () -> EventProcessor, store: any CRMStore,
-        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now,
+        logger: Logger, now: @escaping @Sendable () -> Timestamp = Timestamp.now, retryBudget: Duration = .seconds(120),
         environment: [String: String] = ProcessInfo.processInfo.environment, statusBoard: SourceStatusBoard? = nil
     ) {
         self.statusBoard = statusBoard
@@ -37,6 +39,7 @@ public struct SQSSource: Service {
         self.store = store
         self.logger = logger
         self.now = now
+        self.retryBudget = retryBudget
         self.environment = environment
     }
 
@@ -270,16 +273,18 @@ public struct SQSSource: Service {
         }
     }
 
-    /// Applies a lane's events. A busy or unavailable store is retried with back-off (100 ms doubling to 5 s) for as
-    /// long as it lasts: the messages stay in flight, their visibility extended, and once `max_in_flight` are held
-    /// the pollers stop receiving. Giving them back after a while, as this source once did after two minutes, only
-    /// had them received again and again, each time counting towards the redrive policy's `maxReceiveCount`: a
-    /// long outage moved healthy messages to the dead-letter queue. A store that refuses in a way retrying cannot
-    /// fix, or a stop, gives them back, after a pause growing with how long the store has been failing.
+    /// Applies a lane's events. A busy or unavailable store is retried with back-off (100 ms doubling to 5 s) while
+    /// the messages stay in flight, their visibility extended; once `max_in_flight` are held the pollers stop
+    /// receiving. After `retryBudget` the store is pinged: one that does not answer is down, and the retries go on
+    /// (giving the messages back only had them received again and again, each time counting towards the redrive
+    /// policy's `maxReceiveCount`, so a long outage moved healthy messages to the dead-letter queue); one that
+    /// answers refuses this batch, which is given back so that it cannot hold its lane. A failure retrying cannot
+    /// fix, or a stop, gives them back at once, after a pause growing with how long the store has been failing.
     private func apply(
         _ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox, failingSince: inout ContinuousClock.Instant?
     ) async -> [SQSDisposition] {
         var delay = Duration.milliseconds(100)
+        var budgetFrom: ContinuousClock.Instant?
         while true {
             do {
                 let started = ContinuousClock.now
@@ -311,7 +316,17 @@ public struct SQSSource: Service {
             } catch {
                 let started = failingSince ?? ContinuousClock.now
                 failingSince = started
-                if workers.stop.isSet || (error as? StoreError)?.isTransient == false {
+                var givingUp = workers.stop.isSet || (error as? StoreError)?.isTransient == false
+                if !givingUp, ContinuousClock.now - (budgetFrom ?? ContinuousClock.now) >= retryBudget {
+                    if (try? await store.ping()) != nil {
+                        logger.error("the store answers but keeps failing this batch", metadata: ["source": "\(name)", "error": "\(error)"])
+                        givingUp = true
+                    } else {
+                        budgetFrom = ContinuousClock.now // down: asked again after another budget
+                    }
+                }
+                if budgetFrom == nil { budgetFrom = ContinuousClock.now }
+                if givingUp {
                     logger.error("store failed; giving messages back to the queue", metadata: ["source": "\(name)", "error": "\(error)"])
                     // Without a pause, messages given back and received again at once (on_failure: release) made a
                     // store that keeps refusing a hot loop of receives.
@@ -321,7 +336,8 @@ public struct SQSSource: Service {
                     return Array(repeating: .giveBack, count: events.count)
                 }
                 logger.warning("store failed, retrying in \(delay); the messages stay in flight", metadata: ["source": "\(name)", "error": "\(error)"])
-                try? await Task.sleep(for: delay)
+                let end = ContinuousClock.now + delay
+                while !workers.stop.isSet, ContinuousClock.now < end { try? await Task.sleep(for: min(.milliseconds(100), ContinuousClock.now.duration(to: end))) }
                 delay = min(delay * 2, .seconds(5))
             }
         }

@@ -55,6 +55,8 @@ final class SQSWorkers: @unchecked Sendable {
     /// smaller remainder once its oldest entry waited `deleteLinger`, or at once when stopping. Deleting what
     /// a short receive brought in a request of its own would cost up to one request per message.
     private var pendingDeletes: [(id: String, receiptHandle: String)] = []
+    /// After an extension request failed as a whole, the next one waits a second (settler thread only).
+    private var nextExtensionAttempt = ContinuousClock.now
     private var oldestPendingDelete: ContinuousClock.Instant?
     /// How long a delete batch of fewer than ten entries waits for more. Far below any visibility timeout; a
     /// crash in between redelivers those messages, which the ledger then finds committed.
@@ -338,6 +340,7 @@ final class SQSWorkers: @unchecked Sendable {
     /// Messages still in process at half their visibility timeout get another full timeout.
     private func extendVisibility(_ client: SQSClient) {
         let now = ContinuousClock.now
+        guard now >= nextExtensionAttempt else { return }
         let half = Duration.seconds(visibilityTimeout) / 2
         let due = lock.withLock { inFlight.filter { $0.value.visibleAgainAt - now < half } }
         guard !due.isEmpty else { return }
@@ -345,10 +348,15 @@ final class SQSWorkers: @unchecked Sendable {
             do {
                 let result = try client.changeVisibility(chunk.map { (Self.entryId($0.key), $0.value.receiptHandle, visibilityTimeout) })
                 let extendedUntil = ContinuousClock.now + .seconds(visibilityTimeout)
-                // Entries SQS refused too (no longer in flight, an expired handle, the 12 h limit): due again after
-                // half a timeout, not at every turn of the settler, which made a request every few milliseconds.
+                // An entry SQS refused (no longer in flight, an expired handle, the 12 h limit, a fault of its own) is
+                // due again in a second, not at every turn of the settler, which made a request every few
+                // milliseconds; a second is well inside the half timeout still left.
+                let retryAt = ContinuousClock.now + half + .seconds(1)
+                let failed = Set(result.failed.map(\.id))
                 lock.withLock {
-                    for entry in chunk { inFlight[entry.key]?.visibleAgainAt = extendedUntil }
+                    for entry in chunk {
+                        inFlight[entry.key]?.visibleAgainAt = failed.contains(Self.entryId(entry.key)) ? retryAt : extendedUntil
+                    }
                 }
                 for failure in result.failed {
                     logger.warning("SQS did not extend a message's visibility", metadata: [
@@ -359,6 +367,7 @@ final class SQSWorkers: @unchecked Sendable {
                 // The endpoint failed as a whole: the other chunks wait for the next turn rather than each waiting
                 // out the same failure (deletes go first then).
                 logger.warning("SQS visibility extension failed", metadata: ["source": "\(sourceName)", "error": "\(error)"])
+                nextExtensionAttempt = ContinuousClock.now + .seconds(1)
                 return
             }
         }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Synchronization
 
 /// The metrics every source reports, through swift-metrics (the daemon bootstraps Prometheus; `/metrics` serves
 /// them). The same names and label names for every source, as Prometheus requires:
@@ -17,8 +18,9 @@ public final class EventMetrics: @unchecked Sendable {
     private let factory: any MetricsFactory
     private let lock = NSLock()
     private var counters: [Key: Counter] = [:]
-    /// The type labels in use (guarded by `lock`).
-    private var typeLabels: Set<String> = []
+    /// The type labels in use, by source, for every instance: a reload makes new instances for the same source,
+    /// and the cap holds for the source, not for each of them.
+    private static let typeLabels = Mutex<[String: Set<String>]>([:])
     /// How many distinct type labels a source may use; the default formats have twelve types.
     public let maxTypeLabels: Int
     private let latency: CoreMetrics.Timer
@@ -48,8 +50,14 @@ public final class EventMetrics: @unchecked Sendable {
         var key = Key(type: type ?? "unknown", outcome: outcome.rawValue)
         let counter = lock.withLock {
             if let counter = counters[key] { return counter }
-            if !typeLabels.contains(key.type) {
-                if typeLabels.count < maxTypeLabels { typeLabels.insert(key.type) } else { key.type = "other" }
+            let labelled = Self.typeLabels.withLock { labels in
+                if labels[source, default: []].contains(key.type) { return true }
+                guard labels[source, default: []].count < maxTypeLabels else { return false }
+                labels[source, default: []].insert(key.type)
+                return true
+            }
+            if !labelled {
+                key.type = "other"
                 if let counter = counters[key] { return counter }
             }
             let counter = Counter(

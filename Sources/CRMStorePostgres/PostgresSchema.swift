@@ -18,6 +18,8 @@ enum PostgresSchema {
     struct Migration: Sendable {
         var version: Int
         var name: String
+        /// Indexes dropped (concurrently) before the statements when a build that was interrupted left them invalid.
+        var dropIfInvalid: [String] = []
         var statements: [String]
         /// false: the statements run one by one outside a transaction (`CREATE INDEX CONCURRENTLY` cannot run in
         /// one), so each must be safe to run again after an interruption.
@@ -149,11 +151,11 @@ enum PostgresSchema {
         // A deposit and a withdrawal of one contact with the same transaction id and status were one row (SQLite's v11).
         // Built concurrently: during a rolling upgrade, older daemons keep reading and writing purchases meanwhile (a
         // plain DROP INDEX and CREATE INDEX locked the table for the whole build). The new index first (an
-        // interrupted build leaves it invalid: dropped and built again), then the old one goes.
-        Migration(version: 2, name: "a purchase's kind in its uniqueness", statements: [
-            "DROP INDEX CONCURRENTLY IF EXISTS purchases_one_per_transaction_kind_status",
+        // interrupted build leaves it invalid: dropped and built again; a valid one is kept, as it may already be
+        // the only unique index if the run stopped after dropping the old one), then the old one goes.
+        Migration(version: 2, name: "a purchase's kind in its uniqueness", dropIfInvalid: ["purchases_one_per_transaction_kind_status"], statements: [
             """
-            CREATE UNIQUE INDEX CONCURRENTLY purchases_one_per_transaction_kind_status
+            CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS purchases_one_per_transaction_kind_status
                 ON purchases (list_id, contact_id, transaction_id, kind, status) WHERE transaction_id IS NOT NULL
             """,
             "DROP INDEX CONCURRENTLY IF EXISTS purchases_one_per_transaction_status",
@@ -195,6 +197,15 @@ enum PostgresSchema {
         }
         var applied: [Int] = []
         for migration in migrations where !done.contains(migration.version) && migration.version <= lastVersion {
+            for index in migration.dropIfInvalid {
+                var invalid = false
+                for try await valid in try await connection.query(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = \(index)", logger: logger
+                ).decode(Bool.self) {
+                    invalid = !valid
+                }
+                if invalid { try await connection.query(PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \(index)"), logger: logger) }
+            }
             if migration.transactional { try await connection.query("BEGIN", logger: logger) }
             do {
                 for statement in migration.statements {

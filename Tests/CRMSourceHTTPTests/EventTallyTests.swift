@@ -1,3 +1,4 @@
+import Foundation
 import CRMSourceSupport
 import Prometheus
 import Testing
@@ -30,12 +31,16 @@ struct EventTallyTests {
     /// as `other`, and the types already labelled keep theirs.
     @Test func typeLabelsAreCapped() {
         let registry = PrometheusCollectorRegistry()
-        let metrics = EventMetrics(source: "shop", factory: PrometheusMetricsFactory(registry: registry), maxTypeLabels: 3)
+        let source = "capped-\(UUID().uuidString.prefix(8))"
+        let metrics = EventMetrics(source: source, factory: PrometheusMetricsFactory(registry: registry), maxTypeLabels: 3)
         for index in 0..<1_000 { metrics.count(.received, type: "T\(index)") }
         metrics.count(.applied, type: "T1")
+        // A reload makes a new instance for the same source: the cap is the source's, not the instance's.
+        let reloaded = EventMetrics(source: source, factory: PrometheusMetricsFactory(registry: registry), maxTypeLabels: 3)
+        reloaded.count(.received, type: "T1000")
         let text = registry.emitToString()
-        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="T1",outcome="applied"} 1"#))
-        #expect(text.contains(#"crm_ingest_events_total{source="shop",type="other",outcome="received"} 997"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="\#(source)",type="T1",outcome="applied"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="\#(source)",type="other",outcome="received"} 998"#))
         let series = text.split(separator: "\n").filter { $0.hasPrefix("crm_ingest_events_total{") }
         #expect(series.count == 5) // T0, T1, T2 received, other received, T1 applied
     }

@@ -316,6 +316,9 @@ struct IncomingHTTPServerTests {
         #expect(gzip.status == 415)
         #expect(try await server.store.count("ledger") == 0)
         #expect(try await server.send(Self.path, json: Self.order, contentType: "application/json; charset=\"UTF-8\"").status == 200)
+        // An ASCII body labelled with an ASCII-compatible charset is read as it always was.
+        let ascii = #"{"customer_email":"bo@example.com","order_number":"112"}"#
+        #expect(try await server.send(Self.path, json: ascii, contentType: "application/json; charset=ISO-8859-1").status == 200)
         try await server.stop()
     }
 

@@ -85,4 +85,37 @@ extension RabbitMQSourceTests {
         let replayed = try node.drain(sourceQueue, expected: 3).compactMap(\.properties.messageId)
         #expect(Set(left + replayed) == Set((1...5).map { "full-\($0)" }))
     }
+
+    /// `dlq replay --limit 1` three times on a quorum dead-letter queue allowing two deliveries: three replayed,
+    /// seven left. With a prefetch of 500 the broker sent all ten each time and took nine back, counting a delivery
+    /// each: the third replay found them dropped.
+    @Test func replaysWithALimitLeaveTheOthersOfAQuorumQueueInPlace() throws {
+        let node = try RabbitMQTestNode.shared()
+        let sourceQueue = "crm.test.replay.limit.\(UUID().uuidString.prefix(6))"
+        let deadQueue = sourceQueue + ".dead"
+        try node.freshQueue(sourceQueue)
+        try node.freshQueue(deadQueue, arguments: ["x-queue-type": .string("quorum"), "x-delivery-limit": .int(2)])
+        let publisher = try node.publisher()
+        try publisher.publishAll((1...10).map { index in
+            var properties = AMQPProperties(contentType: "application/json", deliveryMode: 2)
+            properties.messageId = "limit-\(index)"
+            return AMQPPublisher.Message(body: Array(#"{"type":"USER_UPDATE","contactId":"c\#(index)"}"#.utf8), routingKey: deadQueue, properties: properties)
+        })
+        publisher.close()
+        let source = SourceConfig(name: "limit", transport: .rabbitmq(RabbitMQSourceConfig(endpoint: node.endpoint, queue: sourceQueue, deadLetter: .queue(deadQueue))))
+        guard case let .rabbitmq(config) = source.transport else { return }
+        let deadLetters = try RabbitMQDeadLetters(source: source, config: config, processor: EventProcessor(mapping: Mapping(attributes: [], actions: [:])))
+        for _ in 1...3 {
+            let summary = try deadLetters.replay(limit: 1, eventType: nil)
+            #expect(summary.replayed == 1 && summary.failure == nil)
+        }
+        #expect(try node.counts(sourceQueue) == (3, 0))
+        // A quorum queue's counts settle a moment after the channel closed.
+        var left = try node.counts(deadQueue)
+        for _ in 0..<50 where left != (7, 0) {
+            Thread.sleep(forTimeInterval: 0.1)
+            left = try node.counts(deadQueue)
+        }
+        #expect(left == (7, 0), "\(left)")
+    }
 }

@@ -78,9 +78,11 @@ struct SQSSourceTests {
         whileRunning: @Sendable () async throws -> Void = {},
         progress: (@Sendable () async throws -> Int)? = nil,
         processor: EventProcessor = EventProcessor(mapping: mapping), statusBoard: SourceStatusBoard? = nil,
-        until done: @escaping @Sendable () async throws -> Bool
+        retryBudget: Duration = .seconds(120), until done: @escaping @Sendable () async throws -> Bool
     ) async throws -> SQSSource.Totals {
-        let source = SQSSource(name: "sqs-test", config: config, processor: { processor }, store: store, logger: logger, statusBoard: statusBoard)
+        let source = SQSSource(
+            name: "sqs-test", config: config, processor: { processor }, store: store, logger: logger, retryBudget: retryBudget, statusBoard: statusBoard
+        )
         let box = ResultBox()
         let service = TotalsService(source: source, box: box)
         let group = ServiceGroup(services: [service], logger: logger)
@@ -254,24 +256,25 @@ struct SQSSourceTests {
         #expect(try DeadLetterFile(path: folder.appendingPathComponent("dead-letters.jsonl").path).records().count == 2)
     }
 
-    /// A store outage longer than the queue's visibility timeout times its maxReceiveCount: the messages stay in
-    /// flight (extended) and are retried until the store is back, so none is received again and none reaches the
-    /// dead-letter queue. Giving them back after a retry budget (two minutes, once) had them received again and
-    /// again, each time counting towards maxReceiveCount.
+    /// A store outage many times the retry budget (1 s here) and longer than the queue's visibility timeout times
+    /// its maxReceiveCount: past the budget the store does not answer a ping, so the messages stay in flight
+    /// (extended) and are retried until it is back; none is received again and none reaches the dead-letter queue.
+    /// Giving them back after the budget had them received again and again, each time counting towards
+    /// maxReceiveCount.
     @Test func aStoreOutageKeepsMessagesInFlightAndOutOfTheDeadLetterQueue() async throws {
         let server = try MotoTestServer.shared()
         let name = "outage-\(UUID().uuidString.prefix(6))"
         let deadLetterQueue = try Self.createQueue(server, name + "-dlq")
         let redrive = #"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:\#(name)-dlq","maxReceiveCount":"2"}"#
-        let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "2"])
+        let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "4"])
         try Self.send(server, queue, (0..<20).map { .init(id: "o\($0)", body: Self.event(contact: $0, step: 0)) })
         let (sqlite, folder) = try Self.store()
         defer { try? FileManager.default.removeItem(at: folder) }
         let store = OutageStore(inner: sqlite)
         let began = ContinuousClock.now
-        let totals = try await Self.run(config(server, queue, folder: folder), store: store) {
-            // Down for 8 s: four visibility timeouts, twice maxReceiveCount.
-            if ContinuousClock.now - began > .seconds(8) { store.down.store(false, ordering: .relaxed) }
+        let totals = try await Self.run(config(server, queue, folder: folder), store: store, retryBudget: .seconds(1)) {
+            // Down for 12 s: three visibility timeouts, twelve retry budgets.
+            if ContinuousClock.now - began > .seconds(12) { store.down.store(false, ordering: .relaxed) }
             return try await sqlite.count("contacts") == 20
         }
         #expect(try await sqlite.count("contacts") == 20)
@@ -279,6 +282,50 @@ struct SQSSourceTests {
         #expect(store.failures > 0)
         let dlq = SQSClient(queueURL: deadLetterQueue, region: server.region, credentials: server.credentials, endpoint: server.url)
         #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "0")
+    }
+
+    /// A refused message recorded twice in the dead-letter file (its delete failed, it came back, it was refused
+    /// again) is replayed once, and both records leave the file.
+    @Test func aDeadLetterRecordedTwiceIsReplayedOnce() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "twice-\(UUID().uuidString.prefix(6))")
+        let (_, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = config(server, queue, folder: folder)
+        let file = DeadLetterFile(path: config.deadLetterFile)
+        let body = Self.event(contact: 5, step: 0)
+        for at in [1_700_000_000, 1_700_000_030] as [Int64] {
+            try file.append(.init(source: "sqs-test", messageId: "m-twice", reason: "store unavailable", body: body, at: at, receiveCount: 1))
+        }
+        try file.append(.init(source: "sqs-test", messageId: "m-once", reason: "store unavailable", body: Self.event(contact: 6, step: 0), at: 1_700_000_000))
+        let deadLetters = try SQSDeadLetters(sourceName: "sqs-test", config: config, processor: EventProcessor(mapping: Self.mapping), environment: [:])
+        let summary = try deadLetters.replay(limit: nil, eventType: nil)
+        #expect(summary.replayed == 2 && summary.failed == 0 && summary.failure == nil)
+        #expect(try file.records().isEmpty)
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        #expect(try client.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "2")
+    }
+
+    /// A store that answers a ping but keeps failing one batch (PostgreSQL classes unknown errors as unavailable):
+    /// past the retry budget the batch is given back, so it cannot hold its lane and, with max_in_flight, the whole
+    /// source; the redrive policy then moves it to the dead-letter queue.
+    @Test func aBatchTheStoreKeepsFailingWhileUpIsGivenBack() async throws {
+        let server = try MotoTestServer.shared()
+        let name = "stuck-\(UUID().uuidString.prefix(6))"
+        let deadLetterQueue = try Self.createQueue(server, name + "-dlq")
+        let redrive = #"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:\#(name)-dlq","maxReceiveCount":"2"}"#
+        let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "2"])
+        try Self.send(server, queue, [.init(id: "s", body: Self.event(contact: 1, step: 0))])
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = OutageStore(inner: sqlite, answersPings: true)
+        let region = server.region, credentials = server.credentials, endpoint = server.url
+        _ = try await Self.run(config(server, queue, folder: folder), store: store, retryBudget: .seconds(1)) {
+            let dlq = SQSClient(queueURL: deadLetterQueue, region: region, credentials: credentials, endpoint: endpoint)
+            return try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "1"
+        }
+        let dlq = SQSClient(queueURL: deadLetterQueue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "1")
     }
 
     /// Stopping while the store is down gives the messages in flight back visible at once, even with
@@ -357,6 +404,8 @@ struct SQSSourceTests {
         let slow = SlowStore(inner: sqlite, delay: .milliseconds(300))
         var config = config(server, queue, folder: folder)
         config.maxInFlight = 20
+        // One poller: moto may hand one message to two long polls at once, leaving a copy it counts as not visible.
+        config.pollers = 1
         @Sendable func observer() -> SQSClient { SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url) }
         let highest = HighestSeen()
         let totals = try await Self.run(config, store: slow) {
@@ -594,14 +643,24 @@ final class ResultBox: @unchecked Sendable {
     var totals: SQSSource.Totals?
 }
 
-/// A store that is down (busy, transient) while `down` holds, then works.
+/// A store that fails every batch (unavailable, transient) while `down` holds, then works. Its ping fails too,
+/// unless `answersPings`: a store that is up but refuses the batches.
 final class OutageStore: StoreDecorator, @unchecked Sendable {
     let inner: any CRMStore
     var base: any CRMStore { inner }
     let down = Atomic<Bool>(true)
+    let answersPings: Bool
     private let failed = Atomic<Int>(0)
 
-    init(inner: any CRMStore) { self.inner = inner }
+    init(inner: any CRMStore, answersPings: Bool = false) {
+        self.inner = inner
+        self.answersPings = answersPings
+    }
+
+    func ping() async throws {
+        if down.load(ordering: .relaxed) && !answersPings { throw StoreError(.unavailable, "the test's store is down") }
+        try await inner.ping()
+    }
 
     var failures: Int { failed.load(ordering: .relaxed) }
 

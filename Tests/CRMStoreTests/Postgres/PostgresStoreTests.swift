@@ -136,6 +136,35 @@ struct PostgresMigrationTests {
         }
     }
 
+    /// A run that stopped after the new index was built and the old one dropped, before it was recorded: the next
+    /// start keeps the new index (then the table's only unique one) instead of dropping it to build it again, which
+    /// let duplicates in meanwhile.
+    @Test func aValidIndexFromAnInterruptedRunIsKept() async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try await freshDatabase(server)
+        try await withConnections(1, to: database) { connections in
+            let connection = connections[0]
+            #expect(try await PostgresSchema.migrate(connection, logger: logger, through: 1) == [1])
+            try await fillPurchases(connection, rows: 10)
+            try await connection.query(PostgresQuery(unsafeSQL: """
+                CREATE UNIQUE INDEX CONCURRENTLY purchases_one_per_transaction_kind_status
+                    ON purchases (list_id, contact_id, transaction_id, kind, status) WHERE transaction_id IS NOT NULL
+                """), logger: logger)
+            try await connection.query("DROP INDEX CONCURRENTLY purchases_one_per_transaction_status", logger: logger)
+            func oid() async throws -> Int {
+                var found = 0
+                for try await value in try await connection.query(
+                    "SELECT oid::int FROM pg_class WHERE relname = 'purchases_one_per_transaction_kind_status'", logger: logger
+                ).decode(Int.self) { found = value }
+                return found
+            }
+            let before = try await oid()
+            #expect(try await PostgresSchema.migrate(connection, logger: logger) == [2])
+            #expect(try await oid() == before)
+            #expect(try await purchaseIndexes(connection) == ["purchases_pkey": true, "purchases_by_contact": true, "purchases_one_per_transaction_kind_status": true])
+        }
+    }
+
     /// A concurrent build that was interrupted leaves an invalid index under the new name; the next start drops it
     /// and builds it again, then records the migration.
     @Test func anInterruptedIndexBuildIsRedone() async throws {
