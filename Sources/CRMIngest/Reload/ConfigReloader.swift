@@ -3,6 +3,11 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reloads the configuration on SIGHUP and when its file changes on disk. Reloads run one at a time; once systemd
 /// was told READY=1, it is told `RELOADING=1` before and `READY=1` after each (before that, only `STATUS=`).
