@@ -91,28 +91,26 @@ struct ConfigReloader: Service {
     }
 }
 
-/// What identifies a file's version without reading it: device, inode, size, modification time, from `stat(2)`,
-/// which follows symbolic links all the way. A Kubernetes ConfigMap is `crm-ingest.yaml -> ..data/crm-ingest.yaml`
-/// with `..data` a relative link swapped to a new folder at each update; Foundation's `resolvingSymlinksInPath` left
-/// that chain unresolved, so the watch saw the link itself, which never changes.
+/// What identifies a file's version without reading it: device, inode, size, modification time, of the file the
+/// path names once every symbolic link is resolved (`realpath(3)`). A Kubernetes ConfigMap is
+/// `crm-ingest.yaml -> ..data/crm-ingest.yaml` with `..data` a relative link swapped to a new folder at each update;
+/// Foundation's `resolvingSymlinksInPath` left that chain unresolved, so the watch saw the link itself, which never
+/// changes.
 struct FileStatus: Equatable, Sendable {
     var device: UInt64
     var inode: UInt64
-    var size: Int64
-    var modifiedNanoseconds: Int64
+    var size: UInt64
+    var modified: Date
 
     /// nil: the file cannot be reached now.
     init?(path: String) {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-        size = Int64(info.st_size)
-        #if canImport(Darwin)
-        let modified = info.st_mtimespec
-        #else
-        let modified = info.st_mtim
-        #endif
-        modifiedNanoseconds = Int64(modified.tv_sec) * 1_000_000_000 + Int64(modified.tv_nsec)
+        guard let resolvedPath = realpath(path, nil) else { return nil }
+        let resolved = String(cString: resolvedPath)
+        free(resolvedPath)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: resolved) else { return nil }
+        device = (attributes[.deviceIdentifier] as? NSNumber)?.uint64Value ?? 0
+        inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+        modified = attributes[.modificationDate] as? Date ?? .distantPast
     }
 }
