@@ -364,8 +364,8 @@ final class SQSWorkers: @unchecked Sendable {
                     ])
                 }
             } catch {
-                // The endpoint failed as a whole: the other chunks wait for the next turn rather than each waiting
-                // out the same failure (deletes go first then).
+                // The endpoint failed as a whole: the other chunks wait a second rather than each waiting out the
+                // same failure (deletes go first at every turn).
                 logger.warning("SQS visibility extension failed", metadata: ["source": "\(sourceName)", "error": "\(error)"])
                 nextExtensionAttempt = ContinuousClock.now + .seconds(1)
                 return
