@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: swiftSettings),
 
         // The SQS API (AWS JSON 1.0, SigV4) over CurlHTTP. Blocking; one client per poller thread.
-        .target(name: "SQSClient", dependencies: ["CurlHTTP", "AWSSigV4", "CRMCore"], swiftSettings: swiftSettings),
+        .target(name: "SQSClient", dependencies: ["CurlHTTP", "AWSSigV4", "CRMCore", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
 
         // The domain core: events, decoding, mapping, actions, the store protocol. No C, no NIO.
         .target(
@@ -232,11 +232,11 @@ let package = Package(
         // Real servers for the integration tests (started by scripts/, shared by the test targets).
         .target(
             name: "CRMTestSupport",
-            dependencies: ["AWSSigV4", "SQSClient", "CRMCore", "CRMStorePostgres", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AWSSigV4", "SQSClient", "CurlHTTP", "CRMCore", "CRMStorePostgres", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CRMTestSupport",
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore", "CRMTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SQSClientTests", dependencies: ["SQSClient", "AWSSigV4", "CRMCore", "CRMTestSupport", "CurlHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(
             name: "CRMSourceSQSTests",
             dependencies: [

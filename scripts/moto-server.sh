@@ -10,7 +10,8 @@
 #   Creates DIR if missing, picks a free TCP port on 127.0.0.1 and starts `moto_server -H 127.0.0.1 -p PORT` in
 #   the background (its own session, stdin /dev/null, output in DIR/moto.log, no other descriptor inherited),
 #   with INITIAL_NO_AUTH_ACTION_COUNT=3: moto accepts exactly three unauthenticated actions, which this script
-#   spends on IAM CreateUser, PutUserPolicy (inline, allows sqs:* and sns:* on *) and CreateAccessKey. From then
+#   spends on IAM CreateUser, PutUserPolicy (inline, allows sqs:*, sns:*, and creating users and access keys for
+#   the tests that rotate credentials) and CreateAccessKey. From then
 #   on every request to any service must carry a valid SigV4 signature made with that key. (Polling /moto-api/
 #   to see whether the server is up is not an action and does not count.)
 #   Then it checks enforcement and fails (exit 1, server killed) unless: a request signed with the right key
@@ -171,7 +172,9 @@ iam = client("iam", "bootstrap", "bootstrap")
 arn = iam.create_user(UserName=user)["User"]["Arn"]
 iam.put_user_policy(UserName=user, PolicyName="crm-ingest-test-sqs-sns", PolicyDocument=json.dumps({
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": ["sqs:*", "sns:*"], "Resource": "*"}],
+    "Statement": [{"Effect": "Allow", "Action": ["sqs:*", "sns:*", "iam:CreateUser", "iam:PutUserPolicy",
+                              "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"],
+                   "Resource": "*"}],
 }))
 key = iam.create_access_key(UserName=user)["AccessKey"]
 key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]

@@ -23,7 +23,7 @@ public struct SQSDeadLetters {
     public let config: SQSSourceConfig
     public let location: Location
     let processor: EventProcessor
-    let credentials: AWSCredentials
+    let credentials: AWSCredentialsProvider
     let deadLetterFile: DeadLetterFile
 
     /// Finds where the source's dead letters are (its queue's redrive policy, or its dead-letter file).
@@ -31,7 +31,7 @@ public struct SQSDeadLetters {
         self.sourceName = sourceName
         self.config = config
         self.processor = processor
-        credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
+        credentials = try AWSCredentialsProvider.resolve(given: config.credentials, profile: config.profile, environment: environment)
         deadLetterFile = DeadLetterFile(path: config.deadLetterFile)
         let source = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
         let attributes = try source.queueAttributes(["RedrivePolicy"])

@@ -9,6 +9,7 @@ import Logging
 import SNSSupport
 import SQSClient
 import ServiceLifecycle
+import Synchronization
 
 /// An SQS queue as a source of events: a `Service` that polls until graceful shutdown, then drains.
 ///
@@ -69,24 +70,32 @@ public struct SQSSource: Service {
         // reported (log, /readyz, crm_ingest_source_up) while the daemon's other sources go on.
         var backoff = Duration.seconds(1)
         var settings: (visibility: Int, redrive: RedrivePolicy?)?
-        var credentials = AWSCredentials(accessKeyId: "", secretAccessKey: "")
+        let credentialsFound = Mutex<AWSCredentialsProvider?>(nil)
+        let environment = environment
         while settings == nil {
             do {
-                credentials = try AWSCredentialsResolver.resolve(given: config.credentials, profile: config.profile, environment: environment)
-                let credentials = credentials
-                settings = try await onOwnThread { () throws -> (Int, RedrivePolicy?) in
+                // Finding and fetching credentials may block (a file, the container endpoint, the instance metadata).
+                settings = try await onOwnThread { [logger] () throws -> (Int, RedrivePolicy?) in
+                    let credentials = try credentialsFound.withLock { found in
+                        if let found { return found }
+                        found = try AWSCredentialsProvider.resolve(given: config.credentials, profile: config.profile, environment: environment, logger: logger)
+                        return found!
+                    }
                     let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
                     let attributes = try client.queueAttributes(["VisibilityTimeout", "RedrivePolicy"])
                     return (config.visibilityTimeoutSeconds ?? Int(attributes["VisibilityTimeout"] ?? "") ?? 30, attributes["RedrivePolicy"].flatMap(RedrivePolicy.init))
                 }
             } catch {
                 let sqsError = error as? SQSError
-                let retry = sqsError?.isAuthentication == true ? max(backoff, .seconds(30)) : backoff
+                let retry = sqsError?.isAuthentication == true || error is AWSCredentialsError ? max(backoff, .seconds(30)) : backoff
+                let accessKey = credentialsFound.withLock { $0?.currentAccessKeyId }
                 let metadata: Logger.Metadata = [
-                    "source": "\(name)", "queue": "\(config.queueURL)", "access_key": "\(LogRedaction.accessKey(credentials.accessKeyId))",
+                    "source": "\(name)", "queue": "\(config.queueURL)", "access_key": "\(accessKey.map(LogRedaction.accessKey) ?? "-")",
                 ]
                 if let sqsError, sqsError.isAuthentication {
                     logger.error("SQS refused our credentials: \(sqsError.code): \(sqsError.message); trying again in \(retry)", metadata: metadata)
+                } else if let credentialsError = error as? AWSCredentialsError {
+                    logger.error("no AWS credentials: \(credentialsError); trying again in \(retry)", metadata: metadata)
                 } else {
                     logger.warning("cannot read the queue's settings, trying again in \(retry): \(error)", metadata: metadata)
                 }
@@ -98,7 +107,7 @@ public struct SQSSource: Service {
                 backoff = min(backoff * 2, .seconds(30))
             }
         }
-        guard var (visibility, redrive) = settings else { return Totals() }
+        guard var (visibility, redrive) = settings, let credentials = credentialsFound.withLock({ $0 }) else { return Totals() }
         if redrive == nil {
             logger.warning("the queue has no redrive policy: refused messages are recorded in \(config.deadLetterFile) and deleted",
                            metadata: ["source": "\(name)"])

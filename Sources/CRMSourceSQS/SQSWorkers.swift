@@ -35,7 +35,7 @@ final class SQSWorkers: @unchecked Sendable {
     // `inFlight`, `reserved`, `completions` and `requestCounts` are guarded by `lock`; the rest is set in init.
     let sourceName: String
     let config: SQSSourceConfig
-    let credentials: AWSCredentials
+    let credentials: AWSCredentialsProvider
     let logger: Logger
     let stop = StopFlag()
     let batches: AsyncStream<[SQSMessage]>
@@ -73,7 +73,7 @@ final class SQSWorkers: @unchecked Sendable {
     let onPoll: @Sendable (String?) -> Void
 
     init(
-        sourceName: String, config: SQSSourceConfig, credentials: AWSCredentials, visibilityTimeout: Int, maxReceiveCount: Int?,
+        sourceName: String, config: SQSSourceConfig, credentials: AWSCredentialsProvider, visibilityTimeout: Int, maxReceiveCount: Int?,
         logger: Logger, deleteLinger: Duration = .milliseconds(250), onPoll: @escaping @Sendable (String?) -> Void = { _ in }
     ) {
         self.onPoll = onPoll
@@ -187,7 +187,7 @@ final class SQSWorkers: @unchecked Sendable {
                 onPoll("\(error)")
                 if error.isAuthentication {
                     logger.error("SQS refused our credentials: \(error.code): \(error.message)", metadata: [
-                        "source": "\(sourceName)", "access_key": "\(LogRedaction.accessKey(credentials.accessKeyId))", "queue": "\(config.queueURL)",
+                        "source": "\(sourceName)", "access_key": "\(credentials.currentAccessKeyId.map(LogRedaction.accessKey) ?? "-")", "queue": "\(config.queueURL)",
                     ])
                     backoff = .seconds(30)
                 } else {

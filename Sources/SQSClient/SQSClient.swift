@@ -21,10 +21,29 @@ public struct SQSError: Error, Sendable, Hashable, CustomStringConvertible {
         httpStatus == 0 || httpStatus >= 500 || code.contains("Throttl") || code == "RequestThrottled" || code == "ServiceUnavailable"
     }
 
-    /// The credentials are wrong or lack permission: retrying the same request cannot help.
+    /// The code without the `Exception` the JSON protocol may add (`ExpiredTokenException` is `ExpiredToken`).
+    var baseCode: String { code.hasSuffix("Exception") ? String(code.dropLast("Exception".count)) : code }
+
+    /// The credentials are wrong, expired or lack permission: retrying the same request cannot help.
     public var isAuthentication: Bool {
-        ["SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClientException", "AccessDenied",
-         "AccessDeniedException", "MissingAuthenticationToken", "IncompleteSignature", "ExpiredToken"].contains(code)
+        ["SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClient", "AccessDenied", "MissingAuthenticationToken",
+         "IncompleteSignature", "ExpiredToken", "InvalidSignature", "InvalidAccessKeyId", "InvalidToken", "AuthFailure",
+         "TokenRefreshRequired", "RequestExpired", "RequestTimeTooSkewed", "KmsAccessDenied"].contains(baseCode)
+    }
+
+    /// Refused because of the credentials themselves (unknown, expired, or a secret that does not match): other
+    /// credentials may succeed.
+    public var mayBeStaleCredentials: Bool {
+        ["InvalidClientTokenId", "UnrecognizedClient", "ExpiredToken", "InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired",
+         "SignatureDoesNotMatch", "InvalidSignature", "AuthFailure"].contains(baseCode) && !isClockSkew
+    }
+
+    /// Refused as signed at the wrong time: this machine's clock is off.
+    public var isClockSkew: Bool {
+        if ["RequestTimeTooSkewed", "RequestExpired"].contains(baseCode) { return true }
+        guard ["SignatureDoesNotMatch", "InvalidSignature", "AuthFailure"].contains(baseCode) else { return false }
+        let text = message.lowercased()
+        return text.contains("signature expired") || text.contains("skew") || text.contains("signature not yet current")
     }
 
     public var description: String { httpStatus == 0 ? "sqs transport: \(message)" : "sqs \(code) (HTTP \(httpStatus)): \(message)" }
@@ -64,23 +83,42 @@ public struct SQSMessage: Sendable, Hashable {
 
 /// The SQS API over AWS JSON 1.0 (`X-Amz-Target: AmazonSQS.<Action>`), signed with SigV4, on libcurl.
 ///
-/// Blocking and not thread-safe (one curl handle, kept alive): each poller thread owns its own client.
+/// Blocking and not thread-safe (one curl handle, kept alive): each poller thread owns its own client; the
+/// threads of a source share one `AWSCredentialsProvider`.
+///
+/// A request refused for its credentials is sent once more when the provider has other credentials (they were
+/// renewed meanwhile); one refused as signed at the wrong time is sent once more signed at SQS's time.
 public final class SQSClient {
     public let queueURL: String
     public let endpoint: String
-    let signer: AWSSigner
+    public let region: String
+    public let credentials: AWSCredentialsProvider
+    private var signer: AWSSigner
     let http: CurlHTTPClient
+    let now: @Sendable () -> Date
     let parser = JSONParser(limits: JSONLimits(maxBytes: 16 << 20, maxDepth: 32, maxObjectMembers: 10_000, maxStringBytes: 4 << 20))
     /// Requests sent, for the requests-per-message figure.
     public private(set) var requestCount = 0
 
     /// - Parameters:
     ///   - endpoint: where requests go; nil: `https://sqs.<region>.amazonaws.com`.
-    public init(queueURL: String, region: String, credentials: AWSCredentials, endpoint: String? = nil, connectTimeout: Duration = .seconds(5)) {
+    ///   - now: the clock requests are signed with (tests move it).
+    public init(
+        queueURL: String, region: String, credentials: AWSCredentialsProvider, endpoint: String? = nil, connectTimeout: Duration = .seconds(5),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.queueURL = queueURL
+        self.region = region
         self.endpoint = endpoint ?? "https://sqs.\(region).amazonaws.com"
-        signer = AWSSigner(credentials: credentials, name: "sqs", region: region)
+        self.credentials = credentials
+        self.now = now
+        signer = AWSSigner(credentials: AWSCredentials(accessKeyId: "", secretAccessKey: ""), name: "sqs", region: region)
         http = CurlHTTPClient(connectTimeout: connectTimeout)
+    }
+
+    /// A client with credentials that never change.
+    public convenience init(queueURL: String, region: String, credentials: AWSCredentials, endpoint: String? = nil, connectTimeout: Duration = .seconds(5)) {
+        self.init(queueURL: queueURL, region: region, credentials: .fixed(credentials), endpoint: endpoint, connectTimeout: connectTimeout)
     }
 
     // MARK: Actions
@@ -211,33 +249,65 @@ public final class SQSClient {
         guard let url = URL(string: endpoint.hasSuffix("/") ? endpoint : endpoint + "/") else {
             throw SQSError(code: "InvalidEndpoint", message: "not a URL: \(endpoint)", httpStatus: 0)
         }
-        let headers: AWSSigner.Headers
-        do {
-            headers = try signer.signHeaders(
-                method: "POST", url: url,
-                headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "AmazonSQS.\(action)")],
-                body: .data(Data(bytes)), date: Date()
-            )
-        } catch {
-            throw SQSError(code: "SigningFailed", message: "\(error)", httpStatus: 0)
+        var sentAgain = false
+        while true {
+            let signedWith: AWSCredentials
+            do {
+                signedWith = try credentials.credentials()
+            } catch {
+                throw SQSError(code: "CredentialsUnavailable", message: error.description, httpStatus: 0)
+            }
+            if signer.credentials != signedWith { signer = AWSSigner(credentials: signedWith, name: "sqs", region: region) }
+            let headers: AWSSigner.Headers
+            do {
+                headers = try signer.signHeaders(
+                    method: "POST", url: url,
+                    headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", "AmazonSQS.\(action)")],
+                    body: .data(Data(bytes)), date: now().addingTimeInterval(credentials.clockOffset)
+                )
+            } catch {
+                throw SQSError(code: "SigningFailed", message: "\(error)", httpStatus: 0)
+            }
+            requestCount += 1
+            let response: HTTPResponse
+            do {
+                response = try http.send(
+                    HTTPRequest(method: "POST", url: url.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: bytes),
+                    timeout: timeout, shouldAbort: shouldAbort
+                )
+            } catch {
+                throw SQSError(code: error.isAborted ? "Aborted" : error.isTimeout ? "Timeout" : "Transport", message: error.message, httpStatus: 0)
+            }
+            if response.status != 200 {
+                let error = Self.error(from: response)
+                // Nothing was done by a request refused for its signature: sending it again is safe.
+                if !sentAgain, error.isClockSkew, let serverDate = response.header("date").flatMap(Self.httpDate) {
+                    credentials.noteServerClock(serverDate, localDate: now())
+                    sentAgain = true
+                    continue
+                }
+                if !sentAgain, error.mayBeStaleCredentials, credentials.refresh(after: signedWith) {
+                    sentAgain = true
+                    continue
+                }
+                throw error
+            }
+            if response.body.isEmpty { return .object([]) }
+            do {
+                return try parser.parse(response.body)
+            } catch {
+                throw SQSError(code: "InvalidResponse", message: "\(action) answer is not JSON: \(error)", httpStatus: response.status)
+            }
         }
-        requestCount += 1
-        let response: HTTPResponse
-        do {
-            response = try http.send(
-                HTTPRequest(method: "POST", url: url.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: bytes),
-                timeout: timeout, shouldAbort: shouldAbort
-            )
-        } catch {
-            throw SQSError(code: error.isAborted ? "Aborted" : error.isTimeout ? "Timeout" : "Transport", message: error.message, httpStatus: 0)
-        }
-        guard response.status == 200 else { throw Self.error(from: response) }
-        if response.body.isEmpty { return .object([]) }
-        do {
-            return try parser.parse(response.body)
-        } catch {
-            throw SQSError(code: "InvalidResponse", message: "\(action) answer is not JSON: \(error)", httpStatus: response.status)
-        }
+    }
+
+    /// An HTTP `Date` header (RFC 9110's IMF-fixdate: `Mon, 07 Dec 2026 13:55:00 GMT`).
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
     }
 
     /// AWS errors come as JSON (`__type`, `message`) from SQS, as XML (`<Code>`, `<Message>`) from some servers.

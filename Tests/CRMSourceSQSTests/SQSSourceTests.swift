@@ -628,6 +628,71 @@ struct SQSSourceTests {
     }
 }
 
+
+extension SQSSourceTests {
+    /// Credentials from the container endpoint (ECS, EKS Pod Identity), rotated while the source runs: the endpoint
+    /// hands out a new key and the old one is deleted in IAM. moto then refuses the old key (InvalidClientTokenId);
+    /// the source fetches again and goes on, losing nothing.
+    @Test func credentialsRotatedAtTheContainerEndpointKeepTheSourceGoing() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "rotate-\(UUID().uuidString.prefix(6))")
+        let user = "rotation-\(UUID().uuidString.prefix(8))"
+        try server.createUser(user)
+        let first = try server.createAccessKey(user: user), second = try server.createAccessKey(user: user)
+        let serving = Mutex(first)
+        let endpoint = try LocalHTTPStub { request in
+            guard request.headers["authorization"] == "agent-token" else { return .init(status: 401) }
+            let key = serving.withLock { $0 }
+            return .init(body: #"{"AccessKeyId":"\#(key.accessKeyId)","SecretAccessKey":"\#(key.secretAccessKey)","Expiration":"2099-01-01T00:00:00Z"}"#)
+        }
+        defer { endpoint.stop() }
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var settings = config(server, queue, folder: folder)
+        settings.credentials = nil
+        settings.pollers = 1
+        let environment = [
+            "HOME": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint.url + "/v1/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "agent-token",
+        ]
+        let logs = CapturedLogs()
+        let source = SQSSource(
+            name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger,
+            environment: environment
+        )
+        let group = ServiceGroup(services: [source], logger: logs.logger)
+        let task = Task { try await group.run() }
+        let started = ContinuousClock.now
+        func waitFor(_ count: Int) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await store.count("ledger") < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try Self.send(server, queue, (0..<50).map { .init(id: "m\($0 % 10)", body: Self.event(contact: $0, step: 0)) })
+        try await waitFor(50)
+        #expect(try await store.count("ledger") == 50)
+        #expect(endpoint.requests.count == 1)
+        // Past the provider's least interval between two unplanned fetches (5 s), so that the refusal fetches at once.
+        try await Task.sleep(until: started + .seconds(6))
+        serving.withLock { $0 = second }
+        try server.deleteAccessKey(first.accessKeyId, user: user)
+        try Self.send(server, queue, (50..<100).map { .init(id: "m\($0 % 10)", body: Self.event(contact: $0, step: 0)) })
+        let rotated = ContinuousClock.now
+        try await waitFor(100)
+        // Well within the 30 s a poller waits after a refusal it cannot mend.
+        #expect(ContinuousClock.now - rotated < .seconds(20))
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(try await store.count("ledger") == 100)
+        #expect(try await store.count("contacts") == 100)
+        #expect(endpoint.requests.count == 2)
+        #expect(logs.contains("AWS credentials renewed after SQS refused the previous ones"))
+        #expect(logs.lines.allSatisfy { !$0.contains(first.secretAccessKey) && !$0.contains(second.secretAccessKey) })
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let attributes = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        #expect(attributes["ApproximateNumberOfMessages"] == "0" && attributes["ApproximateNumberOfMessagesNotVisible"] == "0")
+    }
+}
+
 /// Runs the source and keeps its totals.
 struct TotalsService: Service {
     let source: SQSSource

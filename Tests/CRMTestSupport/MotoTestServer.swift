@@ -1,5 +1,6 @@
 import AWSSigV4
 import CRMCore
+import CurlHTTP
 import SQSClient
 import Foundation
 
@@ -97,5 +98,53 @@ extension MotoTestServer {
             throw SQSError(code: "NoQueueUrl", message: "CreateQueue answered without a QueueUrl", httpStatus: 200)
         }
         return queueURL
+    }
+}
+
+extension MotoTestServer {
+    /// A new IAM user allowed to use SQS and SNS (IAM `CreateUser`, `PutUserPolicy`), for a test that rotates
+    /// its keys: AWS allows two access keys per user.
+    public func createUser(_ name: String) throws {
+        _ = try iam("Action=CreateUser&UserName=\(name)&Version=2010-05-08")
+        let policy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:*","sns:*"],"Resource":"*"}]}"#
+        // RFC 3986's unreserved characters stay, as botocore writes them (moto checks the signature on its own encoding).
+        let encoded = policy.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")) ?? ""
+        _ = try iam("Action=PutUserPolicy&UserName=\(name)&PolicyName=sqs-sns&PolicyDocument=\(encoded)&Version=2010-05-08")
+    }
+
+    /// A new access key of `user` (IAM `CreateAccessKey`), as a rotation would make one.
+    public func createAccessKey(user: String) throws -> AWSCredentials {
+        let answer = try iam("Action=CreateAccessKey&UserName=\(user)&Version=2010-05-08")
+        guard let key = Self.element("AccessKeyId", in: answer), let secret = Self.element("SecretAccessKey", in: answer) else {
+            throw ServerError(description: "CreateAccessKey answered without a key: \(answer.prefix(300))")
+        }
+        return AWSCredentials(accessKeyId: key, secretAccessKey: secret)
+    }
+
+    /// Deletes an access key of `user` (IAM `DeleteAccessKey`): requests signed with it are refused from now on.
+    public func deleteAccessKey(_ accessKeyId: String, user: String) throws {
+        _ = try iam("Action=DeleteAccessKey&UserName=\(user)&AccessKeyId=\(accessKeyId)&Version=2010-05-08")
+    }
+
+    /// One IAM query-API call signed with the server's key; the answer's XML text.
+    private func iam(_ form: String) throws -> String {
+        let endpoint = URL(string: url + "/")!
+        let body = Array(form.utf8)
+        let signer = AWSSigner(credentials: credentials, name: "iam", region: region)
+        let headers = try signer.signHeaders(
+            method: "POST", url: endpoint, headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+            body: .data(Data(body)), date: Date()
+        )
+        let response = try CurlHTTPClient().send(
+            HTTPRequest(method: "POST", url: endpoint.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: body), timeout: .seconds(10)
+        )
+        let text = String(decoding: response.body, as: UTF8.self)
+        guard response.status == 200 else { throw ServerError(description: "IAM answered HTTP \(response.status): \(text.prefix(300))") }
+        return text
+    }
+
+    private static func element(_ name: String, in text: String) -> String? {
+        guard let start = text.range(of: "<\(name)>"), let end = text.range(of: "</\(name)>", range: start.upperBound..<text.endIndex) else { return nil }
+        return String(text[start.upperBound..<end.lowerBound])
     }
 }

@@ -1,0 +1,376 @@
+import AWSSigV4
+import CRMCore
+import CurlHTTP
+import Foundation
+import Logging
+import Synchronization
+
+/// Credentials, and when they stop working.
+public struct ExpiringCredentials: Sendable, Equatable {
+    public var credentials: AWSCredentials
+    /// nil: no known end (an IAM user's keys, or a credentials file that does not say).
+    public var expiration: Date?
+
+    public init(_ credentials: AWSCredentials, expiration: Date? = nil) {
+        self.credentials = credentials
+        self.expiration = expiration
+    }
+}
+
+/// Why no credentials could be had, in words an operator can act on.
+public struct AWSCredentialsError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}
+
+/// Where a source's AWS credentials come from: chosen once, in the order the AWS tools look.
+public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
+    /// The source's `credentials` in the configuration file.
+    case configuration(AWSCredentials)
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+    case environment(AWSCredentials)
+    /// A profile of the shared credentials file, read again when a tool rewrites it (`aws sso login`, a vault agent).
+    case sharedFile(path: String, profile: String)
+    /// The container credentials endpoint of ECS tasks and EKS Pod Identity; the authorization token, when there
+    /// is one, is the token file's text (read at every fetch: the agent rotates it) or the token itself.
+    case container(url: String, authorizationToken: String?, authorizationTokenFile: String?)
+    /// The EC2 instance metadata service (IMDSv2): the credentials of the instance profile's role.
+    case instanceMetadata(endpoint: String)
+
+    public var description: String {
+        switch self {
+        case .configuration: "the configuration file"
+        case .environment: "the environment (AWS_ACCESS_KEY_ID)"
+        case let .sharedFile(path, profile): "profile [\(profile)] of \(path)"
+        case let .container(url, _, _): "the container credentials endpoint \(url)"
+        case let .instanceMetadata(endpoint): "the EC2 instance metadata service at \(endpoint)"
+        }
+    }
+
+    /// Whether fetching again can give other credentials.
+    var canChange: Bool {
+        switch self {
+        case .configuration, .environment: false
+        case .sharedFile, .container, .instanceMetadata: true
+        }
+    }
+}
+
+/// The credentials of one source, kept fresh: temporary credentials are fetched again five minutes before they
+/// expire, a rewritten credentials file is read again, and credentials SQS refuses are fetched again once
+/// (`refresh(after:)`) before the refusal counts. Also keeps the difference between SQS's clock and ours, learnt
+/// from a request refused as signed at the wrong time.
+///
+/// Shared by the threads of one source; `credentials()` may block on a fetch (a few seconds at most), so it is
+/// called from those threads, never from Swift's cooperative pool.
+public final class AWSCredentialsProvider: Sendable {
+    public let source: AWSCredentialsSource
+    /// How long before their expiration credentials are fetched again.
+    public static let refreshAhead: TimeInterval = 300
+    /// The least time between two fetches that were not due (a refused request, a failed fetch).
+    let minimumRefetchInterval: TimeInterval
+    /// How often a credentials file's modification time is looked at.
+    let fileCheckInterval: TimeInterval
+    /// Throws `AWSCredentialsError` (a typed-throws closure stored in a property crashes Swift 6.3's IR generation).
+    private let fetcher: @Sendable () throws -> ExpiringCredentials
+    private let now: @Sendable () -> Date
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var current: ExpiringCredentials?
+        var lastFetch: Date?
+        var fileStamp: FileStamp?
+        var lastFileCheck: Date?
+        var clockOffset: TimeInterval = 0
+    }
+
+    /// Credentials that never change (tests, tools given a key).
+    public static func fixed(_ credentials: AWSCredentials) -> AWSCredentialsProvider {
+        AWSCredentialsProvider(source: .configuration(credentials), logger: Logger(label: "crm-ingest.aws-credentials"))
+    }
+
+    /// - Parameters:
+    ///   - fetch: how to get the credentials; nil: from `source`.
+    ///   - now: the clock (tests move it).
+    public init(
+        source: AWSCredentialsSource, logger: Logger, minimumRefetchInterval: TimeInterval = 5, fileCheckInterval: TimeInterval = 10,
+        fetch: (@Sendable () throws -> ExpiringCredentials)? = nil, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.source = source
+        self.logger = logger
+        self.minimumRefetchInterval = minimumRefetchInterval
+        self.fileCheckInterval = fileCheckInterval
+        self.now = now
+        fetcher = fetch ?? { try Self.fetch(from: source) }
+    }
+
+    private func fetch() -> Result<ExpiringCredentials, AWSCredentialsError> {
+        do {
+            return .success(try fetcher())
+        } catch let error as AWSCredentialsError {
+            return .failure(error)
+        } catch {
+            return .failure(AWSCredentialsError("\(source): \(error)"))
+        }
+    }
+
+    /// The access key id in use, for logs (no fetch).
+    public var currentAccessKeyId: String? { state.withLock { $0.current?.credentials.accessKeyId } }
+
+    /// The credentials to sign with now: fetched the first time, and again when they are about to expire or their
+    /// file changed. When a due fetch fails, credentials not yet expired are still used (and the fetch retried).
+    public func credentials() throws(AWSCredentialsError) -> AWSCredentials {
+        let now = now()
+        let outcome: Result<AWSCredentials, AWSCredentialsError> = state.withLock { state in
+            if let current = state.current, !isDue(current, state: &state, now: now) { return .success(current.credentials) }
+            state.lastFetch = now
+            switch fetch() {
+            case let .success(fresh):
+                if let old = state.current, old.credentials != fresh.credentials {
+                    logger.info("AWS credentials renewed", metadata: metadata(fresh))
+                }
+                noteFetched(fresh, state: &state, now: now)
+                return .success(fresh.credentials)
+            case let .failure(error):
+                guard let current = state.current, current.expiration.map({ $0 > now }) ?? true else { return .failure(error) }
+                logger.warning("cannot renew AWS credentials, still using the current ones: \(error)", metadata: metadata(current))
+                return .success(current.credentials)
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// Called when SQS refused `refused` as unknown, expired or wrongly signed: fetches again (at most once per
+    /// `minimumRefetchInterval`). True when there are other credentials to try.
+    public func refresh(after refused: AWSCredentials) -> Bool {
+        guard source.canChange else { return false }
+        let now = now()
+        return state.withLock { state in
+            if let current = state.current, current.credentials != refused { return true }
+            if let last = state.lastFetch, now.timeIntervalSince(last) < minimumRefetchInterval { return false }
+            state.lastFetch = now
+            switch fetch() {
+            case let .success(fresh):
+                noteFetched(fresh, state: &state, now: now)
+                guard fresh.credentials != refused else { return false }
+                logger.info("AWS credentials renewed after SQS refused the previous ones", metadata: metadata(fresh))
+                return true
+            case let .failure(error):
+                logger.warning("SQS refused our AWS credentials and fetching them again failed: \(error)", metadata: ["credentials_from": "\(source)"])
+                return false
+            }
+        }
+    }
+
+    /// SQS's clock minus ours, in seconds: added to the signing time.
+    public var clockOffset: TimeInterval { state.withLock { $0.clockOffset } }
+
+    /// Notes SQS's clock, read from the `Date` of an answer that refused a request as signed at the wrong time.
+    public func noteServerClock(_ serverDate: Date, localDate: Date) {
+        let offset = serverDate.timeIntervalSince(localDate)
+        state.withLock { $0.clockOffset = offset }
+        logger.warning("this machine's clock is off by \(Int(offset.rounded())) s from SQS's: signing with SQS's time (fix the clock: NTP)",
+                       metadata: ["credentials_from": "\(source)"])
+    }
+
+    private func noteFetched(_ fresh: ExpiringCredentials, state: inout State, now: Date) {
+        state.current = fresh
+        if case let .sharedFile(path, _) = source {
+            state.fileStamp = FileStamp(path: path)
+            state.lastFileCheck = now
+        }
+    }
+
+    private func isDue(_ current: ExpiringCredentials, state: inout State, now: Date) -> Bool {
+        let retryAllowed = state.lastFetch.map { now.timeIntervalSince($0) >= minimumRefetchInterval } ?? true
+        if let expiration = current.expiration, now >= expiration.addingTimeInterval(-Self.refreshAhead), retryAllowed { return true }
+        guard case let .sharedFile(path, _) = source else { return false }
+        if let lastCheck = state.lastFileCheck, now.timeIntervalSince(lastCheck) < fileCheckInterval { return false }
+        state.lastFileCheck = now
+        return FileStamp(path: path) != state.fileStamp
+    }
+
+    private func metadata(_ credentials: ExpiringCredentials) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["credentials_from": "\(source)", "access_key": "\(LogRedaction.accessKey(credentials.credentials.accessKeyId))"]
+        if let expiration = credentials.expiration { metadata["expires"] = "\(expiration.formatted(.iso8601))" }
+        return metadata
+    }
+}
+
+/// A file's modification time and size, to notice it was rewritten.
+struct FileStamp: Equatable {
+    var modified: Date?
+    var size: Int?
+
+    init(path: String) {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        modified = attributes?[.modificationDate] as? Date
+        size = (attributes?[.size] as? NSNumber)?.intValue
+    }
+}
+
+// MARK: Finding the source
+
+extension AWSCredentialsProvider {
+    /// Finds where credentials come from, the way the AWS tools do: the configuration's; the environment's
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); a profile of the shared credentials file
+    /// (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`; `profile`, `AWS_PROFILE` or `default`); the
+    /// container endpoint (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`, with
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `_TOKEN`); then the EC2 instance metadata service, unless
+    /// `AWS_EC2_METADATA_DISABLED=true` (`AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it). Then fetches them once, so
+    /// that a source that gives none is reported here.
+    public static func resolve(
+        given: AWSCredentials?, profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "crm-ingest.aws-credentials")
+    ) throws(AWSCredentialsError) -> AWSCredentialsProvider {
+        let provider = AWSCredentialsProvider(source: try findSource(given: given, profile: profile, environment: environment), logger: logger)
+        _ = try provider.credentials()
+        return provider
+    }
+
+    /// The first place that has credentials (or says it will), without fetching them.
+    public static func findSource(given: AWSCredentials?, profile: String?, environment: [String: String]) throws(AWSCredentialsError) -> AWSCredentialsSource {
+        if let given { return .configuration(given) }
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") {
+            return .environment(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: value("AWS_SESSION_TOKEN")))
+        }
+        var tried: [String] = ["the configuration", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"]
+        let home = value("HOME") ?? NSHomeDirectory()
+        let path = value("AWS_SHARED_CREDENTIALS_FILE") ?? "\(home)/.aws/credentials"
+        let namedProfile = profile ?? value("AWS_PROFILE")
+        let name = namedProfile ?? "default"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            if sharedFileProfile(text, name: name) != nil { return .sharedFile(path: path, profile: name) }
+            if namedProfile != nil {
+                throw AWSCredentialsError("no profile [\(name)] in \(path)")
+            }
+            tried.append("profile [default] of \(path) (no such profile)")
+        } else {
+            if namedProfile != nil { throw AWSCredentialsError("profile [\(name)] was asked for, but there is no file \(path)") }
+            tried.append("\(path) (no such file)")
+        }
+        if let relative = value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") {
+            return .container(url: "http://169.254.170.2" + (relative.hasPrefix("/") ? relative : "/" + relative),
+                              authorizationToken: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"), authorizationTokenFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"))
+        }
+        if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+            guard let url = URL(string: full), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else {
+                throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI is not a URL: \(full)")
+            }
+            // Credentials in clear text only from this machine or the container agents' link-local addresses.
+            let trustedHosts: Set<String> = ["localhost", "127.0.0.1", "::1", "[::1]", "169.254.170.2", "169.254.170.23", "fd00:ec2::23", "[fd00:ec2::23]"]
+            guard scheme == "https" || (scheme == "http" && (trustedHosts.contains(host) || host.hasPrefix("127."))) else {
+                throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http on a loopback or container-agent address: \(full)")
+            }
+            return .container(url: full, authorizationToken: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+                              authorizationTokenFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"))
+        }
+        tried.append("the container endpoint (no AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI)")
+        if value("AWS_EC2_METADATA_DISABLED")?.lowercased() != "true" {
+            let endpoint = value("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?? "http://169.254.169.254"
+            return .instanceMetadata(endpoint: endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint)
+        }
+        tried.append("the EC2 instance metadata (AWS_EC2_METADATA_DISABLED)")
+        throw AWSCredentialsError("no AWS credentials: tried \(tried.joined(separator: ", "))")
+    }
+
+    /// The keys of one `[profile]` section of an INI-style credentials file.
+    static func sharedFileProfile(_ text: String, name: String) -> [String: String]? {
+        var current: String?
+        var found: [String: String]?
+        for rawLine in text.split(whereSeparator: \.isNewline) {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") && line.hasSuffix("]") {
+                current = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                if current == name { found = found ?? [:] }
+                continue
+            }
+            guard current == name, let equals = line.firstIndex(of: "=") else { continue }
+            found?[line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()] = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+        }
+        return found
+    }
+}
+
+// MARK: Fetching
+
+extension AWSCredentialsProvider {
+    /// Gets the credentials `source` holds now (blocking: files and HTTP).
+    public static func fetch(from source: AWSCredentialsSource) throws(AWSCredentialsError) -> ExpiringCredentials {
+        switch source {
+        case let .configuration(credentials), let .environment(credentials):
+            return ExpiringCredentials(credentials)
+        case let .sharedFile(path, profile):
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw AWSCredentialsError("cannot read \(path)") }
+            guard let section = sharedFileProfile(text, name: profile), let key = section["aws_access_key_id"], let secret = section["aws_secret_access_key"] else {
+                throw AWSCredentialsError("no aws_access_key_id and aws_secret_access_key for profile [\(profile)] in \(path)")
+            }
+            return ExpiringCredentials(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: section["aws_session_token"]))
+        case let .container(url, token, tokenFile):
+            var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+            if let tokenFile {
+                guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                    throw AWSCredentialsError("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(tokenFile)")
+                }
+                headers.append(("Authorization", text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            } else if let token {
+                headers.append(("Authorization", token))
+            }
+            let response = try send(HTTPRequest(method: "GET", url: url, headers: headers), what: source)
+            return try credentialsDocument(response.body, from: source)
+        case let .instanceMetadata(endpoint):
+            let tokenResponse = try send(
+                HTTPRequest(method: "PUT", url: "\(endpoint)/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")]), what: source
+            )
+            let token = String(decoding: tokenResponse.body, as: UTF8.self)
+            let headers: [(name: String, value: String)] = [("X-aws-ec2-metadata-token", token)]
+            let base = "\(endpoint)/latest/meta-data/iam/security-credentials/"
+            let roles = String(decoding: try send(HTTPRequest(method: "GET", url: base, headers: headers), what: source).body, as: UTF8.self)
+            guard let role = roles.split(whereSeparator: \.isNewline).first.map({ $0.trimmingCharacters(in: .whitespaces) }), !role.isEmpty else {
+                throw AWSCredentialsError("\(source): the instance has no IAM role (attach an instance profile)")
+            }
+            let response = try send(HTTPRequest(method: "GET", url: base + role, headers: headers), what: source)
+            return try credentialsDocument(response.body, from: source)
+        }
+    }
+
+    private static func send(_ request: HTTPRequest, what source: AWSCredentialsSource) throws(AWSCredentialsError) -> HTTPResponse {
+        let response: HTTPResponse
+        do {
+            response = try CurlHTTPClient(connectTimeout: .seconds(1)).send(request, timeout: .seconds(5))
+        } catch {
+            throw AWSCredentialsError("\(source): \(error.message)")
+        }
+        guard response.status == 200 else {
+            let text = String(decoding: response.body.prefix(200), as: UTF8.self)
+            throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status)\(text.isEmpty ? "" : ": \(text)")")
+        }
+        return response
+    }
+
+    /// The JSON document the container endpoint and the instance metadata service answer:
+    /// `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration` (ISO 8601), and from IMDS `Code` (`Success`).
+    static func credentialsDocument(_ body: [UInt8], from source: AWSCredentialsSource) throws(AWSCredentialsError) -> ExpiringCredentials {
+        guard let json = try? JSONParser().parse(body) else { throw AWSCredentialsError("\(source): the answer is not JSON") }
+        if case let .string(code)? = json["Code"], code != "Success" {
+            var message = ""
+            if case let .string(text)? = json["Message"] { message = ": \(text)" }
+            throw AWSCredentialsError("\(source): \(code)\(message)")
+        }
+        guard case let .string(key)? = json["AccessKeyId"], case let .string(secret)? = json["SecretAccessKey"], !key.isEmpty, !secret.isEmpty else {
+            throw AWSCredentialsError("\(source): the answer has no AccessKeyId and SecretAccessKey")
+        }
+        var token: String?
+        if case let .string(text)? = json["Token"], !text.isEmpty { token = text }
+        var expiration: Date?
+        if case let .string(text)? = json["Expiration"] {
+            guard let date = try? Date(text, strategy: .iso8601) else { throw AWSCredentialsError("\(source): Expiration is not an ISO 8601 time: \(text)") }
+            expiration = date
+        }
+        return ExpiringCredentials(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: token), expiration: expiration)
+    }
+}

@@ -1,0 +1,243 @@
+import AWSSigV4
+import CRMTestSupport
+import Foundation
+import Logging
+import SQSClient
+import Synchronization
+import Testing
+
+@Suite("AWS credentials: where they come from")
+struct CredentialsSourceTests {
+    static let noInstanceMetadata = ["AWS_EC2_METADATA_DISABLED": "true", "HOME": "/nonexistent"]
+
+    @Test func givenCredentialsComeFirst() throws {
+        let given = AWSCredentials(accessKeyId: "GIVEN", secretAccessKey: "s")
+        let source = try AWSCredentialsProvider.findSource(given: given, profile: nil, environment: ["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e"])
+        #expect(source == .configuration(given))
+    }
+
+    @Test func thenTheEnvironment() throws {
+        let source = try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: [
+            "AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e", "AWS_SESSION_TOKEN": "tok",
+        ])
+        #expect(source == .environment(AWSCredentials(accessKeyId: "ENV", secretAccessKey: "e", sessionToken: "tok")))
+    }
+
+    @Test func thenTheSharedFileWithItsProfile() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/credentials"
+        try """
+            # comment
+            [default]
+            aws_access_key_id = DEFAULTKEY
+            aws_secret_access_key = defaultsecret
+
+            [crm]
+            aws_access_key_id=CRMKEY
+            aws_secret_access_key=crmsecret
+            aws_session_token = crmtoken
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let environment = Self.noInstanceMetadata.merging(["AWS_SHARED_CREDENTIALS_FILE": file]) { $1 }
+        #expect(try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: environment).credentials().accessKeyId == "DEFAULTKEY")
+        #expect(try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: environment.merging(["AWS_PROFILE": "crm"]) { $1 }).credentials()
+            == AWSCredentials(accessKeyId: "CRMKEY", secretAccessKey: "crmsecret", sessionToken: "crmtoken"))
+        #expect(try AWSCredentialsProvider.findSource(given: nil, profile: "crm", environment: environment) == .sharedFile(path: file, profile: "crm"))
+        // A profile asked for by name must be there; the default one may be missing (then the next places are tried).
+        #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.findSource(given: nil, profile: "nope", environment: environment) }
+        try "[other]\naws_access_key_id = X\naws_secret_access_key = y\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: environment.merging(["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc"]) { $1 })
+            == .container(url: "http://169.254.170.2/v2/credentials/abc", authorizationToken: nil, authorizationTokenFile: nil))
+    }
+
+    @Test func nothingAnywhereIsAClearError() throws {
+        do {
+            _ = try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata)
+            Issue.record("found credentials")
+        } catch {
+            #expect(error.description.contains("no AWS credentials"))
+            #expect(error.description.contains("AWS_EC2_METADATA_DISABLED"))
+        }
+        // Without AWS_EC2_METADATA_DISABLED the instance metadata service is the last place looked at.
+        #expect(try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9/"])
+            == .instanceMetadata(endpoint: "http://127.0.0.1:9"))
+    }
+
+    @Test func theContainerEndpointWithItsTokenFile() throws {
+        let stub = try LocalHTTPStub { request in
+            guard request.path == "/creds", request.headers["authorization"] == "rotating-token" else { return .init(status: 401, body: "no") }
+            return .init(body: #"{"AccessKeyId":"ASIACONTAINER","SecretAccessKey":"s3cret","Token":"session","Expiration":"2030-01-02T03:04:05Z"}"#)
+        }
+        defer { stub.stop() }
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try "rotating-token\n".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
+        let provider = try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": stub.url + "/creds", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": folder + "/token",
+        ]) { $1 })
+        #expect(try provider.credentials() == AWSCredentials(accessKeyId: "ASIACONTAINER", secretAccessKey: "s3cret", sessionToken: "session"))
+        #expect(stub.requests.count == 1)
+        // A wrong token is an error that says who answered what.
+        try "old-token".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
+        #expect(throws: AWSCredentialsError.self) {
+            try AWSCredentialsProvider.fetch(from: provider.source)
+        }
+        do {
+            _ = try AWSCredentialsProvider.fetch(from: provider.source)
+        } catch {
+            #expect(error.description.contains("HTTP 401"))
+        }
+    }
+
+    @Test func aFullURIInClearTextMustStayOnThisMachine() {
+        #expect(throws: AWSCredentialsError.self) {
+            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"]) { $1 })
+        }
+        #expect(throws: Never.self) {
+            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://example.com/creds"]) { $1 })
+        }
+    }
+
+    @Test func theInstanceMetadataServiceWithASessionToken() throws {
+        let stub = try LocalHTTPStub { request in
+            switch (request.method, request.path) {
+            case ("PUT", "/latest/api/token"):
+                return request.headers["x-aws-ec2-metadata-token-ttl-seconds"] == nil ? .init(status: 400) : .init(body: "imds-token")
+            case (_, _) where request.headers["x-aws-ec2-metadata-token"] != "imds-token":
+                return .init(status: 401)
+            case ("GET", "/latest/meta-data/iam/security-credentials/"):
+                return .init(body: "crm-ingest-role\n")
+            case ("GET", "/latest/meta-data/iam/security-credentials/crm-ingest-role"):
+                return .init(body: #"{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAINSTANCE","SecretAccessKey":"i","Token":"t","Expiration":"2030-01-01T00:00:00Z"}"#)
+            default:
+                return .init(status: 404)
+            }
+        }
+        defer { stub.stop() }
+        let provider = try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": stub.url])
+        #expect(try provider.credentials() == AWSCredentials(accessKeyId: "ASIAINSTANCE", secretAccessKey: "i", sessionToken: "t"))
+        #expect(stub.requests.map(\.method) == ["PUT", "GET", "GET"])
+    }
+
+    @Test func anInstanceWithoutARoleSaysSo() throws {
+        let stub = try LocalHTTPStub { request in request.method == "PUT" ? .init(body: "tok") : .init(status: 200, body: "") }
+        defer { stub.stop() }
+        do {
+            _ = try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": stub.url])
+            Issue.record("found credentials")
+        } catch {
+            #expect(error.description.contains("no IAM role"))
+        }
+    }
+
+    @Test func secretsNeverPrint() {
+        let credentials = AWSCredentials(accessKeyId: "AKID", secretAccessKey: "very-secret", sessionToken: "token-secret")
+        #expect(!"\(credentials)".contains("very-secret") && !"\(credentials)".contains("token-secret"))
+        #expect(!String(reflecting: credentials).contains("very-secret"))
+    }
+}
+
+/// The provider's renewals, on a clock the tests move.
+@Suite("AWS credentials: renewal")
+struct CredentialsRenewalTests {
+    final class Clock: Sendable {
+        let time = Mutex(Date(timeIntervalSince1970: 2_000_000_000))
+        var now: Date { time.withLock { $0 } }
+        func advance(_ seconds: TimeInterval) { time.withLock { $0 += seconds } }
+    }
+
+    /// A fetch that hands out `KEY1`, `KEY2`, ... (each valid for an hour from the clock's time), or fails while `failing`.
+    final class Issuer: Sendable {
+        let clock: Clock
+        let state = Mutex((fetches: 0, failing: false))
+        init(clock: Clock) { self.clock = clock }
+        var fetches: Int { state.withLock { $0.fetches } }
+        func fail(_ failing: Bool) { state.withLock { $0.failing = failing } }
+        func fetch() throws -> ExpiringCredentials {
+            let (count, failing) = state.withLock { state in
+                if !state.failing { state.fetches += 1 }
+                return (state.fetches, state.failing)
+            }
+            if failing { throw AWSCredentialsError("endpoint down") }
+            return ExpiringCredentials(AWSCredentials(accessKeyId: "KEY\(count)", secretAccessKey: "s", sessionToken: "t"), expiration: clock.now + 3600)
+        }
+    }
+
+    static func provider(_ clock: Clock, _ issuer: Issuer) -> AWSCredentialsProvider {
+        AWSCredentialsProvider(source: .container(url: "http://unused", authorizationToken: nil, authorizationTokenFile: nil),
+                               logger: Logger(label: "test"), fetch: { try issuer.fetch() }, now: { clock.now })
+    }
+
+    @Test func temporaryCredentialsAreRenewedFiveMinutesBeforeTheyExpire() throws {
+        let clock = Clock(), issuer = Issuer(clock: clock)
+        let provider = Self.provider(clock, issuer)
+        #expect(try provider.credentials().accessKeyId == "KEY1")
+        clock.advance(3600 - 301)
+        #expect(try provider.credentials().accessKeyId == "KEY1")
+        #expect(issuer.fetches == 1)
+        clock.advance(2)
+        #expect(try provider.credentials().accessKeyId == "KEY2")
+        #expect(try provider.credentials().accessKeyId == "KEY2")
+        #expect(issuer.fetches == 2)
+    }
+
+    @Test func aFailedRenewalKeepsCredentialsThatStillWork() throws {
+        let clock = Clock(), issuer = Issuer(clock: clock)
+        let provider = Self.provider(clock, issuer)
+        _ = try provider.credentials()
+        issuer.fail(true)
+        clock.advance(3600 - 200)
+        #expect(try provider.credentials().accessKeyId == "KEY1")
+        clock.advance(201)
+        #expect(throws: AWSCredentialsError.self) { try provider.credentials() }
+        issuer.fail(false)
+        clock.advance(5)
+        #expect(try provider.credentials().accessKeyId == "KEY2")
+    }
+
+    @Test func refusedCredentialsAreFetchedAgainAtMostEveryFewSeconds() throws {
+        let clock = Clock(), issuer = Issuer(clock: clock)
+        let provider = Self.provider(clock, issuer)
+        let first = try provider.credentials()
+        clock.advance(10)
+        #expect(provider.refresh(after: first))
+        #expect(try provider.credentials().accessKeyId == "KEY2")
+        // Another thread refused with the old ones: the new ones are already there, nothing is fetched.
+        #expect(provider.refresh(after: first))
+        #expect(issuer.fetches == 2)
+        // Refused again at once: no fetch within the interval.
+        #expect(!provider.refresh(after: try provider.credentials()))
+        #expect(issuer.fetches == 2)
+        clock.advance(5)
+        #expect(provider.refresh(after: try provider.credentials()))
+        #expect(issuer.fetches == 3)
+    }
+
+    @Test func credentialsThatCannotChangeAreNeverFetchedAgain() throws {
+        let fixed = AWSCredentialsProvider.fixed(AWSCredentials(accessKeyId: "K", secretAccessKey: "s"))
+        #expect(!fixed.refresh(after: try fixed.credentials()))
+    }
+
+    @Test func aRewrittenCredentialsFileIsReadAgain() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/credentials"
+        try "[default]\naws_access_key_id = FIRST\naws_secret_access_key = a\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let clock = Clock()
+        let provider = AWSCredentialsProvider(source: .sharedFile(path: file, profile: "default"), logger: Logger(label: "test"), now: { clock.now })
+        #expect(try provider.credentials().accessKeyId == "FIRST")
+        clock.advance(11)
+        #expect(try provider.credentials().accessKeyId == "FIRST")
+        try "[default]\naws_access_key_id = SECONDKEY\naws_secret_access_key = bb\naws_session_token = t\n".write(toFile: file, atomically: true, encoding: .utf8)
+        clock.advance(5)
+        #expect(try provider.credentials().accessKeyId == "FIRST", "looked at no more than every 10 s")
+        clock.advance(6)
+        #expect(try provider.credentials() == AWSCredentials(accessKeyId: "SECONDKEY", secretAccessKey: "bb", sessionToken: "t"))
+    }
+}
+
+func temporaryFolder() throws -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-aws-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    return folder
+}
