@@ -130,7 +130,8 @@ extension ConfigReader {
         return field
     }
 
-    /// `auth: none`, or `auth: { jwt: { algorithm, secret | public_key_file, audience, issuer, leeway } }`.
+    /// `auth: none`, or `auth: { jwt: { algorithm, secret | public_key_file | keys, audience, issuer, leeway } }`;
+    /// `keys:` is a list of `{ kid, secret | public_key_file }`, for rotating keys.
     mutating func readHTTPAuth(_ node: Node?, at path: String) -> HTTPAuth? {
         guard let node else {
             problem(path, "required: none (anyone who knows the URL may send) or { jwt: { … } }")
@@ -146,7 +147,7 @@ extension ConfigReader {
             return nil
         }
         let jwtPath = "\(path).jwt"
-        guard let jwt = members(jwtNode, at: jwtPath, allowed: ["algorithm", "secret", "public_key_file", "audience", "issuer", "leeway"]) else {
+        guard let jwt = members(jwtNode, at: jwtPath, allowed: ["algorithm", "secret", "public_key_file", "keys", "audience", "issuer", "leeway"]) else {
             return nil
         }
         let before = problems.count
@@ -156,39 +157,69 @@ extension ConfigReader {
             problem("\(jwtPath).algorithm", "expected one of \(names), got \"\(algorithmName)\"")
             return nil
         }
-        var key: JWTAuthConfig.Key?
-        if algorithm.isHMAC {
-            if jwt["public_key_file"] != nil { problem("\(jwtPath).public_key_file", "\(algorithm.rawValue) uses a shared secret, not a public key") }
-            if let secret = requiredString(jwt["secret"], at: "\(jwtPath).secret") {
-                if secret.utf8.count < 32 {
-                    problem("\(jwtPath).secret", "\(algorithm.rawValue) needs a secret of at least 32 bytes, got \(secret.utf8.count)")
-                } else {
-                    key = .secret(Array(secret.utf8))
-                }
+        var keys: [JWTAuthConfig.NamedKey] = []
+        if let keysNode = jwt["keys"] {
+            for field in ["secret", "public_key_file"] where jwt[field] != nil {
+                problem("\(jwtPath).\(field)", "set either keys or \(field), not both (put this key in keys)")
             }
-        } else {
-            if jwt["secret"] != nil { problem("\(jwtPath).secret", "\(algorithm.rawValue) verifies with a public key: set public_key_file") }
-            if let file = requiredString(jwt["public_key_file"], at: "\(jwtPath).public_key_file") {
-                let resolved = file.hasPrefix("/") ? file : (baseDirectory as NSString).appendingPathComponent(file)
-                if let pem = try? String(contentsOfFile: resolved, encoding: .utf8) {
-                    if pem.contains("-----BEGIN PUBLIC KEY-----") || pem.contains("-----BEGIN RSA PUBLIC KEY-----") || pem.contains("-----BEGIN CERTIFICATE-----") {
-                        key = .publicKeyPEM(pem)
-                    } else {
-                        problem("\(jwtPath).public_key_file", "\(resolved) holds no PEM public key (-----BEGIN PUBLIC KEY-----)")
-                    }
-                } else {
-                    problem("\(jwtPath).public_key_file", "cannot read \(resolved)")
-                }
+            guard case let .sequence(items) = keysNode, !items.isEmpty, items.count <= JWTAuthConfig.maxKeys else {
+                problem("\(jwtPath).keys", "expected a list of 1 to \(JWTAuthConfig.maxKeys) keys ({ kid, \(algorithm.isHMAC ? "secret" : "public_key_file") })")
+                return nil
             }
+            let anyKid = items.contains { item in
+                guard case let .mapping(mapping) = item else { return false }
+                return mapping.contains { $0.key.string == "kid" }
+            }
+            var seen: Set<String> = []
+            for (index, item) in items.enumerated() {
+                let itemPath = "\(jwtPath).keys[\(index)]"
+                guard let fields = members(item, at: itemPath, allowed: ["kid", "secret", "public_key_file"]) else { continue }
+                let kid = string(fields["kid"], at: "\(itemPath).kid")
+                if let kid {
+                    if kid.isEmpty { problem("\(itemPath).kid", "must not be empty") }
+                    if !seen.insert(kid).inserted { problem("\(itemPath).kid", "\"\(kid)\" is already the kid of another key") }
+                } else if items.count > 1, anyKid {
+                    problem("\(itemPath).kid", "required: the other keys have one, and a token's kid must name a single key")
+                }
+                if let key = readJWTKey(fields, algorithm: algorithm, at: itemPath) { keys.append(.init(kid: kid, key: key)) }
+            }
+        } else if let key = readJWTKey(jwt, algorithm: algorithm, at: jwtPath) {
+            keys = [.init(key: key)]
         }
-        var config = JWTAuthConfig(algorithm: algorithm, key: key ?? .secret([]))
+        guard problems.count == before, !keys.isEmpty else { return nil }
+        var config = JWTAuthConfig(algorithm: algorithm, keys: keys)
         config.audience = string(jwt["audience"], at: "\(jwtPath).audience")
         config.issuer = string(jwt["issuer"], at: "\(jwtPath).issuer")
         if let leeway = duration(jwt["leeway"], at: "\(jwtPath).leeway") {
             if leeway > 600 { problem("\(jwtPath).leeway", "at most 10m, got \(leeway)s") } else { config.leewaySeconds = leeway }
         }
-        guard problems.count == before, key != nil else { return nil }
+        guard problems.count == before else { return nil }
         return .jwt(config)
+    }
+
+    /// The `secret` (HS*) or `public_key_file` (RS*) of one key, at `path`.
+    mutating func readJWTKey(_ fields: [String: Node], algorithm: JWTAuthConfig.Algorithm, at path: String) -> JWTAuthConfig.Key? {
+        if algorithm.isHMAC {
+            if fields["public_key_file"] != nil { problem("\(path).public_key_file", "\(algorithm.rawValue) uses a shared secret, not a public key") }
+            guard let secret = requiredString(fields["secret"], at: "\(path).secret") else { return nil }
+            guard secret.utf8.count >= 32 else {
+                problem("\(path).secret", "\(algorithm.rawValue) needs a secret of at least 32 bytes, got \(secret.utf8.count)")
+                return nil
+            }
+            return .secret(Array(secret.utf8))
+        }
+        if fields["secret"] != nil { problem("\(path).secret", "\(algorithm.rawValue) verifies with a public key: set public_key_file") }
+        guard let file = requiredString(fields["public_key_file"], at: "\(path).public_key_file") else { return nil }
+        let resolved = file.hasPrefix("/") ? file : (baseDirectory as NSString).appendingPathComponent(file)
+        guard let pem = try? String(contentsOfFile: resolved, encoding: .utf8) else {
+            problem("\(path).public_key_file", "cannot read \(resolved)")
+            return nil
+        }
+        guard pem.contains("-----BEGIN PUBLIC KEY-----") || pem.contains("-----BEGIN RSA PUBLIC KEY-----") || pem.contains("-----BEGIN CERTIFICATE-----") else {
+            problem("\(path).public_key_file", "\(resolved) holds no PEM public key (-----BEGIN PUBLIC KEY-----)")
+            return nil
+        }
+        return .publicKeyPEM(pem)
     }
 }
 

@@ -64,8 +64,26 @@ public struct JWTAuthConfig: Sendable, Equatable {
         case publicKeyPEM(String)
     }
 
+    /// A key and the `kid` tokens signed with it carry (nil: none).
+    public struct NamedKey: Sendable, Equatable {
+        public var kid: String?
+        public var key: Key
+
+        public init(kid: String? = nil, key: Key) {
+            self.kid = kid
+            self.key = key
+        }
+    }
+
+    /// Most keys an integration takes: a rotation needs two or three.
+    public static let maxKeys = 8
+
     public var algorithm: Algorithm
-    public var key: Key
+    /// One key, or several while keys are rotated (`keys:`). A token whose header names a `kid` is checked with
+    /// that key only, when the keys have ids; any other token with each key in turn.
+    public var keys: [NamedKey]
+    /// The first key.
+    public var key: Key { keys[0].key }
     /// When set, the token's `aud` must contain it.
     public var audience: String?
     /// When set, the token's `iss` must equal it.
@@ -74,8 +92,14 @@ public struct JWTAuthConfig: Sendable, Equatable {
     public var leewaySeconds: Int64
 
     public init(algorithm: Algorithm, key: Key, audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 30) {
+        self.init(algorithm: algorithm, keys: [NamedKey(key: key)], audience: audience, issuer: issuer, leewaySeconds: leewaySeconds)
+    }
+
+    /// - Parameter keys: at least one.
+    public init(algorithm: Algorithm, keys: [NamedKey], audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 30) {
+        precondition(!keys.isEmpty, "a JWT integration needs a key")
         self.algorithm = algorithm
-        self.key = key
+        self.keys = keys
         self.audience = audience
         self.issuer = issuer
         self.leewaySeconds = leewaySeconds

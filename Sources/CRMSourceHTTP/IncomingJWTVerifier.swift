@@ -23,25 +23,44 @@ public struct AuthenticationFailure: Error, Sendable, Equatable, CustomStringCon
 /// remembered (`VerifiedTokens`, keyed by the token's whole text) with their claims; a remembered token skips the
 /// decoding and the signature check, never the claims check against the clock, so it stops working when it expires.
 /// A changed key (a configuration reload) makes a new verifier and so a new, empty memory.
+///
+/// Several keys (`keys:`, for a rotation): when the keys have ids, a token whose header names a `kid` is checked
+/// with that key only, and an unknown `kid` is refused; any other token is checked with each key in turn.
 public struct IncomingJWTVerifier: Sendable {
     public let config: JWTAuthConfig
-    let algorithm: any JWTAlgorithm
+    /// The keys' algorithms, in the configuration's order, with their ids.
+    let algorithms: [(kid: String?, algorithm: any JWTAlgorithm)]
     let verified = VerifiedTokens(capacity: VerifiedTokens.defaultCapacity)
 
-    /// Fails when the configured key is unusable (an RSA key jwt-kit refuses, e.g. under 2048 bits).
+    /// Fails when a configured key is unusable (an RSA key jwt-kit refuses, e.g. under 2048 bits).
     public init(config: JWTAuthConfig) async throws {
         self.config = config
-        let keys = JWTKeyCollection()
-        switch (config.algorithm, config.key) {
-        case let (.hs256, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
-        case let (.hs384, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha384)
-        case let (.hs512, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha512)
-        case let (.rs256, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha256)
-        case let (.rs384, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha384)
-        case let (.rs512, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha512)
-        default: throw AuthenticationFailure("\(config.algorithm.rawValue) does not go with the configured key kind")
+        var algorithms: [(kid: String?, algorithm: any JWTAlgorithm)] = []
+        for named in config.keys {
+            let keys = JWTKeyCollection()
+            switch (config.algorithm, named.key) {
+            case let (.hs256, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+            case let (.hs384, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha384)
+            case let (.hs512, .secret(secret)): await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha512)
+            case let (.rs256, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha256)
+            case let (.rs384, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha384)
+            case let (.rs512, .publicKeyPEM(pem)): await keys.add(rsa: try Self.rsaKey(pem), digestAlgorithm: .sha512)
+            default: throw AuthenticationFailure("\(config.algorithm.rawValue) does not go with the configured key kind")
+            }
+            algorithms.append((named.kid, try await keys.getKey()))
         }
-        algorithm = try await keys.getKey()
+        self.algorithms = algorithms
+    }
+
+    /// The keys a token with header `kid` may be signed with.
+    func candidates(kid: String?) -> Result<[any JWTAlgorithm], AuthenticationFailure> {
+        guard let kid, algorithms.contains(where: { $0.kid != nil }) else { return .success(algorithms.map(\.algorithm)) }
+        let named = algorithms.filter { $0.kid == kid }.map(\.algorithm)
+        guard !named.isEmpty else {
+            let known = algorithms.compactMap(\.kid).map { JSONValue.string($0).excerpt }.joined(separator: ", ")
+            return .failure(AuthenticationFailure("unknown kid \(JSONValue.string(kid).excerpt): this integration's keys are \(known)"))
+        }
+        return .success(named)
     }
 
     static func rsaKey(_ pem: String) throws -> Insecure.RSA.PublicKey {
@@ -109,11 +128,22 @@ public struct IncomingJWTVerifier: Sendable {
         guard let signature = Base64URL.decode(segments[2]) else {
             return .failure(AuthenticationFailure("malformed token: the signature is not base64url"))
         }
+        var kid: String?
+        switch headerValue["kid"] {
+        case nil: break
+        case let .string(text)?: kid = text
+        case let other?: return .failure(AuthenticationFailure("malformed token: kid must be a string, got \(other.excerpt)"))
+        }
+        let keys: [any JWTAlgorithm]
+        switch candidates(kid: kid) {
+        case let .success(found): keys = found
+        case let .failure(failure): return .failure(failure)
+        }
         // The signing input is the token's text up to its second dot (RFC 7515 §5.2).
-        let signingInput = token.utf8.prefix(segments[0].utf8.count + 1 + segments[1].utf8.count)
+        let signingInput = Array(token.utf8.prefix(segments[0].utf8.count + 1 + segments[1].utf8.count))
         do {
-            guard try algorithm.verify(signature, signs: Array(signingInput)) else {
-                return .failure(AuthenticationFailure("signature does not verify"))
+            guard try keys.contains(where: { try $0.verify(signature, signs: signingInput) }) else {
+                return .failure(AuthenticationFailure(keys.count > 1 ? "signature does not verify with any of the \(keys.count) keys" : "signature does not verify"))
             }
         } catch {
             return .failure(AuthenticationFailure("malformed token: \(error)"))

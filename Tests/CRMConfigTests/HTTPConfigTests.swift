@@ -260,6 +260,25 @@ struct HTTPConfigTests {
         #expect(try loader.load(yaml: "http: { max_body: 1MB }").http?.maxBodyBytes == 1_000_000)
     }
 
+    func jwt(_ config: DaemonConfig) -> JWTAuthConfig? {
+        guard case let .http(http)? = config.sources.first?.transport, case let .jwt(jwt) = http.auth else { return nil }
+        return jwt
+    }
+
+    @Test func keysForARotation() throws {
+        let directory = try keyDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let hmac = try loader.load(yaml: Self.auth(#"{ jwt: { algorithm: HS256, keys: [{ kid: "2026-12", secret: "${SHOP_JWT_SECRET}" }, { kid: "2026-06", secret: "${SHOP_JWT_SECRET}-old" }] } }"#))
+        #expect(jwt(hmac) == JWTAuthConfig(algorithm: .hs256, keys: [
+            .init(kid: "2026-12", key: .secret(Array(Self.secret.utf8))), .init(kid: "2026-06", key: .secret(Array((Self.secret + "-old").utf8))),
+        ]))
+        // Without ids: every key is tried.
+        let unnamed = try loader.load(yaml: Self.auth(#"{ jwt: { algorithm: HS256, keys: [{ secret: "${SHOP_JWT_SECRET}" }, { secret: "${SHOP_JWT_SECRET}-old" }] } }"#))
+        #expect(jwt(unnamed)?.keys.map(\.kid) == [nil, nil])
+        let rsa = try loader.load(yaml: Self.auth("{ jwt: { algorithm: RS256, keys: [{ kid: new, public_key_file: keys/shop.pem }] } }"), baseDirectory: directory.path)
+        #expect(jwt(rsa) == JWTAuthConfig(algorithm: .rs256, keys: [.init(kid: "new", key: .publicKeyPEM(Self.publicKeyPEM))]))
+    }
+
     @Test(arguments: [
         // Secrets
         (#"{ jwt: { algorithm: HS256, secret: "${SHORT_SECRET}" } }"#,
@@ -295,7 +314,21 @@ struct HTTPConfigTests {
         ("{ basic: { user: a } }",
          ["sources[0].http.auth.basic: unknown key (expected one of: jwt)", "sources[0].http.auth: expected none or { jwt: { … } }"]),
         (#"{ jwt: { algorithm: HS256, secret: "${SHOP_JWT_SECRET}", kid: k1 } }"#,
-         ["sources[0].http.auth.jwt.kid: unknown key (expected one of: algorithm, secret, public_key_file, audience, issuer, leeway)"]),
+         ["sources[0].http.auth.jwt.kid: unknown key (expected one of: algorithm, secret, public_key_file, keys, audience, issuer, leeway)"]),
+        // Key lists (rotation)
+        (#"{ jwt: { algorithm: HS256, secret: "${SHOP_JWT_SECRET}", keys: [{ kid: a, secret: "${SHOP_JWT_SECRET}" }] } }"#,
+         ["sources[0].http.auth.jwt.secret: set either keys or secret, not both (put this key in keys)"]),
+        ("{ jwt: { algorithm: HS256, keys: [] } }",
+         ["sources[0].http.auth.jwt.keys: expected a list of 1 to 8 keys ({ kid, secret })"]),
+        ("{ jwt: { algorithm: RS256, keys: k } }",
+         ["sources[0].http.auth.jwt.keys: expected a list of 1 to 8 keys ({ kid, public_key_file })"]),
+        (#"{ jwt: { algorithm: HS256, keys: [{ kid: a, secret: "${SHOP_JWT_SECRET}" }, { kid: a, secret: "${SHOP_JWT_SECRET}" }] } }"#,
+         ["sources[0].http.auth.jwt.keys[1].kid: \"a\" is already the kid of another key"]),
+        (#"{ jwt: { algorithm: HS256, keys: [{ kid: a, secret: "${SHOP_JWT_SECRET}" }, { secret: "${SHORT_SECRET}" }] } }"#,
+         ["sources[0].http.auth.jwt.keys[1].kid: required: the other keys have one, and a token's kid must name a single key",
+          "sources[0].http.auth.jwt.keys[1].secret: HS256 needs a secret of at least 32 bytes, got 31"]),
+        (#"{ jwt: { algorithm: HS256, keys: [{ kid: a, secret: "${SHOP_JWT_SECRET}", public_key_file: keys/shop.pem }] } }"#,
+         ["sources[0].http.auth.jwt.keys[0].public_key_file: HS256 uses a shared secret, not a public key"]),
         (#"{ jwt: { algorithm: HS256, secret: "${SHOP_JWT_SECRET}", leeway: 11m } }"#,
          ["sources[0].http.auth.jwt.leeway: at most 10m, got 660s"]),
         (#"{ jwt: { algorithm: HS256, secret: "${SHOP_JWT_SECRET}", leeway: soon } }"#,

@@ -148,6 +148,35 @@ struct IncomingHTTPServerTests {
         try await server.stop()
     }
 
+    /// A key rotation as senders live it: some have moved to the new key, some not yet; both are taken.
+    @Test func duringAKeyRotationBothKeysAreTakenAndAnUnknownKidIsNot() async throws {
+        let server = try RunningServer()
+        let old = Array("0123456789abcdef0123456789abcdef-shop".utf8), new = Array("fedcba9876543210fedcba9876543210-shop".utf8)
+        let verifier = try await IncomingJWTVerifier(config: JWTAuthConfig(algorithm: .hs256, keys: [
+            .init(kid: "2026-12", key: .secret(new)), .init(kid: "2026-06", key: .secret(old)),
+        ], audience: "crm", issuer: "shop"))
+        try await server.start(integrations: [Self.integration(verifier: verifier)], mapping: Self.mapping)
+        let claims = TokenMaker.claims(exp: server.clock.now.secondsSinceEpoch + 300)
+        func header(_ kid: String) -> String { #"{"alg":"HS256","typ":"JWT","kid":"\#(kid)"}"# }
+        let tokens = [
+            TokenMaker.hs256(header: header("2026-12"), claims: claims, secret: new),
+            TokenMaker.hs256(header: header("2026-06"), claims: claims, secret: old),
+            TokenMaker.hs256(claims: claims, secret: old),
+        ]
+        for (index, token) in tokens.enumerated() {
+            let order = #"{"customer_email":"c\#(index)@example.com","order_number":"r\#(index)"}"#
+            #expect(try await server.send(Self.path, json: order, headers: [("Authorization", "Bearer \(token)")]).status == 200)
+        }
+        let retired = TokenMaker.hs256(header: header("2025-12"), claims: claims, secret: old)
+        let refused = try await server.send(Self.path, json: #"{"customer_email":"late@example.com","order_number":"r9"}"#,
+                                            headers: [("Authorization", "Bearer \(retired)")])
+        #expect(refused.status == 401)
+        #expect(refused.json?["reason"] == .string(#"unknown kid "2025-12": this integration's keys are "2026-12", "2026-06""#))
+        #expect(try await server.store.count("incoming_requests") == 3)
+        #expect(try await server.store.contact("late@example.com", list: 2) == .notFound)
+        try await server.stop()
+    }
+
     @Test func errorsAnswerTheirStatusWithAJSONReasonAndTheServerGoesOn() async throws {
         let server = try RunningServer()
         try await server.start(integrations: [Self.integration()], mapping: Self.mapping, maxBody: 4_096)

@@ -153,6 +153,47 @@ struct JWTVerifierTests {
         #expect(refusal(await verifier.verify(authorization: "Basic dXNlcjpwdw==", now: Self.now)) == "the Authorization header must be Bearer <JWT>")
     }
 
+    /// A rotation: the new key and the old one, with ids.
+    static let newSecret = Array("new-secret-0123456789abcdef0123456789".utf8)
+    static func rotatingVerifier(kids: Bool = true) async throws -> IncomingJWTVerifier {
+        try await IncomingJWTVerifier(config: JWTAuthConfig(algorithm: .hs256, keys: [
+            .init(kid: kids ? "2026-12" : nil, key: .secret(newSecret)), .init(kid: kids ? "2026-06" : nil, key: .secret(secret)),
+        ], audience: "crm", issuer: "shop"))
+    }
+
+    static func token(kid: String?, secret: [UInt8]) -> String {
+        let header = kid.map { #"{"alg":"HS256","typ":"JWT","kid":"\#($0)"}"# } ?? #"{"alg":"HS256","typ":"JWT"}"#
+        return TokenMaker.hs256(header: header, claims: TokenMaker.claims(exp: Int64(later)), secret: secret)
+    }
+
+    @Test func duringARotationTokensOfEitherKeyAreAccepted() async throws {
+        let verifier = try await Self.rotatingVerifier()
+        #expect(refusal(await verifier.verify(token: Self.token(kid: "2026-12", secret: Self.newSecret), now: Self.now)) == nil)
+        #expect(refusal(await verifier.verify(token: Self.token(kid: "2026-06", secret: Self.secret), now: Self.now)) == nil)
+        // Senders that set no kid: each key is tried.
+        #expect(refusal(await verifier.verify(token: Self.token(kid: nil, secret: Self.secret), now: Self.now)) == nil)
+        #expect(refusal(await verifier.verify(token: Self.token(kid: nil, secret: Self.newSecret), now: Self.now)) == nil)
+        let stranger = Array("a-third-secret-0123456789abcdef012345".utf8)
+        #expect(refusal(await verifier.verify(token: Self.token(kid: nil, secret: stranger), now: Self.now)) == "signature does not verify with any of the 2 keys")
+    }
+
+    @Test func aKidNamesTheOnlyKeyItIsCheckedWith() async throws {
+        let verifier = try await Self.rotatingVerifier()
+        // The old key's signature under the new key's id: refused, though the old key would verify it.
+        #expect(refusal(await verifier.verify(token: Self.token(kid: "2026-12", secret: Self.secret), now: Self.now)) == "signature does not verify")
+        #expect(refusal(await verifier.verify(token: Self.token(kid: "2025-01", secret: Self.secret), now: Self.now))
+            == #"unknown kid "2025-01": this integration's keys are "2026-12", "2026-06""#)
+        let numericKid = TokenMaker.hs256(header: #"{"alg":"HS256","kid":7}"#, claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
+        #expect(refusal(await verifier.verify(token: numericKid, now: Self.now)) == "malformed token: kid must be a string, got 7")
+    }
+
+    @Test func keysWithoutIdsIgnoreTheTokensKid() async throws {
+        // One key, as configured before key lists existed: a token's kid changes nothing.
+        #expect(refusal(try await Self.hs256Verifier().verify(token: Self.token(kid: "anything", secret: Self.secret), now: Self.now)) == nil)
+        let verifier = try await Self.rotatingVerifier(kids: false)
+        #expect(refusal(await verifier.verify(token: Self.token(kid: "anything", secret: Self.secret), now: Self.now)) == nil)
+    }
+
     @Test func aSecretOtherThanTheConfiguredOneIsRefused() async throws {
         let token = TokenMaker.hs256(claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Array("another-secret-of-at-least-32-bytes!!".utf8))
         #expect(refusal(try await Self.hs256Verifier().verify(token: token, now: Self.now)) == "signature does not verify")
