@@ -248,8 +248,11 @@ struct IncomingRequestHandler: Sendable {
             let storeError = error as? StoreError ?? StoreError(.unavailable, "\(error)")
             server.logger.error("store failed for an incoming request", metadata: ["source": "\(integration.integration.source)", "error": "\(storeError)"])
             if storeError.isTransient {
+                // Handed back to the sender, who retries: as a RabbitMQ message given back.
+                metrics.count(.requeued, type: type)
                 return JSONResponse.error(.serviceUnavailable, "store_unavailable", "the store is unavailable; retry later", headers: [.retryAfter: "5"])
             }
+            metrics.count(.failed, type: type)
             // The store's own message (SQL, a file path) goes to the log only, not to an unauthenticated caller.
             return JSONResponse.error(.internalServerError, "store_error", "the store failed; the daemon's log says why")
         }

@@ -325,13 +325,20 @@ struct IncomingHTTPServerTests {
 
     @Test func aStoreThatIsDownAnswers503WithRetryAfter() async throws {
         let server = try RunningServer()
-        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: FailingStore())
+        let registry = PrometheusCollectorRegistry()
+        let metrics = EventMetrics(source: "shop-503", factory: PrometheusMetricsFactory(registry: registry))
+        try await server.start(integrations: [Self.integration(metrics: metrics)], mapping: Self.mapping, store: FailingStore())
         let response = try await server.send(Self.path, json: Self.order)
         #expect(response.status == 503)
         #expect(response.header("Retry-After") == "5")
         #expect(response.json?["error"] == .string("store_unavailable"))
+        // Counted: received, then handed back to the sender.
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_events_total{source="shop-503",type="CUSTOM_ORDER",outcome="received"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="shop-503",type="CUSTOM_ORDER",outcome="requeued"} 1"#))
         try await server.stop()
     }
+
 
     /// A charset other than UTF-8, or a compressed body, is a format the server does not take (415), not broken
     /// JSON (400); UTF-8 named in any spelling is fine.
@@ -356,11 +363,16 @@ struct IncomingHTTPServerTests {
     @Test func aBrokenStoreAnswers500WithoutItsDetails() async throws {
         let server = try RunningServer()
         let broken = FailingStore(error: StoreError(.schema, "no such table: contacts in /var/lib/crm-ingest/crm.sqlite"))
-        try await server.start(integrations: [Self.integration()], mapping: Self.mapping, store: broken)
+        let registry = PrometheusCollectorRegistry()
+        let metrics = EventMetrics(source: "shop-500", factory: PrometheusMetricsFactory(registry: registry))
+        try await server.start(integrations: [Self.integration(metrics: metrics)], mapping: Self.mapping, store: broken)
         let response = try await server.send(Self.path, json: Self.order)
         #expect(response.status == 500)
         #expect(response.json?["error"] == .string("store_error"))
         #expect(!response.text.contains("no such table") && !response.text.contains("/var/lib"))
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_events_total{source="shop-500",type="CUSTOM_ORDER",outcome="received"} 1"#))
+        #expect(text.contains(#"crm_ingest_events_total{source="shop-500",type="CUSTOM_ORDER",outcome="failed"} 1"#))
         try await server.stop()
     }
 
