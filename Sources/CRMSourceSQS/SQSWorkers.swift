@@ -146,18 +146,24 @@ final class SQSWorkers: @unchecked Sendable {
             if last { continuation.finish() }
         }
         let batch = min(10, config.maxInFlight)
+        // FIFO: a receive that failed without an answer may still have taken messages, which would then stay hidden
+        // (and hold their groups) for a visibility timeout; the same attempt id, sent again, gets them back.
+        var attemptId: String?
         while let room = reserveRoom(for: batch) {
             do throws(SQSError) {
                 // The long poll ends within about a second of a stop request, so SIGTERM does not wait for it.
                 let stop = self.stop
                 let messages: [SQSMessage]
+                if config.isFIFO, attemptId == nil { attemptId = UUID().uuidString }
                 do {
                     messages = try client.receiveMessages(
                         maxMessages: batch, waitSeconds: config.waitTimeSeconds, visibilityTimeout: config.visibilityTimeoutSeconds,
-                        shouldAbort: { stop.isSet }
+                        attemptId: attemptId, shouldAbort: { stop.isSet }
                     )
+                    attemptId = nil
                 } catch {
                     lock.withLock { reserved -= room }
+                    if !error.isTransient { attemptId = nil }
                     throw error
                 }
                 recordRequests(index, client)

@@ -125,8 +125,11 @@ public final class SQSClient {
 
     /// Long-polls for up to `maxMessages` (1...10), waiting up to `waitSeconds` (0...20).
     /// `shouldAbort` ends the long poll early (about once a second it is asked); an aborted poll returns no messages.
+    /// `attemptId` (FIFO queues): a receive retried after a failure with the same id gets the messages the failed
+    /// one may have taken, instead of leaving them (and their groups) hidden for a visibility timeout.
     public func receiveMessages(
-        maxMessages: Int = 10, waitSeconds: Int = 20, visibilityTimeout: Int? = nil, shouldAbort: (@Sendable () -> Bool)? = nil
+        maxMessages: Int = 10, waitSeconds: Int = 20, visibilityTimeout: Int? = nil, attemptId: String? = nil,
+        shouldAbort: (@Sendable () -> Bool)? = nil
     ) throws(SQSError) -> [SQSMessage] {
         var request: [(key: String, value: JSONValue)] = [
             ("QueueUrl", .string(queueURL)),
@@ -137,6 +140,7 @@ public final class SQSClient {
             ("MessageAttributeNames", .array([.string("All")])),
         ]
         if let visibilityTimeout { request.append(("VisibilityTimeout", .number(String(visibilityTimeout)))) }
+        if let attemptId { request.append(("ReceiveRequestAttemptId", .string(attemptId))) }
         let response: JSONValue
         do {
             response = try call("ReceiveMessage", .object(request), timeout: .seconds(waitSeconds + 10), shouldAbort: shouldAbort)
