@@ -1,5 +1,6 @@
 import CRMCore
 import Foundation
+import SQSClient
 
 /// The dead-letter records an SQS source keeps in `dead_letter_file`, one JSON object a line:
 ///
@@ -22,14 +23,21 @@ public struct DeadLetterFile: Sendable {
         /// Unix seconds; nil in records written before it was kept.
         public var at: Int64?
         public var receiveCount: Int?
+        /// The message's attributes, sent again with the body by `dlq replay` (empty in records written before
+        /// they were kept, and in reason records).
+        public var attributes: [String: SQSMessage.MessageAttribute]
 
-        public init(source: String, messageId: String, reason: String, body: String?, at: Int64?, receiveCount: Int? = nil) {
+        public init(
+            source: String, messageId: String, reason: String, body: String?, at: Int64?, receiveCount: Int? = nil,
+            attributes: [String: SQSMessage.MessageAttribute] = [:]
+        ) {
             self.source = source
             self.messageId = messageId
             self.reason = reason
             self.body = body
             self.at = at
             self.receiveCount = receiveCount
+            self.attributes = attributes
         }
 
         func line() -> [UInt8] {
@@ -41,6 +49,10 @@ public struct DeadLetterFile: Sendable {
             JSONWriter.writeString(reason, into: &out)
             if let at { out.append(contentsOf: ",\"at\":\(at)".utf8) }
             if let receiveCount { out.append(contentsOf: ",\"receiveCount\":\(receiveCount)".utf8) }
+            if !attributes.isEmpty {
+                out.append(contentsOf: ",\"attributes\":".utf8)
+                out.append(contentsOf: JSONWriter.string(.object(attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })).utf8)
+            }
             if let body {
                 out.append(contentsOf: ",\"body\":".utf8)
                 JSONWriter.writeString(body, into: &out)
@@ -60,6 +72,11 @@ public struct DeadLetterFile: Sendable {
             if case let .string(body)? = json["body"] { self.body = body } else { body = nil }
             if case let .number(literal)? = json["at"] { at = Int64(literal) } else { at = nil }
             if case let .number(literal)? = json["receiveCount"] { receiveCount = Int(literal) } else { receiveCount = nil }
+            var attributes: [String: SQSMessage.MessageAttribute] = [:]
+            if case let .object(members)? = json["attributes"] {
+                for member in members { attributes[member.key] = SQSMessage.MessageAttribute(json: member.value) }
+            }
+            self.attributes = attributes
         }
     }
 

@@ -80,7 +80,7 @@ public struct SQSDeadLetters {
                 chosen.append(record)
             }
             for chunk in chosen.chunked(10) {
-                let result = try send(target, chunk.map { (id: $0.messageId, body: $0.body ?? "", attributes: [:], group: nil) })
+                let result = try send(target, chunk.map { (id: $0.messageId, body: $0.body ?? "", attributes: $0.attributes, group: nil) })
                 let accepted = Set(result.successful)
                 let sent = chunk.filter { accepted.contains(SQSWorkers.entryId($0.messageId)) }
                 // Removed batch by batch, so an error later never leaves a sent message in the file to be sent again.

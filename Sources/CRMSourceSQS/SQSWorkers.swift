@@ -12,8 +12,9 @@ struct InFlightMessage: Sendable {
     var receiptHandle: String
     /// SQS's ApproximateReceiveCount when it was received.
     var receiveCount: Int
-    /// The body as received: what the dead-letter file keeps when the store refuses the event.
+    /// The body and the message attributes as received: what the dead-letter file keeps when the event is refused.
     var body: String
+    var messageAttributes: [String: SQSMessage.MessageAttribute]
     /// When its visibility was last set (received or extended).
     var visibleAgainAt: ContinuousClock.Instant
 }
@@ -185,7 +186,10 @@ final class SQSWorkers: @unchecked Sendable {
                 let visibleAgain = ContinuousClock.now + .seconds(visibilityTimeout)
                 lock.withLock {
                     reserved -= room
-                    for message in messages { inFlight[message.messageId] = InFlightMessage(receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, body: message.body, visibleAgainAt: visibleAgain) }
+                    for message in messages { inFlight[message.messageId] = InFlightMessage(
+                        receiptHandle: message.receiptHandle, receiveCount: message.receiveCount, body: message.body,
+                        messageAttributes: message.messageAttributes, visibleAgainAt: visibleAgain
+                    ) }
                     if messages.count < room { lock.broadcast() }
                 }
                 continuation.yield(messages)
@@ -271,7 +275,8 @@ final class SQSWorkers: @unchecked Sendable {
                     finished.append(item.messageId)
                 } else {
                     // A refusal by the store comes without the body (the pipeline kept only the event): the one received.
-                    if recordDeadLetter(messageId: item.messageId, reason: reason, body: body.isEmpty ? message.body : body, receiveCount: message.receiveCount) {
+                    if recordDeadLetter(messageId: item.messageId, reason: reason, body: body.isEmpty ? message.body : body, receiveCount: message.receiveCount,
+                                        attributes: message.messageAttributes) {
                         deletes.append((item.messageId, handle))
                     } else {
                         // Not recorded: not deleted either; it comes back after its visibility timeout.
@@ -396,9 +401,12 @@ final class SQSWorkers: @unchecked Sendable {
 
     /// A refused message's record in the dead-letter file (see `DeadLetterFile`).
     /// False when the record could not be written (logged).
-    private func recordDeadLetter(messageId: String, reason: String, body: String?, receiveCount: Int) -> Bool {
+    private func recordDeadLetter(
+        messageId: String, reason: String, body: String?, receiveCount: Int, attributes: [String: SQSMessage.MessageAttribute] = [:]
+    ) -> Bool {
         let record = DeadLetterFile.Record(
-            source: sourceName, messageId: messageId, reason: reason, body: body, at: Int64(Date().timeIntervalSince1970), receiveCount: receiveCount
+            source: sourceName, messageId: messageId, reason: reason, body: body, at: Int64(Date().timeIntervalSince1970), receiveCount: receiveCount,
+            attributes: attributes
         )
         do {
             try deadLetterFile.append(record)

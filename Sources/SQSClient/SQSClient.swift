@@ -59,13 +59,38 @@ public struct SQSMessage: Sendable, Hashable {
     /// Message attributes: name -> (data type, string value).
     public var messageAttributes: [String: MessageAttribute]
 
+    /// A message attribute: `String`, `Number` (and custom `String.x`, `Number.x` types) carry `stringValue`;
+    /// `Binary` (and `Binary.x`) carry `binaryValue`.
     public struct MessageAttribute: Sendable, Hashable {
         public var dataType: String
         public var stringValue: String?
+        public var binaryValue: [UInt8]?
 
-        public init(dataType: String, stringValue: String?) {
+        public init(dataType: String, stringValue: String?, binaryValue: [UInt8]? = nil) {
             self.dataType = dataType
             self.stringValue = stringValue
+            self.binaryValue = binaryValue
+        }
+
+        /// As SQS's JSON protocol writes it: `DataType`, then `StringValue` or `BinaryValue` (base64).
+        public var json: JSONValue {
+            if let binaryValue {
+                return .object([("DataType", .string(dataType)), ("BinaryValue", .string(Data(binaryValue).base64EncodedString()))])
+            }
+            return .object([("DataType", .string(dataType)), ("StringValue", .string(stringValue ?? ""))])
+        }
+
+        /// Reads the JSON protocol's form; nil without a `DataType`, or with a `BinaryValue` that is not base64.
+        public init?(json: JSONValue) {
+            guard case let .string(type)? = json["DataType"] else { return nil }
+            dataType = type
+            if case let .string(text)? = json["StringValue"] { stringValue = text } else { stringValue = nil }
+            if case let .string(base64)? = json["BinaryValue"] {
+                guard let bytes = Data(base64Encoded: base64) else { return nil }
+                binaryValue = [UInt8](bytes)
+            } else {
+                binaryValue = nil
+            }
         }
     }
 
@@ -159,10 +184,7 @@ public final class SQSClient {
             var messageAttributes: [String: SQSMessage.MessageAttribute] = [:]
             if case let .object(members)? = message["MessageAttributes"] {
                 for member in members {
-                    guard case let .string(type)? = member.value["DataType"] else { continue }
-                    var value: String?
-                    if case let .string(text)? = member.value["StringValue"] { value = text }
-                    messageAttributes[member.key] = .init(dataType: type, stringValue: value)
+                    if let attribute = SQSMessage.MessageAttribute(json: member.value) { messageAttributes[member.key] = attribute }
                 }
             }
             return SQSMessage(messageId: id, receiptHandle: handle, body: body, attributes: attributes, messageAttributes: messageAttributes)
@@ -234,9 +256,7 @@ public final class SQSClient {
         let entries: [JSONValue] = messages.map { message in
             var members: [(key: String, value: JSONValue)] = [("Id", .string(message.id)), ("MessageBody", .string(message.body))]
             if !message.attributes.isEmpty {
-                members.append(("MessageAttributes", .object(message.attributes.sorted { $0.key < $1.key }.map { name, attribute in
-                    (name, .object([("DataType", .string(attribute.dataType)), ("StringValue", .string(attribute.stringValue ?? ""))]))
-                })))
+                members.append(("MessageAttributes", .object(message.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value.json) })))
             }
             if let group = message.groupId { members.append(("MessageGroupId", .string(group))) }
             if let dedup = message.deduplicationId { members.append(("MessageDeduplicationId", .string(dedup))) }

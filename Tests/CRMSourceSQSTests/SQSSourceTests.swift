@@ -208,6 +208,13 @@ struct SQSSourceTests {
         #expect(try await store.count("linked_records") == 2)
     }
 
+    /// Message attributes of every kind, for the dead-letter round trips.
+    static let mixedAttributes: [String: SQSMessage.MessageAttribute] = [
+        "origin": .init(dataType: "String", stringValue: "webshop"),
+        "attempt": .init(dataType: "Number", stringValue: "3"),
+        "signature": .init(dataType: "Binary", stringValue: nil, binaryValue: [0, 1, 2, 0xFE, 0xFF]),
+    ]
+
     @Test func poisonGoesToTheDeadLetterQueueThroughTheRedrivePolicy() async throws {
         let server = try MotoTestServer.shared()
         let name = "redrive-\(UUID().uuidString.prefix(6))"
@@ -216,7 +223,7 @@ struct SQSSourceTests {
         let queue = try Self.createQueue(server, name, attributes: ["RedrivePolicy": redrive, "VisibilityTimeout": "2"])
         var messages = (0..<40).map { SQSClient.OutgoingMessage(id: "v\($0 % 10)", body: Self.event(contact: $0, step: 0)) }
         messages += ["not json", #"{"type":"USER_DELETE","contactId":"x"}"#, #"{"type":"DEPOSIT_APPROVED","contactId":"c1","amount":"abc"}"#]
-            .enumerated().map { SQSClient.OutgoingMessage(id: "p\($0.offset)", body: $0.element) }
+            .enumerated().map { SQSClient.OutgoingMessage(id: "p\($0.offset)", body: $0.element, attributes: Self.mixedAttributes) }
         try Self.send(server, queue, messages)
         let (store, folder) = try Self.store()
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -251,6 +258,8 @@ struct SQSSourceTests {
         let source = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
         let back = try source.receiveMessages(maxMessages: 10, waitSeconds: 1)
         #expect(back.map(\.body) == [#"{"type":"DEPOSIT_APPROVED","contactId":"c1","amount":"abc"}"#])
+        // With its attributes, the binary one included (SQS refused a Binary attribute sent as a string).
+        #expect(back.first?.messageAttributes == Self.mixedAttributes)
         try await Task.sleep(for: .milliseconds(200))
         #expect(try dlq.queueAttributes(["ApproximateNumberOfMessages"])["ApproximateNumberOfMessages"] == "2")
         #expect(try DeadLetterFile(path: folder.appendingPathComponent("dead-letters.jsonl").path).records().count == 2)
@@ -348,7 +357,10 @@ struct SQSSourceTests {
     @Test func withoutARedrivePolicyRefusedMessagesAreRecordedAndDeleted() async throws {
         let server = try MotoTestServer.shared()
         let queue = try Self.createQueue(server, "no-redrive-\(UUID().uuidString.prefix(6))")
-        try Self.send(server, queue, [.init(id: "a", body: Self.event(contact: 1, step: 0)), .init(id: "b", body: "{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}")])
+        try Self.send(server, queue, [
+            .init(id: "a", body: Self.event(contact: 1, step: 0)),
+            .init(id: "b", body: "{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}", attributes: Self.mixedAttributes),
+        ])
         let (store, folder) = try Self.store()
         defer { try? FileManager.default.removeItem(at: folder) }
         let record = folder.appendingPathComponent("dead-letters.jsonl").path
@@ -374,7 +386,10 @@ struct SQSSourceTests {
         #expect(listed.first?.deadLetteredAt != nil)
         let summary = try deadLetters.replay(limit: nil, eventType: nil)
         #expect(summary.replayed == 1 && summary.failed == 0)
-        #expect(try client.receiveMessages(maxMessages: 10, waitSeconds: 1).map(\.body) == ["{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}"])
+        let back = try client.receiveMessages(maxMessages: 10, waitSeconds: 1)
+        #expect(back.map(\.body) == ["{\"type\":\"USER_DELETE\",\"contactId\":\"x\"}"])
+        // The record kept the message attributes, and the replay sent them again.
+        #expect(back.first?.messageAttributes == Self.mixedAttributes)
         #expect(try DeadLetterFile(path: record).records().isEmpty)
     }
 
