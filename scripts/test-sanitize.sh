@@ -12,7 +12,7 @@ swift=${SWIFT:-swift}
 sanitizers=${SANITIZERS:-address thread}
 
 # The unit tests: every suite of these targets...
-unit_filter='^(CRMCoreTests|CRMConfigTests|AWSSigV4Tests|SNSSupportTests|ProcaCryptoTests|SystemLibraryTests|CRMSourceHTTPTests|CRMStoreTests|CRMIngestTests|SQSClientTests\.CredentialsResolverTests|CRMSourceRabbitMQTests\.DeliveryTrackerTests)[./]'
+unit_filter='^(CRMCoreTests|CRMConfigTests|AWSSigV4Tests|SNSSupportTests|ProcaCryptoTests|SystemLibraryTests|CRMSourceHTTPTests|CRMStoreTests|CRMIngestTests|SQSClientTests\.(CredentialsSourceTests|CredentialsRenewalTests|SQSClientRefusalTests)|CRMSourceRabbitMQTests\.DeliveryTrackerTests)[./]'
 # ...but not the PostgreSQL store's own suites, nor the CRMIngestTests suites that run the crm-ingest binary (command
 # line, PostgreSQL start-up) or make, readelf and ldd on it (packaging).
 unit_skip='^(CRMStoreTests\.Postgres|CRMIngestTests\.(CommandLineTests|PostgresStartupTests|PackagingTests))'

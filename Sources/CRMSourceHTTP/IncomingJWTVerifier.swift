@@ -57,8 +57,7 @@ public struct IncomingJWTVerifier: Sendable {
         guard let kid, algorithms.contains(where: { $0.kid != nil }) else { return .success(algorithms.map(\.algorithm)) }
         let named = algorithms.filter { $0.kid == kid }.map(\.algorithm)
         guard !named.isEmpty else {
-            let known = algorithms.compactMap(\.kid).map { JSONValue.string($0).excerpt }.joined(separator: ", ")
-            return .failure(AuthenticationFailure("unknown kid \(JSONValue.string(kid).excerpt): this integration's keys are \(known)"))
+            return .failure(AuthenticationFailure("unknown kid \(JSONValue.string(kid).excerpt): not one of this integration's keys"))
         }
         return .success(named)
     }

@@ -191,7 +191,7 @@ public struct SQSDeadLetters {
     }
 
     func entry(_ record: DeadLetterFile.Record) -> DeadLetterEntry {
-        let message = SQSMessage(messageId: record.messageId, receiptHandle: "", body: record.body ?? "", attributes: [:], messageAttributes: [:])
+        let message = SQSMessage(messageId: record.messageId, receiptHandle: "", body: record.body ?? "", attributes: [:], messageAttributes: record.attributes)
         let (type, verdict) = assess(message)
         return DeadLetterEntry(
             messageId: record.messageId, eventType: type, reason: record.reason, deliveries: record.receiveCount, deadLetteredAt: record.at,

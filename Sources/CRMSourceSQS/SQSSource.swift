@@ -87,7 +87,9 @@ public struct SQSSource: Service {
                 }
             } catch {
                 let sqsError = error as? SQSError
-                let retry = sqsError?.isAuthentication == true || error is AWSCredentialsError ? max(backoff, .seconds(30)) : backoff
+                // A refusal is retried no sooner than 30 s; credentials not found yet (a container agent still
+                // starting) with the ordinary back-off.
+                let retry = sqsError?.isAuthentication == true ? max(backoff, .seconds(30)) : backoff
                 let accessKey = credentialsFound.withLock { $0?.currentAccessKeyId }
                 let metadata: Logger.Metadata = [
                     "source": "\(name)", "queue": "\(config.queueURL)", "access_key": "\(accessKey.map(LogRedaction.accessKey) ?? "-")",

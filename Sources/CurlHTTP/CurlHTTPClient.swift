@@ -49,15 +49,19 @@ public final class CurlHTTPClient {
     private let handle: UnsafeMutableRawPointer
     public let connectTimeout: Duration
     public let verifyTLS: Bool
+    /// Goes straight to the host whatever `http_proxy`/`ALL_PROXY` say (libcurl follows them otherwise): for the
+    /// link-local credentials endpoints, which a proxy cannot reach and must never see.
+    public let bypassProxy: Bool
 
     private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_ALL)) }()
 
-    public init(connectTimeout: Duration = .seconds(5), verifyTLS: Bool = true) {
+    public init(connectTimeout: Duration = .seconds(5), verifyTLS: Bool = true, bypassProxy: Bool = false) {
         _ = Self.globalInit
         // curl_easy_init fails only without memory; a client that cannot allocate is not recoverable either.
         handle = curl_easy_init()!
         self.connectTimeout = connectTimeout
         self.verifyTLS = verifyTLS
+        self.bypassProxy = bypassProxy
     }
 
     deinit {
@@ -91,6 +95,7 @@ public final class CurlHTTPClient {
             CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, milliseconds(timeout)),
             CCurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, verifyTLS ? 1 : 0),
             CCurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, verifyTLS ? 2 : 0),
+            bypassProxy ? CCurl_setopt_string(handle, CURLOPT_NOPROXY, "*") : CURLE_OK,
             CCurl_setopt_write_function(handle) { data, size, count, user in
                 guard let data, let user else { return 0 }
                 Unmanaged<ResponseCollector>.fromOpaque(user).takeUnretainedValue()

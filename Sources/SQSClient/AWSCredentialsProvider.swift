@@ -1,9 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import AWSSigV4
 import CRMCore
 import CurlHTTP
 import Foundation
 import Logging
-import Synchronization
 
 /// Credentials, and when they stop working.
 public struct ExpiringCredentials: Sendable, Equatable {
@@ -30,7 +34,7 @@ public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
     case configuration(AWSCredentials)
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
     case environment(AWSCredentials)
-    /// A profile of the shared credentials file, read again when a tool rewrites it (`aws sso login`, a vault agent).
+    /// A profile of the shared credentials file, read again when a tool rewrites it (`aws configure`, a vault agent).
     case sharedFile(path: String, profile: String)
     /// The container credentials endpoint of ECS tasks and EKS Pod Identity; the authorization token, when there
     /// is one, is the token file's text (read at every fetch: the agent rotates it) or the token itself.
@@ -60,11 +64,14 @@ public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
 /// The credentials of one source, kept fresh: temporary credentials are fetched again five minutes before they
 /// expire, a rewritten credentials file is read again, and credentials SQS refuses are fetched again once
 /// (`refresh(after:)`) before the refusal counts. Also keeps the difference between SQS's clock and ours, learnt
-/// from a request refused as signed at the wrong time.
+/// from a request refused as signed at the wrong time (expirations are SQS's time too).
 ///
-/// Shared by the threads of one source; `credentials()` may block on a fetch (a few seconds at most), so it is
-/// called from those threads, never from Swift's cooperative pool.
-public final class AWSCredentialsProvider: Sendable {
+/// Shared by the threads of one source. One thread fetches at a time, without holding the lock: the others go on
+/// with the current credentials while they have not expired, and wait for the fetch only when there are none.
+/// A fetch may block (a few seconds at most), so these are called from the source's threads, never from Swift's
+/// cooperative pool. Failed fetches are retried after `minimumRefetchInterval`, more slowly after each failure
+/// (at most a minute apart).
+public final class AWSCredentialsProvider: @unchecked Sendable {
     public let source: AWSCredentialsSource
     /// How long before their expiration credentials are fetched again.
     public static let refreshAhead: TimeInterval = 300
@@ -76,11 +83,17 @@ public final class AWSCredentialsProvider: Sendable {
     private let fetcher: @Sendable () throws -> ExpiringCredentials
     private let now: @Sendable () -> Date
     private let logger: Logger
-    private let state = Mutex(State())
+    /// Guards `state`; signalled when a fetch ends.
+    private let condition = NSCondition()
+    private var state = State()
 
     private struct State {
         var current: ExpiringCredentials?
         var lastFetch: Date?
+        /// The last fetch's error while it is the latest news (cleared by a success).
+        var lastError: AWSCredentialsError?
+        var failures = 0
+        var fetching = false
         var fileStamp: FileStamp?
         var lastFileCheck: Date?
         var clockOffset: TimeInterval = 0
@@ -106,86 +119,115 @@ public final class AWSCredentialsProvider: Sendable {
         fetcher = fetch ?? { try Self.fetch(from: source) }
     }
 
-    private func fetch() -> Result<ExpiringCredentials, AWSCredentialsError> {
-        do {
-            return .success(try fetcher())
-        } catch let error as AWSCredentialsError {
-            return .failure(error)
-        } catch {
-            return .failure(AWSCredentialsError("\(source): \(error)"))
-        }
-    }
-
     /// The access key id in use, for logs (no fetch).
-    public var currentAccessKeyId: String? { state.withLock { $0.current?.credentials.accessKeyId } }
+    public var currentAccessKeyId: String? { condition.withLock { state.current?.credentials.accessKeyId } }
 
     /// The credentials to sign with now: fetched the first time, and again when they are about to expire or their
-    /// file changed. When a due fetch fails, credentials not yet expired are still used (and the fetch retried).
+    /// file changed. While a due fetch runs or after it failed, credentials not yet expired are still used.
     public func credentials() throws(AWSCredentialsError) -> AWSCredentials {
-        let now = now()
-        let outcome: Result<AWSCredentials, AWSCredentialsError> = state.withLock { state in
-            if let current = state.current, !isDue(current, state: &state, now: now) { return .success(current.credentials) }
-            state.lastFetch = now
-            switch fetch() {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            let now = serverNow()
+            let usable = state.current.flatMap { $0.expiration.map { $0 > now } ?? true ? $0 : nil }
+            if let usable, !isDue(usable, now: now) { return usable.credentials }
+            if state.fetching {
+                if let usable { return usable.credentials }
+                condition.wait()
+                continue
+            }
+            if usable == nil, let error = state.lastError, !retryAllowed(now) { throw error }
+            switch fetchUnlocked(now: now) {
             case let .success(fresh):
-                if let old = state.current, old.credentials != fresh.credentials {
-                    logger.info("AWS credentials renewed", metadata: metadata(fresh))
-                }
-                noteFetched(fresh, state: &state, now: now)
-                return .success(fresh.credentials)
+                if let usable, usable.credentials != fresh.credentials { logger.info("AWS credentials renewed", metadata: metadata(fresh)) }
+                return fresh.credentials
             case let .failure(error):
-                guard let current = state.current, current.expiration.map({ $0 > now }) ?? true else { return .failure(error) }
-                logger.warning("cannot renew AWS credentials, still using the current ones: \(error)", metadata: metadata(current))
-                return .success(current.credentials)
+                guard let usable else { throw error }
+                logger.warning("cannot renew AWS credentials, still using the current ones: \(error)", metadata: metadata(usable))
+                return usable.credentials
             }
         }
-        return try outcome.get()
     }
 
     /// Called when SQS refused `refused` as unknown, expired or wrongly signed: fetches again (at most once per
     /// `minimumRefetchInterval`). True when there are other credentials to try.
     public func refresh(after refused: AWSCredentials) -> Bool {
         guard source.canChange else { return false }
-        let now = now()
-        return state.withLock { state in
-            if let current = state.current, current.credentials != refused { return true }
-            if let last = state.lastFetch, now.timeIntervalSince(last) < minimumRefetchInterval { return false }
-            state.lastFetch = now
-            switch fetch() {
-            case let .success(fresh):
-                noteFetched(fresh, state: &state, now: now)
-                guard fresh.credentials != refused else { return false }
-                logger.info("AWS credentials renewed after SQS refused the previous ones", metadata: metadata(fresh))
-                return true
-            case let .failure(error):
-                logger.warning("SQS refused our AWS credentials and fetching them again failed: \(error)", metadata: ["credentials_from": "\(source)"])
-                return false
-            }
+        condition.lock()
+        defer { condition.unlock() }
+        while state.fetching { condition.wait() }
+        if let current = state.current, current.credentials != refused { return true }
+        let now = serverNow()
+        if let last = state.lastFetch, now.timeIntervalSince(last) < minimumRefetchInterval { return false }
+        switch fetchUnlocked(now: now) {
+        case let .success(fresh):
+            guard fresh.credentials != refused else { return false }
+            logger.info("AWS credentials renewed after SQS refused the previous ones", metadata: metadata(fresh))
+            return true
+        case let .failure(error):
+            logger.warning("SQS refused our AWS credentials and fetching them again failed: \(error)", metadata: ["credentials_from": "\(source)"])
+            return false
         }
     }
 
     /// SQS's clock minus ours, in seconds: added to the signing time.
-    public var clockOffset: TimeInterval { state.withLock { $0.clockOffset } }
+    public var clockOffset: TimeInterval { condition.withLock { state.clockOffset } }
 
     /// Notes SQS's clock, read from the `Date` of an answer that refused a request as signed at the wrong time.
     public func noteServerClock(_ serverDate: Date, localDate: Date) {
         let offset = serverDate.timeIntervalSince(localDate)
-        state.withLock { $0.clockOffset = offset }
+        condition.withLock { state.clockOffset = offset }
         logger.warning("this machine's clock is off by \(Int(offset.rounded())) s from SQS's: signing with SQS's time (fix the clock: NTP)",
                        metadata: ["credentials_from": "\(source)"])
     }
 
-    private func noteFetched(_ fresh: ExpiringCredentials, state: inout State, now: Date) {
-        state.current = fresh
-        if case let .sharedFile(path, _) = source {
-            state.fileStamp = FileStamp(path: path)
-            state.lastFileCheck = now
+    // MARK: Under the lock
+
+    /// Our clock, corrected by what SQS told us of its own.
+    private func serverNow() -> Date { now().addingTimeInterval(state.clockOffset) }
+
+    /// Fetches with the lock released (held on entry and on return), as the only fetch under way.
+    private func fetchUnlocked(now: Date) -> Result<ExpiringCredentials, AWSCredentialsError> {
+        state.fetching = true
+        state.lastFetch = now
+        condition.unlock()
+        let result: Result<ExpiringCredentials, AWSCredentialsError>
+        do {
+            result = .success(try fetcher())
+        } catch let error as AWSCredentialsError {
+            result = .failure(error)
+        } catch {
+            result = .failure(AWSCredentialsError("\(source): \(error)"))
         }
+        let stamp: FileStamp? = if case let .sharedFile(path, _) = source { FileStamp(path: path) } else { nil }
+        condition.lock()
+        state.fetching = false
+        condition.broadcast()
+        switch result {
+        case let .success(fresh):
+            state.current = fresh
+            state.lastError = nil
+            state.failures = 0
+            if let stamp {
+                state.fileStamp = stamp
+                state.lastFileCheck = now
+            }
+        case let .failure(error):
+            state.lastError = error
+            state.failures += 1
+        }
+        return result
     }
 
-    private func isDue(_ current: ExpiringCredentials, state: inout State, now: Date) -> Bool {
-        let retryAllowed = state.lastFetch.map { now.timeIntervalSince($0) >= minimumRefetchInterval } ?? true
-        if let expiration = current.expiration, now >= expiration.addingTimeInterval(-Self.refreshAhead), retryAllowed { return true }
+    /// Whether a fetch may run now: `minimumRefetchInterval` after the last one, longer after repeated failures.
+    private func retryAllowed(_ now: Date) -> Bool {
+        guard let last = state.lastFetch else { return true }
+        let interval = min(minimumRefetchInterval * Double(max(1, state.failures)), 60)
+        return now.timeIntervalSince(last) >= interval
+    }
+
+    private func isDue(_ current: ExpiringCredentials, now: Date) -> Bool {
+        if let expiration = current.expiration, now >= expiration.addingTimeInterval(-Self.refreshAhead), retryAllowed(now) { return true }
         guard case let .sharedFile(path, _) = source else { return false }
         if let lastCheck = state.lastFileCheck, now.timeIntervalSince(lastCheck) < fileCheckInterval { return false }
         state.lastFileCheck = now
@@ -225,19 +267,43 @@ extension AWSCredentialsProvider {
         given: AWSCredentials?, profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "crm-ingest.aws-credentials")
     ) throws(AWSCredentialsError) -> AWSCredentialsProvider {
-        let provider = AWSCredentialsProvider(source: try findSource(given: given, profile: profile, environment: environment), logger: logger)
-        _ = try provider.credentials()
+        var tried: [String] = []
+        let source = try findSource(given: given, profile: profile, environment: environment, tried: &tried)
+        let provider = AWSCredentialsProvider(source: source, logger: logger)
+        do {
+            _ = try provider.credentials()
+        } catch {
+            // The instance metadata service is the last resort: on a machine that is not EC2, say what else was looked at.
+            guard case .instanceMetadata = source else { throw error }
+            throw AWSCredentialsError("no AWS credentials: tried \(tried.joined(separator: ", ")), then \(error)")
+        }
         return provider
     }
 
     /// The first place that has credentials (or says it will), without fetching them.
     public static func findSource(given: AWSCredentials?, profile: String?, environment: [String: String]) throws(AWSCredentialsError) -> AWSCredentialsSource {
+        var tried: [String] = []
+        return try findSource(given: given, profile: profile, environment: environment, tried: &tried)
+    }
+
+    /// `findSource`, noting in `tried` the places that had nothing.
+    static func findSource(
+        given: AWSCredentials?, profile: String?, environment: [String: String], tried: inout [String]
+    ) throws(AWSCredentialsError) -> AWSCredentialsSource {
         if let given { return .configuration(given) }
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         if let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") {
             return .environment(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: value("AWS_SESSION_TOKEN")))
         }
-        var tried: [String] = ["the configuration", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"]
+        // Next in the AWS tools' order; not supported here, and falling through would use another identity (the
+        // node's instance role) without a word.
+        if value("AWS_WEB_IDENTITY_TOKEN_FILE") != nil || value("AWS_ROLE_ARN") != nil {
+            throw AWSCredentialsError(
+                "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN (web identity, EKS IRSA) are set, but crm-ingest does not support web identity: "
+                    + "use EKS Pod Identity (the container credentials endpoint), or give credentials another way"
+            )
+        }
+        tried = ["the configuration", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"]
         let home = value("HOME") ?? NSHomeDirectory()
         let path = value("AWS_SHARED_CREDENTIALS_FILE") ?? "\(home)/.aws/credentials"
         let namedProfile = profile ?? value("AWS_PROFILE")
@@ -261,8 +327,7 @@ extension AWSCredentialsProvider {
                 throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI is not a URL: \(full)")
             }
             // Credentials in clear text only from this machine or the container agents' link-local addresses.
-            let trustedHosts: Set<String> = ["localhost", "127.0.0.1", "::1", "[::1]", "169.254.170.2", "169.254.170.23", "fd00:ec2::23", "[fd00:ec2::23]"]
-            guard scheme == "https" || (scheme == "http" && (trustedHosts.contains(host) || host.hasPrefix("127."))) else {
+            guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
                 throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http on a loopback or container-agent address: \(full)")
             }
             return .container(url: full, authorizationToken: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
@@ -275,6 +340,21 @@ extension AWSCredentialsProvider {
         }
         tried.append("the EC2 instance metadata (AWS_EC2_METADATA_DISABLED)")
         throw AWSCredentialsError("no AWS credentials: tried \(tried.joined(separator: ", "))")
+    }
+
+    /// A loopback address (127.0.0.0/8, ::1, `localhost`) or a container agent's (169.254.170.2, 169.254.170.23,
+    /// fd00:ec2::23), as a literal: a name such as `127.example.org` could resolve anywhere.
+    static func isLocalCredentialsHost(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        if ["localhost", "169.254.170.2", "169.254.170.23"].contains(bare) { return true }
+        var ipv4 = in_addr()
+        if inet_pton(AF_INET, bare, &ipv4) == 1 { return UInt32(bigEndian: ipv4.s_addr) >> 24 == 127 }
+        var ipv6 = in6_addr()
+        guard inet_pton(AF_INET6, bare, &ipv6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: ipv6) { Array($0) }
+        let loopback = bytes == Array(repeating: 0, count: 15) + [1]
+        let agent = bytes == [0xFD, 0x00, 0x0E, 0xC2] + Array(repeating: 0, count: 11) + [0x23]
+        return loopback || agent
     }
 
     /// The keys of one `[profile]` section of an INI-style credentials file.
@@ -341,7 +421,11 @@ extension AWSCredentialsProvider {
     private static func send(_ request: HTTPRequest, what source: AWSCredentialsSource) throws(AWSCredentialsError) -> HTTPResponse {
         let response: HTTPResponse
         do {
-            response = try CurlHTTPClient(connectTimeout: .seconds(1)).send(request, timeout: .seconds(5))
+            // The link-local and loopback endpoints are reached directly: a proxy from http_proxy could not reach
+            // them, and must not see their tokens and answers.
+            let host = URL(string: request.url)?.host?.lowercased() ?? ""
+            let direct = host.hasPrefix("169.254.") || isLocalCredentialsHost(host)
+            response = try CurlHTTPClient(connectTimeout: .seconds(1), bypassProxy: direct).send(request, timeout: .seconds(5))
         } catch {
             throw AWSCredentialsError("\(source): \(error.message)")
         }

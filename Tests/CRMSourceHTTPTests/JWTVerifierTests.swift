@@ -182,7 +182,7 @@ struct JWTVerifierTests {
         // The old key's signature under the new key's id: refused, though the old key would verify it.
         #expect(refusal(await verifier.verify(token: Self.token(kid: "2026-12", secret: Self.secret), now: Self.now)) == "signature does not verify")
         #expect(refusal(await verifier.verify(token: Self.token(kid: "2025-01", secret: Self.secret), now: Self.now))
-            == #"unknown kid "2025-01": this integration's keys are "2026-12", "2026-06""#)
+            == #"unknown kid "2025-01": not one of this integration's keys"#)
         let numericKid = TokenMaker.hs256(header: #"{"alg":"HS256","kid":7}"#, claims: TokenMaker.claims(exp: Int64(Self.later)), secret: Self.secret)
         #expect(refusal(await verifier.verify(token: numericKid, now: Self.now)) == "malformed token: kid must be a string, got 7")
     }

@@ -655,8 +655,10 @@ extension SQSSourceTests {
         try server.createUser(user)
         let first = try server.createAccessKey(user: user), second = try server.createAccessKey(user: user)
         let serving = Mutex(first)
+        let firstFetch = Mutex<ContinuousClock.Instant?>(nil)
         let endpoint = try LocalHTTPStub { request in
             guard request.headers["authorization"] == "agent-token" else { return .init(status: 401) }
+            firstFetch.withLock { $0 = $0 ?? .now }
             let key = serving.withLock { $0 }
             return .init(body: #"{"AccessKeyId":"\#(key.accessKeyId)","SecretAccessKey":"\#(key.secretAccessKey)","Expiration":"2099-01-01T00:00:00Z"}"#)
         }
@@ -677,7 +679,6 @@ extension SQSSourceTests {
         )
         let group = ServiceGroup(services: [source], logger: logs.logger)
         let task = Task { try await group.run() }
-        let started = ContinuousClock.now
         func waitFor(_ count: Int) async throws {
             let deadline = ContinuousClock.now + .seconds(60)
             while try await store.count("ledger") < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -687,7 +688,7 @@ extension SQSSourceTests {
         #expect(try await store.count("ledger") == 50)
         #expect(endpoint.requests.count == 1)
         // Past the provider's least interval between two unplanned fetches (5 s), so that the refusal fetches at once.
-        try await Task.sleep(until: started + .seconds(6))
+        try await Task.sleep(until: try #require(firstFetch.withLock { $0 }) + .seconds(6))
         serving.withLock { $0 = second }
         try server.deleteAccessKey(first.accessKeyId, user: user)
         try Self.send(server, queue, (50..<100).map { .init(id: "m\($0 % 10)", body: Self.event(contact: $0, step: 0)) })

@@ -79,23 +79,48 @@ struct CredentialsSourceTests {
         #expect(stub.requests.count == 1)
         // A wrong token is an error that says who answered what.
         try "old-token".write(toFile: folder + "/token", atomically: true, encoding: .utf8)
-        #expect(throws: AWSCredentialsError.self) {
+        let refusal = #expect(throws: AWSCredentialsError.self) {
             try AWSCredentialsProvider.fetch(from: provider.source)
         }
-        do {
-            _ = try AWSCredentialsProvider.fetch(from: provider.source)
-        } catch {
-            #expect(error.description.contains("HTTP 401"))
+        #expect(refusal?.description.contains("HTTP 401") == true)
+    }
+
+    @Test(arguments: [
+        ("http://example.com/creds", false), ("https://example.com/creds", true),
+        ("http://127.0.0.1:51679/creds", true), ("http://127.1.2.3/creds", true), ("http://localhost:8080/creds", true),
+        ("http://[::1]:8080/creds", true), ("http://169.254.170.23/v1/credentials", true), ("http://[fd00:ec2::23]/v1/credentials", true),
+        // Names that only look local could resolve anywhere.
+        ("http://127.attacker.example/creds", false), ("http://127.0.0.1.nip.io/creds", false), ("http://169.254.170.2.example.org/", false),
+    ])
+    func aFullURIInClearTextMustStayOnThisMachine(url: String, accepted: Bool) {
+        let found = Result { () throws(AWSCredentialsError) in
+            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging(["AWS_CONTAINER_CREDENTIALS_FULL_URI": url]) { $1 })
+        }
+        if accepted {
+            #expect(throws: Never.self) { try found.get() }
+        } else {
+            #expect(throws: AWSCredentialsError.self) { try found.get() }
         }
     }
 
-    @Test func aFullURIInClearTextMustStayOnThisMachine() {
-        #expect(throws: AWSCredentialsError.self) {
-            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"]) { $1 })
+    @Test func webIdentityIsRefusedRatherThanFallingThroughToAnotherIdentity() {
+        let refusal = #expect(throws: AWSCredentialsError.self) {
+            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: [
+                "HOME": "/nonexistent", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+                "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/crm", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9",
+            ])
         }
-        #expect(throws: Never.self) {
-            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.noInstanceMetadata.merging(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "https://example.com/creds"]) { $1 })
+        #expect(refusal?.description.contains("EKS Pod Identity") == true)
+    }
+
+    @Test func anUnreachableInstanceMetadataServiceSaysWhatElseWasTried() throws {
+        // Nothing listens on the discard port: the connection is refused at once.
+        let refusal = #expect(throws: AWSCredentialsError.self) {
+            try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: ["HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"])
         }
+        let text = refusal?.description ?? ""
+        #expect(text.hasPrefix("no AWS credentials: tried the configuration, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"))
+        #expect(text.contains("/nonexistent/.aws/credentials (no such file)") && text.contains("then the EC2 instance metadata service at http://127.0.0.1:9"))
     }
 
     @Test func theInstanceMetadataServiceWithASessionToken() throws {
@@ -190,9 +215,60 @@ struct CredentialsRenewalTests {
         #expect(try provider.credentials().accessKeyId == "KEY1")
         clock.advance(201)
         #expect(throws: AWSCredentialsError.self) { try provider.credentials() }
+        // Two failures in a row: the next fetch waits twice the interval; until then, the failure stands.
         issuer.fail(false)
         clock.advance(5)
+        #expect(throws: AWSCredentialsError.self) { try provider.credentials() }
+        clock.advance(5)
         #expect(try provider.credentials().accessKeyId == "KEY2")
+    }
+
+    /// While one thread fetches (slowly), the others go on with the current credentials instead of queueing on the
+    /// lock; they wait only when there are none.
+    @Test func aSlowRenewalHoldsUpOnlyTheThreadThatFetches() throws {
+        let clock = Clock()
+        let fetches = Mutex(0)
+        let provider = AWSCredentialsProvider(
+            source: .container(url: "http://unused", authorizationToken: nil, authorizationTokenFile: nil), logger: Logger(label: "test"),
+            fetch: {
+                let count = fetches.withLock { $0 += 1; return $0 }
+                if count > 1 { Thread.sleep(forTimeInterval: 1) }
+                return ExpiringCredentials(AWSCredentials(accessKeyId: "KEY\(count)", secretAccessKey: "s"), expiration: clock.now + 3600)
+            },
+            now: { clock.now }
+        )
+        #expect(try provider.credentials().accessKeyId == "KEY1")
+        clock.advance(3600 - 60) // due for renewal, still valid
+        let results = Mutex<[(String, Duration)]>([])
+        onThreads(8) {
+            let started = ContinuousClock.now
+            let key = (try? provider.credentials().accessKeyId) ?? "error"
+            results.withLock { $0.append((key, ContinuousClock.now - started)) }
+        }
+        let seen = results.withLock { $0 }
+        #expect(fetches.withLock { $0 } == 2, "one renewal for eight threads")
+        #expect(seen.filter { $0.0 == "KEY2" }.count == 1)
+        #expect(seen.filter { $0.0 == "KEY1" && $0.1 < .milliseconds(500) }.count == 7)
+        #expect(try provider.credentials().accessKeyId == "KEY2")
+    }
+
+    /// Without credentials to go on with, threads wait for the one fetch, and share its failure.
+    @Test func withoutCredentialsThreadsShareOneFetch() throws {
+        let fetches = Mutex(0)
+        let provider = AWSCredentialsProvider(
+            source: .container(url: "http://unused", authorizationToken: nil, authorizationTokenFile: nil), logger: Logger(label: "test"),
+            fetch: {
+                fetches.withLock { $0 += 1 }
+                Thread.sleep(forTimeInterval: 0.3)
+                throw AWSCredentialsError("endpoint down")
+            }
+        )
+        let failures = Mutex(0)
+        onThreads(6) {
+            if (try? provider.credentials()) == nil { failures.withLock { $0 += 1 } }
+        }
+        #expect(failures.withLock { $0 } == 6)
+        #expect(fetches.withLock { $0 } == 1)
     }
 
     @Test func refusedCredentialsAreFetchedAgainAtMostEveryFewSeconds() throws {
@@ -234,6 +310,22 @@ struct CredentialsRenewalTests {
         clock.advance(6)
         #expect(try provider.credentials() == AWSCredentials(accessKeyId: "SECONDKEY", secretAccessKey: "bb", sessionToken: "t"))
     }
+}
+
+/// Runs `body` on `count` threads of its own at once (not a pool, which may run them one after another on a
+/// 2-core machine), and waits for all of them.
+func onThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    let start = DispatchSemaphore(value: 0)
+    for _ in 0..<count {
+        Thread {
+            start.wait()
+            body()
+            done.signal()
+        }.start()
+    }
+    for _ in 0..<count { start.signal() }
+    for _ in 0..<count { done.wait() }
 }
 
 func temporaryFolder() throws -> String {
