@@ -366,7 +366,10 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .anonymize(list, selector):
-            let ids = try resolve(list: list, selector)
+            var ids = try resolve(list: list, selector)
+            // An erasure by id holds even where the contact is not (yet): its tombstone keeps a registration that
+            // arrives later (reordered, replayed) from bringing the person back, and any other list is erased too.
+            if ids.isEmpty, case let .contactId(id) = selector { ids = [id] }
             guard !ids.isEmpty else { return "anonymize_contact: no contact \(describe(selector)) in list \(list)" }
             for id in ids { try anonymize(id) }
             return nil

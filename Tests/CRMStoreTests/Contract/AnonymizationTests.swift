@@ -97,4 +97,20 @@ struct AnonymizationTests {
         #expect(try await h.count("contact_attributes") == 0)
         #expect(try await h.count("journey_enrollments") == 0)
     }
+
+    /// An erasure by id that arrives before the registration (a standard SQS queue reorders; a dead letter is
+    /// replayed days later) still leaves its tombstone: the registration then finds the person erased.
+    @Test(arguments: StoreKind.allCases) func anErasureBeforeTheRegistrationStillHolds(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: Self.actions)
+        defer { h.remove() }
+        #expect(try await h.send(#"{"type":"USER_BLOCKED","contactId":"early"}"#) == .applied(notes: []))
+        #expect(try await h.count("tombstones") == 1)
+        let registration = try await h.send(registration("early", #"{"firstName":"Ada","email":"ada@example.org"}"#), id: "late-registration")
+        #expect(registration == .applied(notes: ["contact early was anonymized: nothing applied"]))
+        #expect(try await h.store.contact("early", list: 1) == .anonymized)
+        #expect(try await h.count("contacts") == 0)
+        // By email there is nothing to hold a tombstone by: that stays a note.
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"x","properties":{"email":"nobody@example.org"}}"#)
+            == .applied(notes: ["anonymize_contact: no contact with that email in list 1"]))
+    }
 }
