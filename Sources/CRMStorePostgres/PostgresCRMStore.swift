@@ -227,7 +227,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         _ events: [PlannedEvent], locks: [Int64], now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation,
         _ connection: PostgresConnection, logger: Logger
     ) async throws -> [EventOutcome] {
-        try await connection.run("BEGIN", logger: logger)
+        // Pinned: after waiting for a contact's lock, the ledger check must see what the other daemon committed
+        // meanwhile, which a REPEATABLE READ or SERIALIZABLE default (a role's or the server's) would hide.
+        try await connection.run("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
         do {
             try await PostgresOperationWriter.takeLocks(locks, connection, logger: logger)
             var writer = try await PostgresOperationWriter(
@@ -266,7 +268,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         case "53": return StoreError(state == "53100" ? .io : .busy, message) // insufficient resources (53100: disk full)
         case "58": return StoreError(.io, message) // system error (I/O)
         case "08", "57": return StoreError(.unavailable, message) // connection exception, operator intervention (shutdown)
-        case "22", "23": return StoreError(.rejected, message)
+        case "22", "23", "54": return StoreError(.rejected, message) // 54: a value past a limit, e.g. too large for an index
         case "28", "3D": return StoreError(.rejected, message) // wrong password, database does not exist: waiting will not help
         case "42": return StoreError(.schema, message)
         default: return StoreError(.unavailable, message)

@@ -143,10 +143,11 @@ struct PostgresOperationWriter {
     struct EventNeedsSavepoint: Error {}
 
     /// The server's message when an error concerns this event's data alone (SQLSTATE class 22, data exception, e.g.
-    /// a NUL character in a text; class 23, a constraint); nil for anything else, which fails the whole batch.
+    /// a NUL character in a text; class 23, a constraint; class 54, a program limit, e.g. a value too large for an
+    /// index entry); nil for anything else, which fails the whole batch.
     static func eventSpecificMessage(_ error: any Error) -> String? {
         guard let error = error as? PSQLError, let state = error.serverInfo?[.sqlState] else { return nil }
-        guard state.hasPrefix("22") || state.hasPrefix("23") else { return nil }
+        guard state.hasPrefix("22") || state.hasPrefix("23") || state.hasPrefix("54") else { return nil }
         return error.serverInfo?[.message] ?? state
     }
 

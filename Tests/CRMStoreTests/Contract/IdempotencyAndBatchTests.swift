@@ -135,4 +135,27 @@ struct IdempotencyAndBatchTests {
         #expect(try await h.count("ledger") == 0)
         #expect(try await h.send(deposit("c1", amount: "1", transaction: nil), id: "old") == .applied(notes: []))
     }
+
+    /// A value far larger than any real one (8 KB that do not compress): SQLite stores it; PostgreSQL refuses it for
+    /// its index of values (SQLSTATE 54000). Either way the other events of the batch apply, and the batch is not
+    /// failed as a whole (which would retry it, and stall its lane, for ever).
+    @Test(arguments: StoreKind.allCases) func anOversizedValueNeverHoldsUpItsBatch(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind)
+        defer { h.remove() }
+        var generator = SystemRandomNumberGenerator()
+        let big = String((0..<8_000).map { _ in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &generator)! })
+        let events = [
+            try h.plan(registration("before"), id: "b1"),
+            try h.plan(registration("huge", #"{"firstName":"\#(big)"}"#), id: "b2"),
+            try h.plan(registration("after"), id: "b3"),
+        ]
+        let outcomes = try await h.store.apply(events, now: StoreHarness.t0)
+        #expect(outcomes[0] == .applied(notes: []) && outcomes[2] == .applied(notes: []))
+        switch (kind, outcomes[1]) {
+        case (.sqlite, .applied): break
+        case let (.postgres, .failed(error)): #expect(error.code == .rejected && error.message.contains("index row size"), "\(error)")
+        default: Issue.record("\(kind): \(outcomes[1])")
+        }
+        #expect(try await h.contact("after") != nil)
+    }
 }
