@@ -621,6 +621,11 @@ struct ConfigReader {
                     problem(at("unit"), "expected one of minutes, hours, days, months, years, got \"\(text)\"")
                 }
             }
+            // At most a century: a block longer than that is a mistake, and far larger ones overflow the clock.
+            let centuryLimits: [CalendarUnit: Int] = [.minutes: 52_560_000, .hours: 876_000, .days: 36_500, .months: 1_200, .years: 100]
+            if let duration, let unit, let limit = centuryLimits[unit], duration > limit {
+                problem(at("for"), "at most \(limit) \(unit.rawValue)\(unit == .years ? "" : " (100 years)"), got \(duration)")
+            }
             guard let list, let duration, let unit, problems.count == problemsBefore else { return nil }
             return .tempBlockContact(list: list, findBy: lookup, duration: duration, unit: unit)
         default:
