@@ -250,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "CRMSourceHTTPTests",
             dependencies: [
-                "CRMSourceHTTP", "CRMCore", "CRMConfig", "CRMSourceSupport", "CRMStoreSQLite", "CurlHTTP",
+                "CRMSourceHTTP", "CRMCore", "CRMConfig", "CRMSourceSupport", "CRMStoreSQLite", "CurlHTTP", "CRMTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -263,7 +263,7 @@ struct IncomingRequestHandler: Sendable {
             return Response(status: .noContent)
         case let .applied(notes):
             let mapped = event.operations.count > 1
-            metrics.count(mapped ? .applied : .skipped, type: type)
+            metrics.count(mapped ? (notes.isEmpty ? .applied : .incomplete) : .skipped, type: type)
             var fields: [(key: String, value: JSONValue)] = [("eventId", .string(incoming.eventId)), ("type", .string(type))]
             if !mapped { fields.append(("actions", .string("none mapped: recorded only"))) }
             if !notes.isEmpty { fields.append(("notes", .array(notes.map(JSONValue.string)))) }

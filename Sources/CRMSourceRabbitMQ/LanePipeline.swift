@@ -333,8 +333,9 @@ struct LanePipeline: Sendable {
     /// Counts a store outcome and says what becomes of its message.
     private func disposition(of outcome: EventOutcome, _ event: PlannedEvent, counting tally: inout EventTally) -> Disposition {
         switch outcome {
-        case .applied:
-            tally.count(.applied, type: event.type.rawValue)
+        case let .applied(notes):
+            tally.count(notes.isEmpty ? .applied : .incomplete, type: event.type.rawValue)
+            metrics.notes.note(notes, eventType: event.type.rawValue)
         case .duplicate:
             tally.count(.duplicate, type: event.type.rawValue)
         case .unchanged:
@@ -472,9 +473,11 @@ struct SourceMetrics: Sendable {
     let events: EventMetrics
     let reconnects: Counter
     let board: SourceStatusBoard?
+    let notes: ActionNotes
 
-    init(source: String, board: SourceStatusBoard? = nil) {
+    init(source: String, board: SourceStatusBoard? = nil, logger: Logger = Logger(label: "crm-ingest")) {
         events = EventMetrics(source: source)
+        notes = ActionNotes(source: source, logger: logger)
         reconnects = Counter(label: "crm_ingest_source_reconnects_total", dimensions: [("source", source)])
         self.board = board
         board?.set(source, .starting)

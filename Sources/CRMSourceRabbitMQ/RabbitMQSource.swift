@@ -42,7 +42,7 @@ public struct RabbitMQSource: Service {
     public func run() async throws {
         let inbox = CompletionInbox()
         let stopping = StopFlag()
-        let metrics = SourceMetrics(source: name, board: statusBoard)
+        let metrics = SourceMetrics(source: name, board: statusBoard, logger: logger)
         let submitter = store.makeOrderedSubmitter()
         let pipeline = LanePipeline(
             sourceName: name, laneCount: config.lanes, maxRedeliveries: config.maxRedeliveries, processor: processor,

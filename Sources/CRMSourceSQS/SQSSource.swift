@@ -26,6 +26,8 @@ public struct SQSSource: Service {
     /// How long a batch is retried before the store is asked (a ping) whether it is down or only refuses the batch.
     let retryBudget: Duration
     let environment: [String: String]
+    /// Reports committed events whose actions had nothing to act on.
+    let actionNotes: ActionNotes
     let statusBoard: SourceStatusBoard?
 
     public init(
@@ -42,6 +44,7 @@ public struct SQSSource: Service {
         self.now = now
         self.retryBudget = retryBudget
         self.environment = environment
+        actionNotes = ActionNotes(source: name, logger: logger)
     }
 
     /// What a run did, for logs and the requests-per-message figure.
@@ -304,7 +307,12 @@ public struct SQSSource: Service {
                 totals.metrics.recordLatency(ContinuousClock.now - started)
                 return zip(events, outcomes).map { event, outcome in
                     switch outcome {
-                    case .applied, .imported:
+                    case let .applied(notes):
+                        totals.metrics.count(notes.isEmpty ? .applied : .incomplete, type: event.type.rawValue)
+                        actionNotes.note(notes, eventType: event.type.rawValue)
+                        totals.add { $0.applied += 1 }
+                        return .delete
+                    case .imported:
                         // Profile imports (Altcraft) are RabbitMQ-only: the loader refuses them here.
                         totals.metrics.count(.applied, type: event.type.rawValue)
                         totals.add { $0.applied += 1 }

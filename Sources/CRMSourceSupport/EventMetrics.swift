@@ -6,7 +6,7 @@ import Synchronization
 /// them). The same names and label names for every source, as Prometheus requires:
 ///
 /// - `crm_ingest_events_total{source, type, outcome}`: outcome is `received`, `applied`, `duplicate`, `unchanged`,
-///   `skipped`, `rejected`, `filtered`, `requeued` or `failed`; type is the event type, or `unknown` when the message never decoded.
+///   `skipped`, `rejected`, `filtered`, `requeued`, `failed` or `incomplete`; type is the event type, or `unknown` when the message never decoded.
 ///   A source labels at most `maxTypeLabels` distinct types; later new ones count as `other`, so a client sending
 ///   made-up types (an HTTP integration reads its type from the body) cannot grow `/metrics` without bound.
 /// - `crm_ingest_processing_seconds{source}`: from receipt to commit, as a histogram.
@@ -33,7 +33,7 @@ public final class EventMetrics: @unchecked Sendable {
     }
 
     public enum Outcome: String, Sendable {
-        case received, applied, duplicate, unchanged, skipped, rejected, filtered, requeued, failed
+        case received, applied, duplicate, unchanged, skipped, rejected, filtered, requeued, failed, incomplete
     }
 
     /// `factory`: the process's bootstrapped one by default; tests pass their own.

@@ -1,5 +1,6 @@
 import Foundation
 import CRMSourceSupport
+import CRMTestSupport
 import Prometheus
 import Testing
 
@@ -43,5 +44,24 @@ struct EventTallyTests {
         #expect(text.contains(#"crm_ingest_events_total{source="\#(source)",type="other",outcome="received"} 998"#))
         let series = text.split(separator: "\n").filter { $0.hasPrefix("crm_ingest_events_total{") }
         #expect(series.count == 5) // T0, T1, T2 received, other received, T1 applied
+    }
+}
+
+@Suite("Notes of committed events")
+struct ActionNotesTests {
+    @Test func theFirstNoteIsLoggedAtOnceThenAtMostOneSummaryPerInterval() async throws {
+        let logs = CapturedLogs()
+        let notes = ActionNotes(source: "app-events", logger: logs.logger, interval: .milliseconds(300))
+        notes.note([], eventType: "USER_UPDATE") // nothing to say
+        #expect(logs.count("nothing to act on") == 0)
+        notes.note(["update_contact: no contact c1 in list 1"], eventType: "USER_UPDATE")
+        #expect(logs.count("1 event(s) committed with actions that had nothing to act on") == 1)
+        #expect(logs.contains("e.g. USER_UPDATE: update_contact: no contact c1 in list 1"))
+        for index in 2...50 { notes.note(["update_contact: no contact c\(index) in list 1"], eventType: "USER_UPDATE") }
+        #expect(logs.count("nothing to act on") == 1, "one line per interval, not one per event")
+        try await Task.sleep(for: .milliseconds(350))
+        notes.note(["create_purchase_row: no contact c51 in list 1"], eventType: "DEPOSIT_APPROVED")
+        #expect(logs.count("nothing to act on") == 2)
+        #expect(logs.contains("50 event(s) committed with actions that had nothing to act on (counted as incomplete), e.g. USER_UPDATE: update_contact: no contact c2 in list 1"))
     }
 }

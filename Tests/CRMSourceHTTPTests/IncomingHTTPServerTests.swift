@@ -360,6 +360,25 @@ struct IncomingHTTPServerTests {
 
     /// A store failure retrying cannot fix answers 500 without the store's own message (SQL, file paths), which
     /// goes to the log only: the caller may be anyone who can reach the port.
+    /// An update for a contact that does not exist commits (the request is recorded) but acts on nothing: the
+    /// answer carries the note, and the metrics count it as incomplete, not applied.
+    @Test func anUpdateOfAMissingContactIsCountedIncomplete() async throws {
+        let server = try RunningServer()
+        let registry = PrometheusCollectorRegistry()
+        let metrics = EventMetrics(source: "shop-notes", factory: PrometheusMetricsFactory(registry: registry))
+        let updateOnly = Mapping(
+            attributes: Self.mapping.attributes, actions: [EventType(rawValue: "CUSTOM_ORDER"): [.updateContact(list: 2)]]
+        )
+        try await server.start(integrations: [Self.integration(metrics: metrics)], mapping: updateOnly)
+        let response = try await server.send(Self.path, json: Self.order)
+        #expect(response.status == 200)
+        #expect(response.json?["notes"] == .array([.string("update_contact: no contact ann@example.com in list 2")]))
+        let text = registry.emitToString()
+        #expect(text.contains(#"crm_ingest_events_total{source="shop-notes",type="CUSTOM_ORDER",outcome="incomplete"} 1"#))
+        #expect(!text.contains(#"outcome="applied""#))
+        try await server.stop()
+    }
+
     @Test func aBrokenStoreAnswers500WithoutItsDetails() async throws {
         let server = try RunningServer()
         let broken = FailingStore(error: StoreError(.schema, "no such table: contacts in /var/lib/crm-ingest/crm.sqlite"))

@@ -21,11 +21,12 @@ extension RabbitMQSourceTests {
         return try await store.count("ledger")
     }
 
-    /// Events the daemon applied so far, from its /metrics (cheap enough to poll every few milliseconds, unlike
-    /// opening the store).
+    /// Events the daemon committed so far (applied, or incomplete: some action had nothing to act on), from its
+    /// /metrics (cheap enough to poll every few milliseconds, unlike opening the store).
     static func appliedSoFar(_ daemon: DaemonProcess) throws -> Int {
         guard let port = httpPort(daemon) else { return 0 }
-        return Int(metric(try metrics(port: port), "crm_ingest_events_total", ["outcome=\"applied\""]))
+        let text = try metrics(port: port)
+        return Int(metric(text, "crm_ingest_events_total", ["outcome=\"applied\""]) + metric(text, "crm_ingest_events_total", ["outcome=\"incomplete\""]))
     }
 
     /// Polls `condition` every 2 ms on the calling thread, for at most `timeout`. For `onOwnThread` only.

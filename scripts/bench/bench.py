@@ -181,7 +181,7 @@ class Daemon:
         raise RuntimeError(f"the daemon was not ready within {timeout} s; see {self.log_path}")
 
     def settled(self, source="app-events"):
-        """Events of a source with a final outcome (applied, duplicate, unchanged, skipped, rejected)."""
+        """Events of a source with a final outcome (applied, incomplete, duplicate, unchanged, skipped, rejected)."""
         status, text = self.get("/metrics")
         return metrics_text.settled(text, source)
 

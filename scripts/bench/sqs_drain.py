@@ -68,7 +68,7 @@ def metrics():
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
         if match.group(1) == "crm_ingest_sqs_requests_total":
             requests += float(match.group(3))
-        elif labels.get("outcome") in ("applied", "duplicate", "unchanged", "skipped", "rejected"):
+        elif labels.get("outcome") in ("applied", "incomplete", "duplicate", "unchanged", "skipped", "rejected"):
             settled += float(match.group(3))
     return int(settled), int(requests)
 
