@@ -177,9 +177,24 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         timeout: Duration = callTimeout, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await client.withConnection { connection in
-            // `close()`'s future form: it starts closing at once, before the connection goes back to the pool.
-            try await AbandonableCall.run(timeout: timeout, onAbandon: { _ = connection.close() as EventLoopFuture<Void> }) { try await body(connection) }
+            do {
+                // `close()`'s future form: it starts closing at once, before the connection goes back to the pool.
+                return try await AbandonableCall.run(timeout: timeout, onAbandon: { _ = connection.close() as EventLoopFuture<Void> }) {
+                    try await body(connection)
+                }
+            } catch {
+                if Self.sessionIsSpent(error) { _ = connection.close() as EventLoopFuture<Void> }
+                throw error
+            }
         }
+    }
+
+    /// Errors after which a session must not be used again: 25006, read-only (a primary demoted by a failover, or
+    /// a database turned read-only: a new session sees the current state, the old one keeps its own); 57P0x, the
+    /// server ending the session; class 08, the connection itself. Closed, not handed back to the pool.
+    static func sessionIsSpent(_ error: any Error) -> Bool {
+        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return false }
+        return state == "25006" || state.hasPrefix("57P") || state.hasPrefix("08")
     }
 
     /// Applies missing migrations (one daemon does it while the others wait on the advisory lock); the versions

@@ -155,7 +155,9 @@ extension RabbitMQSourceTests {
 
     /// The PostgreSQL database made read-only mid-run, the way a failover to a standby looks: the database's
     /// default turned to read-only and its sessions ended, so the daemon reconnects to a database that refuses
-    /// every write (SQLSTATE 25006); then writable again, the sessions ended once more.
+    /// every write (SQLSTATE 25006); then writable again, with the sessions left alone: the daemon must close the
+    /// sessions that answered read-only itself (it kept them in its pool, refusing every write for good, until
+    /// 2026-12-07 afternoon).
     /// A transaction cut by the terminated session may never complete in the driver: the store gives its connection up
     /// after `PostgresCRMStore.callTimeout` (shown failing without it: the lanes stopped for good).
     /// `diagnose` prints the database's sessions when the daemon does not catch up.
@@ -178,7 +180,6 @@ extension RabbitMQSourceTests {
             },
             clear: {
                 try server.psql("ALTER DATABASE \"\(database)\" RESET default_transaction_read_only")
-                try server.psql(endSessions)
             },
             diagnose: {
                 (try? server.psql("SELECT pid, state, wait_event_type, wait_event, backend_xid, left(query, 80) FROM pg_stat_activity WHERE datname = '\(database)'")) ?? "?"
