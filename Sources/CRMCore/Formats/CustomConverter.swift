@@ -55,6 +55,10 @@ public struct CustomConverter: Sendable, Hashable {
         "consented": ["boolean"],
     ]
 
+    /// Fields the default format itself treats as optional (the Symplify seed's "(optional)"): a message that lacks
+    /// one, or has it null, is converted without it rather than refused.
+    public static let optionalFields: Set<String> = ["currency", "transactionId", "vendor", "paymentType"]
+
     public var typeFrom: TypeSource
     /// Rules by the type value a message carries.
     public var rules: [String: Rule]
@@ -96,6 +100,7 @@ public struct CustomConverter: Sendable, Hashable {
         for field in rule.fields {
             let context = "the \(typeName) rule's \(field.name)"
             guard let value = field.path.value(in: payload), value != .null else {
+                if Self.optionalFields.contains(field.name) { continue }
                 throw EventError(.missingField, field: field.path.description, reason: "required by \(context)")
             }
             let kinds = Self.fieldKinds[field.name] ?? []

@@ -66,6 +66,29 @@ struct CustomConverterTests {
         #expect(try await h.contact("4711")?.attribute("firstName") == .string("Num"))
     }
 
+    /// The seed's optional fields (`transactionId`, `currency`, `vendor`, `paymentType`) may be missing or null even
+    /// when a rule names a path for them: the purchase is recorded without them.
+    @Test(arguments: StoreKind.allCases) func optionalFieldsMayBeMissing(_ kind: StoreKind) async throws {
+        let (h, processor) = try await Self.harness(kind)
+        defer { h.remove() }
+        guard case let .event(signup) = Self.prepare(processor, "signup", #"{"user":{"id":"p-7","email":"p7@example.se","name":{"first":"P"}}}"#) else {
+            Issue.record("signup refused")
+            return
+        }
+        _ = try await h.store.apply([signup], now: StoreHarness.t0)
+        for json in [#"{"uid":"p-7","at":"2026-03-01T10:00:00Z","payment":{"amount":10}}"#,
+                     #"{"uid":"p-7","at":"2026-03-02T10:00:00Z","payment":{"id":null,"amount":20,"currency":null}}"#] {
+            guard case let .event(event) = Self.prepare(processor, "payment", json) else {
+                Issue.record("refused: \(Self.prepare(processor, "payment", json))")
+                continue
+            }
+            #expect(try await h.store.apply([event], now: StoreHarness.t0) == [.applied(notes: [])])
+        }
+        let purchases = try #require(try await h.contact("p-7")).purchases
+        #expect(purchases.map(\.amount.text).sorted() == ["10", "20"])
+        #expect(purchases.allSatisfy { $0.transactionId == nil && $0.currency == nil })
+    }
+
     @Test(arguments: [
         ("payment", #"{"uid":"p-1","at":"2026-03-01T10:00:00Z","payment":{"id":"tx-1","currency":"SEK"}}"#,
          "$.payment.amount: required by the payment rule's amount"),
