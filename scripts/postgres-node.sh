@@ -13,7 +13,8 @@
 #   databases (one per test) and roles.
 #   Writes DIR/env, KEY=VALUE lines: PG_PORT, PG_PID, PG_USER, PG_PASSWORD, PG_DATABASE,
 #   PG_URL (postgres://crm:PASSWORD@127.0.0.1:PORT/crm). PG_URL is the last line on stdout.
-#   Waits at most POSTGRES_START_TIMEOUT seconds (default 30).
+#   Waits at most POSTGRES_START_TIMEOUT seconds (default 30). POSTGRES_SERVER_OPTIONS adds server settings after
+#   the defaults, which it may override (`-c max_locks_per_transaction=10`: a test of a small lock table).
 #
 # stop DIR
 #   `pg_ctl stop -m fast` as the server's user, then SIGKILL to the recorded pid after 10 s. Leaves DIR in place.
@@ -60,7 +61,7 @@ start() {
     for attempt in 1 2 3; do
         port=$(free_port)
         if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$START_TIMEOUT" \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c shared_buffers=64MB" start >/dev/null 2>&1; then
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c shared_buffers=64MB ${POSTGRES_SERVER_OPTIONS:-}" start >/dev/null 2>&1; then
             break
         fi
         # Another process may have taken the port between choosing and binding it: try another.

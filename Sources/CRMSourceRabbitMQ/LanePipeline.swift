@@ -268,6 +268,32 @@ struct LanePipeline: Sendable {
     private func apply(
         _ work: LaneWork, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool = false
     ) async -> [(disposition: Disposition, reply: [UInt8]?)] {
+        let parts = store.transactionParts(work.events.count)
+        if parts.count == 1 { return await applyPart(work, failingSince: &failingSince, afterFailure: afterFailure) }
+        // In the parts the store takes in one transaction, in order; once a part is given back, the rest goes back
+        // unapplied with it (a later event of a contact must not commit before the given-back one).
+        var settled: [(disposition: Disposition, reply: [UInt8]?)] = []
+        settled.reserveCapacity(work.events.count)
+        var givenBack = false
+        for part in parts {
+            if givenBack {
+                var tally = EventTally()
+                for event in work.events[part] { tally.count(.requeued, type: event.type.rawValue) }
+                metrics.events.record(tally)
+                settled += repeatElement((.requeue, nil), count: part.count)
+                continue
+            }
+            let slice = LaneWork(generation: work.generation, tags: Array(work.tags[part]), events: Array(work.events[part]))
+            let outcome = await applyPart(slice, failingSince: &failingSince, afterFailure: afterFailure && part.lowerBound == 0)
+            givenBack = outcome.contains { $0.disposition == .requeue }
+            settled += outcome
+        }
+        return settled
+    }
+
+    private func applyPart(
+        _ work: LaneWork, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool
+    ) async -> [(disposition: Disposition, reply: [UInt8]?)] {
         var delay = Duration.milliseconds(100)
         if afterFailure, !stopping.isSet, ContinuousClock.now + delay <= (failingSince ?? .now) + retryBudget {
             try? await Task.sleep(for: delay)

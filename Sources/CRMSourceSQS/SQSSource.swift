@@ -297,6 +297,28 @@ public struct SQSSource: Service {
     private func apply(
         _ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox, failingSince: inout ContinuousClock.Instant?
     ) async -> [SQSDisposition] {
+        let parts = store.transactionParts(events.count)
+        if parts.count == 1 { return await applyPart(events, workers: workers, totals: totals, failingSince: &failingSince) }
+        // In the parts the store takes in one transaction, in order; once a part is given back, so is the rest,
+        // unapplied (on a FIFO queue a later message of the group must not commit before the given-back one).
+        var dispositions: [SQSDisposition] = []
+        dispositions.reserveCapacity(events.count)
+        var givenBack = false
+        for part in parts {
+            if givenBack {
+                dispositions += repeatElement(.giveBack, count: part.count)
+                continue
+            }
+            let settled = await applyPart(Array(events[part]), workers: workers, totals: totals, failingSince: &failingSince)
+            givenBack = settled.contains { if case .giveBack = $0 { true } else { false } }
+            dispositions += settled
+        }
+        return dispositions
+    }
+
+    private func applyPart(
+        _ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox, failingSince: inout ContinuousClock.Instant?
+    ) async -> [SQSDisposition] {
         var delay = Duration.milliseconds(100)
         var budgetFrom: ContinuousClock.Instant?
         while true {

@@ -25,6 +25,14 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// (a large delete) get longer, a ping shorter.
     static let callTimeout = Duration.seconds(30)
     static let maintenanceTimeout = Duration.seconds(600)
+    /// Events per transaction at most (`maxEventsPerTransaction`). A transaction takes an advisory lock per contact,
+    /// and the server's lock table holds `max_locks_per_transaction` (64) × its connections (about 100): 6,400 locks
+    /// on a default server, for every session of every daemon. An `ingest` batch of 20,000 contacts ran out of it
+    /// ("out of shared memory", 53200) or past `callTimeout`, and was retried until the run gave up. 250 keeps eight
+    /// connections of two daemons under half that table, and a transaction far under a second; the commit's own cost
+    /// is spread over enough events not to matter.
+    public static let transactionEventLimit = 250
+    public var maxEventsPerTransaction: Int? { Self.transactionEventLimit }
     static let pingTimeout = Duration.seconds(5)
 
     /// One connection opened at start-up outside the pool, to tell a server that refuses (its error says why) from
@@ -212,7 +220,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     // MARK: Applying events
 
     /// Applies a batch in one transaction on a connection of the pool; `timing` changes nothing (batches do not
-    /// share transactions here, and nothing waits).
+    /// share transactions here, and nothing waits). Callers cut larger batches at `maxEventsPerTransaction`; a larger
+    /// one still runs as one transaction (all or nothing, as the protocol promises), with as many locks.
     public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         guard !events.isEmpty else { return [] }
         let keyedHash = try requireKey()

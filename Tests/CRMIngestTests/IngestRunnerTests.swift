@@ -3,6 +3,7 @@ import CRMCore
 import CRMIngest
 import CRMStoreSQLite
 import Foundation
+import CRMTestSupport
 import Logging
 import Testing
 
@@ -82,6 +83,22 @@ struct IngestRunnerTests {
         let file = try folder.write("e.jsonl", "{\"type\":\"USER_UPDATE\",\"contactId\":\"a\"}\n{\"type\":\"USER_REGISTRATION\",\"contactId\":\"a\"}\n")
         let summary = try await IngestRunner(processor: processor, store: store).run(FileHandle(forReadingAtPath: file)!)
         #expect(summary == IngestSummary(applied: 1, duplicate: 0, skipped: 1, rejected: 0))
+    }
+
+    /// A store that takes at most `limit` events per `apply` gets the batch in parts, in order, and a part that
+    /// failed is retried alone: the parts before it are not applied again (they would come back as duplicates).
+    @Test func aBatchGoesInTheStoresTransactionPartsEachRetriedAlone() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let store = PartLimitedStore(inner: try SQLiteCRMStore(path: folder.path("crm.sqlite")), limit: 4, failing: (2, StoreError(.busy, "busy for the test")))
+        let processor = EventProcessor(mapping: Mapping(attributes: [], actions: [.userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)]]))
+        let lines = (0..<10).map { #"{"type":"USER_REGISTRATION","contactId":"c\#($0)"}"# }.joined(separator: "\n")
+        let file = try folder.write("e.jsonl", lines + "\n")
+        let summary = try await IngestRunner(processor: processor, store: store, batchSize: 10).run(FileHandle(forReadingAtPath: file)!)
+        #expect(summary == IngestSummary(applied: 10, duplicate: 0, skipped: 0, rejected: 0))
+        // The second part failed once (busy) and was sent again alone.
+        #expect(store.calls == [4, 4, 4, 2])
+        for index in 0..<10 { #expect(try await contact("c\(index)", folder: folder) != nil) }
     }
 
     @Test func theEmbeddedDefaultsAreConfigCrmIngestYaml() throws {

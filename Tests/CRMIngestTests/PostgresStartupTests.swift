@@ -9,10 +9,15 @@ import Testing
 struct PostgresStartupTests {
     /// Starts `crm-ingest run --config FILE`; output (stdout and stderr) to a file in `folder`.
     static func start(_ config: String, in folder: TemporaryFolder) throws -> (Process, String) {
+        try launch(["run", "--config", config, "--log-format", "json"], log: "daemon.log", in: folder)
+    }
+
+    /// Starts `crm-ingest` with `arguments`; output (stdout and stderr) to the file `log` in `folder`.
+    static func launch(_ arguments: [String], log name: String, in folder: TemporaryFolder) throws -> (Process, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: crmIngestBinary)
-        process.arguments = ["run", "--config", config, "--log-format", "json"]
-        let log = folder.path("daemon.log")
+        process.arguments = arguments
+        let log = folder.path(name)
         FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: log)
         process.standardError = FileHandle(forWritingAtPath: log)
@@ -74,5 +79,36 @@ struct PostgresStartupTests {
         #expect(process.terminationReason == .exit)
         let finalOutput = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         #expect(process.terminationStatus == 0, "\(finalOutput)")
+    }
+}
+
+/// `crm-ingest ingest` into PostgreSQL: a batch larger than the store takes in one transaction goes in parts.
+@Suite("ingest into PostgreSQL")
+struct PostgresIngestTests {
+    /// A server whose lock table holds about 420 locks (10 per transaction × its 42 backends): one transaction of
+    /// 3,000 contacts takes 3,000 advisory locks and fails with 53200, "out of shared memory", on every try (the
+    /// run ended with it before the store cut batches at `maxEventsPerTransaction`). In parts of 250 every line goes in.
+    @Test func aBatchLargerThanTheLockTableGoesInInParts() async throws {
+        let server = try PostgresTestServer.startPrivate(options: "-c max_connections=20 -c max_locks_per_transaction=10")
+        defer { server.stopPrivate() }
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let config = try folder.write("crm-ingest.yaml", """
+            store:
+              postgres: { url: "\(server.url)", tls: disable, pool: 4 }
+            mappings:
+              USER_REGISTRATION:
+                - create_contact: { list: 1 }
+            """)
+        let lines = (0..<3_000).map { #"{"type":"USER_REGISTRATION","contactId":"c\#($0)"}"# }.joined(separator: "\n")
+        let file = try folder.write("events.jsonl", lines + "\n")
+        let (process, log) = try PostgresStartupTests.launch(["ingest", "--config", config, "--batch-size", "3000", file], log: "ingest.log", in: folder)
+        let exited = try await PostgresStartupTests.waitForExit(process, timeout: .seconds(240))
+        let output = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(exited, "still running after 240 s; log: \(output.suffix(3_000))")
+        #expect(process.terminationStatus == 0, "\(output.suffix(3_000))")
+        #expect(output.contains("applied=3000 duplicate=0"), "\(output.suffix(3_000))")
+        #expect(try server.psql("SELECT count(*) FROM contacts") == "3000")
+        #expect(try server.psql("SELECT count(*) FROM ledger") == "3000")
     }
 }

@@ -156,6 +156,29 @@ struct SQSSourceTests {
         #expect(perMessage >= 0.2 && perMessage < 0.3)
     }
 
+    /// A store that takes 3 events per transaction (`maxEventsPerTransaction`, PostgreSQL's 250 in small) gets each
+    /// lane's batch of up to 10 received messages in parts, and every message is applied once and deleted.
+    @Test func batchesGoToAStoreInItsTransactionParts() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "parts-\(UUID().uuidString.prefix(6))")
+        var messages: [SQSClient.OutgoingMessage] = []
+        for step in 0..<10 { for contact in 0..<4 { messages.append(.init(id: "m\(messages.count % 10)", body: Self.event(contact: contact, step: step))) } }
+        try Self.send(server, queue, messages)
+        let (sqlite, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = PartLimitedStore(inner: sqlite, limit: 3)
+        var settings = config(server, queue, folder: folder)
+        settings.lanes = 1
+        let totals = try await Self.run(settings, store: store) { try await sqlite.count("ledger") >= 40 }
+        #expect(try await sqlite.count("ledger") == 40)
+        #expect(totals.applied == 40 && totals.refused == 0)
+        let largest = store.calls.max() ?? 0
+        #expect(largest <= 3 && largest > 0, "a transaction of \(largest) events")
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+    }
+
     /// SNS retries a notification it could not confirm: the same envelope (one SNS MessageId) arrives as two SQS
     /// messages with SQS ids of their own. The idempotency key is the SNS MessageId, so a deposit without a
     /// transaction id is recorded once; the same payload in another notification (another SNS id) is a second one.

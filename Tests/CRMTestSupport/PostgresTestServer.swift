@@ -32,19 +32,42 @@ public struct PostgresTestServer: Sendable {
 
     private init() throws {
         if let dir = ProcessInfo.processInfo.environment["CRM_TEST_POSTGRES_DIR"] {
-            directory = dir
+            try self.init(directory: dir)
         } else {
-            directory = FileManager.default.temporaryDirectory.appendingPathComponent("crm-postgres-\(UUID().uuidString.prefix(8))").path
-            let status = system("bash '\(Self.script)' start '\(directory)' </dev/null >'\(directory).start.log' 2>&1")
-            guard status == 0 else {
-                throw ServerError(description: "postgres start failed: " + ((try? String(contentsOfFile: directory + ".start.log", encoding: .utf8)) ?? ""))
-            }
-            Self.ownedDirectory = directory
+            let dir = try Self.start(options: nil)
+            Self.ownedDirectory = dir
             atexit {
                 guard let dir = PostgresTestServer.ownedDirectory else { return }
                 _ = system("bash '\(PostgresTestServer.script)' stop '\(dir)' >/dev/null 2>&1; rm -rf '\(dir)' '\(dir).start.log'")
             }
+            try self.init(directory: dir)
         }
+    }
+
+    /// A server of the test's own with extra settings (`-c max_locks_per_transaction=10`), for a test of a server
+    /// configured unlike the shared one. Stop it with `stopPrivate()` (a `defer` right after starting it).
+    public static func startPrivate(options: String) throws -> PostgresTestServer {
+        try PostgresTestServer(directory: start(options: options))
+    }
+
+    /// Stops a server `startPrivate` started and removes its folder.
+    public func stopPrivate() {
+        _ = system("bash '\(Self.script)' stop '\(directory)' >/dev/null 2>&1; rm -rf '\(directory)' '\(directory).start.log'")
+    }
+
+    /// Starts a server in a new temporary folder (`scripts/postgres-node.sh`); the folder.
+    private static func start(options: String?) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("crm-postgres-\(UUID().uuidString.prefix(8))").path
+        let settings = options.map { "POSTGRES_SERVER_OPTIONS='\($0)' " } ?? ""
+        let status = system("\(settings)bash '\(Self.script)' start '\(directory)' </dev/null >'\(directory).start.log' 2>&1")
+        guard status == 0 else {
+            throw ServerError(description: "postgres start failed: " + ((try? String(contentsOfFile: directory + ".start.log", encoding: .utf8)) ?? ""))
+        }
+        return directory
+    }
+
+    private init(directory: String) throws {
+        self.directory = directory
         var env: [String: String] = [:]
         for line in try String(contentsOfFile: directory + "/env", encoding: .utf8).split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }

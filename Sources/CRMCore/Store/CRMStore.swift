@@ -13,6 +13,11 @@ public protocol CRMStore: Sendable {
     /// connections at once). Each call makes a new submitter, whose order is its own.
     func makeOrderedSubmitter() -> (any OrderedSubmitter)?
 
+    /// The most events the store takes in one `apply` (one transaction), nil for no limit. Callers with more cut
+    /// their batch into consecutive parts (`transactionParts`), applied one after the other: a PostgreSQL
+    /// transaction takes a lock per contact, and the server's lock table is shared and small.
+    var maxEventsPerTransaction: Int? { get }
+
     /// What the store holds for one contact.
     func contact(_ contactId: String, list: Int?) async throws -> ContactLookupResult
 
@@ -69,6 +74,16 @@ public struct PendingBatch: Sendable {
 extension CRMStore {
     /// No ordered submitter: callers wait for each batch before they submit the next.
     public func makeOrderedSubmitter() -> (any OrderedSubmitter)? { nil }
+
+    public var maxEventsPerTransaction: Int? { nil }
+
+    /// The consecutive parts of a batch of `count` events that the store takes one `apply` each
+    /// (`maxEventsPerTransaction`): one part when it has no limit. Apply them in order, and once one part is given
+    /// up, give up the rest without applying them: a later event of a contact must not commit before an earlier one.
+    public func transactionParts(_ count: Int) -> [Range<Int>] {
+        guard let limit = maxEventsPerTransaction, limit > 0, count > limit else { return [0..<count] }
+        return stride(from: 0, to: count, by: limit).map { $0..<min($0 + limit, count) }
+    }
 
     /// Applies a batch that may wait a little for others to share its commit (`CommitTiming.batched`).
     public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {

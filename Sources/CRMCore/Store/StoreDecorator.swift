@@ -32,6 +32,7 @@ extension StoreDecorator {
         try await base.integrationEndpoint(source: source, proposed: proposed)
     }
     public func ping() async throws { try await base.ping() }
+    public var maxEventsPerTransaction: Int? { base.maxEventsPerTransaction }
 }
 
 /// A decorated store's ordered submitter: the base store's, with the decorator's `settled` run when a batch's

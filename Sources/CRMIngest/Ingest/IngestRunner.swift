@@ -140,7 +140,18 @@ public struct IngestRunner: Sendable {
         onProgress(summary, batch.bytesRead)
     }
 
+    /// Applies a batch in the parts the store takes in one transaction (`CRMStore.transactionParts`), in order, each
+    /// retried on its own: a part that committed is never applied again.
     func applyWithRetry(_ events: [PlannedEvent]) async throws -> [EventOutcome] {
+        let parts = store.transactionParts(events.count)
+        if parts.count == 1 { return try await applyPartWithRetry(events) }
+        var outcomes: [EventOutcome] = []
+        outcomes.reserveCapacity(events.count)
+        for part in parts { outcomes += try await applyPartWithRetry(Array(events[part])) }
+        return outcomes
+    }
+
+    private func applyPartWithRetry(_ events: [PlannedEvent]) async throws -> [EventOutcome] {
         var delay: Duration = .milliseconds(100)
         var attempt = 1
         while true {

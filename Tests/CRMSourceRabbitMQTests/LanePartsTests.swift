@@ -1,0 +1,67 @@
+import AMQPClient
+import CRMCore
+import CRMSourceSupport
+@testable import CRMSourceRabbitMQ
+import CRMStoreSQLite
+import CRMTestSupport
+import Foundation
+import Testing
+
+/// The RabbitMQ pipeline's lanes with a store that takes a limited number of events per transaction
+/// (`CRMStore.maxEventsPerTransaction`, PostgreSQL's 250): a lane's batch goes in parts, in order, and once a part is
+/// given back the rest of the batch goes back with it, unapplied.
+@Suite("RabbitMQ pipeline: transaction parts")
+struct LanePartsTests {
+    /// One lane, one batch of the workload's deliveries; the completions, sorted by delivery tag.
+    func run(_ store: PartLimitedStore, _ workload: Workload) async -> [Completion] {
+        let inbox = CompletionInbox()
+        let pipeline = LanePipeline(
+            sourceName: "parts", laneCount: 1, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
+            stopping: StopFlag(), logger: CapturedLogs().logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
+            metrics: SourceMetrics(source: "parts"), retryBudget: .seconds(60)
+        )
+        let deliveries = workload.messages(queue: "q", withIds: true).enumerated().map { index, message in
+            AMQPDelivery(channel: 1, deliveryTag: UInt64(index + 1), redelivered: false, exchange: "", routingKey: "q",
+                         properties: message.properties, body: message.body)
+        }
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryBatch.self)
+        continuation.yield(DeliveryBatch(generation: 1, deliveries: deliveries))
+        continuation.finish()
+        await pipeline.run(stream)
+        return inbox.take().sorted { $0.deliveryTag < $1.deliveryTag }
+    }
+
+    /// A fresh SQLite store behind a `PartLimitedStore` of `limit`; a refused call fails as not transient, so the lane
+    /// gives its part back at once instead of retrying it for its budget.
+    func withStore(limit: Int, refusingCall: Int?, _ body: (PartLimitedStore, SQLiteCRMStore) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-parts-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let inner = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        defer { try? inner.close() }
+        try await body(PartLimitedStore(inner: inner, limit: limit, failing: refusingCall.map { ($0, StoreError(.schema, "refused for the test")) }), inner)
+    }
+
+    @Test func aLanesBatchGoesInPartsInOrder() async throws {
+        try await withStore(limit: 5, refusingCall: nil) { (store: PartLimitedStore, sqlite: SQLiteCRMStore) async throws in
+            let workload = Workload(contacts: 3, perContact: 4)
+            let completions = await run(store, workload)
+            #expect(store.calls == [5, 5, 2])
+            #expect(completions.count == 12 && completions.allSatisfy { $0.disposition == .ack })
+            #expect(try await workload.problems(in: sqlite) == [])
+            #expect(try await sqlite.count("ledger") == 12)
+        }
+    }
+
+    @Test func afterAPartIsGivenBackTheRestGoesBackUnapplied() async throws {
+        try await withStore(limit: 5, refusingCall: 2) { (store: PartLimitedStore, sqlite: SQLiteCRMStore) async throws in
+            let completions = await run(store, Workload(contacts: 3, perContact: 4))
+            // The third part never reached the store.
+            #expect(store.calls == [5, 5])
+            #expect(completions.map(\.deliveryTag) == Array(1...12))
+            #expect(completions.prefix(5).allSatisfy { $0.disposition == .ack })
+            #expect(completions.dropFirst(5).allSatisfy { $0.disposition == .requeue })
+            #expect(try await sqlite.count("ledger") == 5)
+        }
+    }
+}
