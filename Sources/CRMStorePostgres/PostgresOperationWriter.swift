@@ -332,12 +332,16 @@ struct PostgresOperationWriter {
             )
             return nil
 
-        case let .setEmailSubscription(list, contactId, subscribed, reason):
+        case let .setEmailSubscription(list, contactId, subscribed, reason, asOf):
+            // A change older than the one held is left out (`email_subscription_as_of`); ties go to the later arrival.
+            let asOf = asOf?.microsecondsSinceEpoch
             let changed = try await connection.run("""
-                UPDATE contacts SET email_subscribed = \(subscribed), email_unsubscribe_reason = \(subscribed ? nil : reason), updated_at = \(nowMicros)
+                UPDATE contacts SET email_subscribed = \(subscribed), email_unsubscribe_reason = \(subscribed ? nil : reason), updated_at = \(nowMicros),
+                    email_subscription_as_of = coalesce(\(asOf)::bigint, email_subscription_as_of)
                 WHERE list_id = \(Int64(list)) AND contact_id = \(contactId)
+                    AND (\(asOf)::bigint IS NULL OR email_subscription_as_of IS NULL OR email_subscription_as_of <= \(asOf)::bigint)
                 """, logger: logger)
-            if changed == 0 { return "email subscription: no contact \(contactId) in list \(list)" }
+            if changed == 0, try await !exists(list: list, contactId: contactId) { return "email subscription: no contact \(contactId) in list \(list)" }
             return nil
 
         case let .addActionRow(list, contactId, row):

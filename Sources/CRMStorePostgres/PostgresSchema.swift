@@ -160,6 +160,10 @@ enum PostgresSchema {
             """,
             "DROP INDEX CONCURRENTLY IF EXISTS purchases_one_per_transaction_status",
         ], transactional: false),
+        // When a contact's email subscription last changed (SQLite's v12): an older Proca status is left out.
+        Migration(version: 3, name: "when a contact's email subscription last changed", statements: [
+            "ALTER TABLE contacts ADD COLUMN IF NOT EXISTS email_subscription_as_of bigint",
+        ]),
     ]
 
     /// Applies the missing migrations under the advisory lock; returns the versions this call applied.

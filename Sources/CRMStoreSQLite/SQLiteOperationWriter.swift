@@ -410,11 +410,15 @@ struct SQLiteOperationWriter {
                 .execute(arguments: [asOf.microsecondsSinceEpoch, list, contactId])
             return nil
 
-        case let .setEmailSubscription(list, contactId, subscribed, reason):
+        case let .setEmailSubscription(list, contactId, subscribed, reason, asOf):
+            // A change older than the one held is left out (`email_subscription_as_of`); ties go to the later arrival.
+            let asOf = asOf?.microsecondsSinceEpoch
             try db.cachedStatement(sql: """
-                UPDATE contacts SET email_subscribed = ?, email_unsubscribe_reason = ?, updated_at = ? WHERE list_id = ? AND contact_id = ?
-                """).execute(arguments: [subscribed, subscribed ? nil : reason, now.microsecondsSinceEpoch, list, contactId])
-            if db.changesCount == 0 { return "email subscription: no contact \(contactId) in list \(list)" }
+                UPDATE contacts SET email_subscribed = ?1, email_unsubscribe_reason = ?2, updated_at = ?3,
+                    email_subscription_as_of = coalesce(?4, email_subscription_as_of)
+                WHERE list_id = ?5 AND contact_id = ?6 AND (?4 IS NULL OR email_subscription_as_of IS NULL OR email_subscription_as_of <= ?4)
+                """).execute(arguments: [subscribed, subscribed ? nil : reason, now.microsecondsSinceEpoch, asOf, list, contactId])
+            if db.changesCount == 0, try !exists(list: list, contactId: contactId) { return "email subscription: no contact \(contactId) in list \(list)" }
             return nil
 
         case let .addActionRow(list, contactId, row):

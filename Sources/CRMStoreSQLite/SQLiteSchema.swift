@@ -207,6 +207,11 @@ enum SQLiteSchema {
                 CREATE UNIQUE INDEX purchases_by_contact_transaction ON purchases (list_id, contact_id, transaction_id, kind, status);
                 """)
         }
+        migrator.registerMigration("v12: when a contact's email subscription last changed") { db in
+            // A Proca status applies only if it is not older than the one held: a retried `double_opt_in` arriving
+            // after a newer `unsub` re-subscribed the contact (STORE.md, "Email subscription").
+            try db.execute(sql: "ALTER TABLE contacts ADD COLUMN email_subscription_as_of INTEGER")
+        }
         return migrator
     }
 }

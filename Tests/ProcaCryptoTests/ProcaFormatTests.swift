@@ -54,8 +54,8 @@ struct ProcaFormatTests {
         #"{"schema":"proca:action:2","stage":"deliver","actionId":\#(id),"actionPageId":2207,"campaignId":318,"orgId":77,"org":{"name":"bluesea","title":"Blue Sea Alliance"},"action":{"actionType":"register","customFields":{"comment":"Protect the reef","newsletterTopics":["ocean","climate"]},"createdAt":"\#(createdAt)","testing":\#(testing)},"contact":{"email":"\#(email)","firstName":"\#(firstName)","lastName":"Varga","contactRef":"Q2h3x0m1S8nVb4rT6yWq9Zc2Fj7Ld5Kp0Ae3Hu8Ni1o","dupeRank":0,"area":"HU","country":"HU","address":{"locality":"Budapest"}},"personalInfo":null,"campaign":{"name":"save_the_reef","title":"Save the Reef","externalId":4410,"contactSchema":"basic"},"actionPage":{"locale":"hu","name":"bluesea/save_the_reef/hu"},"tracking":null,"privacy":{"withConsent":true,"optIn":true,"givenAt":"\#(createdAt)","emailStatus":\#(status),"emailStatusChanged":null}}"#
     }
 
-    static func emailStatus(_ status: String, email: String = "lena.varga@example.hu") -> String {
-        #"{"schema":"proca:event:2","eventType":"email_status","timestamp":"2026-04-11T14:21:05Z","supporter":{"contact":{"email":"\#(email)","contactRef":"Q2h3"},"personalInfo":null,"privacy":{"withConsent":false,"optIn":true,"emailStatus":\#(status),"emailStatusChanged":"2026-04-11T14:21:05Z"}}}"#
+    static func emailStatus(_ status: String, email: String = "lena.varga@example.hu", changed: String = "2026-04-11T14:21:05Z") -> String {
+        #"{"schema":"proca:event:2","eventType":"email_status","timestamp":"\#(changed)","supporter":{"contact":{"email":"\#(email)","contactRef":"Q2h3"},"personalInfo":null,"privacy":{"withConsent":false,"optIn":true,"emailStatus":\#(status),"emailStatusChanged":"\#(changed)"}}}"#
     }
 
     @Test func theDoubleOptInSequence() async throws {
@@ -99,6 +99,27 @@ struct ProcaFormatTests {
         let lena = try #require(try await h.contact("lena.varga@example.hu"))
         #expect(lena.emailSubscribed == subscribed)
         #expect(lena.emailUnsubscribeReason == reason)
+    }
+
+    /// A double opt-in redelivered after the supporter unsubscribed (a retry from Proca's dead-letter queue) must not
+    /// subscribe again: each status applies as of its `emailStatusChanged`.
+    @Test func anOlderStatusArrivingLaterDoesNotUndoANewerOne() async throws {
+        let h = try Harness()
+        defer { h.remove() }
+        try await h.send(Self.action())
+        try await h.send(Self.emailStatus(#""unsub""#, changed: "2026-04-20T08:00:00Z"))
+        try await h.send(Self.emailStatus(#""double_opt_in""#, changed: "2026-04-11T14:21:05Z"))
+        var lena = try #require(try await h.contact("lena.varga@example.hu"))
+        #expect(lena.emailSubscribed == false)
+        #expect(lena.emailUnsubscribeReason == "unsub")
+        // An action signed before the unsubscription, with its double opt-in status, changes nothing either.
+        try await h.send(Self.action(id: 880450, createdAt: "2026-04-12T10:00:00Z", status: #""double_opt_in""#))
+        lena = try #require(try await h.contact("lena.varga@example.hu"))
+        #expect(lena.emailSubscribed == false)
+        #expect(lena.actions.count == 2)
+        // A newer opt-in does.
+        try await h.send(Self.emailStatus(#""double_opt_in""#, changed: "2026-05-01T00:00:00Z"))
+        #expect(try await h.contact("lena.varga@example.hu")?.emailSubscribed == true)
     }
 
     @Test(arguments: ["null", #""none""#, #""active""#])
@@ -174,6 +195,8 @@ struct ProcaFormatTests {
         (ProcaFormatTests.emailStatus(#""maybe""#), #"supporter.privacy.emailStatus: unknown status "maybe" (known: null, double_opt_in, bounce, blocked, spam, unsub, inactive, active)"#),
         (ProcaFormatTests.action(email: ""), "contact.email: required: the contact is keyed by email (null when personal data is encrypted: configure the keystore)"),
         (ProcaFormatTests.action(createdAt: "yesterday"), #"action.createdAt: expected an ISO-8601 date and time, got "yesterday""#),
+        (ProcaFormatTests.emailStatus(#""unsub""#, changed: "yesterday"),
+         #"supporter.privacy.emailStatusChanged: expected an ISO-8601 date and time, got "yesterday""#),
     ])
     func malformedMessagesAreRefusedWithTheirReason(json: String, reason: String) throws {
         let h = try Harness()

@@ -12,6 +12,8 @@ public protocol PersonalInfoOpener: Sendable {
 ///   adds the action to the contact's history. A new contact starts unsubscribed; only `double_opt_in` subscribes.
 /// - `email_status` events subscribe (`double_opt_in`) or unsubscribe with the reason (`bounce`, `blocked`, `spam`,
 ///   `unsub`, `inactive`); an event for an unknown contact changes nothing and is reported in the notes.
+/// - A status applies as of `privacy.emailStatusChanged` (else the event's `timestamp`, or the action's `createdAt`):
+///   one older than the status the contact holds is left out, whatever the order the messages arrive in.
 /// - Test actions, `campaign_updated` and `confirm_created` are acknowledged and counted as skipped.
 public struct ProcaFormat: Sendable {
     public static let actionType = EventType(rawValue: "PROCA_ACTION")
@@ -58,12 +60,15 @@ public struct ProcaFormat: Sendable {
         let contact = try supporter(json, path: "")
         let privacy = json["privacy"] ?? .null
         let status = try emailStatus(privacy, path: "privacy")
+        let statusAsOf = try statusChanged(privacy, path: "privacy") ?? createdAt
         let fields = action["customFields"] ?? .object([])
         var operations: [StoreOperation] = [
             .mergeContact(list: list, contactId: contact.id, attributes: mapping.attributeValues(of: contact.properties).values, asOf: createdAt,
                           createWith: NewContactDefaults(emailSubscribed: false, mobileSubscribed: false)),
         ]
-        if let status { operations.append(.setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason)) }
+        if let status {
+            operations.append(.setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason, asOf: statusAsOf))
+        }
         operations.append(.addActionRow(list: list, contactId: contact.id, row: ActionRow(
             key: "\(actionId)", actionType: actionType, campaign: json["campaign"]?["name"]?.stringText,
             actionPage: json["actionPage"]?["name"]?.stringText, fieldsJSON: JSONWriter.string(fields), occurredAt: createdAt
@@ -85,9 +90,10 @@ public struct ProcaFormat: Sendable {
             guard let status = try emailStatus(privacy, path: "supporter.privacy") else {
                 return .skipped(Self.emailStatusType, reason: "email_status with no status")
             }
+            let asOf = try statusChanged(privacy, path: "supporter.privacy") ?? at
             let event = CRMEvent.custom(CustomEventPayload(type: Self.emailStatusType, contactId: contact.id, properties: [], timestamp: at))
             return .event(event, operations: [
-                .setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason),
+                .setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason, asOf: asOf),
             ], key: nil)
         case "campaign_updated", "confirm_created":
             return .skipped(EventType(rawValue: "PROCA_" + eventType.uppercased()), reason: "\(eventType) needs no CRM change")
@@ -164,6 +170,12 @@ public struct ProcaFormat: Sendable {
         default:
             throw EventError(.invalidField, field: path + ".emailStatus", reason: "unknown status \(value.excerpt) (known: null, double_opt_in, bounce, blocked, spam, unsub, inactive, active)")
         }
+    }
+
+    /// `emailStatusChanged`: when the status last changed; nil when absent or null.
+    func statusChanged(_ privacy: JSONValue, path: String) throws(EventError) -> Timestamp? {
+        guard let value = privacy["emailStatusChanged"], value != .null else { return nil }
+        return try timestamp(privacy, "emailStatusChanged", path: path + ".emailStatusChanged")
     }
 
     func object(_ json: JSONValue, _ key: String, path: String? = nil) throws(EventError) -> JSONValue {

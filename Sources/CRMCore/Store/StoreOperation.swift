@@ -130,8 +130,10 @@ public enum StoreOperation: Sendable, Hashable {
     /// the order they arrive in (Proca supporters).
     case mergeContact(list: Int, contactId: String, attributes: [AttributeValue], asOf: Timestamp, createWith: NewContactDefaults)
     /// Subscribes or unsubscribes the contact's email, keeping the reason of an unsubscription; a missing contact is
-    /// left alone and reported.
-    case setEmailSubscription(list: Int, contactId: String, subscribed: Bool, reason: String?)
+    /// left alone and reported. `asOf` is when the sender's status changed: a change older than the one the contact
+    /// holds is left out (a retried or reordered older `double_opt_in` must not undo a newer `unsub`); without it the
+    /// change applies in arrival order and leaves the held time as it is.
+    case setEmailSubscription(list: Int, contactId: String, subscribed: Bool, reason: String?, asOf: Timestamp?)
     /// Adds a row to the contact's action history (a signature, a share); a row with the same key is kept once.
     case addActionRow(list: Int, contactId: String, row: ActionRow)
     /// Keeps a record the sender publishes about a contact or an event (Jomablue: a person, an event, a lead, a
@@ -277,8 +279,8 @@ extension StoreOperation {
             return .block(list: list, selector: selector(value), until: until)
         case let .mergeContact(list, contactId, attributes, asOf, createWith):
             return .mergeContact(list: list, contactId: id(contactId), attributes: attributes, asOf: asOf, createWith: createWith)
-        case let .setEmailSubscription(list, contactId, subscribed, reason):
-            return .setEmailSubscription(list: list, contactId: id(contactId), subscribed: subscribed, reason: reason)
+        case let .setEmailSubscription(list, contactId, subscribed, reason, asOf):
+            return .setEmailSubscription(list: list, contactId: id(contactId), subscribed: subscribed, reason: reason, asOf: asOf)
         case let .addActionRow(list, contactId, row):
             return .addActionRow(list: list, contactId: id(contactId), row: row)
         case var .upsertRecord(record):

@@ -108,7 +108,7 @@ struct PostgresMigrationTests {
             let (migrator, writer, watcher) = (connections[0], connections[1], connections[2])
             #expect(try await PostgresSchema.migrate(migrator, logger: logger, through: 1) == [1])
             try await fillPurchases(writer, rows: 600_000)
-            let migration = Task { try await PostgresSchema.migrate(migrator, logger: logger) }
+            let migration = Task { try await PostgresSchema.migrate(migrator, logger: logger, through: 2) }
             // Waits until the build runs (pg_stat_progress_create_index), then writes a purchase.
             var building = false
             let deadline = ContinuousClock.now + .seconds(60)
@@ -159,7 +159,7 @@ struct PostgresMigrationTests {
                 return found
             }
             let before = try await oid()
-            #expect(try await PostgresSchema.migrate(connection, logger: logger) == [2])
+            #expect(try await PostgresSchema.migrate(connection, logger: logger, through: 2) == [2])
             #expect(try await oid() == before)
             #expect(try await purchaseIndexes(connection) == ["purchases_pkey": true, "purchases_by_contact": true, "purchases_one_per_transaction_kind_status": true])
         }
@@ -179,7 +179,7 @@ struct PostgresMigrationTests {
                 try await connection.query(PostgresQuery(unsafeSQL: "CREATE UNIQUE INDEX CONCURRENTLY purchases_one_per_transaction_kind_status ON purchases ((1))"), logger: logger)
             }
             #expect(try await purchaseIndexes(connection)["purchases_one_per_transaction_kind_status"] == false)
-            #expect(try await PostgresSchema.migrate(connection, logger: logger) == [2])
+            #expect(try await PostgresSchema.migrate(connection, logger: logger, through: 2) == [2])
             #expect(try await purchaseIndexes(connection) == ["purchases_pkey": true, "purchases_by_contact": true, "purchases_one_per_transaction_kind_status": true])
             for try await definition in try await connection.query(
                 "SELECT indexdef FROM pg_indexes WHERE indexname = 'purchases_one_per_transaction_kind_status'", logger: logger
