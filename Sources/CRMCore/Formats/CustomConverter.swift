@@ -122,10 +122,10 @@ public struct CustomConverter: Sendable, Hashable {
             }
         }
         var properties: [(key: String, value: JSONValue)] = []
+        // A property the message does not carry is left out, as a default-format message leaves it out of its
+        // `properties`: the contact keeps what it holds (a null is passed on, as written).
         for property in rule.properties {
-            guard let value = property.path.value(in: payload) else {
-                throw EventError(.missingField, field: property.path.description, reason: "required by the \(typeName) rule's property \(property.name)")
-            }
+            guard let value = property.path.value(in: payload) else { continue }
             properties.append((property.name, value))
         }
         if !properties.isEmpty { members.append(("properties", .object(properties))) }
