@@ -290,7 +290,15 @@ struct PostgresOperationWriter {
             let entered = try await connection.run(
                 PostgresStatements.JourneyEnter(contactId: contactId, journey: Int64(journey), at: at.microsecondsSinceEpoch), logger: logger
             )
-            if entered == 0, try await !connection.exists(PostgresStatements.AnyContactExists(contactId: contactId), logger: logger) {
+            guard entered == 0 else { return nil }
+            // Nothing inserted: blocked in one of its lists (`temp_block_contact`), enrolled already, or no contact.
+            let until = try await connection.first(
+                "SELECT max(blocked_until) FROM contacts WHERE contact_id = \(contactId)", as: Int64?.self, logger: logger
+            ) ?? nil
+            if let until, until > at.microsecondsSinceEpoch {
+                return "enter_journey: contact \(contactId) is blocked until \(Timestamp(microsecondsSinceEpoch: until).rfc3339): not entered in journey \(journey)"
+            }
+            if try await !connection.exists(PostgresStatements.AnyContactExists(contactId: contactId), logger: logger) {
                 return "enter_journey: no contact \(contactId)"
             }
             return nil

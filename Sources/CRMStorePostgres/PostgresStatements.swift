@@ -208,11 +208,14 @@ enum PostgresStatements {
         }
     }
 
-    /// Enrolls a contact that exists in any list; nothing when it exists in none.
+    /// Enrolls a contact that exists in any list and is blocked in none at `at` (`temp_block_contact`); nothing
+    /// otherwise, or when it is enrolled already.
     struct JourneyEnter: PostgresCommand {
         static let sql = """
             INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
-            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM contacts WHERE contact_id = $1)
+            SELECT $1, $2, $3 FROM (
+                SELECT count(*) AS lists, max(coalesce(blocked_until, 0)) AS blocked_until FROM contacts WHERE contact_id = $1
+            ) AS contact WHERE lists > 0 AND blocked_until <= $3
             ON CONFLICT (contact_id, journey_id) DO NOTHING RETURNING 1
             """
         var contactId: String

@@ -75,11 +75,9 @@ struct SQLiteOperationWriter {
             // look tell a missing contact from one already enrolled. (The `WHERE` also keeps SQLite from reading
             // `ON CONFLICT` as part of the `SELECT`.)
             journeyEnter = try HotStatement(db, SQLiteOperationWriter.journeyEnterSQL)
-            // When an operation before it in the same event created the contact (a registration), nothing to check.
-            journeyEnterKnownContact = try HotStatement(db, """
-                INSERT INTO journey_enrollments (contact_id, journey_id, entered_at) VALUES (?, ?, ?)
-                ON CONFLICT (contact_id, journey_id) DO NOTHING
-                """)
+            // When an operation before it in the same event created or found the contact (a registration), only
+            // its block is checked.
+            journeyEnterKnownContact = try HotStatement(db, SQLiteOperationWriter.journeyEnterKnownContactSQL)
             contactBlock = try HotStatement(db, """
                 UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
                 WHERE list_id = ? AND contact_id = ?
@@ -350,19 +348,21 @@ struct SQLiteOperationWriter {
 
         case let .enterJourney(journey, contactId, at):
             if contactId == knownContact {
-                try hot.journeyEnterKnownContact.execute {
+                let entered = try hot.journeyEnterKnownContact.execute {
                     $0.bind(contactId)
                     $0.bind(journey)
                     $0.bind(at.microsecondsSinceEpoch)
                 }
-                return nil
+                return entered == 0 ? try blockedNote(contactId, journey: journey, at: at) : nil
             }
             let entered = try hot.journeyEnter.execute {
                 $0.bind(contactId)
                 $0.bind(journey)
                 $0.bind(at.microsecondsSinceEpoch)
             }
-            if entered == 0, try !hot.contactInAnyList.exists({ $0.bind(contactId) }) { return "enter_journey: no contact \(contactId)" }
+            guard entered == 0 else { return nil }
+            if let note = try blockedNote(contactId, journey: journey, at: at) { return note }
+            if try !hot.contactInAnyList.exists({ $0.bind(contactId) }) { return "enter_journey: no contact \(contactId)" }
             return nil
 
         case let .anonymize(list, selector):
@@ -481,6 +481,14 @@ struct SQLiteOperationWriter {
         }
     }
 
+    /// The note of a journey entry left out because the contact is blocked at `at` in one of its lists; nil when it
+    /// is not. Asked only when nothing was inserted (blocked, enrolled already, or no contact).
+    func blockedNote(_ contactId: String, journey: Int, at: Timestamp) throws -> String? {
+        guard let until = try Int64.fetchOne(db.cachedStatement(sql: Self.blockedUntilSQL), arguments: [contactId]),
+              until > at.microsecondsSinceEpoch else { return nil }
+        return "enter_journey: contact \(contactId) is blocked until \(Timestamp(microsecondsSinceEpoch: until).rfc3339): not entered in journey \(journey)"
+    }
+
     func exists(list: Int, contactId: String) throws -> Bool {
         try hot.contactExists.exists {
             $0.bind(list)
@@ -529,12 +537,30 @@ struct SQLiteOperationWriter {
 
         SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ? LIMIT 1
         """
-    /// Enrolls contact `?1` in journey `?2` at `?3` if the contact is in any list and not enrolled yet.
+    /// Enrolls contact `?1` in journey `?2` at `?3` if the contact is in any list, blocked in none at `?3`
+    /// (`temp_block_contact`), and not enrolled yet. One pass over the contact's lists.
     static let journeyEnterSQL = listsOf("contacts") + """
 
         INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
-        SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?1)
+        SELECT ?1, ?2, ?3 FROM (
+            SELECT count(*) AS lists, max(coalesce(contacts.blocked_until, 0)) AS blocked_until
+            FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?1
+        ) WHERE lists > 0 AND blocked_until <= ?3
         ON CONFLICT (contact_id, journey_id) DO NOTHING
+        """
+    /// `journeyEnterSQL` for a contact known to exist: blocked in no list at `?3`, and not enrolled yet.
+    static let journeyEnterKnownContactSQL = listsOf("contacts") + """
+
+        INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
+        SELECT ?1, ?2, ?3 WHERE NOT EXISTS (
+            SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?1 WHERE contacts.blocked_until > ?3
+        )
+        ON CONFLICT (contact_id, journey_id) DO NOTHING
+        """
+    /// The latest `blocked_until` of contact `?1` over its lists (NULL when never blocked or in no list).
+    static let blockedUntilSQL = listsOf("contacts") + """
+
+        SELECT max(contacts.blocked_until) FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?
         """
     /// The lists contact `?1` is in, in order.
     static let listsOfContactSQL = listsOf("contacts") + """

@@ -143,6 +143,36 @@ struct ActionTests {
         #expect(try await h.count("contacts") == 2)
     }
 
+    /// A temporarily blocked contact enters no journey until the block ends, both when the event found the contact
+    /// itself (a registration of a contact that exists) and when the journey is its only action; each entry left out
+    /// is noted.
+    @Test(arguments: StoreKind.allCases) func aBlockedContactEntersNoJourneyUntilTheBlockEnds(_ kind: StoreKind) async throws {
+        let h = try await StoreHarness(kind, actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
+            .userConsentUpdate: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
+            .userBlocked: [.tempBlockContact(list: 1, findBy: .originalId, duration: 2, unit: .hours)],
+            .userUpdate: [.enterJourney(journey: 20)],
+        ])
+        defer { h.remove() }
+        let t = StoreHarness.t0
+        let until = t.adding(2, .hours).rfc3339
+        try await h.send(registration("c1"), at: t)
+        try await h.send(#"{"type":"USER_CONSENT_UPDATE","contactId":"c2","channel":"EMAIL","consented":true}"#, at: t)
+        for id in ["c1", "c2"] { try await h.send(#"{"type":"USER_BLOCKED","contactId":"\#(id)"}"#, at: t) }
+        // Within the block: neither way in enrolls.
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#, at: t.adding(1, .hours))
+            == .applied(notes: ["enter_journey: contact c1 is blocked until \(until): not entered in journey 20"]))
+        #expect(try await h.send(registration("c2"), at: t.adding(1, .hours))
+            == .applied(notes: ["enter_journey: contact c2 is blocked until \(until): not entered in journey 10"]))
+        #expect(try await h.contact("c1")?.journeys == [10])
+        #expect(try await h.contact("c2")?.journeys == [])
+        // After it: both do, without a note.
+        #expect(try await h.send(#"{"type":"USER_UPDATE","contactId":"c1"}"#, at: t.adding(3, .hours)) == .applied(notes: []))
+        #expect(try await h.send(registration("c2"), at: t.adding(3, .hours)) == .applied(notes: []))
+        #expect(try await h.contact("c1")?.journeys == [10, 20])
+        #expect(try await h.contact("c2")?.journeys == [10])
+    }
+
     @Test(arguments: StoreKind.allCases) func contactInSeveralListsNeedsAList(_ kind: StoreKind) async throws {
         let h = try await StoreHarness(kind, actions: [
             .userRegistration: [
