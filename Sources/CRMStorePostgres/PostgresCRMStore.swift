@@ -257,7 +257,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         do {
             try await PostgresOperationWriter.takeLocks(locks, connection, logger: logger)
             var writer = try await PostgresOperationWriter(
-                connection: connection, logger: logger, now: now, keyedHash: keyedHash, isolation: isolation
+                connection: connection, logger: logger, now: now, keyedHash: keyedHash, isolation: isolation, locks: locks
             )
             var outcomes: [EventOutcome] = []
             outcomes.reserveCapacity(events.count)

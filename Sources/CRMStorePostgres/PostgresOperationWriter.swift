@@ -12,7 +12,11 @@ import PostgresNIO
 /// Concurrency between daemons: the transaction first takes a transaction-scoped advisory lock for every contact of
 /// the batch (`lockKeys`), in sorted order, so two daemons never interleave their writes to one contact (no lost
 /// update in read-modify-write operations such as `mergeContact`) and never deadlock on each other. The ledger's
-/// primary key does the rest: a message delivered to two daemons inserts its key once.
+/// primary key does the rest: a message delivered to two daemons inserts its key once. Contacts found by a value
+/// while the transaction runs (an anonymization or block by email, a profile import's match) are locked when found
+/// (`lockFound`), and looked up again after the wait: another daemon may have written or erased them meanwhile.
+/// Those locks come out of order, so two daemons can deadlock on them; PostgreSQL then fails one transaction
+/// (40P01), which runs again (`PostgresCRMStore.apply`).
 struct PostgresOperationWriter {
     let connection: PostgresConnection
     let logger: Logger
@@ -23,13 +27,25 @@ struct PostgresOperationWriter {
     /// skips the per-event lookup.
     private var tombstonesExist: Bool
     private var nowMicros: Int64 { now.microsecondsSinceEpoch }
+    /// The advisory locks the transaction took up front (`lockKeys`), and those it holds now (`lockFound` adds).
+    private let batchLocks: Set<Int64>
+    private let heldLocks: HeldLocks
 
-    init(connection: PostgresConnection, logger: Logger, now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation) async throws {
+    final class HeldLocks {
+        var keys: Set<Int64>
+        init(_ keys: Set<Int64>) { self.keys = keys }
+    }
+
+    init(
+        connection: PostgresConnection, logger: Logger, now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation, locks: [Int64]
+    ) async throws {
         self.connection = connection
         self.logger = logger
         self.now = now
         self.keyedHash = keyedHash
         self.isolation = isolation
+        batchLocks = Set(locks)
+        heldLocks = HeldLocks(batchLocks)
         tombstonesExist = try await connection.first("SELECT EXISTS (SELECT 1 FROM tombstones)", as: Bool.self, logger: logger) ?? true
     }
 
@@ -54,6 +70,23 @@ struct PostgresOperationWriter {
             hash = hash &* 0x100_0000_01B3
         }
         return Int64(bitPattern: hash)
+    }
+
+    /// Locks the contacts `ids` that the transaction does not hold yet; whether it took any (then the caller looks
+    /// its contacts up again: while it waited, the daemon that held one may have changed or erased it).
+    func lockFound(_ ids: [String]) async throws -> Bool {
+        let keys = Set(ids.map { Self.lockKey("contact\u{0}" + $0) }).subtracting(heldLocks.keys)
+        guard !keys.isEmpty else { return false }
+        try await Self.takeLocks(keys.sorted(), connection, logger: logger)
+        heldLocks.keys.formUnion(keys)
+        return true
+    }
+
+    /// `find`'s contacts, locked: found, locked, and found again until the lookup finds nothing new.
+    func findLocked(_ find: () async throws -> [String]) async throws -> [String] {
+        var ids = try await find()
+        while try await lockFound(ids) { ids = try await find() }
+        return ids
     }
 
     static func takeLocks(_ keys: [Int64], _ connection: PostgresConnection, logger: Logger) async throws {
@@ -136,6 +169,8 @@ struct PostgresOperationWriter {
     private func abandonEvent() async throws {
         try await connection.run("ROLLBACK TO SAVEPOINT event", logger: logger)
         try await connection.run("RELEASE SAVEPOINT event", logger: logger)
+        // Locks taken after a savepoint go when it is rolled back to.
+        heldLocks.keys = batchLocks
     }
 
     /// Thrown in `.sharedTransaction` mode when the database refused an event: the transaction must be rolled back
@@ -207,7 +242,7 @@ struct PostgresOperationWriter {
 
     /// Finds or creates the profile, writes its attributes, then applies the operations that follow to it.
     func importProfile(_ profile: ProfileImport) async throws -> ProfileImportResult {
-        var contactId = try await matchProfile(profile)
+        var contactId = try await findLocked { try await matchProfile(profile).map { [$0] } ?? [] }.first
         var created = false
         let list = Int64(profile.list)
         if contactId == nil {
@@ -416,11 +451,13 @@ struct PostgresOperationWriter {
         case let .contactId(id):
             return try await exists(list: list, contactId: id) ? [id] : []
         case let .email(address):
-            let rows = try await connection.rows("""
-                SELECT DISTINCT contact_id FROM contact_attributes
-                WHERE list_id = \(Int64(list)) AND name = 'email' AND lower(value) = lower(\(address.trimmingCharacters(in: .whitespaces)))
-                """, logger: logger)
-            return try rows.map { try $0.decode(String.self) }
+            return try await findLocked {
+                let rows = try await connection.rows("""
+                    SELECT DISTINCT contact_id FROM contact_attributes
+                    WHERE list_id = \(Int64(list)) AND name = 'email' AND lower(value) = lower(\(address.trimmingCharacters(in: .whitespaces)))
+                    """, logger: logger)
+                return try rows.map { try $0.decode(String.self) }
+            }
         }
     }
 

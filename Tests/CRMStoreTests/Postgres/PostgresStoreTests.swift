@@ -330,6 +330,47 @@ struct PostgresConcurrencyTests {
     }
 }
 
+/// Contacts found by a value mid-transaction (here an erasure by email) are locked when found: a daemon that holds
+/// the contact (its batch took the contact's lock, checked there is no tombstone, and is writing it) finishes first,
+/// and the erasure then finds and erases what it wrote. Before, the erasure ran at once, and the other daemon's
+/// registration, committed after it, brought the person back.
+@Suite("PostgreSQL store: contacts found by email")
+struct PostgresFoundContactLockTests {
+    @Test func anErasureByEmailWaitsForAnotherDaemonsWriteToTheContact() async throws {
+        let h = try await StoreHarness(.postgres, actions: [
+            .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true)],
+            .userBlocked: [.anonymizeContact(list: 1, findBy: .email)],
+        ])
+        defer { h.remove() }
+        try await h.send(registration("ada", #"{"email":"ada@example.org","firstName":"Ada"}"#))
+        let server = try PostgresTestServer.shared()
+        let key = PostgresOperationWriter.lockKey("contact\u{0}ada")
+        let erasure: EventOutcome = try await StoreHarness.admin(server, schema: h.schema) { other in
+            // The other daemon's batch: it holds ada's lock while it writes her again.
+            try await other.query("BEGIN", logger: StoreHarness.logger)
+            try await other.query("SELECT pg_advisory_xact_lock(\(key))", logger: StoreHarness.logger)
+            let erasing = Task {
+                try await h.send(#"{"type":"USER_BLOCKED","contactId":"request-7","properties":{"email":"ada@example.org"}}"#)
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            try await other.query("""
+                INSERT INTO contacts (list_id, contact_id, email_subscribed, mobile_subscribed, created_at, updated_at)
+                VALUES (1, 'ada', true, true, 1, 1) ON CONFLICT DO NOTHING
+                """, logger: StoreHarness.logger)
+            try await other.query("""
+                INSERT INTO contact_attributes (list_id, contact_id, name, kind, value) VALUES (1, 'ada', 'lastName', 's', 'Lovelace')
+                ON CONFLICT (list_id, contact_id, name) DO UPDATE SET value = excluded.value
+                """, logger: StoreHarness.logger)
+            try await other.query("COMMIT", logger: StoreHarness.logger)
+            return try await erasing.value
+        }
+        #expect(erasure == .applied(notes: []))
+        #expect(try await h.store.contact("ada", list: 1) == .anonymized)
+        #expect(try await h.count("contacts") == 0)
+        #expect(try await h.count("contact_attributes") == 0)
+    }
+}
+
 /// `tls:` against the test server, which offers no TLS.
 @Suite("PostgreSQL store: TLS modes")
 struct PostgresTLSTests {
