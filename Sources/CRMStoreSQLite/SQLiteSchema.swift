@@ -212,6 +212,16 @@ enum SQLiteSchema {
             // after a newer `unsub` re-subscribed the contact (STORE.md, "Email subscription").
             try db.execute(sql: "ALTER TABLE contacts ADD COLUMN email_subscription_as_of INTEGER")
         }
+        migrator.registerMigration("v13: blocks by contact id") { db in
+            // A blocked contact enters no journey. Journeys are not per list, and since v10 `contacts` has no index
+            // on `contact_id` alone: the latest block of each contact over its lists is kept here, so a journey entry
+            // looks it up with one seek in a table of the contacts ever blocked (STORE.md).
+            try db.execute(sql: """
+                CREATE TABLE contact_blocks (contact_id TEXT PRIMARY KEY, blocked_until INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO contact_blocks (contact_id, blocked_until)
+                    SELECT contact_id, max(blocked_until) FROM contacts WHERE blocked_until IS NOT NULL GROUP BY contact_id;
+                """)
+        }
         return migrator
     }
 }
