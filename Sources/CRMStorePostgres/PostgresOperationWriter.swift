@@ -323,14 +323,20 @@ struct PostgresOperationWriter {
 
         case let .enterJourney(journey, contactId, at):
             let entered = try await connection.run(
-                PostgresStatements.JourneyEnter(contactId: contactId, journey: Int64(journey), at: at.microsecondsSinceEpoch), logger: logger
+                PostgresStatements.JourneyEnter(contactId: contactId, journey: Int64(journey), at: at.microsecondsSinceEpoch, now: nowMicros),
+                logger: logger
             )
             guard entered == 0 else { return nil }
-            // Nothing inserted: blocked in one of its lists (`temp_block_contact`), enrolled already, or no contact.
+            // Nothing inserted: enrolled already (no note), blocked now in one of its lists (`temp_block_contact`), or
+            // no contact.
+            if try await connection.first(
+                "SELECT EXISTS (SELECT 1 FROM journey_enrollments WHERE contact_id = \(contactId) AND journey_id = \(Int64(journey)))",
+                as: Bool.self, logger: logger
+            ) == true { return nil }
             let until = try await connection.first(
                 "SELECT max(blocked_until) FROM contacts WHERE contact_id = \(contactId)", as: Int64?.self, logger: logger
             ) ?? nil
-            if let until, until > at.microsecondsSinceEpoch {
+            if let until, until > nowMicros {
                 return "enter_journey: contact \(contactId) is blocked until \(Timestamp(microsecondsSinceEpoch: until).rfc3339): not entered in journey \(journey)"
             }
             if try await !connection.exists(PostgresStatements.AnyContactExists(contactId: contactId), logger: logger) {

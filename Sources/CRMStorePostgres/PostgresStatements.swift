@@ -208,24 +208,25 @@ enum PostgresStatements {
         }
     }
 
-    /// Enrolls a contact that exists in any list and is blocked in none at `at` (`temp_block_contact`); nothing
+    /// Enrolls a contact that exists in any list and is blocked in none now (`temp_block_contact`); nothing
     /// otherwise, or when it is enrolled already.
     struct JourneyEnter: PostgresCommand {
         static let sql = """
             INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
-            SELECT $1, $2, $3 FROM (
-                SELECT count(*) AS lists, max(coalesce(blocked_until, 0)) AS blocked_until FROM contacts WHERE contact_id = $1
-            ) AS contact WHERE lists > 0 AND blocked_until <= $3
+            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM contacts WHERE contact_id = $1)
+                AND NOT EXISTS (SELECT 1 FROM contacts WHERE contact_id = $1 AND blocked_until > $4)
             ON CONFLICT (contact_id, journey_id) DO NOTHING RETURNING 1
             """
         var contactId: String
         var journey: Int64
         var at: Int64
+        var now: Int64
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 3)
+            var bindings = PostgresBindings(capacity: 4)
             bindings.append(contactId)
             bindings.append(journey)
             bindings.append(at)
+            bindings.append(now)
             return bindings
         }
     }

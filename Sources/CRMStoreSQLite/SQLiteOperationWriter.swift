@@ -40,7 +40,7 @@ struct SQLiteOperationWriter {
         let savepoint, release, rollback: HotStatement
         let ledgerProcessedAt: HotStatement
         let contactExists, contactUpsert, contactTouch, attributeUpsert, purchaseInsert: HotStatement
-        let consentUpsert, contactInAnyList, journeyEnter, journeyEnterKnownContact, contactBlock, contactBlockAnyList, blockedUntil: HotStatement
+        let consentUpsert, contactInAnyList, journeyEnter, journeyEnterKnownContact, journeyEnrolled, contactBlock, contactBlockAnyList, blockedUntil: HotStatement
         let requestInsert: HotStatement
 
         init(_ db: Database) throws {
@@ -78,6 +78,7 @@ struct SQLiteOperationWriter {
             // When an operation before it in the same event created or found the contact (a registration), only
             // its block is checked.
             journeyEnterKnownContact = try HotStatement(db, SQLiteOperationWriter.journeyEnterKnownContactSQL)
+            journeyEnrolled = try HotStatement(db, "SELECT 1 FROM journey_enrollments WHERE contact_id = ? AND journey_id = ?")
             contactBlock = try HotStatement(db, """
                 UPDATE contacts SET blocked_until = max(coalesce(blocked_until, 0), ?), updated_at = ?
                 WHERE list_id = ? AND contact_id = ?
@@ -353,22 +354,18 @@ struct SQLiteOperationWriter {
             return nil
 
         case let .enterJourney(journey, contactId, at):
-            if contactId == knownContact {
-                let entered = try hot.journeyEnterKnownContact.execute {
-                    $0.bind(contactId)
-                    $0.bind(journey)
-                    $0.bind(at.microsecondsSinceEpoch)
-                }
-                return entered == 0 ? try blockedNote(contactId, journey: journey, at: at) : nil
-            }
-            let entered = try hot.journeyEnter.execute {
+            let known = contactId == knownContact
+            let entered = try (known ? hot.journeyEnterKnownContact : hot.journeyEnter).execute {
                 $0.bind(contactId)
                 $0.bind(journey)
                 $0.bind(at.microsecondsSinceEpoch)
+                $0.bind(now.microsecondsSinceEpoch)
             }
             guard entered == 0 else { return nil }
-            if let note = try blockedNote(contactId, journey: journey, at: at) { return note }
-            if try !hot.contactInAnyList.exists({ $0.bind(contactId) }) { return "enter_journey: no contact \(contactId)" }
+            // Nothing inserted: enrolled already (no note), blocked, or no contact.
+            if try hot.journeyEnrolled.exists({ $0.bind(contactId); $0.bind(journey) }) { return nil }
+            if let note = try blockedNote(contactId, journey: journey) { return note }
+            if !known, try !hot.contactInAnyList.exists({ $0.bind(contactId) }) { return "enter_journey: no contact \(contactId)" }
             return nil
 
         case let .anonymize(list, selector):
@@ -494,10 +491,10 @@ struct SQLiteOperationWriter {
         }
     }
 
-    /// The note of a journey entry left out because the contact is blocked at `at` in one of its lists; nil when it
-    /// is not. Asked only when nothing was inserted (blocked, enrolled already, or no contact).
-    func blockedNote(_ contactId: String, journey: Int, at: Timestamp) throws -> String? {
-        guard let until = try hot.blockedUntil.fetchInt64({ $0.bind(contactId) }), until > at.microsecondsSinceEpoch else { return nil }
+    /// The note of a journey entry left out because the contact is blocked now in one of its lists; nil when it is
+    /// not. Asked only when nothing was inserted and the contact is not enrolled already.
+    func blockedNote(_ contactId: String, journey: Int) throws -> String? {
+        guard let until = try hot.blockedUntil.fetchInt64({ $0.bind(contactId) }), until > now.microsecondsSinceEpoch else { return nil }
         return "enter_journey: contact \(contactId) is blocked until \(Timestamp(microsecondsSinceEpoch: until).rfc3339): not entered in journey \(journey)"
     }
 
@@ -549,21 +546,21 @@ struct SQLiteOperationWriter {
 
         SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ? LIMIT 1
         """
-    /// Enrolls contact `?1` in journey `?2` at `?3` if the contact is in any list, not blocked at `?3`
-    /// (`temp_block_contact`, kept by id in `contact_blocks`), and not enrolled yet.
+    /// Enrolls contact `?1` in journey `?2` at `?3` if the contact is in any list, not blocked now (`?4`:
+    /// `temp_block_contact`, kept by id in `contact_blocks`), and not enrolled yet.
     static let journeyEnterSQL = listsOf("contacts") + """
 
         INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
         SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM lists JOIN contacts ON contacts.list_id = lists.id AND contacts.contact_id = ?1)
-            AND NOT EXISTS (SELECT 1 FROM contact_blocks WHERE contact_id = ?1 AND blocked_until > ?3)
+            AND NOT EXISTS (SELECT 1 FROM contact_blocks WHERE contact_id = ?1 AND blocked_until > ?4)
         ON CONFLICT (contact_id, journey_id) DO NOTHING
         """
-    /// `journeyEnterSQL` for a contact known to exist: not blocked at `?3`, and not enrolled yet. One seek in
+    /// `journeyEnterSQL` for a contact known to exist: not blocked now (`?4`), and not enrolled yet. One seek in
     /// `contact_blocks`, which holds only contacts ever blocked (a pass over the lists, as above, cost a registration
     /// about a tenth more CPU in `crm-ingest ingest`).
     static let journeyEnterKnownContactSQL = """
         INSERT INTO journey_enrollments (contact_id, journey_id, entered_at)
-        SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM contact_blocks WHERE contact_id = ?1 AND blocked_until > ?3)
+        SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM contact_blocks WHERE contact_id = ?1 AND blocked_until > ?4)
         ON CONFLICT (contact_id, journey_id) DO NOTHING
         """
     /// The lists contact `?1` is in, in order.

@@ -60,14 +60,15 @@ public struct ProcaFormat: Sendable {
         let contact = try supporter(json, path: "")
         let privacy = json["privacy"] ?? .null
         let status = try emailStatus(privacy, path: "privacy")
-        let statusAsOf = try statusChanged(privacy, path: "privacy") ?? createdAt
         let fields = action["customFields"] ?? .object([])
         var operations: [StoreOperation] = [
             .mergeContact(list: list, contactId: contact.id, attributes: mapping.attributeValues(of: contact.properties).values, asOf: createdAt,
                           createWith: NewContactDefaults(emailSubscribed: false, mobileSubscribed: false)),
         ]
         if let status {
-            operations.append(.setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason, asOf: statusAsOf))
+            // Read only with a status: an action without one is not refused over a time it does not use.
+            let asOf = try statusChanged(privacy, path: "privacy") ?? createdAt
+            operations.append(.setEmailSubscription(list: list, contactId: contact.id, subscribed: status.subscribed, reason: status.reason, asOf: asOf))
         }
         operations.append(.addActionRow(list: list, contactId: contact.id, row: ActionRow(
             key: "\(actionId)", actionType: actionType, campaign: json["campaign"]?["name"]?.stringText,

@@ -143,9 +143,9 @@ struct ActionTests {
         #expect(try await h.count("contacts") == 2)
     }
 
-    /// A temporarily blocked contact enters no journey until the block ends, both when the event found the contact
-    /// itself (a registration of a contact that exists) and when the journey is its only action; each entry left out
-    /// is noted.
+    /// A temporarily blocked contact enters no journey while the block lasts (when the event is applied), both when
+    /// the event found the contact itself (a registration of a contact that exists) and when the journey is its only
+    /// action; each entry left out is noted, but not one of a journey the contact is in already.
     @Test(arguments: StoreKind.allCases) func aBlockedContactEntersNoJourneyUntilTheBlockEnds(_ kind: StoreKind) async throws {
         let h = try await StoreHarness(kind, actions: [
             .userRegistration: [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 10)],
@@ -164,6 +164,7 @@ struct ActionTests {
             == .applied(notes: ["enter_journey: contact c1 is blocked until \(until): not entered in journey 20"]))
         #expect(try await h.send(registration("c2"), at: t.adding(1, .hours))
             == .applied(notes: ["enter_journey: contact c2 is blocked until \(until): not entered in journey 10"]))
+        #expect(try await h.send(registration("c1"), at: t.adding(1, .hours)) == .applied(notes: [])) // in journey 10 already
         #expect(try await h.contact("c1")?.journeys == [10])
         #expect(try await h.contact("c2")?.journeys == [])
         // After it: both do, without a note.

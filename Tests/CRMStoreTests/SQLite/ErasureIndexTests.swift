@@ -92,7 +92,7 @@ struct ErasureIndexTests {
         let (indexes, plans) = try await upgraded.database.read { db in
             let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'contacts' AND sql IS NOT NULL")
             let statements: [(String, StatementArguments)] = [
-                (SQLiteOperationWriter.contactInAnyListSQL, ["ada"]), (SQLiteOperationWriter.journeyEnterSQL, ["ada", 11, 1]),
+                (SQLiteOperationWriter.contactInAnyListSQL, ["ada"]), (SQLiteOperationWriter.journeyEnterSQL, ["ada", 11, 1, 1]),
                 (SQLiteOperationWriter.listsOfContactSQL, ["ada"]), (SQLiteOperationWriter.eraseContactsSQL, ["ada"]),
             ]
             let plans = try queryPlans(db, statements)
