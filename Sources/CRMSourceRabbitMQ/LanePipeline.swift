@@ -146,10 +146,8 @@ struct LanePipeline: Sendable {
             }
             intake.submitter.resume()
             let (merged, generations) = Self.merge(failed)
-            let settled = await apply(merged, failingSince: &failingSince, afterFailure: true)
             // Before the held batches are submitted: those of a generation given back are dropped.
-            abandonIfGivenBack(merged, generations, settled)
-            settle(merged, generations: generations, with: settled)
+            await applyAndSettle(merged, generations: generations, failingSince: &failingSince, afterFailure: true)
             submissions.unpause()
         }
     }
@@ -220,9 +218,7 @@ struct LanePipeline: Sendable {
             if live.isEmpty { continue }
             // Everything that queued up while the last transaction ran goes into the next one, in delivery order.
             let (merged, generations) = Self.merge(live)
-            let settled = await apply(merged, failingSince: &failingSince)
-            abandonIfGivenBack(merged, generations, settled)
-            settle(merged, generations: generations, with: settled)
+            await applyAndSettle(merged, generations: generations, failingSince: &failingSince)
         }
     }
 
@@ -262,36 +258,39 @@ struct LanePipeline: Sendable {
         })
     }
 
-    /// Applies a batch (a lane's, or failed ordered submissions merged); retries a busy or unavailable store with
-    /// back-off until the budget is spent or the source stops, then gives the messages back to the queue. Events
-    /// that ask for a reply get its body. `afterFailure`: the batch just failed once, so the first try waits too.
-    private func apply(
-        _ work: LaneWork, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool = false
-    ) async -> [(disposition: Disposition, reply: [UInt8]?)] {
+    /// Applies a batch (a lane's, or failed ordered submissions merged) and settles its deliveries; `generations`
+    /// as `merge` gives them.
+    private func applyAndSettle(
+        _ work: LaneWork, generations: [Int]?, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool = false
+    ) async {
         let parts = store.transactionParts(work.events.count)
-        if parts.count == 1 { return await applyPart(work, failingSince: &failingSince, afterFailure: afterFailure) }
-        // In the parts the store takes in one transaction, in order; once a part is given back, the rest goes back
-        // unapplied with it (a later event of a contact must not commit before the given-back one).
-        var settled: [(disposition: Disposition, reply: [UInt8]?)] = []
-        settled.reserveCapacity(work.events.count)
+        // In the parts the store takes in one transaction (PostgreSQL: 250 events), in order, each settled as soon as
+        // it is done, so its deliveries are acked while later parts still run (a long retry of a later part must not
+        // keep them unacked past the broker's consumer timeout). Once a part is given back, the rest goes back
+        // unapplied with it: a later event of a contact must not commit before the given-back one.
         var givenBack = false
         for part in parts {
+            let slice = parts.count == 1 ? work : LaneWork(generation: work.generation, tags: Array(work.tags[part]), events: Array(work.events[part]))
+            let sliceGenerations = parts.count == 1 ? generations : generations.map { Array($0[part]) }
+            let settled: [(disposition: Disposition, reply: [UInt8]?)]
             if givenBack {
                 var tally = EventTally()
-                for event in work.events[part] { tally.count(.requeued, type: event.type.rawValue) }
+                for event in slice.events { tally.count(.requeued, type: event.type.rawValue) }
                 metrics.events.record(tally)
-                settled += repeatElement((.requeue, nil), count: part.count)
-                continue
+                settled = Array(repeating: (.requeue, nil), count: slice.events.count)
+            } else {
+                settled = await apply(slice, failingSince: &failingSince, afterFailure: afterFailure && part.lowerBound == 0)
+                givenBack = settled.contains { $0.disposition == .requeue }
             }
-            let slice = LaneWork(generation: work.generation, tags: Array(work.tags[part]), events: Array(work.events[part]))
-            let outcome = await applyPart(slice, failingSince: &failingSince, afterFailure: afterFailure && part.lowerBound == 0)
-            givenBack = outcome.contains { $0.disposition == .requeue }
-            settled += outcome
+            abandonIfGivenBack(slice, sliceGenerations, settled)
+            settle(slice, generations: sliceGenerations, with: settled)
         }
-        return settled
     }
 
-    private func applyPart(
+    /// Applies one transaction's events; retries a busy or unavailable store with back-off until the budget is spent
+    /// or the source stops, then gives the messages back to the queue. Events that ask for a reply get its body.
+    /// `afterFailure`: the batch just failed once, so the first try waits too.
+    private func apply(
         _ work: LaneWork, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool
     ) async -> [(disposition: Disposition, reply: [UInt8]?)] {
         var delay = Duration.milliseconds(100)

@@ -5,6 +5,7 @@ import CRMSourceSupport
 import CRMStoreSQLite
 import CRMTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// The RabbitMQ pipeline's lanes with a store that takes a limited number of events per transaction
@@ -12,20 +13,28 @@ import Testing
 /// given back the rest of the batch goes back with it, unapplied.
 @Suite("RabbitMQ pipeline: transaction parts")
 struct LanePartsTests {
-    /// One lane, one batch of the workload's deliveries; the completions, sorted by delivery tag.
-    func run(_ store: PartLimitedStore, _ workload: Workload) async -> [Completion] {
-        let inbox = CompletionInbox()
-        let pipeline = LanePipeline(
+    /// A pipeline with one lane on `store`, completions into `inbox`.
+    func makePipeline(_ store: PartLimitedStore, _ inbox: CompletionInbox) -> LanePipeline {
+        LanePipeline(
             sourceName: "parts", laneCount: 1, maxRedeliveries: 5, processor: { Workload.processor }, store: store, inbox: inbox,
             stopping: StopFlag(), logger: CapturedLogs().logger, now: { Timestamp(secondsSinceEpoch: 1_700_000_000) },
             metrics: SourceMetrics(source: "parts"), retryBudget: .seconds(60)
         )
-        let deliveries = workload.messages(queue: "q", withIds: true).enumerated().map { index, message in
+    }
+
+    func deliveries(_ workload: Workload) -> [AMQPDelivery] {
+        workload.messages(queue: "q", withIds: true).enumerated().map { index, message in
             AMQPDelivery(channel: 1, deliveryTag: UInt64(index + 1), redelivered: false, exchange: "", routingKey: "q",
                          properties: message.properties, body: message.body)
         }
+    }
+
+    /// One lane, one batch of the workload's deliveries; the completions, sorted by delivery tag.
+    func run(_ store: PartLimitedStore, _ workload: Workload) async -> [Completion] {
+        let inbox = CompletionInbox()
+        let pipeline = makePipeline(store, inbox)
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryBatch.self)
-        continuation.yield(DeliveryBatch(generation: 1, deliveries: deliveries))
+        continuation.yield(DeliveryBatch(generation: 1, deliveries: deliveries(workload)))
         continuation.finish()
         await pipeline.run(stream)
         return inbox.take().sorted { $0.deliveryTag < $1.deliveryTag }
@@ -51,6 +60,36 @@ struct LanePartsTests {
             #expect(try await workload.problems(in: sqlite) == [])
             #expect(try await sqlite.count("ledger") == 12)
         }
+    }
+
+    /// A part's deliveries are settled as soon as it commits, while a later part still waits for the store.
+    @Test func aCommittedPartIsSettledBeforeTheNextOneEnds() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-parts-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let sqlite = try SQLiteCRMStore(path: folder.appendingPathComponent("crm.sqlite").path)
+        defer { try? sqlite.close() }
+        let release = Atomic<Bool>(false)
+        let store = PartLimitedStore(inner: sqlite, limit: 5) { call in
+            while call == 2, !release.load(ordering: .acquiring) { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+        let inbox = CompletionInbox()
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryBatch.self)
+        continuation.yield(DeliveryBatch(generation: 1, deliveries: deliveries(Workload(contacts: 3, perContact: 4))))
+        continuation.finish()
+        let pipeline = makePipeline(store, inbox)
+        let running = Task { await pipeline.run(stream) }
+        var early: [Completion] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while early.count < 5, ContinuousClock.now < deadline {
+            early += inbox.take()
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(early.map(\.deliveryTag).sorted() == [1, 2, 3, 4, 5])
+        #expect(early.allSatisfy { $0.disposition == .ack })
+        release.store(true, ordering: .releasing)
+        await running.value
+        #expect(inbox.take().count == 7)
     }
 
     @Test func afterAPartIsGivenBackTheRestGoesBackUnapplied() async throws {

@@ -9,12 +9,17 @@ public final class PartLimitedStore: StoreDecorator {
     public var base: any CRMStore { inner }
     public let limit: Int
     let failing: (call: Int, error: StoreError)?
+    let beforeCall: @Sendable (Int) async -> Void
     private let sizes = Mutex<[Int]>([])
 
-    public init(inner: any CRMStore, limit: Int, failing: (call: Int, error: StoreError)? = nil) {
+    /// `beforeCall` runs with each call's number before it applies (a test may hold a call there).
+    public init(
+        inner: any CRMStore, limit: Int, failing: (call: Int, error: StoreError)? = nil, beforeCall: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) {
         self.inner = inner
         self.limit = limit
         self.failing = failing
+        self.beforeCall = beforeCall
     }
 
     /// The number of events of each `apply` so far, in order (the failed call too).
@@ -24,6 +29,7 @@ public final class PartLimitedStore: StoreDecorator {
 
     public func apply(_ events: [PlannedEvent], now: Timestamp, timing: CommitTiming) async throws -> [EventOutcome] {
         let call = sizes.withLock { $0.append(events.count); return $0.count }
+        await beforeCall(call)
         if let failing, call == failing.call { throw failing.error }
         return try await inner.apply(events, now: now, timing: timing)
     }
