@@ -330,7 +330,7 @@ struct PostgresConcurrencyTests {
     }
 }
 
-/// Contacts found by a value mid-transaction (here an erasure by email) are locked when found: a daemon that holds
+/// Contacts found by a value mid-transaction (an erasure by email, an import's match) are locked when found: a daemon that holds
 /// the contact (its batch took the contact's lock, checked there is no tombstone, and is writing it) finishes first,
 /// and the erasure then finds and erases what it wrote. Before, the erasure ran at once, and the other daemon's
 /// registration, committed after it, brought the person back.
@@ -368,6 +368,37 @@ struct PostgresFoundContactLockTests {
         #expect(try await h.store.contact("ada", list: 1) == .anonymized)
         #expect(try await h.count("contacts") == 0)
         #expect(try await h.count("contact_attributes") == 0)
+    }
+
+    /// An Altcraft import matches a profile by email while another daemon holds that profile and erases it: the
+    /// import waits, finds no match any more, and creates a profile of its own. Before, it wrote the request's
+    /// fields under the erased profile's id, left behind once the erasure committed.
+    @Test func anImportWaitsForAnotherDaemonErasingTheProfileItMatched() async throws {
+        let h = try await StoreHarness(.postgres)
+        defer { h.remove() }
+        try await AltcraftImportTests.seedContact(h)
+        let server = try PostgresTestServer.shared()
+        let key = PostgresOperationWriter.lockKey("contact\u{0}crm-7")
+        let reply: JSONValue = try await StoreHarness.admin(server, schema: h.schema) { other in
+            try await other.query("BEGIN", logger: StoreHarness.logger)
+            try await other.query("SELECT pg_advisory_xact_lock(\(key))", logger: StoreHarness.logger)
+            try await other.query("DELETE FROM contact_attributes WHERE contact_id = 'crm-7'", logger: StoreHarness.logger)
+            try await other.query("DELETE FROM contacts WHERE contact_id = 'crm-7'", logger: StoreHarness.logger)
+            let importing = Task {
+                try await AltcraftImportTests.send(AltcraftImportTests.seedExample.replacingOccurrences(of: #""update_only":true"#, with: #""update_only":false"#), h).1
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            try await other.query("COMMIT", logger: StoreHarness.logger)
+            return try await importing.value
+        }
+        #expect(reply["error"] == .number("0"))
+        #expect(reply["profile_id"] != .string("crm-7"))
+        let left = try await StoreHarness.admin(server, schema: h.schema) { connection in
+            try await connection.query("SELECT count(*) FROM contact_attributes WHERE contact_id = 'crm-7'", logger: StoreHarness.logger)
+                .collect().first?.decode(Int.self) ?? -1
+        }
+        #expect(left == 0)
+        #expect(try await h.count("contacts") == 1)
     }
 }
 
