@@ -23,7 +23,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// is given up (`withConnection`): far above a normal one (milliseconds), short enough that lanes cut off by a
     /// failover go on within half a minute. The schema's migrations (which may wait for another daemon's) and pruning
     /// (a large delete) get longer, a ping shorter.
-    static let callTimeout = Duration.seconds(30)
+    public static let defaultCallTimeout = Duration.seconds(30)
+    let callTimeout: Duration
     static let maintenanceTimeout = Duration.seconds(600)
     /// Events per transaction at most (`maxEventsPerTransaction`). A transaction takes an advisory lock per contact,
     /// and the server's lock table holds `max_locks_per_transaction` (64) × its connections (about 100): 6,400 locks
@@ -39,7 +40,12 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// one that does not answer: the pool retries both alike, and a waiting request never sees the reason.
     let probe: PostgresConnection.Configuration?
 
-    public init(configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration? = nil, logger: Logger) {
+    /// - Parameter callTimeout: the limit of a call on a connection (`withConnection`); tests of lost connections
+    ///   shorten it.
+    public init(
+        configuration: PostgresClient.Configuration, probe: PostgresConnection.Configuration? = nil, logger: Logger,
+        callTimeout: Duration = defaultCallTimeout
+    ) {
         // The pool logs every failed connection attempt at info; the store says what matters at warning itself.
         var background = logger
         background.logLevel = max(logger.logLevel, .notice)
@@ -51,6 +57,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.probe = probe
         self.logger = logger
+        self.callTimeout = callTimeout
     }
 
     /// How the connections use TLS.
@@ -182,9 +189,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// a readiness probe, an HTTP request, and with them the daemon's shutdown. Waiting for a connection is not
     /// limited here: that wait ends with cancellation, which the callers that must answer in time use.
     func withConnection<Result: Sendable>(
-        timeout: Duration = callTimeout, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+        timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await client.withConnection { connection in
+        let timeout = timeout ?? callTimeout
+        return try await client.withConnection { connection in
             do {
                 // `close()`'s future form: it starts closing at once, before the connection goes back to the pool.
                 return try await AbandonableCall.run(timeout: timeout, onAbandon: { _ = connection.close() as EventLoopFuture<Void> }) {
@@ -199,11 +207,18 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     /// Errors after which a session must not be used again: 25006, read-only (a primary demoted by a failover, or
     /// a database turned read-only: a new session sees the current state, the old one keeps its own); 57P0x, the
-    /// server ending the session; class 08, the connection itself. Closed, not handed back to the pool.
+    /// server ending the session; class 08, the connection itself; and the driver's own connection failures
+    /// (closed by the server or the network, a broken stream), after which a query on it may never complete. Closed,
+    /// not handed back to the pool.
     static func sessionIsSpent(_ error: any Error) -> Bool {
-        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return false }
+        guard let error = error as? PSQLError else { return false }
+        guard let state = error.serverInfo?[.sqlState] else { return spentByTheDriver.contains(error.code) }
         return state == "25006" || state.hasPrefix("57P") || state.hasPrefix("08")
     }
+
+    private static let spentByTheDriver: [PSQLError.Code] = [
+        .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown, .messageDecodingFailure, .unexpectedBackendMessage,
+    ]
 
     /// Applies missing migrations (one daemon does it while the others wait on the advisory lock); the versions
     /// this call applied.
@@ -229,14 +244,24 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var isolation = EventIsolation.sharedTransaction
         var conflicts = 0
         while true {
+            let run = LostTransaction()
             do {
                 return try await withConnection { [logger, isolation] connection in
-                    try await Self.transaction(events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, connection, logger: logger)
+                    try await Self.transaction(
+                        events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, run: run, connection, logger: logger
+                    )
                 }
             } catch is PostgresOperationWriter.EventNeedsSavepoint {
                 counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
                 isolation = .savepointPerEvent
             } catch {
+                if let lost = run.lost(by: error), let transaction = lost.transaction {
+                    if lost.outcomes != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
+                    // Only a transaction whose COMMIT was sent can have committed.
+                    if try await settleLostTransaction(transaction, commitSent: lost.outcomes != nil, reason: error), let outcomes = lost.outcomes {
+                        return outcomes
+                    }
+                }
                 let storeError = Self.storeError(error)
                 guard Self.isConflict(error), conflicts < Self.conflictRetries else { throw storeError }
                 conflicts += 1
@@ -246,22 +271,23 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         }
     }
 
-    /// One transaction: the locks, then every event in order.
+    /// One transaction: its id and the locks, then every event in order.
     static func transaction(
         _ events: [PlannedEvent], locks: [Int64], now: Timestamp, keyedHash: KeyedHash, isolation: EventIsolation,
-        _ connection: PostgresConnection, logger: Logger
+        run: LostTransaction, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [EventOutcome] {
         // Pinned: after waiting for a contact's lock, the ledger check must see what the other daemon committed
         // meanwhile, which a REPEATABLE READ or SERIALIZABLE default (a role's or the server's) would hide.
         try await connection.run("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
         do {
-            try await PostgresOperationWriter.takeLocks(locks, connection, logger: logger)
+            run.began(try await PostgresOperationWriter.identifyAndLock(locks, connection, logger: logger))
             var writer = try await PostgresOperationWriter(
                 connection: connection, logger: logger, now: now, keyedHash: keyedHash, isolation: isolation, locks: locks
             )
             var outcomes: [EventOutcome] = []
             outcomes.reserveCapacity(events.count)
             for event in events { outcomes.append(try await writer.applyAtomically(event)) }
+            run.sendingCommit(outcomes)
             try await connection.run("COMMIT", logger: logger)
             return outcomes
         } catch {
@@ -269,6 +295,85 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             // the pool, and the server rolls back what it held.
             _ = try? await connection.run("ROLLBACK", logger: logger)
             throw error
+        }
+    }
+
+    /// Settles a transaction whose connection was lost: true if it committed. Asked on another connection with
+    /// `txid_status`. While the transaction is still in progress (its session has not noticed yet that the client is
+    /// gone, as after a network partition, and may hold it open with its contacts' locks for as long as TCP takes to
+    /// tell), that session is ended, which rolls back an open transaction.
+    ///
+    /// When `COMMIT` was sent, this asks until the server says, with growing pauses while it cannot be asked, or until
+    /// the caller is cancelled: running the batch again without knowing could apply twice the events whose keys are
+    /// checked only on redelivery (messages without an id). Before `COMMIT` the transaction cannot have committed, and
+    /// this tries for `callTimeout` and at least three times to end it, then gives up (false). A refusal from the
+    /// server (a role not allowed to end the session) gives up at once.
+    func settleLostTransaction(_ transaction: TransactionIdentity, commitSent: Bool, reason: any Error) async throws -> Bool {
+        let id = transaction.id
+        let pid = transaction.backendProcess
+        let xid = id % (Int64(1) << 32) // the 32-bit form `pg_stat_activity.backend_xid` shows
+        let askingTimeout = min(Self.pingTimeout, callTimeout)
+        let givingUp = ContinuousClock.now + callTimeout
+        // The first pause lets the pool drop the lost connection, which it could otherwise hand out for the question.
+        var pause = Duration.milliseconds(50)
+        var said: Set<String> = [] // what was logged, once each
+        var attempts = 0
+        while true {
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .seconds(5))
+            attempts += 1
+            do {
+                let status = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                    try await connection.first("SELECT txid_status(\(id))", as: String?.self, logger: logger) ?? nil
+                }
+                switch status {
+                case "committed":
+                    logger.warning("the connection was lost after COMMIT was sent; the server says the transaction committed", metadata: [
+                        "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
+                    ])
+                    return true
+                case "in progress":
+                    if said.insert("open").inserted {
+                        logger.notice("a transaction's connection was lost and the transaction is still open on the server; ending its session", metadata: [
+                            "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)",
+                        ])
+                    }
+                    // Only the session that still has this transaction (a process id alone may have been reused).
+                    _ = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                        try await connection.run("""
+                            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = \(pid) AND backend_xid::text = \(String(xid))
+                            """, logger: logger)
+                    }
+                default:
+                    // "aborted", or nil: an id too old for the server to remember, which a transaction of a moment
+                    // ago is not.
+                    if commitSent {
+                        logger.notice("the connection was lost after COMMIT was sent; the server says the transaction did not commit", metadata: [
+                            "transaction": "\(id)", "status": "\(status ?? "unknown")", "error": "\(Self.storeError(reason).message)",
+                        ])
+                    }
+                    return false
+                }
+            } catch {
+                if error is CancellationError || Task.isCancelled { throw error }
+                if let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57"), !commitSent {
+                    logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: [
+                        "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(error).message)",
+                    ])
+                    return false
+                }
+                if said.insert("unreachable").inserted {
+                    logger.warning("a transaction's connection was lost, and the server cannot be asked yet what became of it; asking again", metadata: [
+                        "transaction": "\(id)", "error": "\(Self.storeError(error).message)",
+                    ])
+                }
+            }
+            if !commitSent, attempts >= 3, ContinuousClock.now >= givingUp {
+                logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: [
+                    "transaction": "\(id)", "backend_pid": "\(pid)",
+                ])
+                return false
+            }
         }
     }
 
@@ -480,4 +585,6 @@ final class PostgresStoreCounters: Sendable {
     let transactionsRedoneWithSavepoints = Atomic<Int>(0)
     /// Batches run again after a deadlock or serialization failure.
     let conflictRetries = Atomic<Int>(0)
+    /// Connections lost after a transaction's `COMMIT` was sent, before its answer.
+    let commitsInDoubt = Atomic<Int>(0)
 }

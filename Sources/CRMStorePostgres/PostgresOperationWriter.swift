@@ -89,6 +89,18 @@ struct PostgresOperationWriter {
         return ids
     }
 
+    /// Gives the transaction its id now (`txid_current()`) and takes the locks on `keys` in their order, in one round
+    /// trip; the id and the session's server process, to ask about the transaction if its `COMMIT` gets no answer.
+    static func identifyAndLock(_ keys: [Int64], _ connection: PostgresConnection, logger: Logger) async throws -> TransactionIdentity {
+        let rows = try await connection.rows("""
+            SELECT txid_current(), pg_backend_pid(),
+                (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(key) FROM unnest(\(keys)::bigint[]) AS k (key)) AS locked)
+            """, logger: logger)
+        guard let row = rows.first else { throw StoreError(.unavailable, "PostgreSQL: txid_current() returned no row") }
+        let (id, process, _) = try row.decode((Int64, Int32, Int64).self)
+        return TransactionIdentity(id: id, backendProcess: process)
+    }
+
     static func takeLocks(_ keys: [Int64], _ connection: PostgresConnection, logger: Logger) async throws {
         guard !keys.isEmpty else { return }
         // unnest returns the keys in array order, and the locks are taken row by row in that order.

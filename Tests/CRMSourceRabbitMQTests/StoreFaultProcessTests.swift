@@ -159,7 +159,7 @@ extension RabbitMQSourceTests {
     /// sessions that answered read-only itself (it kept them in its pool, refusing every write for good, until
     /// 2026-12-07 afternoon).
     /// A transaction cut by the terminated session may never complete in the driver: the store gives its connection up
-    /// after `PostgresCRMStore.callTimeout` (shown failing without it: the lanes stopped for good).
+    /// after `PostgresCRMStore.defaultCallTimeout` (shown failing without it: the lanes stopped for good).
     /// `diagnose` prints the database's sessions when the daemon does not catch up.
     @Test func thePostgreSQLDatabaseReadOnlyForAWhileLosesNothing() async throws {
         let node = try RabbitMQTestNode.shared()

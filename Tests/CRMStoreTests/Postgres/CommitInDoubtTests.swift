@@ -1,0 +1,141 @@
+import CRMCore
+@testable import CRMStorePostgres
+import CRMTestSupport
+import Foundation
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// A connection lost during a transaction: the store asks the server what became of the transaction instead of
+/// running the batch again blindly. The connection is cut by a proxy between the store and the server when the
+/// store sends a chosen statement: `COMMIT` (its text with the terminating NUL; `BEGIN … READ COMMITTED` does not
+/// match), or a prepared statement by name.
+@Suite("PostgreSQL store: a connection lost during a transaction", .serialized)
+struct CommitInDoubtTests {
+    static let commitStatement = "COMMIT\u{0}"
+
+    /// A fresh schema, and a store on it whose connections go through a proxy; its sessions carry `application` as
+    /// their `application_name`.
+    final class Setup: Sendable {
+        let h: StoreHarness
+        let proxy: ConnectionCuttingProxy
+        let store: PostgresCRMStore
+        let application: String
+        /// A registration and a purchase, neither with a message id: their keys are checked only when they may be
+        /// redeliveries, so a batch that committed and ran again would apply them twice.
+        let events: [PlannedEvent]
+        private let pool: Task<Void, any Error>
+
+        init() async throws {
+            h = try await StoreHarness(.postgres)
+            let server = try PostgresTestServer.shared()
+            proxy = try ConnectionCuttingProxy(to: server.host, port: server.port)
+            application = "doubt-\(h.schema!)"
+            var configuration = PostgresClient.Configuration(
+                host: server.host, port: proxy.port, username: server.username, password: server.password, database: server.database, tls: .disable
+            )
+            configuration.options.additionalStartupParameters = [("search_path", h.schema!), ("application_name", application)]
+            configuration.options.maximumConnections = 2
+            // A lost connection sometimes fails its query at once in postgres-nio and sometimes leaves it hanging
+            // until the call's limit closes the connection: 3 s instead of 30 keeps the test short either way.
+            store = PostgresCRMStore(configuration: configuration, logger: StoreHarness.logger, callTimeout: .seconds(3))
+            pool = Task { [store] in try await store.run() }
+            try await store.prepare(waitingAtMost: .seconds(120))
+            events = [
+                try h.plan(registration("doubt-1", #"{"email":"doubt@example.com"}"#)),
+                try h.plan(deposit("doubt-1", amount: "12.5", transaction: nil)),
+            ]
+        }
+
+        func stop() {
+            pool.cancel()
+            proxy.stop()
+            h.remove()
+        }
+
+        var commitsInDoubt: Int { store.counters.commitsInDoubt.load(ordering: .relaxed) }
+
+        /// Applies the batch, which must fail as a lost connection does: the store is unavailable.
+        func applyExpectingLostConnection(sourceLocation: SourceLocation = #_sourceLocation) async {
+            await #expect(sourceLocation: sourceLocation) {
+                _ = try await store.apply(events, now: StoreHarness.t0)
+            } throws: { error in
+                (error as? StoreError)?.code == .unavailable
+            }
+        }
+
+        /// Applies the batch again, as a source does after a failure; it goes in whole, once.
+        func applyAgainExpectingItOnce(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            #expect(try await store.apply(events, now: StoreHarness.t0) == [.applied(notes: []), .applied(notes: [])], sourceLocation: sourceLocation)
+            #expect(try await h.count("purchases") == 1, sourceLocation: sourceLocation)
+            #expect(try await h.count("journey_enrollments") == 1, sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func aCommitWhoseAnswerWasLostIsFoundCommittedAndNotAppliedAgain() async throws {
+        let setup = try await Setup()
+        defer { setup.stop() }
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .afterForwarding)
+        let outcomes: [EventOutcome]
+        do {
+            outcomes = try await setup.store.apply(setup.events, now: StoreHarness.t0)
+        } catch {
+            // What a source does with a batch the store failed: it runs it again.
+            Issue.record("the batch failed: \(error)")
+            outcomes = try await setup.store.apply(setup.events, now: StoreHarness.t0)
+        }
+        #expect(setup.proxy.cutCount == 1)
+        #expect(setup.commitsInDoubt == 1)
+        #expect(outcomes == [.applied(notes: []), .applied(notes: [])])
+        #expect(try await setup.h.count("purchases") == 1)
+        #expect(try await setup.h.count("journey_enrollments") == 1)
+        #expect(try await setup.h.contact("doubt-1")?.purchases.count == 1)
+    }
+
+    @Test func aCommitThatNeverReachedTheServerLeavesNothingAndTheBatchRunsAgain() async throws {
+        let setup = try await Setup()
+        defer { setup.stop() }
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .beforeForwarding)
+        await setup.applyExpectingLostConnection()
+        #expect(setup.proxy.cutCount == 1)
+        #expect(setup.commitsInDoubt == 1)
+        #expect(try await setup.h.count("purchases") == 0)
+        #expect(try await setup.h.contact("doubt-1") == nil)
+        try await setup.applyAgainExpectingItOnce()
+    }
+
+    /// The server never learns that the client is gone (a network partition): the transaction stays in progress,
+    /// idle, holding its locks. The store ends its session (`pg_terminate_backend`), which rolls it back, and the
+    /// batch runs again.
+    @Test(.timeLimit(.minutes(2)))
+    func aTransactionLeftOpenByALostClientIsEndedAndTheBatchRunsAgain() async throws {
+        let setup = try await Setup()
+        defer { setup.stop() }
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .beforeForwardingLeavingTheServerWaiting)
+        await setup.applyExpectingLostConnection()
+        #expect(setup.proxy.cutCount == 1)
+        #expect(try await setup.h.count("purchases") == 0)
+        let open = try await StoreHarness.admin(try PostgresTestServer.shared()) { connection in
+            try await connection.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = \(setup.application) AND backend_xid IS NOT NULL",
+                logger: StoreHarness.logger
+            ).get().rows.first?.decode(Int.self) ?? -1
+        }
+        #expect(open == 0)
+        try await setup.applyAgainExpectingItOnce()
+    }
+
+    /// The same partition in the middle of a transaction, before `COMMIT`: the server keeps the transaction open
+    /// with the contact's lock, which the batch run again would wait for (past the call's limit, again and again).
+    @Test(.timeLimit(.minutes(2)))
+    func aTransactionCutOffBeforeItsCommitIsEndedSoTheBatchCanRunAgain() async throws {
+        let setup = try await Setup()
+        defer { setup.stop() }
+        // The purchase's insert, after the registration's statements in the same transaction.
+        setup.proxy.cut(whenClientSends: "PostgresStatements.PurchaseInsert", .beforeForwardingLeavingTheServerWaiting)
+        await setup.applyExpectingLostConnection()
+        #expect(setup.proxy.cutCount == 1)
+        #expect(setup.commitsInDoubt == 0)
+        try await setup.applyAgainExpectingItOnce()
+    }
+}
