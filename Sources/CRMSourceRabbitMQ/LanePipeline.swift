@@ -263,27 +263,26 @@ struct LanePipeline: Sendable {
     private func applyAndSettle(
         _ work: LaneWork, generations: [Int]?, failingSince: inout ContinuousClock.Instant?, afterFailure: Bool = false
     ) async {
-        let parts = store.transactionParts(work.events.count)
         // In the parts the store takes in one transaction (PostgreSQL: 250 events), in order, each settled as soon as
         // it is done, so its deliveries are acked while later parts still run (a long retry of a later part must not
         // keep them unacked past the broker's consumer timeout). Once a part is given back, the rest goes back
-        // unapplied with it: a later event of a contact must not commit before the given-back one.
-        var givenBack = false
-        for part in parts {
-            let slice = parts.count == 1 ? work : LaneWork(generation: work.generation, tags: Array(work.tags[part]), events: Array(work.events[part]))
-            let sliceGenerations = parts.count == 1 ? generations : generations.map { Array($0[part]) }
+        // unapplied with it.
+        await store.inTransactionParts(of: work.events.count) { part, giveBack in
+            let whole = part.count == work.events.count
+            let slice = whole ? work : LaneWork(generation: work.generation, tags: Array(work.tags[part]), events: Array(work.events[part]))
+            let sliceGenerations = whole ? generations : generations.map { Array($0[part]) }
             let settled: [(disposition: Disposition, reply: [UInt8]?)]
-            if givenBack {
+            if giveBack {
                 var tally = EventTally()
                 for event in slice.events { tally.count(.requeued, type: event.type.rawValue) }
                 metrics.events.record(tally)
                 settled = Array(repeating: (.requeue, nil), count: slice.events.count)
             } else {
                 settled = await apply(slice, failingSince: &failingSince, afterFailure: afterFailure && part.lowerBound == 0)
-                givenBack = settled.contains { $0.disposition == .requeue }
             }
             abandonIfGivenBack(slice, sliceGenerations, settled)
             settle(slice, generations: sliceGenerations, with: settled)
+            return settled.contains { $0.disposition == .requeue }
         }
     }
 

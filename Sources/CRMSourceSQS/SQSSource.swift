@@ -297,21 +297,19 @@ public struct SQSSource: Service {
     private func apply(
         _ events: [PlannedEvent], workers: SQSWorkers, totals: TotalsBox, failingSince: inout ContinuousClock.Instant?
     ) async -> [SQSDisposition] {
-        let parts = store.transactionParts(events.count)
-        if parts.count == 1 { return await applyPart(events, workers: workers, totals: totals, failingSince: &failingSince) }
         // In the parts the store takes in one transaction, in order; once a part is given back, so is the rest,
         // unapplied (on a FIFO queue a later message of the group must not commit before the given-back one).
         var dispositions: [SQSDisposition] = []
         dispositions.reserveCapacity(events.count)
-        var givenBack = false
-        for part in parts {
-            if givenBack {
+        await store.inTransactionParts(of: events.count) { part, giveBack in
+            if giveBack {
                 dispositions += repeatElement(.giveBack, count: part.count)
-                continue
+                return true
             }
-            let settled = await applyPart(Array(events[part]), workers: workers, totals: totals, failingSince: &failingSince)
-            givenBack = settled.contains { if case .giveBack = $0 { true } else { false } }
+            let partEvents = part.count == events.count ? events : Array(events[part])
+            let settled = await applyPart(partEvents, workers: workers, totals: totals, failingSince: &failingSince)
             dispositions += settled
+            return settled.contains { if case .giveBack = $0 { true } else { false } }
         }
         return dispositions
     }

@@ -85,6 +85,19 @@ extension CRMStore {
         return stride(from: 0, to: count, by: limit).map { $0..<min($0 + limit, count) }
     }
 
+    /// Walks a batch of `count` events through its transaction parts (`transactionParts`), in order. `body` gets each
+    /// part and whether an earlier part was given back: if so, it gives this part back unapplied (a later event of a
+    /// contact must not commit before an earlier one); otherwise it applies the part. It returns whether the part was
+    /// given back.
+    public func inTransactionParts(
+        of count: Int, _ body: (_ part: Range<Int>, _ anEarlierPartWasGivenBack: Bool) async -> Bool
+    ) async {
+        var givenBack = false
+        for part in transactionParts(count) {
+            givenBack = await body(part, givenBack) || givenBack
+        }
+    }
+
     /// Applies a batch that may wait a little for others to share its commit (`CommitTiming.batched`).
     public func apply(_ events: [PlannedEvent], now: Timestamp) async throws -> [EventOutcome] {
         try await apply(events, now: now, timing: .batched)
