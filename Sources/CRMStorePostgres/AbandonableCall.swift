@@ -9,6 +9,9 @@ import Synchronization
 /// escalated) abandons the call the same way, with `CancellationError`. Unlike a task group, this returns at once
 /// even when the call ignores cancellation.
 enum AbandonableCall {
+    /// How the message of the error thrown past the time limit starts.
+    static let timeoutMessagePrefix = "PostgreSQL did not answer within "
+
     /// `onAbandon` must not wait: it runs before the caller resumes (so a closed connection is never handed out
     /// again), possibly inside a cancellation handler.
     static func run<Result: Sendable>(
@@ -28,7 +31,7 @@ enum AbandonableCall {
         let timer = Task {
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled else { return }
-            abandon(StoreError(.unavailable, "PostgreSQL did not answer within \(timeout); the connection was closed"))
+            abandon(StoreError(.unavailable, "\(timeoutMessagePrefix)\(timeout); the connection was closed"))
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Result, any Error>) in

@@ -256,10 +256,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 isolation = .savepointPerEvent
             } catch {
                 if let lost = run.lost(by: error), let transaction = lost.transaction {
-                    if lost.outcomes != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
-                    // Only a transaction whose COMMIT was sent can have committed.
-                    if try await settleLostTransaction(transaction, commitSent: lost.outcomes != nil, reason: error), let outcomes = lost.outcomes {
-                        return outcomes
+                    if lost.commit != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
+                    if try await settleLostTransaction(transaction, commit: lost.commit, reason: error), let commit = lost.commit {
+                        return commit.outcomes
                     }
                 }
                 let storeError = Self.storeError(error)
@@ -287,7 +286,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             var outcomes: [EventOutcome] = []
             outcomes.reserveCapacity(events.count)
             for event in events { outcomes.append(try await writer.applyAtomically(event)) }
-            run.sendingCommit(outcomes)
+            let witness = zip(events, outcomes).first { if case .applied = $1 { true } else { false } }.map { keyedHash.ledgerKey($0.0.key.value) }
+            run.sendingCommit(LostTransaction.Commit(outcomes: outcomes, witness: witness))
             try await connection.run("COMMIT", logger: logger)
             return outcomes
         } catch {
@@ -298,65 +298,80 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         }
     }
 
-    /// Settles a transaction whose connection was lost: true if it committed. Asked on another connection with
-    /// `txid_status`. While the transaction is still in progress (its session has not noticed yet that the client is
-    /// gone, as after a network partition, and may hold it open with its contacts' locks for as long as TCP takes to
-    /// tell), that session is ended, which rolls back an open transaction.
+    /// Settles a transaction whose connection was lost, on another connection: true if it committed.
     ///
-    /// When `COMMIT` was sent, this asks until the server says, with growing pauses while it cannot be asked, or until
-    /// the caller is cancelled: running the batch again without knowing could apply twice the events whose keys are
-    /// checked only on redelivery (messages without an id). Before `COMMIT` the transaction cannot have committed, and
-    /// this tries for `callTimeout` and at least three times to end it, then gives up (false). A refusal from the
-    /// server (a role not allowed to end the session) gives up at once.
-    func settleLostTransaction(_ transaction: TransactionIdentity, commitSent: Bool, reason: any Error) async throws -> Bool {
+    /// First the transaction must be over. While its session is still there (the server has not noticed that the
+    /// client is gone, as after a network partition, and may hold the transaction open with its contacts' locks for
+    /// as long as TCP takes to tell), the session is ended (`pg_terminate_backend`, only a session that still has
+    /// this transaction), which rolls back an open transaction or lets a `COMMIT` it received finish; a session
+    /// waiting for a synchronous standby to confirm its `COMMIT` is left to finish. Then the row the transaction
+    /// wrote (`LostTransaction.Commit.witness`) says whether it committed: its `xmin` is the transaction's id. The row
+    /// is asked rather than `txid_status`, which after a failover would answer for the new primary's transaction of
+    /// the same number.
+    ///
+    /// While the server cannot be asked, this asks again with growing pauses, for `2 × callTimeout` at most (the
+    /// daemon's stop waits for it: lanes are not cancelled); a `COMMIT` still unknown then is treated as not made,
+    /// and the batch runs again (its events with a message id are found in the ledger; those without may apply
+    /// twice: the log says so). Before `COMMIT` the transaction cannot have committed, and a server refusing to end
+    /// the session (a role not allowed to) makes this give up at once.
+    func settleLostTransaction(_ transaction: TransactionIdentity, commit: LostTransaction.Commit?, reason: any Error) async throws -> Bool {
         let id = transaction.id
+        let shortId = transaction.shortId
         let pid = transaction.backendProcess
-        let xid = id % (Int64(1) << 32) // the 32-bit form `pg_stat_activity.backend_xid` shows
         let askingTimeout = min(Self.pingTimeout, callTimeout)
-        let givingUp = ContinuousClock.now + callTimeout
+        let givingUp = ContinuousClock.now + callTimeout * 2
         // The first pause lets the pool drop the lost connection, which it could otherwise hand out for the question.
         var pause = Duration.milliseconds(50)
         var said: Set<String> = [] // what was logged, once each
-        var attempts = 0
         while true {
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .seconds(5))
-            attempts += 1
             do {
-                let status = try await withConnection(timeout: askingTimeout) { [logger] connection in
-                    try await connection.first("SELECT txid_status(\(id))", as: String?.self, logger: logger) ?? nil
+                let session = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                    try await connection.first("""
+                        SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = \(pid) AND backend_xid::text = \(shortId)
+                        """, as: String.self, logger: logger)
                 }
-                switch status {
-                case "committed":
-                    logger.warning("the connection was lost after COMMIT was sent; the server says the transaction committed", metadata: [
-                        "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
-                    ])
-                    return true
-                case "in progress":
-                    if said.insert("open").inserted {
-                        logger.notice("a transaction's connection was lost and the transaction is still open on the server; ending its session", metadata: [
-                            "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)",
+                if let waitEvent = session {
+                    if waitEvent != "SyncRep" {
+                        if said.insert("open").inserted {
+                            logger.notice("a transaction's connection was lost and the transaction is still open on the server; ending its session", metadata: [
+                                "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)",
+                            ])
+                        }
+                        _ = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                            try await connection.run("""
+                                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                                WHERE pid = \(pid) AND backend_xid::text = \(shortId) AND wait_event IS DISTINCT FROM 'SyncRep'
+                                """, logger: logger)
+                        }
+                    }
+                } else {
+                    // Over: committed if its row carries its id.
+                    guard let commit else { return false }
+                    let committed: Bool
+                    if let witness = commit.witness {
+                        let xmin = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                            try await connection.first("SELECT xmin::text FROM ledger WHERE key = \(witness)", as: String.self, logger: logger)
+                        }
+                        committed = xmin == shortId
+                    } else {
+                        committed = false // nothing applied: running the batch again changes nothing
+                    }
+                    if committed {
+                        logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: [
+                            "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
+                        ])
+                    } else if commit.witness != nil {
+                        logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: [
+                            "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
                         ])
                     }
-                    // Only the session that still has this transaction (a process id alone may have been reused).
-                    _ = try await withConnection(timeout: askingTimeout) { [logger] connection in
-                        try await connection.run("""
-                            SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = \(pid) AND backend_xid::text = \(String(xid))
-                            """, logger: logger)
-                    }
-                default:
-                    // "aborted", or nil: an id too old for the server to remember, which a transaction of a moment
-                    // ago is not.
-                    if commitSent {
-                        logger.notice("the connection was lost after COMMIT was sent; the server says the transaction did not commit", metadata: [
-                            "transaction": "\(id)", "status": "\(status ?? "unknown")", "error": "\(Self.storeError(reason).message)",
-                        ])
-                    }
-                    return false
+                    return committed
                 }
             } catch {
                 if error is CancellationError || Task.isCancelled { throw error }
-                if let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57"), !commitSent {
+                if commit == nil, let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57") {
                     logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: [
                         "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(error).message)",
                     ])
@@ -368,10 +383,17 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                     ])
                 }
             }
-            if !commitSent, attempts >= 3, ContinuousClock.now >= givingUp {
-                logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: [
-                    "transaction": "\(id)", "backend_pid": "\(pid)",
-                ])
+            if ContinuousClock.now >= givingUp {
+                if commit != nil {
+                    logger.error("""
+                        the connection was lost after COMMIT was sent, and whether it committed is still unknown; the batch runs again: \
+                        its events without a message id may be applied twice
+                        """, metadata: ["transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)"])
+                } else {
+                    logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: [
+                        "transaction": "\(id)", "backend_pid": "\(pid)",
+                    ])
+                }
                 return false
             }
         }

@@ -11,9 +11,9 @@ import Glibc
 public final class ConnectionCuttingProxy: @unchecked Sendable {
     /// Where the cut falls relative to the chunk that holds the pattern.
     public enum Cut: Sendable {
-        /// The chunk reaches the server, then both sides are closed.
+        /// The client is cut off, then the chunk reaches the server, which then gets an orderly end.
         case afterForwarding
-        /// The chunk is dropped, then both sides are closed.
+        /// The chunk is dropped, the client cut off, and the server gets an orderly end.
         case beforeForwarding
         /// The chunk is dropped and the client cut off, but the server's side stays open, as after a network
         /// partition: the server waits for more from a client that is gone, until `stop()`.
@@ -22,9 +22,11 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
 
     /// The port clients connect to.
     public let port: Int
-    private let target: (host: String, port: Int)
+    private let target: sockaddr_in
+    /// Closed by the accept loop when it ends (`stop()` only shuts it down), so no other thread can meet its number
+    /// reused.
     private let listener: Int32
-    // Guarded by `lock`.
+    // Guarded by `lock`: every descriptor in `open` is still open; a pump removes its pair before closing it.
     private let lock = NSLock()
     private var armed: (pattern: [UInt8], cut: Cut)?
     private var cuts = 0
@@ -32,9 +34,10 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
     private var stopped = false
 
     public init(to host: String, port: Int) throws {
-        target = (host, port)
+        target = Self.address(host, port: port)
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = Self.loopback(port: 0)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EINVAL) }
+        var address = Self.address("127.0.0.1", port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -59,28 +62,28 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
     /// Connections cut so far.
     public var cutCount: Int { lock.withLock { cuts } }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting and ends every connection; the threads close the descriptors as they finish. Idempotent.
     public func stop() {
-        let descriptors: Set<Int32> = lock.withLock {
+        lock.withLock {
+            guard !stopped else { return }
             stopped = true
-            return open
+            shutdown(listener, Int32(SHUT_RDWR))
+            for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
         }
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-        for descriptor in descriptors { shutdown(descriptor, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
 
-    private static func loopback(port: Int) -> sockaddr_in {
+    private static func address(_ host: String, port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         return address
     }
 
     private func acceptLoop() {
+        defer { close(listener) }
         while true {
             let client = accept(listener, nil, nil)
             guard client >= 0 else {
@@ -88,18 +91,19 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
                 return
             }
             let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            var address = Self.loopback(port: target.port)
-            let connected = withUnsafePointer(to: &address) {
+            var address = target
+            let connected = server >= 0 && withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            } == 0
             let accepted = lock.withLock {
-                guard !stopped, connected == 0 else { return false }
+                guard !stopped, connected else { return false }
                 open.formUnion([client, server])
                 return true
             }
             guard accepted else {
                 close(client)
-                close(server)
+                if server >= 0 { close(server) }
+                if lock.withLock({ stopped }) { return }
                 continue
             }
             let pair = Pair(client: client, server: server)
@@ -121,12 +125,15 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
             self.server = server
         }
 
-        /// Cuts the client off at once. The server gets an orderly end after what it was sent (a reset could make
-        /// it drop bytes it has not read yet), and what it still answers is read and dropped.
-        func sever(leavingTheServerWaiting: Bool) {
+        /// Cuts the client off at once; from then on what the server answers is read and dropped.
+        func severClient() {
             lock.withLock { severed = true }
             shutdown(client, Int32(SHUT_RDWR))
-            if !leavingTheServerWaiting { shutdown(server, Int32(SHUT_WR)) }
+        }
+
+        /// An orderly end for the server after what it was sent (a reset could make it drop bytes it has not read).
+        func endServer() {
+            shutdown(server, Int32(SHUT_WR))
         }
 
         var isSevered: Bool { lock.withLock { severed } }
@@ -145,6 +152,7 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
             let count = read(source, &buffer, buffer.count)
+            if count < 0, errno == EINTR { continue }
             guard count > 0 else { break }
             if !fromClient {
                 // After a cut the server's answers go nowhere; read on until it closes.
@@ -158,15 +166,26 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
                 cuts += 1
                 return armed.cut
             }
-            if cut == nil || cut == .afterForwarding, !Self.writeAll(sink, buffer[0..<count]) { break }
-            if let cut {
-                pair.sever(leavingTheServerWaiting: cut == .beforeForwardingLeavingTheServerWaiting)
+            guard let cut else {
+                if !Self.writeAll(sink, buffer[0..<count]) { break }
+                continue
+            }
+            // The client is cut off before the chunk goes on, so no answer to it can reach the client.
+            pair.severClient()
+            switch cut {
+            case .afterForwarding:
+                _ = Self.writeAll(sink, buffer[0..<count])
+                pair.endServer()
+            case .beforeForwarding:
+                pair.endServer()
+            case .beforeForwardingLeavingTheServerWaiting:
                 break
             }
+            break
         }
-        if !fromClient || !pair.isSevered { shutdown(sink, Int32(SHUT_WR)) }
+        if !pair.isSevered { shutdown(sink, Int32(SHUT_WR)) }
         if pair.directionEnded() {
-            lock.withLock { open.subtract([pair.client, pair.server]) }
+            lock.withLock { _ = open.subtract([pair.client, pair.server]) }
             close(pair.client)
             close(pair.server)
         }
@@ -176,6 +195,7 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
         var offset = bytes.startIndex
         while offset < bytes.endIndex {
             let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written < 0, errno == EINTR { continue }
             guard written > 0 else { return false }
             offset += written
         }

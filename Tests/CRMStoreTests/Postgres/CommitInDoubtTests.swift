@@ -10,7 +10,7 @@ import Testing
 /// running the batch again blindly. The connection is cut by a proxy between the store and the server when the
 /// store sends a chosen statement: `COMMIT` (its text with the terminating NUL; `BEGIN … READ COMMITTED` does not
 /// match), or a prepared statement by name.
-@Suite("PostgreSQL store: a connection lost during a transaction", .serialized)
+@Suite("PostgreSQL store: a connection lost during a transaction", .serialized, .timeLimit(.minutes(2)))
 struct CommitInDoubtTests {
     static let commitStatement = "COMMIT\u{0}"
 
@@ -40,11 +40,18 @@ struct CommitInDoubtTests {
             // until the call's limit closes the connection: 3 s instead of 30 keeps the test short either way.
             store = PostgresCRMStore(configuration: configuration, logger: StoreHarness.logger, callTimeout: .seconds(3))
             pool = Task { [store] in try await store.run() }
-            try await store.prepare(waitingAtMost: .seconds(120))
-            events = [
-                try h.plan(registration("doubt-1", #"{"email":"doubt@example.com"}"#)),
-                try h.plan(deposit("doubt-1", amount: "12.5", transaction: nil)),
-            ]
+            do {
+                try await store.prepare(waitingAtMost: .seconds(60))
+                events = [
+                    try h.plan(registration("doubt-1", #"{"email":"doubt@example.com"}"#)),
+                    try h.plan(deposit("doubt-1", amount: "12.5", transaction: nil)),
+                ]
+            } catch {
+                pool.cancel()
+                proxy.stop()
+                h.remove()
+                throw error
+            }
         }
 
         func stop() {
@@ -107,8 +114,7 @@ struct CommitInDoubtTests {
     /// The server never learns that the client is gone (a network partition): the transaction stays in progress,
     /// idle, holding its locks. The store ends its session (`pg_terminate_backend`), which rolls it back, and the
     /// batch runs again.
-    @Test(.timeLimit(.minutes(2)))
-    func aTransactionLeftOpenByALostClientIsEndedAndTheBatchRunsAgain() async throws {
+    @Test func aTransactionLeftOpenByALostClientIsEndedAndTheBatchRunsAgain() async throws {
         let setup = try await Setup()
         defer { setup.stop() }
         setup.proxy.cut(whenClientSends: Self.commitStatement, .beforeForwardingLeavingTheServerWaiting)
@@ -127,8 +133,7 @@ struct CommitInDoubtTests {
 
     /// The same partition in the middle of a transaction, before `COMMIT`: the server keeps the transaction open
     /// with the contact's lock, which the batch run again would wait for (past the call's limit, again and again).
-    @Test(.timeLimit(.minutes(2)))
-    func aTransactionCutOffBeforeItsCommitIsEndedSoTheBatchCanRunAgain() async throws {
+    @Test func aTransactionCutOffBeforeItsCommitIsEndedSoTheBatchCanRunAgain() async throws {
         let setup = try await Setup()
         defer { setup.stop() }
         // The purchase's insert, after the registration's statements in the same transaction.
