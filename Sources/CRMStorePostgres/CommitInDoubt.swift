@@ -13,38 +13,55 @@ struct TransactionIdentity: Sendable, Hashable {
     var shortId: String { String(id % (Int64(1) << 32)) }
 }
 
+/// The token of a transaction's commit witness (`commit_witnesses`): 8 bytes of its time (microseconds since 1970,
+/// big-endian, so tokens sort by time and old ones are found by a range) and 8 random bytes.
+enum CommitWitness {
+    static let lifetimeMicroseconds: Int64 = 3_600_000_000
+
+    static func token(at time: Timestamp) -> Data {
+        var bytes = Data(count: 16)
+        let micros = UInt64(bitPattern: time.microsecondsSinceEpoch).bigEndian
+        let random = UInt64.random(in: .min ... .max)
+        withUnsafeBytes(of: micros) { bytes.replaceSubrange(0..<8, with: $0) }
+        withUnsafeBytes(of: random) { bytes.replaceSubrange(8..<16, with: $0) }
+        return bytes
+    }
+
+    /// Tokens below this one are older than `lifetimeMicroseconds` at `time`.
+    static func expiryBound(at time: Timestamp) -> Data {
+        let micros = UInt64(bitPattern: max(0, time.microsecondsSinceEpoch - lifetimeMicroseconds)).bigEndian
+        return withUnsafeBytes(of: micros) { Data($0) }
+    }
+}
+
 /// One run of a batch's transaction as its connection saw it: which transaction it began and, once `COMMIT` was
-/// sent, the outcomes it would commit and a row that shows whether it did. When the connection fails meanwhile,
-/// `apply` settles the transaction with the server (`PostgresCRMStore.settleLostTransaction`) instead of running the
-/// batch again blindly: after `COMMIT` it may have committed, and before or after, a server that has not noticed the
-/// client is gone keeps the transaction open with its contacts' locks, which the batch run again would wait for.
+/// sent, the outcomes it would commit. When the connection fails meanwhile, `apply` settles the transaction with the
+/// server (`PostgresCRMStore.settleLostTransaction`) instead of running the batch again blindly: after `COMMIT` it
+/// may have committed (its witness row says), and before or after, a server that has not noticed the client is gone
+/// keeps the transaction open with its contacts' locks, which the batch run again would wait for.
 final class LostTransaction: Sendable {
     struct State: Sendable {
         var transaction: TransactionIdentity?
-        /// Set when `COMMIT` was sent.
-        var commit: Commit?
-    }
-
-    struct Commit: Sendable {
-        var outcomes: [EventOutcome]
-        /// The ledger key of the batch's first applied event, which this transaction inserted or updated: the row
-        /// has the transaction's id as its `xmin` if, and only if, the transaction committed. nil when no event was
-        /// applied (duplicates, refusals): then running the batch again changes nothing either.
+        /// The token of the transaction's commit witness.
         var witness: Data?
+        /// Set when `COMMIT` was sent: the outcomes it would commit.
+        var outcomes: [EventOutcome]?
     }
 
     private let state = Mutex(State())
 
-    /// Called once the transaction has its id.
-    func began(_ transaction: TransactionIdentity) {
-        state.withLock { $0.transaction = transaction }
+    /// Called once the transaction has its id and has written its witness.
+    func began(_ transaction: TransactionIdentity, witness: Data) {
+        state.withLock {
+            $0.transaction = transaction
+            $0.witness = witness
+        }
     }
 
     /// Called just before `COMMIT` is sent.
-    func sendingCommit(_ commit: Commit) {
-        state.withLock { $0.commit = commit }
+    func sendingCommit(_ outcomes: [EventOutcome]) {
+        state.withLock { $0.outcomes = outcomes }
     }
-
     /// What is known of the transaction when `error` says its connection was lost without an answer: the connection
     /// failed or closed in the driver, the call was left behind past its time limit (`AbandonableCall`), or the
     /// server ended the session (class 57, which a server shutting down may also send after committing) or reported

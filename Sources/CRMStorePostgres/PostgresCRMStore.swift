@@ -255,10 +255,11 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
                 isolation = .savepointPerEvent
             } catch {
-                if let lost = run.lost(by: error), let transaction = lost.transaction {
-                    if lost.commit != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
-                    if try await settleLostTransaction(transaction, commit: lost.commit, reason: error), let commit = lost.commit {
-                        return commit.outcomes
+                if let lost = run.lost(by: error), let transaction = lost.transaction, let witness = lost.witness {
+                    if lost.outcomes != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
+                    if try await settleLostTransaction(transaction, witness: witness, commitSent: lost.outcomes != nil, reason: error),
+                       let outcomes = lost.outcomes {
+                        return outcomes
                     }
                 }
                 let storeError = Self.storeError(error)
@@ -279,15 +280,18 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         // meanwhile, which a REPEATABLE READ or SERIALIZABLE default (a role's or the server's) would hide.
         try await connection.run("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
         do {
-            run.began(try await PostgresOperationWriter.identifyAndLock(locks, connection, logger: logger))
+            let witness = CommitWitness.token(at: now)
+            let transaction = try await PostgresOperationWriter.identifyAndLock(
+                locks, witness: witness, expiredBefore: CommitWitness.expiryBound(at: now), connection, logger: logger
+            )
+            run.began(transaction, witness: witness)
             var writer = try await PostgresOperationWriter(
                 connection: connection, logger: logger, now: now, keyedHash: keyedHash, isolation: isolation, locks: locks
             )
             var outcomes: [EventOutcome] = []
             outcomes.reserveCapacity(events.count)
             for event in events { outcomes.append(try await writer.applyAtomically(event)) }
-            let witness = zip(events, outcomes).first { if case .applied = $1 { true } else { false } }.map { keyedHash.ledgerKey($0.0.key.value) }
-            run.sendingCommit(LostTransaction.Commit(outcomes: outcomes, witness: witness))
+            run.sendingCommit(outcomes)
             try await connection.run("COMMIT", logger: logger)
             return outcomes
         } catch {
@@ -303,18 +307,17 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// First the transaction must be over. While its session is still there (the server has not noticed that the
     /// client is gone, as after a network partition, and may hold the transaction open with its contacts' locks for
     /// as long as TCP takes to tell), the session is ended (`pg_terminate_backend`, only a session that still has
-    /// this transaction), which rolls back an open transaction or lets a `COMMIT` it received finish; a session
-    /// waiting for a synchronous standby to confirm its `COMMIT` is left to finish. Then the row the transaction
-    /// wrote (`LostTransaction.Commit.witness`) says whether it committed: its `xmin` is the transaction's id. The row
-    /// is asked rather than `txid_status`, which after a failover would answer for the new primary's transaction of
-    /// the same number.
+    /// this transaction and is not waiting for a synchronous standby to confirm its `COMMIT`), which rolls back an
+    /// open transaction or lets a `COMMIT` it received finish. Then its commit witness (`commit_witnesses`, a row
+    /// with a token of its own that it wrote first, outside any savepoint) says whether it committed: the row exists
+    /// if and only if it did. After a failover, a commit lost with the old primary is rightly not found.
     ///
-    /// While the server cannot be asked, this asks again with growing pauses, for `2 × callTimeout` at most (the
-    /// daemon's stop waits for it: lanes are not cancelled); a `COMMIT` still unknown then is treated as not made,
-    /// and the batch runs again (its events with a message id are found in the ledger; those without may apply
+    /// While the server cannot be asked, this asks again with growing pauses, until `2 × callTimeout` have passed
+    /// (the daemon's stop waits for it: lanes are not cancelled); a `COMMIT` still unknown then is treated as not
+    /// made, and the batch runs again (its events with a message id are found in the ledger; those without may apply
     /// twice: the log says so). Before `COMMIT` the transaction cannot have committed, and a server refusing to end
     /// the session (a role not allowed to) makes this give up at once.
-    func settleLostTransaction(_ transaction: TransactionIdentity, commit: LostTransaction.Commit?, reason: any Error) async throws -> Bool {
+    func settleLostTransaction(_ transaction: TransactionIdentity, witness: Data, commitSent: Bool, reason: any Error) async throws -> Bool {
         let id = transaction.id
         let shortId = transaction.shortId
         let pid = transaction.backendProcess
@@ -327,7 +330,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .seconds(5))
             do {
-                let session = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                let session = try await ask(within: askingTimeout) { [logger] connection in
                     try await connection.first("""
                         SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = \(pid) AND backend_xid::text = \(shortId)
                         """, as: String.self, logger: logger)
@@ -339,30 +342,27 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                                 "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)",
                             ])
                         }
-                        _ = try await withConnection(timeout: askingTimeout) { [logger] connection in
+                        // Only while it waits for its client or for a lock: a session running a statement is left to
+                        // finish it, and one whose COMMIT waits for a synchronous standby must not skip the standby.
+                        _ = try await ask(within: askingTimeout) { [logger] connection in
                             try await connection.run("""
                                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                                WHERE pid = \(pid) AND backend_xid::text = \(shortId) AND wait_event IS DISTINCT FROM 'SyncRep'
+                                WHERE pid = \(pid) AND backend_xid::text = \(shortId)
+                                    AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')
                                 """, logger: logger)
                         }
                     }
                 } else {
-                    // Over: committed if its row carries its id.
-                    guard let commit else { return false }
-                    let committed: Bool
-                    if let witness = commit.witness {
-                        let xmin = try await withConnection(timeout: askingTimeout) { [logger] connection in
-                            try await connection.first("SELECT xmin::text FROM ledger WHERE key = \(witness)", as: String.self, logger: logger)
-                        }
-                        committed = xmin == shortId
-                    } else {
-                        committed = false // nothing applied: running the batch again changes nothing
-                    }
+                    // Over: committed if its witness is there.
+                    guard commitSent else { return false }
+                    let committed = try await ask(within: askingTimeout) { [logger] connection in
+                        try await connection.first("SELECT 1 FROM commit_witnesses WHERE token = \(witness)", as: Int32.self, logger: logger)
+                    } != nil
                     if committed {
                         logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: [
                             "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
                         ])
-                    } else if commit.witness != nil {
+                    } else {
                         logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: [
                             "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
                         ])
@@ -371,7 +371,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 }
             } catch {
                 if error is CancellationError || Task.isCancelled { throw error }
-                if commit == nil, let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57") {
+                if !commitSent, let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57") {
                     logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: [
                         "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(error).message)",
                     ])
@@ -384,7 +384,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 }
             }
             if ContinuousClock.now >= givingUp {
-                if commit != nil {
+                if commitSent {
                     logger.error("""
                         the connection was lost after COMMIT was sent, and whether it committed is still unknown; the batch runs again: \
                         its events without a message id may be applied twice
@@ -397,6 +397,19 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 return false
             }
         }
+    }
+
+    /// `body` on a connection of the pool, the wait for the connection included, within `limit`.
+    private func ask<Value: Sendable>(
+        within limit: Duration, _ body: @escaping @Sendable (PostgresConnection) async throws -> Value
+    ) async throws -> Value {
+        let answer = Mutex<Value?>(nil)
+        try await Self.withDeadline(.now + limit) { [self] in
+            let value = try await withConnection(timeout: limit, body)
+            answer.withLock { $0 = value }
+        }
+        guard let value = answer.withLock({ $0 }) else { throw StoreError(.unavailable, "PostgreSQL did not answer in time") }
+        return value
     }
 
     /// A deadlock or serialization failure: the transaction was rolled back whole and may simply run again.

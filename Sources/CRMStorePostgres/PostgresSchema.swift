@@ -164,6 +164,12 @@ enum PostgresSchema {
         Migration(version: 3, name: "when a contact's email subscription last changed", statements: [
             "ALTER TABLE contacts ADD COLUMN IF NOT EXISTS email_subscription_as_of bigint",
         ]),
+        // A row per transaction, written first (outside any savepoint) and read when the answer to its COMMIT was
+        // lost: it exists if and only if the transaction committed. Tokens begin with their time; each transaction
+        // removes a few older than an hour (`PostgresOperationWriter.identifyAndLock`).
+        Migration(version: 4, name: "commit witnesses", statements: [
+            "CREATE TABLE IF NOT EXISTS commit_witnesses (token bytea PRIMARY KEY)",
+        ]),
     ]
 
     /// Applies the missing migrations under the advisory lock; returns the versions this call applied.

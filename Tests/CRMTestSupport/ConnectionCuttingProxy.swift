@@ -32,6 +32,7 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
     private var cuts = 0
     private var open: Set<Int32> = []
     private var stopped = false
+    private var listenerClosed = false
 
     public init(to host: String, port: Int) throws {
         target = Self.address(host, port: port)
@@ -67,7 +68,7 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
         lock.withLock {
             guard !stopped else { return }
             stopped = true
-            shutdown(listener, Int32(SHUT_RDWR))
+            if !listenerClosed { shutdown(listener, Int32(SHUT_RDWR)) }
             for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
         }
     }
@@ -83,11 +84,16 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
     }
 
     private func acceptLoop() {
-        defer { close(listener) }
+        defer {
+            lock.withLock {
+                listenerClosed = true
+                close(listener)
+            }
+        }
         while true {
             let client = accept(listener, nil, nil)
             guard client >= 0 else {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == ECONNABORTED { continue }
                 return
             }
             let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

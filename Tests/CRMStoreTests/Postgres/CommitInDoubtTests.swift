@@ -26,8 +26,8 @@ struct CommitInDoubtTests {
         let events: [PlannedEvent]
         private let pool: Task<Void, any Error>
 
-        init() async throws {
-            h = try await StoreHarness(.postgres)
+        init(actions: [EventType: [Action]] = StoreHarness.standardActions) async throws {
+            h = try await StoreHarness(.postgres, actions: actions)
             let server = try PostgresTestServer.shared()
             proxy = try ConnectionCuttingProxy(to: server.host, port: server.port)
             application = "doubt-\(h.schema!)"
@@ -142,5 +142,33 @@ struct CommitInDoubtTests {
         #expect(setup.proxy.cutCount == 1)
         #expect(setup.commitsInDoubt == 0)
         try await setup.applyAgainExpectingItOnce()
+    }
+
+    /// A batch with an event the database refuses runs again with a savepoint per event, so its writes are made in
+    /// subtransactions; the witness, written first at the top level, still tells that it committed.
+    @Test func aBatchRunWithSavepointsIsFoundCommittedToo() async throws {
+        var actions = StoreHarness.standardActions
+        actions[.userUpdate] = [.createContact(list: 1, emailSubscribed: true, mobileSubscribed: true), .enterJourney(journey: 666)]
+        let setup = try await Setup(actions: actions)
+        defer { setup.stop() }
+        try await setup.h.refuseJourney(666, message: "journey 666 is closed")
+        let events = setup.events + [try setup.h.plan(#"{"type":"USER_UPDATE","contactId":"doubt-2","properties":{"firstName":"Bo"}}"#)]
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .afterForwarding)
+        let outcomes: [EventOutcome]
+        do {
+            outcomes = try await setup.store.apply(events, now: StoreHarness.t0)
+        } catch {
+            Issue.record("the batch failed: \(error)")
+            outcomes = try await setup.store.apply(events, now: StoreHarness.t0)
+        }
+        #expect(setup.store.counters.transactionsRedoneWithSavepoints.load(ordering: .relaxed) == 1)
+        #expect(setup.proxy.cutCount == 1)
+        #expect(outcomes.prefix(2) == [.applied(notes: []), .applied(notes: [])])
+        guard case .failed = outcomes.last else {
+            Issue.record("expected the refused event to fail, got \(String(describing: outcomes.last))")
+            return
+        }
+        #expect(try await setup.h.count("purchases") == 1)
+        #expect(try await setup.h.contact("doubt-2") == nil)
     }
 }
