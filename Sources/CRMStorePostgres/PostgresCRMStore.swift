@@ -327,8 +327,10 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var pause = Duration.milliseconds(50)
         var said: Set<String> = [] // what was logged, once each
         while true {
-            try await Task.sleep(for: pause)
+            try await Task.sleep(for: min(pause, max(.zero, givingUp - .now)))
             pause = min(pause * 2, .seconds(5))
+            // Each question within what is left of the whole, so the settling ends at `givingUp`.
+            let askingTimeout = min(askingTimeout, max(.milliseconds(100), givingUp - .now))
             do {
                 let session = try await ask(within: askingTimeout) { [logger] connection in
                     try await connection.first("""

@@ -171,4 +171,24 @@ struct CommitInDoubtTests {
         #expect(try await setup.h.count("purchases") == 1)
         #expect(try await setup.h.contact("doubt-2") == nil)
     }
+
+    /// The server cannot be reached after the cut: the outcome stays unknown, and the store gives up after twice the
+    /// call's limit (here 3 s) instead of holding the lane, and with it the daemon's stop, for good.
+    @Test func aCommitWhoseOutcomeCannotBeLearnedIsGivenUpWithinTheLimit() async throws {
+        let setup = try await Setup()
+        defer { setup.stop() }
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .afterForwarding)
+        let started = ContinuousClock.now
+        let applying = Task { [setup] in try await setup.store.apply(setup.events, now: StoreHarness.t0) }
+        while setup.proxy.cutCount == 0, ContinuousClock.now - started < .seconds(60) { try await Task.sleep(for: .milliseconds(5)) }
+        setup.proxy.stop() // no new connection reaches the server
+        await #expect {
+            _ = try await applying.value
+        } throws: { error in
+            (error as? StoreError)?.code == .unavailable
+        }
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed >= .seconds(6) && elapsed < .seconds(30), "gave up after \(elapsed)")
+        #expect(setup.commitsInDoubt == 1)
+    }
 }
