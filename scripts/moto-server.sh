@@ -173,7 +173,8 @@ arn = iam.create_user(UserName=user)["User"]["Arn"]
 iam.put_user_policy(UserName=user, PolicyName="crm-ingest-test-sqs-sns", PolicyDocument=json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["sqs:*", "sns:*", "iam:CreateUser", "iam:PutUserPolicy",
-                              "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"],
+                              "iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys",
+                              "iam:CreateRole", "iam:PutRolePolicy", "sts:AssumeRoleWithWebIdentity"],
                    "Resource": "*"}],
 }))
 key = iam.create_access_key(UserName=user)["AccessKey"]

@@ -81,3 +81,14 @@ enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// The body of an AWS query-protocol request (`Action=…&Version=…`, sent as `application/x-www-form-urlencoded`),
+/// each name and value percent-encoded as SigV4 encodes them.
+public enum AWSQueryForm {
+    public static func encode(_ fields: [(name: String, value: String)]) -> String {
+        fields.map { "\(encode($0.name))=\(encode($0.value))" }.joined(separator: "&")
+    }
+
+    /// One name or value: every byte but RFC 3986's unreserved characters as `%XX`.
+    public static func encode(_ component: String) -> String { URIEncoding.encode(component) }
+}

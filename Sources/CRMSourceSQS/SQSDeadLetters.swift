@@ -31,7 +31,7 @@ public struct SQSDeadLetters {
         self.sourceName = sourceName
         self.config = config
         self.processor = processor
-        credentials = try AWSCredentialsProvider.resolve(given: config.credentials, profile: config.profile, environment: environment)
+        credentials = try AWSCredentialsProvider.resolve(given: config.credentials, profile: config.profile, region: config.region, environment: environment)
         deadLetterFile = DeadLetterFile(path: config.deadLetterFile)
         let source = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)
         let attributes = try source.queueAttributes(["RedrivePolicy"])

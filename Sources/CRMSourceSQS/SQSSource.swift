@@ -81,7 +81,9 @@ public struct SQSSource: Service {
                 settings = try await onOwnThread { [logger] () throws -> (Int, RedrivePolicy?) in
                     let credentials = try credentialsFound.withLock { found in
                         if let found { return found }
-                        found = try AWSCredentialsProvider.resolve(given: config.credentials, profile: config.profile, environment: environment, logger: logger)
+                        found = try AWSCredentialsProvider.resolve(
+                            given: config.credentials, profile: config.profile, region: config.region, environment: environment, logger: logger
+                        )
                         return found!
                     }
                     let client = SQSClient(queueURL: config.queueURL, region: config.region, credentials: credentials, endpoint: config.endpoint)

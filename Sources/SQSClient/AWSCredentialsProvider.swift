@@ -41,6 +41,10 @@ public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
     case container(url: String, authorizationToken: String?, authorizationTokenFile: String?)
     /// The EC2 instance metadata service (IMDSv2): the credentials of the instance profile's role.
     case instanceMetadata(endpoint: String)
+    /// A web identity token (EKS IRSA: `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`) exchanged for the role's
+    /// temporary credentials with STS `AssumeRoleWithWebIdentity` at `endpoint`. The token file is read at every
+    /// fetch: the kubelet rewrites it before the token expires.
+    case webIdentity(roleArn: String, tokenFile: String, sessionName: String, endpoint: String)
 
     public var description: String {
         switch self {
@@ -49,6 +53,7 @@ public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
         case let .sharedFile(path, profile): "profile [\(profile)] of \(path)"
         case let .container(url, _, _): "the container credentials endpoint \(url)"
         case let .instanceMetadata(endpoint): "the EC2 instance metadata service at \(endpoint)"
+        case let .webIdentity(roleArn, tokenFile, _, endpoint): "web identity (role \(roleArn), token \(tokenFile), STS \(endpoint))"
         }
     }
 
@@ -56,7 +61,7 @@ public enum AWSCredentialsSource: Sendable, Equatable, CustomStringConvertible {
     var canChange: Bool {
         switch self {
         case .configuration, .environment: false
-        case .sharedFile, .container, .instanceMetadata: true
+        case .sharedFile, .container, .instanceMetadata, .webIdentity: true
         }
     }
 }
@@ -261,14 +266,16 @@ extension AWSCredentialsProvider {
     /// (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`; `profile`, `AWS_PROFILE` or `default`); the
     /// container endpoint (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`, with
     /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `_TOKEN`); then the EC2 instance metadata service, unless
-    /// `AWS_EC2_METADATA_DISABLED=true` (`AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it). Then fetches them once, so
-    /// that a source that gives none is reported here.
+    /// `AWS_EC2_METADATA_DISABLED=true` (`AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it). A web identity
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`) comes right after the environment, as in the AWS SDKs;
+    /// its STS endpoint is `region`'s unless `AWS_ENDPOINT_URL_STS` or `AWS_ENDPOINT_URL` says otherwise. Then fetches
+    /// them once, so that a source that gives none is reported here.
     public static func resolve(
-        given: AWSCredentials?, profile: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        given: AWSCredentials?, profile: String?, region: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "crm-ingest.aws-credentials")
     ) throws(AWSCredentialsError) -> AWSCredentialsProvider {
         var tried: [String] = []
-        let source = try findSource(given: given, profile: profile, environment: environment, tried: &tried)
+        let source = try findSource(given: given, profile: profile, region: region, environment: environment, tried: &tried)
         let provider = AWSCredentialsProvider(source: source, logger: logger)
         do {
             _ = try provider.credentials()
@@ -281,27 +288,37 @@ extension AWSCredentialsProvider {
     }
 
     /// The first place that has credentials (or says it will), without fetching them.
-    public static func findSource(given: AWSCredentials?, profile: String?, environment: [String: String]) throws(AWSCredentialsError) -> AWSCredentialsSource {
+    public static func findSource(
+        given: AWSCredentials?, profile: String?, region: String? = nil, environment: [String: String]
+    ) throws(AWSCredentialsError) -> AWSCredentialsSource {
         var tried: [String] = []
-        return try findSource(given: given, profile: profile, environment: environment, tried: &tried)
+        return try findSource(given: given, profile: profile, region: region, environment: environment, tried: &tried)
     }
 
     /// `findSource`, noting in `tried` the places that had nothing.
     static func findSource(
-        given: AWSCredentials?, profile: String?, environment: [String: String], tried: inout [String]
+        given: AWSCredentials?, profile: String?, region: String?, environment: [String: String], tried: inout [String]
     ) throws(AWSCredentialsError) -> AWSCredentialsSource {
         if let given { return .configuration(given) }
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         if let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") {
             return .environment(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: value("AWS_SESSION_TOKEN")))
         }
-        // Next in the AWS tools' order; not supported here, and falling through would use another identity (the
-        // node's instance role) without a word.
-        if value("AWS_WEB_IDENTITY_TOKEN_FILE") != nil || value("AWS_ROLE_ARN") != nil {
-            throw AWSCredentialsError(
-                "AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN (web identity, EKS IRSA) are set, but crm-ingest does not support web identity: "
-                    + "use EKS Pod Identity (the container credentials endpoint), or give credentials another way"
-            )
+        // Next in the AWS SDKs' order. Both or neither: one alone is a half-done set-up, and falling through would use
+        // another identity (the node's instance role) without a word.
+        let tokenFile = value("AWS_WEB_IDENTITY_TOKEN_FILE"), roleArn = value("AWS_ROLE_ARN")
+        if tokenFile != nil || roleArn != nil {
+            guard let tokenFile, let roleArn else {
+                throw AWSCredentialsError(
+                    (tokenFile == nil ? "AWS_ROLE_ARN is set without AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN")
+                        + ": a web identity (EKS IRSA) needs both"
+                )
+            }
+            let sessionName = value("AWS_ROLE_SESSION_NAME") ?? "crm-ingest-\(Int64(Date().timeIntervalSince1970 * 1000))"
+            guard isRoleSessionName(sessionName) else {
+                throw AWSCredentialsError("AWS_ROLE_SESSION_NAME must be 2 to 64 letters, digits or +=,.@_- (STS's rule): \(sessionName)")
+            }
+            return .webIdentity(roleArn: roleArn, tokenFile: tokenFile, sessionName: sessionName, endpoint: try stsEndpoint(region: region, environment: environment))
         }
         tried = ["the configuration", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"]
         let home = value("HOME") ?? NSHomeDirectory()
@@ -340,6 +357,34 @@ extension AWSCredentialsProvider {
         }
         tried.append("the EC2 instance metadata (AWS_EC2_METADATA_DISABLED)")
         throw AWSCredentialsError("no AWS credentials: tried \(tried.joined(separator: ", "))")
+    }
+
+    /// STS's rule for a role session name: 2 to 64 of `[A-Za-z0-9+=,.@_-]`.
+    static func isRoleSessionName(_ name: String) -> Bool {
+        (2...64).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+            default: "+=,.@_-".utf8.contains(byte)
+            }
+        }
+    }
+
+    /// Where `AssumeRoleWithWebIdentity` goes: `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else the regional
+    /// endpoint of `region` (`AWS_REGION`, `AWS_DEFAULT_REGION` when nil), else the global `sts.amazonaws.com`. The
+    /// token is a bearer secret: plain http only to a loopback address.
+    static func stsEndpoint(region: String?, environment: [String: String]) throws(AWSCredentialsError) -> String {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let given = value("AWS_ENDPOINT_URL_STS") ?? value("AWS_ENDPOINT_URL") {
+            guard let url = URL(string: given), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
+                throw AWSCredentialsError("the STS endpoint is not a URL: \(given) (AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL)")
+            }
+            guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
+                throw AWSCredentialsError("the STS endpoint must be https, or http on a loopback address: \(given) (AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL)")
+            }
+            return given.hasSuffix("/") ? String(given.dropLast()) : given
+        }
+        guard let region = region ?? value("AWS_REGION") ?? value("AWS_DEFAULT_REGION") else { return "https://sts.amazonaws.com" }
+        return "https://sts.\(region).amazonaws.com" + (region.hasPrefix("cn-") ? ".cn" : "")
     }
 
     /// A loopback address (127.0.0.0/8, ::1, `localhost`) or a container agent's (169.254.170.2, 169.254.170.23,
@@ -415,10 +460,31 @@ extension AWSCredentialsProvider {
             }
             let response = try send(HTTPRequest(method: "GET", url: base + role, headers: headers), what: source)
             return try credentialsDocument(response.body, from: source)
+        case let .webIdentity(roleArn, tokenFile, sessionName, endpoint):
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                throw AWSCredentialsError("\(source): cannot read the token file AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw AWSCredentialsError("\(source): the token file \(tokenFile) is empty") }
+            // Not signed: the token is what proves the caller's identity.
+            let form = AWSQueryForm.encode([
+                ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", roleArn), ("RoleSessionName", sessionName),
+                ("WebIdentityToken", token),
+            ])
+            let request = HTTPRequest(
+                method: "POST", url: endpoint + "/",
+                headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"), ("Accept", "text/xml")], body: Array(form.utf8)
+            )
+            let response = try send(request, what: source, describeRefusal: STSAnswer.error)
+            return try STSAnswer.credentials(response.body, from: source)
         }
     }
 
-    private static func send(_ request: HTTPRequest, what source: AWSCredentialsSource) throws(AWSCredentialsError) -> HTTPResponse {
+    /// Sends `request`; an answer other than 200 is an error, described by `describeRefusal` when it can read the
+    /// body, else by its status and first 200 bytes.
+    private static func send(
+        _ request: HTTPRequest, what source: AWSCredentialsSource, describeRefusal: ([UInt8]) -> String? = { _ in nil }
+    ) throws(AWSCredentialsError) -> HTTPResponse {
         let response: HTTPResponse
         do {
             // The link-local and loopback endpoints are reached directly: a proxy from http_proxy could not reach
@@ -430,6 +496,9 @@ extension AWSCredentialsProvider {
             throw AWSCredentialsError("\(source): \(error.message)")
         }
         guard response.status == 200 else {
+            if let refusal = describeRefusal(response.body) {
+                throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status): \(refusal)")
+            }
             let text = String(decoding: response.body.prefix(200), as: UTF8.self)
             throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status)\(text.isEmpty ? "" : ": \(text)")")
         }

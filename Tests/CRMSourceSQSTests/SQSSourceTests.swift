@@ -105,6 +105,27 @@ struct SQSSourceTests {
         return try #require(box.totals)
     }
 
+    /// A source named `sqs-test` on `Self.mapping`, running in a service group of its own: stop it with
+    /// `group.triggerGracefulShutdown()`, then await `task`.
+    static func started(
+        _ settings: SQSSourceConfig, store: any CRMStore, logs: CapturedLogs, environment: [String: String] = ProcessInfo.processInfo.environment,
+        statusBoard: SourceStatusBoard? = nil
+    ) -> (group: ServiceGroup, task: Task<Void, any Error>) {
+        let source = SQSSource(
+            name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger,
+            environment: environment, statusBoard: statusBoard
+        )
+        let group = ServiceGroup(services: [source], logger: logs.logger)
+        return (group, Task { try await group.run() })
+    }
+
+    /// Whether `queue` holds no message, visible or in flight.
+    static func queueIsEmpty(_ server: MotoTestServer, _ queue: String) throws -> Bool {
+        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
+        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        return left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0"
+    }
+
     static func store() throws -> (SQLiteCRMStore, URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("crm-sqs-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -147,9 +168,7 @@ struct SQSSourceTests {
         // Exactly 5,000 applied; SQS may deliver a message twice: the ledger turns those into duplicates.
         #expect(totals.applied == total && totals.refused == 0)
         #expect(totals.received == total + totals.duplicates)
-        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
-        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+        #expect(try Self.queueIsEmpty(server, queue))
         let perMessage = Double(totals.requests) / Double(totals.received)
         print("SQS requests per message: \(totals.requests) / \(totals.received) = \(perMessage) (duplicates: \(totals.duplicates), \(ContinuousClock.now - started))")
         // One receive and one batch delete per 10 messages is the floor (0.2); a few empty polls come on top.
@@ -174,9 +193,7 @@ struct SQSSourceTests {
         #expect(totals.applied == 40 && totals.refused == 0)
         let largest = store.calls.max() ?? 0
         #expect(largest <= 3 && largest > 0, "a transaction of \(largest) events")
-        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
-        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+        #expect(try Self.queueIsEmpty(server, queue))
     }
 
     /// SNS retries a notification it could not confirm: the same envelope (one SNS MessageId) arrives as two SQS
@@ -602,9 +619,7 @@ struct SQSSourceTests {
         #expect(totals.applied == 30)
         // About one receive per message (plus a few empty polls); a delete request per receive would add 30 more.
         #expect(totals.requests < 52, "\(totals.requests) SQS requests for 30 messages")
-        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
-        let left = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-        #expect(left["ApproximateNumberOfMessages"] == "0" && left["ApproximateNumberOfMessagesNotVisible"] == "0")
+        #expect(try Self.queueIsEmpty(server, queue))
     }
 
     @Test func stoppingDoesNotWaitForALongPoll() async throws {
@@ -637,14 +652,9 @@ struct SQSSourceTests {
         settings.credentials?.secretAccessKey = "wrong"
         let logs = CapturedLogs()
         let board = SourceStatusBoard()
-        let source = SQSSource(
-            name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger,
-            statusBoard: board
-        )
         // The source stays up and says why it cannot poll (the daemon's other sources go on); it asks again only
         // after 30 s, and stops at once when asked.
-        let group = ServiceGroup(services: [source], logger: logs.logger)
-        let task = Task { try await group.run() }
+        let (group, task) = Self.started(settings, store: store, logs: logs, statusBoard: board)
         let deadline = ContinuousClock.now + .seconds(20)
         while !logs.contains("SQS refused our credentials"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(logs.contains("SQS refused our credentials: SignatureDoesNotMatch"))
@@ -696,12 +706,7 @@ extension SQSSourceTests {
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint.url + "/v1/credentials", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "agent-token",
         ]
         let logs = CapturedLogs()
-        let source = SQSSource(
-            name: "sqs-test", config: settings, processor: { EventProcessor(mapping: Self.mapping) }, store: store, logger: logs.logger,
-            environment: environment
-        )
-        let group = ServiceGroup(services: [source], logger: logs.logger)
-        let task = Task { try await group.run() }
+        let (group, task) = Self.started(settings, store: store, logs: logs, environment: environment)
         func waitFor(_ count: Int) async throws {
             let deadline = ContinuousClock.now + .seconds(60)
             while try await store.count("ledger") < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -726,9 +731,47 @@ extension SQSSourceTests {
         #expect(endpoint.requests.count == 2)
         #expect(logs.contains("AWS credentials renewed after SQS refused the previous ones"))
         #expect(logs.lines.allSatisfy { !$0.contains(first.secretAccessKey) && !$0.contains(second.secretAccessKey) })
-        let client = SQSClient(queueURL: queue, region: server.region, credentials: server.credentials, endpoint: server.url)
-        let attributes = try client.queueAttributes(["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
-        #expect(attributes["ApproximateNumberOfMessages"] == "0" && attributes["ApproximateNumberOfMessagesNotVisible"] == "0")
+        #expect(try Self.queueIsEmpty(server, queue))
+    }
+
+    @Test func aWebIdentityRunsTheSourceOnItsRolesCredentials() async throws {
+        let server = try MotoTestServer.shared()
+        let queue = try Self.createQueue(server, "irsa-\(UUID().uuidString.prefix(6))")
+        let role = try server.createRole("crm-irsa-\(UUID().uuidString.prefix(8))")
+        // STS as AWS runs it: the daemon's request is unsigned, so this stand-in checks it and passes it on to moto's
+        // STS signed (moto checks a signature even there); the answer is moto's own.
+        let sts = try LocalHTTPStub { request in
+            let form = String(decoding: request.body, as: UTF8.self)
+            guard request.headers["authorization"] == nil, form.contains("Action=AssumeRoleWithWebIdentity"),
+                form.contains("WebIdentityToken=eyJ.service-account.token"), form.contains("RoleSessionName=crm-pod-7")
+            else { return .init(status: 400, body: "unexpected request: \(form)") }
+            guard let answer = try? server.assumeRoleWithWebIdentity(form: request.body) else { return .init(status: 502) }
+            return .init(status: answer.status, headers: [("Content-Type", "text/xml")], body: answer.body)
+        }
+        defer { sts.stop() }
+        let (store, folder) = try Self.store()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "eyJ.service-account.token\n".write(to: folder.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        var settings = config(server, queue, folder: folder)
+        settings.credentials = nil
+        settings.pollers = 1
+        let environment = [
+            "HOME": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true", "AWS_ROLE_ARN": role, "AWS_ROLE_SESSION_NAME": "crm-pod-7",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": folder.appendingPathComponent("token").path, "AWS_ENDPOINT_URL_STS": sts.url,
+        ]
+        let logs = CapturedLogs()
+        let (group, task) = Self.started(settings, store: store, logs: logs, environment: environment)
+        try Self.send(server, queue, (0..<20).map { .init(id: "w\($0)", body: Self.event(contact: $0, step: 0)) })
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await store.count("ledger") < 20, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        await group.triggerGracefulShutdown()
+        try await task.value
+        #expect(try await store.count("ledger") == 20)
+        #expect(try await store.count("contacts") == 20)
+        // One exchange: the role's credentials last an hour.
+        #expect(sts.requests.count == 1)
+        #expect(logs.lines.allSatisfy { !$0.contains("eyJ.service-account.token") })
+        #expect(try Self.queueIsEmpty(server, queue))
     }
 }
 

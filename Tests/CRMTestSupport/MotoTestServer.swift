@@ -106,10 +106,28 @@ extension MotoTestServer {
     /// its keys: AWS allows two access keys per user.
     public func createUser(_ name: String) throws {
         _ = try iam("Action=CreateUser&UserName=\(name)&Version=2010-05-08")
-        let policy = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:*","sns:*"],"Resource":"*"}]}"#
-        // RFC 3986's unreserved characters stay, as botocore writes them (moto checks the signature on its own encoding).
-        let encoded = policy.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")) ?? ""
-        _ = try iam("Action=PutUserPolicy&UserName=\(name)&PolicyName=sqs-sns&PolicyDocument=\(encoded)&Version=2010-05-08")
+        _ = try iam("Action=PutUserPolicy&UserName=\(name)&PolicyName=sqs-sns&PolicyDocument=\(Self.sqsAndSNSPolicy)&Version=2010-05-08")
+    }
+
+    /// A new IAM role allowed to use SQS and SNS (IAM `CreateRole`, `PutRolePolicy`); its ARN.
+    public func createRole(_ name: String) throws -> String {
+        let trust = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"oidc"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#
+        let answer = try iam("Action=CreateRole&RoleName=\(name)&AssumeRolePolicyDocument=\(AWSQueryForm.encode(trust))&Version=2010-05-08")
+        guard let arn = Self.element("Arn", in: answer) else { throw ServerError(description: "CreateRole answered without an ARN: \(answer.prefix(300))") }
+        _ = try iam("Action=PutRolePolicy&RoleName=\(name)&PolicyName=sqs-sns&PolicyDocument=\(Self.sqsAndSNSPolicy)&Version=2010-05-08")
+        return arn
+    }
+
+    /// STS `AssumeRoleWithWebIdentity` as AWS answers it, the XML text. moto checks a signature even on this call,
+    /// which AWS takes unsigned (the token proves who calls): a test's stand-in STS passes the daemon's unsigned
+    /// request on through here, signed with the server's key.
+    public func assumeRoleWithWebIdentity(form: [UInt8]) throws -> (status: Int, body: String) {
+        try call("sts", form: form)
+    }
+
+    /// `{"Statement": allow sqs:* and sns:*}`, encoded for a query-API form.
+    private static var sqsAndSNSPolicy: String {
+        AWSQueryForm.encode(#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:*","sns:*"],"Resource":"*"}]}"#)
     }
 
     /// A new access key of `user` (IAM `CreateAccessKey`), as a rotation would make one.
@@ -128,9 +146,15 @@ extension MotoTestServer {
 
     /// One IAM query-API call signed with the server's key; the answer's XML text.
     private func iam(_ form: String) throws -> String {
+        let (status, text) = try call("iam", form: Array(form.utf8))
+        guard status == 200 else { throw ServerError(description: "IAM answered HTTP \(status): \(text.prefix(300))") }
+        return text
+    }
+
+    /// One query-API call of `service` signed with the server's key: the status and the answer's text.
+    private func call(_ service: String, form body: [UInt8]) throws -> (status: Int, body: String) {
         let endpoint = URL(string: url + "/")!
-        let body = Array(form.utf8)
-        let signer = AWSSigner(credentials: credentials, name: "iam", region: region)
+        let signer = AWSSigner(credentials: credentials, name: service, region: region)
         let headers = try signer.signHeaders(
             method: "POST", url: endpoint, headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
             body: .data(Data(body)), date: Date()
@@ -138,9 +162,7 @@ extension MotoTestServer {
         let response = try CurlHTTPClient().send(
             HTTPRequest(method: "POST", url: endpoint.absoluteString, headers: headers.map { ($0.name, $0.value) }, body: body), timeout: .seconds(10)
         )
-        let text = String(decoding: response.body, as: UTF8.self)
-        guard response.status == 200 else { throw ServerError(description: "IAM answered HTTP \(response.status): \(text.prefix(300))") }
-        return text
+        return (response.status, String(decoding: response.body, as: UTF8.self))
     }
 
     private static func element(_ name: String, in text: String) -> String? {

@@ -103,14 +103,106 @@ struct CredentialsSourceTests {
         }
     }
 
-    @Test func webIdentityIsRefusedRatherThanFallingThroughToAnotherIdentity() {
-        let refusal = #expect(throws: AWSCredentialsError.self) {
-            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: [
-                "HOME": "/nonexistent", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
-                "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/crm", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9",
-            ])
+    static let webIdentity = [
+        "HOME": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token", "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/crm",
+    ]
+
+    @Test func aWebIdentityComesAfterTheEnvironmentAndGoesToTheSourcesRegion() throws {
+        let found = try AWSCredentialsProvider.findSource(given: nil, profile: nil, region: "eu-west-1", environment: Self.webIdentity.merging([
+            "AWS_ROLE_SESSION_NAME": "crm-pod-1", "AWS_REGION": "us-east-2",
+        ]) { $1 })
+        #expect(found == .webIdentity(
+            roleArn: "arn:aws:iam::123456789012:role/crm", tokenFile: "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+            sessionName: "crm-pod-1", endpoint: "https://sts.eu-west-1.amazonaws.com"
+        ))
+        // Keys in the environment win, as in the AWS SDKs.
+        let keys = ["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e"]
+        #expect(try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.webIdentity.merging(keys) { $1 })
+            == .environment(AWSCredentials(accessKeyId: "ENV", secretAccessKey: "e")))
+        // Without a region of the source's: AWS_REGION, then the global endpoint; AWS_ENDPOINT_URL_STS moves it.
+        func endpoint(_ region: String?, _ extra: [String: String]) throws -> String? {
+            guard case let .webIdentity(_, _, name, endpoint) = try AWSCredentialsProvider.findSource(
+                given: nil, profile: nil, region: region, environment: Self.webIdentity.merging(extra) { $1 }
+            ) else { return nil }
+            #expect(name.hasPrefix("crm-ingest-"))
+            return endpoint
         }
-        #expect(refusal?.description.contains("EKS Pod Identity") == true)
+        #expect(try endpoint(nil, ["AWS_REGION": "us-east-2"]) == "https://sts.us-east-2.amazonaws.com")
+        #expect(try endpoint(nil, [:]) == "https://sts.amazonaws.com")
+        #expect(try endpoint("cn-north-1", [:]) == "https://sts.cn-north-1.amazonaws.com.cn")
+        #expect(try endpoint("eu-west-1", ["AWS_ENDPOINT_URL_STS": "http://127.0.0.1:4566/"]) == "http://127.0.0.1:4566")
+        #expect(try endpoint("eu-west-1", ["AWS_ENDPOINT_URL": "https://sts.example.internal"]) == "https://sts.example.internal")
+    }
+
+    @Test(arguments: [
+        (["AWS_ROLE_ARN": ""], "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"),
+        (["AWS_WEB_IDENTITY_TOKEN_FILE": ""], "AWS_ROLE_ARN is set without AWS_WEB_IDENTITY_TOKEN_FILE"),
+        (["AWS_ROLE_SESSION_NAME": "crm pod"], "AWS_ROLE_SESSION_NAME must be 2 to 64"),
+        // The token is a bearer secret: no plain http to another machine.
+        (["AWS_ENDPOINT_URL_STS": "http://sts.example.org"], "the STS endpoint must be https"),
+    ])
+    func aHalfDoneWebIdentityIsAnErrorNotAnotherIdentity(change: [String: String], error: String) {
+        let refusal = #expect(throws: AWSCredentialsError.self) {
+            try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.webIdentity.merging(change) { $1 })
+        }
+        #expect(refusal?.description.contains(error) == true, "\(refusal?.description ?? "")")
+    }
+
+    @Test func aWebIdentityTokenIsExchangedAtSTSAndReadAgainAtEveryFetch() throws {
+        let stub = try LocalHTTPStub { request in
+            let form = Dictionary(String(decoding: request.body, as: UTF8.self).split(separator: "&").map {
+                let pair = $0.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? "" }
+                return (pair[0], pair.count > 1 ? pair[1] : "")
+            }) { $1 }
+            guard request.method == "POST", request.path == "/", request.headers["authorization"] == nil,
+                request.headers["content-type"]?.hasPrefix("application/x-www-form-urlencoded") == true,
+                form["Action"] == "AssumeRoleWithWebIdentity", form["Version"] == "2011-06-15",
+                form["RoleArn"] == "arn:aws:iam::123456789012:role/crm", form["RoleSessionName"] == "crm-pod-1"
+            else { return .init(status: 400, body: "unexpected request") }
+            guard let token = form["WebIdentityToken"], token.hasPrefix("eyJ") else {
+                return .init(status: 400, body: """
+                    <ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>\
+                    <Message>Token is not a JWT &amp; cannot be read</Message></Error><RequestId>r1</RequestId></ErrorResponse>
+                    """)
+            }
+            return .init(body: """
+                <AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+                  <AssumeRoleWithWebIdentityResult>
+                    <SubjectFromWebIdentityToken>system:serviceaccount:crm:ingest</SubjectFromWebIdentityToken>
+                    <Credentials>
+                      <SessionToken>session/\(token.suffix(3))+&amp;=</SessionToken>
+                      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG</SecretAccessKey>
+                      <Expiration>2030-01-02T03:04:05.842194Z</Expiration>
+                      <AccessKeyId>ASIAWEBIDENTITY</AccessKeyId>
+                    </Credentials>
+                  </AssumeRoleWithWebIdentityResult>
+                </AssumeRoleWithWebIdentityResponse>
+                """)
+        }
+        defer { stub.stop() }
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let tokenFile = folder + "/token"
+        try "eyJ.first.one\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let provider = try AWSCredentialsProvider.resolve(given: nil, profile: nil, environment: Self.webIdentity.merging([
+            "AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile, "AWS_ROLE_SESSION_NAME": "crm-pod-1", "AWS_ENDPOINT_URL_STS": stub.url,
+        ]) { $1 })
+        #expect(try provider.credentials() == AWSCredentials(accessKeyId: "ASIAWEBIDENTITY", secretAccessKey: "wJalrXUtnFEMI/K7MDENG", sessionToken: "session/one+&="))
+        #expect(try AWSCredentialsProvider.fetch(from: provider.source).expiration == Date(timeIntervalSince1970: 1_893_553_445))
+        // The kubelet rewrites the token: the next fetch sends the new one.
+        try "eyJ.second.two".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        #expect(try AWSCredentialsProvider.fetch(from: provider.source).credentials.sessionToken == "session/two+&=")
+        #expect(stub.requests.count == 3)
+        // STS's refusal is told by its code and message.
+        try "not-a-jwt".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let refusal = #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.fetch(from: provider.source) }
+        #expect(refusal?.description.contains("HTTP 400: InvalidIdentityToken: Token is not a JWT & cannot be read") == true, "\(refusal?.description ?? "")")
+        #expect(refusal?.description.contains("not-a-jwt") == false)
+        try "".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let empty = #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.fetch(from: provider.source) }
+        #expect(empty?.description.contains("the token file \(tokenFile) is empty") == true)
+        #expect(stub.requests.count == 4)
     }
 
     @Test func anUnreachableInstanceMetadataServiceSaysWhatElseWasTried() throws {

@@ -1,0 +1,81 @@
+import AWSSigV4
+import Foundation
+
+/// Reads what STS answers `AssumeRoleWithWebIdentity` (XML, the query protocol): the credentials of a success, or the
+/// `Code` and `Message` of a refusal. Only these few elements are read, by name; nothing else of the document is.
+enum STSAnswer {
+    /// `<Credentials>`'s `AccessKeyId`, `SecretAccessKey`, `SessionToken` and `Expiration`.
+    static func credentials(_ body: [UInt8], from source: AWSCredentialsSource) throws(AWSCredentialsError) -> ExpiringCredentials {
+        let text = String(decoding: body, as: UTF8.self)
+        guard let section = element("Credentials", in: text[...]) else {
+            throw AWSCredentialsError("\(source): the answer has no Credentials: \(text.prefix(200))")
+        }
+        guard let key = element("AccessKeyId", in: section), let secret = element("SecretAccessKey", in: section),
+            let token = element("SessionToken", in: section), !key.isEmpty, !secret.isEmpty, !token.isEmpty
+        else {
+            throw AWSCredentialsError("\(source): the answer's Credentials lack AccessKeyId, SecretAccessKey or SessionToken")
+        }
+        guard let expirationText = element("Expiration", in: section) else {
+            throw AWSCredentialsError("\(source): the answer's Credentials have no Expiration")
+        }
+        guard let expiration = date(expirationText) else {
+            throw AWSCredentialsError("\(source): Expiration is not an ISO 8601 time: \(expirationText)")
+        }
+        return ExpiringCredentials(
+            AWSCredentials(accessKeyId: unescaped(key), secretAccessKey: unescaped(secret), sessionToken: unescaped(token)), expiration: expiration
+        )
+    }
+
+    /// `Code: Message` of an `<ErrorResponse>`, or nil when the body is not one.
+    static func error(_ body: [UInt8]) -> String? {
+        let text = String(decoding: body, as: UTF8.self)
+        guard let error = element("Error", in: text[...]), let code = element("Code", in: error) else { return nil }
+        guard let message = element("Message", in: error) else { return unescaped(code) }
+        return "\(unescaped(code)): \(unescaped(message))"
+    }
+
+    /// The content of the first `<name>…</name>` in `text` (no attributes on the tag, as STS writes them).
+    static func element(_ name: String, in text: Substring) -> Substring? {
+        guard let open = text.range(of: "<\(name)>"), let close = text.range(of: "</\(name)>", range: open.upperBound..<text.endIndex) else {
+            return nil
+        }
+        return text[open.upperBound..<close.lowerBound]
+    }
+
+    /// XML's five named entities and numeric references.
+    static func unescaped(_ text: Substring) -> String {
+        guard text.contains("&") else { return String(text) }
+        var out = ""
+        var rest = text
+        while let amp = rest.firstIndex(of: "&") {
+            out += rest[..<amp]
+            guard let semicolon = rest[amp...].firstIndex(of: ";") else { break }
+            let entity = rest[rest.index(after: amp)..<semicolon]
+            let named = ["amp": "&", "lt": "<", "gt": ">", "quot": "\"", "apos": "'"][String(entity)]
+            if let named {
+                out += named
+            } else if entity.hasPrefix("#"), let scalar = numericReference(entity.dropFirst()) {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out += rest[amp...semicolon]
+            }
+            rest = rest[rest.index(after: semicolon)...]
+        }
+        return out + rest
+    }
+
+    private static func numericReference(_ digits: Substring) -> Unicode.Scalar? {
+        let value = digits.hasPrefix("x") || digits.hasPrefix("X") ? UInt32(digits.dropFirst(), radix: 16) : UInt32(digits, radix: 10)
+        return value.flatMap(Unicode.Scalar.init)
+    }
+
+    /// `2025-12-07T23:00:00Z`; fractional seconds (STS writes none, moto writes microseconds) are dropped: renewal
+    /// runs minutes ahead.
+    static func date(_ text: Substring) -> Date? {
+        var trimmed = String(text).trimmingCharacters(in: .whitespaces)
+        if let dot = trimmed.firstIndex(of: "."), let end = trimmed[dot...].firstIndex(where: { !$0.isNumber && $0 != "." }) {
+            trimmed.removeSubrange(dot..<end)
+        }
+        return try? Date(trimmed, strategy: .iso8601)
+    }
+}
