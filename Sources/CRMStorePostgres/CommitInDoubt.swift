@@ -1,16 +1,47 @@
 import CRMCore
 import Foundation
+import Logging
 import PostgresNIO
 import Synchronization
 
-/// A transaction as the server knows it: its id (`txid_current()`, with the epoch) and the server process of its
-/// session.
+/// A transaction as the server knows it: its id (`txid_current()`, with the epoch).
 struct TransactionIdentity: Sendable, Hashable {
     var id: Int64
-    var backendProcess: Int32
+}
 
-    /// The id as `xmin` and `pg_stat_activity.backend_xid` show it: 32 bits, as text.
-    var shortId: String { String(id % (Int64(1) << 32)) }
+/// A server session: its process and when it started (`pg_stat_activity.backend_start`, in microseconds), which
+/// together name it even after the process number is reused. Learnt once per connection, before its first
+/// transaction, so that a transaction lost at any point, even while it takes its locks, can be found on the server.
+struct SessionIdentity: Sendable, Hashable {
+    var process: Int32
+    var startedMicroseconds: Int64
+
+    /// The SQL condition on `pg_stat_activity` that picks this session.
+    var condition: String { "pid = \(process) AND (extract(epoch FROM backend_start) * 1000000)::bigint = \(startedMicroseconds)" }
+}
+
+/// The sessions of the pool's connections, by connection, each asked once. Old entries go as connections are
+/// replaced (connection ids only grow).
+final class SessionDirectory: Sendable {
+    private let known = Mutex<[PostgresConnection.ID: SessionIdentity]>([:])
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(capacity, 1) * 4 }
+
+    func identity(of connection: PostgresConnection, logger: Logger) async throws -> SessionIdentity {
+        if let identity = known.withLock({ $0[connection.id] }) { return identity }
+        let rows = try await connection.query("""
+            SELECT pid, (extract(epoch FROM backend_start) * 1000000)::bigint FROM pg_stat_activity WHERE pid = pg_backend_pid()
+            """, logger: logger).get().rows
+        guard let row = rows.first else { throw StoreError(.unavailable, "PostgreSQL: pg_stat_activity does not show this session") }
+        let (process, started) = try row.decode((Int32, Int64).self)
+        let identity = SessionIdentity(process: process, startedMicroseconds: started)
+        known.withLock { known in
+            known[connection.id] = identity
+            if known.count > capacity, let oldest = known.keys.min() { known[oldest] = nil }
+        }
+        return identity
+    }
 }
 
 /// The token of a transaction's commit witness (`commit_witnesses`): 8 bytes of its time (microseconds since 1970,
@@ -41,6 +72,9 @@ enum CommitWitness {
 /// keeps the transaction open with its contacts' locks, which the batch run again would wait for.
 final class LostTransaction: Sendable {
     struct State: Sendable {
+        /// The session the transaction runs in, known before `BEGIN`.
+        var session: SessionIdentity?
+        /// The transaction's id, once it has one (with its locks).
         var transaction: TransactionIdentity?
         /// The token of the transaction's commit witness.
         var witness: Data?
@@ -49,6 +83,11 @@ final class LostTransaction: Sendable {
     }
 
     private let state = Mutex(State())
+
+    /// Called before `BEGIN`.
+    func opening(in session: SessionIdentity) {
+        state.withLock { $0.session = session }
+    }
 
     /// Called once the transaction has its id and has written its witness.
     func began(_ transaction: TransactionIdentity, witness: Data) {
@@ -67,10 +106,10 @@ final class LostTransaction: Sendable {
     /// server ended the session (class 57, which a server shutting down may also send after committing) or reported
     /// the connection broken (class 08). nil for any other error (the server answered, or the writer failed: the
     /// transaction was rolled back on a working connection), when the caller was cancelled (the source hands the
-    /// batch back, and redelivered messages are checked against the ledger), or before the transaction had an id.
+    /// batch back, and redelivered messages are checked against the ledger), or before its session was known.
     func lost(by error: any Error) -> State? {
         let state = state.withLock { $0 }
-        guard state.transaction != nil else { return nil }
+        guard state.session != nil else { return nil }
         switch error {
         case let error as PSQLError:
             if let code = error.serverInfo?[.sqlState] { return code.hasPrefix("08") || code.hasPrefix("57") ? state : nil }

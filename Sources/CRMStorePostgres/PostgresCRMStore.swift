@@ -25,6 +25,8 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
     /// (a large delete) get longer, a ping shorter.
     public static let defaultCallTimeout = Duration.seconds(30)
     let callTimeout: Duration
+    /// The server session of each connection, for settling a transaction whose connection is lost.
+    let sessions: SessionDirectory
     static let maintenanceTimeout = Duration.seconds(600)
     /// Events per transaction at most (`maxEventsPerTransaction`). A transaction takes an advisory lock per contact,
     /// and the server's lock table holds `max_locks_per_transaction` (64) × its connections (about 100): 6,400 locks
@@ -55,6 +57,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         var configuration = configuration
         configuration.options.keepAliveBehavior = nil
         client = PostgresClient(configuration: configuration, backgroundLogger: background)
+        sessions = SessionDirectory(capacity: configuration.options.maximumConnections)
         self.probe = probe
         self.logger = logger
         self.callTimeout = callTimeout
@@ -246,8 +249,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         while true {
             let run = LostTransaction()
             do {
-                return try await withConnection { [logger, isolation] connection in
-                    try await Self.transaction(
+                return try await withConnection { [logger, isolation, sessions] connection in
+                    run.opening(in: try await sessions.identity(of: connection, logger: logger))
+                    return try await Self.transaction(
                         events, locks: locks, now: now, keyedHash: keyedHash, isolation: isolation, run: run, connection, logger: logger
                     )
                 }
@@ -255,10 +259,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 counters.transactionsRedoneWithSavepoints.add(1, ordering: .relaxed)
                 isolation = .savepointPerEvent
             } catch {
-                if let lost = run.lost(by: error), let transaction = lost.transaction, let witness = lost.witness {
+                if let lost = run.lost(by: error) {
                     if lost.outcomes != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
-                    if try await settleLostTransaction(transaction, witness: witness, commitSent: lost.outcomes != nil, reason: error),
-                       let outcomes = lost.outcomes {
+                    if try await settleLostTransaction(lost, reason: error), let outcomes = lost.outcomes {
                         return outcomes
                     }
                 }
@@ -304,23 +307,28 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     /// Settles a transaction whose connection was lost, on another connection: true if it committed.
     ///
-    /// First the transaction must be over. While its session is still there (the server has not noticed that the
-    /// client is gone, as after a network partition, and may hold the transaction open with its contacts' locks for
-    /// as long as TCP takes to tell), the session is ended (`pg_terminate_backend`, only a session that still has
-    /// this transaction and is not waiting for a synchronous standby to confirm its `COMMIT`), which rolls back an
-    /// open transaction or lets a `COMMIT` it received finish. Then its commit witness (`commit_witnesses`, a row
-    /// with a token of its own that it wrote first, outside any savepoint) says whether it committed: the row exists
-    /// if and only if it did. After a failover, a commit lost with the old primary is rightly not found.
+    /// First the transaction must be over. While its session is still there and in the transaction (the server has
+    /// not noticed that the client is gone, as after a network partition, and may hold the transaction open with its
+    /// contacts' locks for as long as TCP takes to tell), the session is ended (`pg_terminate_backend`, only while it
+    /// is idle in the transaction or waiting for a lock, not while it runs a statement or waits for a synchronous
+    /// standby to confirm its `COMMIT`), which rolls back an open transaction or lets a `COMMIT` it received finish.
+    /// The session is named by its process and start time, learnt before `BEGIN`, so a transaction lost at any point,
+    /// even in the round trip that takes its locks, is found; nothing else can run on a session whose client is gone,
+    /// so while it is in a transaction, that is this one. Then, if `COMMIT` was sent, its commit witness
+    /// (`commit_witnesses`, a row with a token of its own that it wrote first, outside any savepoint) says whether it
+    /// committed: the row exists if and only if it did. After a failover, a commit lost with the old primary is
+    /// rightly not found.
     ///
     /// While the server cannot be asked, this asks again with growing pauses, until `2 × callTimeout` have passed
     /// (the daemon's stop waits for it: lanes are not cancelled); a `COMMIT` still unknown then is treated as not
     /// made, and the batch runs again (its events with a message id are found in the ledger; those without may apply
     /// twice: the log says so). Before `COMMIT` the transaction cannot have committed, and a server refusing to end
     /// the session (a role not allowed to) makes this give up at once.
-    func settleLostTransaction(_ transaction: TransactionIdentity, witness: Data, commitSent: Bool, reason: any Error) async throws -> Bool {
-        let id = transaction.id
-        let shortId = transaction.shortId
-        let pid = transaction.backendProcess
+    func settleLostTransaction(_ lost: LostTransaction.State, reason: any Error) async throws -> Bool {
+        guard let session = lost.session else { return false }
+        let commitSent = lost.outcomes != nil
+        var about: Logger.Metadata = ["backend_pid": "\(session.process)"]
+        about["transaction"] = lost.transaction.map { "\($0.id)" } ?? "(none yet: lost before it took its locks)"
         let askingTimeout = min(Self.pingTimeout, callTimeout)
         let givingUp = ContinuousClock.now + callTimeout * 2
         // The first pause lets the pool drop the lost connection, which it could otherwise hand out for the question.
@@ -332,57 +340,58 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             // Each question within what is left of the whole, so the settling ends at `givingUp`.
             let askingTimeout = min(askingTimeout, max(.milliseconds(100), givingUp - .now))
             do {
-                let session = try await ask(within: askingTimeout) { [logger] connection in
-                    try await connection.first("""
-                        SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = \(pid) AND backend_xid::text = \(shortId)
-                        """, as: String.self, logger: logger)
+                // `state` is 'idle' once the session is out of any transaction; no row once it has ended.
+                let activity = try await ask(within: askingTimeout) { [logger] connection in
+                    try await connection.query(
+                        "SELECT state, coalesce(wait_event, '') FROM pg_stat_activity WHERE \(unescaped: session.condition)", logger: logger
+                    ).get().rows.first?.decode((String?, String).self)
                 }
-                if let waitEvent = session {
-                    if waitEvent != "SyncRep" {
+                if let activity, activity.0 != "idle" {
+                    if activity.1 != "SyncRep" {
                         if said.insert("open").inserted {
-                            logger.notice("a transaction's connection was lost and the transaction is still open on the server; ending its session", metadata: [
-                                "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)",
-                            ])
+                            logger.notice(
+                                "a transaction's connection was lost and the transaction is still open on the server; ending its session",
+                                metadata: about.merging(["error": "\(Self.storeError(reason).message)"]) { $1 }
+                            )
                         }
                         // Only while it waits for its client or for a lock: a session running a statement is left to
                         // finish it, and one whose COMMIT waits for a synchronous standby must not skip the standby.
                         _ = try await ask(within: askingTimeout) { [logger] connection in
-                            try await connection.run("""
+                            try await connection.query("""
                                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                                WHERE pid = \(pid) AND backend_xid::text = \(shortId)
-                                    AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')
-                                """, logger: logger)
+                                WHERE \(unescaped: session.condition) AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')
+                                """, logger: logger).get()
                         }
                     }
                 } else {
                     // Over: committed if its witness is there.
-                    guard commitSent else { return false }
+                    guard commitSent, let witness = lost.witness else { return false }
                     let committed = try await ask(within: askingTimeout) { [logger] connection in
                         try await connection.first("SELECT 1 FROM commit_witnesses WHERE token = \(witness)", as: Int32.self, logger: logger)
                     } != nil
                     if committed {
-                        logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: [
-                            "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
-                        ])
+                        logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: about.merging([
+                            "error": "\(Self.storeError(reason).message)",
+                        ]) { $1 })
                     } else {
-                        logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: [
-                            "transaction": "\(id)", "error": "\(Self.storeError(reason).message)",
-                        ])
+                        logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: about.merging([
+                            "error": "\(Self.storeError(reason).message)",
+                        ]) { $1 })
                     }
                     return committed
                 }
             } catch {
                 if error is CancellationError || Task.isCancelled { throw error }
                 if !commitSent, let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57") {
-                    logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: [
-                        "transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(error).message)",
-                    ])
+                    logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: about.merging([
+                        "error": "\(Self.storeError(error).message)",
+                    ]) { $1 })
                     return false
                 }
                 if said.insert("unreachable").inserted {
-                    logger.warning("a transaction's connection was lost, and the server cannot be asked yet what became of it; asking again", metadata: [
-                        "transaction": "\(id)", "error": "\(Self.storeError(error).message)",
-                    ])
+                    logger.warning("a transaction's connection was lost, and the server cannot be asked yet what became of it; asking again", metadata: about.merging([
+                        "error": "\(Self.storeError(error).message)",
+                    ]) { $1 })
                 }
             }
             if ContinuousClock.now >= givingUp {
@@ -390,11 +399,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                     logger.error("""
                         the connection was lost after COMMIT was sent, and whether it committed is still unknown; the batch runs again: \
                         its events without a message id may be applied twice
-                        """, metadata: ["transaction": "\(id)", "backend_pid": "\(pid)", "error": "\(Self.storeError(reason).message)"])
+                        """, metadata: about.merging(["error": "\(Self.storeError(reason).message)"]) { $1 })
                 } else {
-                    logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: [
-                        "transaction": "\(id)", "backend_pid": "\(pid)",
-                    ])
+                    logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: about)
                 }
                 return false
             }

@@ -92,7 +92,7 @@ struct PostgresOperationWriter {
     /// Gives the transaction its id now (`txid_current()`), writes its commit witness (`witness`, a token of the
     /// transaction's own: the row exists once the transaction committed), removes up to 8 witnesses older than
     /// `expiredBefore` that no other transaction holds, and takes the locks on `keys` in their order, in one round
-    /// trip; the id and the session's server process, to settle the transaction if its connection is lost.
+    /// trip; the id, for the logs of a transaction whose connection is lost.
     static func identifyAndLock(
         _ keys: [Int64], witness: Data, expiredBefore: Data, _ connection: PostgresConnection, logger: Logger
     ) async throws -> TransactionIdentity {
@@ -103,13 +103,13 @@ struct PostgresOperationWriter {
                         SELECT token FROM commit_witnesses WHERE token < \(expiredBefore) ORDER BY token LIMIT 8 FOR UPDATE SKIP LOCKED
                     ) RETURNING 1
                 )
-            SELECT txid_current(), pg_backend_pid(),
+            SELECT txid_current(),
                 (SELECT count(*) FROM (SELECT pg_advisory_xact_lock(key) FROM unnest(\(keys)::bigint[]) AS k (key)) AS locked),
                 (SELECT count(*) FROM witness), (SELECT count(*) FROM expired)
             """, logger: logger)
         guard let row = rows.first else { throw StoreError(.unavailable, "PostgreSQL: txid_current() returned no row") }
-        let (id, process, _, _, _) = try row.decode((Int64, Int32, Int64, Int64, Int64).self)
-        return TransactionIdentity(id: id, backendProcess: process)
+        let (id, _, _, _) = try row.decode((Int64, Int64, Int64, Int64).self)
+        return TransactionIdentity(id: id)
     }
 
     static func takeLocks(_ keys: [Int64], _ connection: PostgresConnection, logger: Logger) async throws {

@@ -18,6 +18,9 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
         /// The chunk is dropped and the client cut off, but the server's side stays open, as after a network
         /// partition: the server waits for more from a client that is gone, until `stop()`.
         case beforeForwardingLeavingTheServerWaiting
+        /// The client is cut off and the chunk reaches the server, whose side stays open (a partition just after the
+        /// request left): the server acts on it, then waits for more, until `stop()`.
+        case afterForwardingLeavingTheServerWaiting
     }
 
     /// The port clients connect to.
@@ -186,6 +189,8 @@ public final class ConnectionCuttingProxy: @unchecked Sendable {
                 pair.endServer()
             case .beforeForwardingLeavingTheServerWaiting:
                 break
+            case .afterForwardingLeavingTheServerWaiting:
+                _ = Self.writeAll(sink, buffer[0..<count])
             }
             break
         }
