@@ -267,9 +267,9 @@ extension AWSCredentialsProvider {
     /// container endpoint (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`, with
     /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` or `_TOKEN`); then the EC2 instance metadata service, unless
     /// `AWS_EC2_METADATA_DISABLED=true` (`AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it). A web identity
-    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`) comes right after the environment, as in the AWS SDKs;
-    /// its STS endpoint is `region`'s unless `AWS_ENDPOINT_URL_STS` or `AWS_ENDPOINT_URL` says otherwise. Then fetches
-    /// them once, so that a source that gives none is reported here.
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`) comes right after the environment, as in the AWS SDKs,
+    /// unless a profile is named; its STS endpoint is `region`'s unless `AWS_ENDPOINT_URL_STS` says otherwise. Then
+    /// fetches them once, so that a source that gives none is reported here.
     public static func resolve(
         given: AWSCredentials?, profile: String?, region: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "crm-ingest.aws-credentials")
@@ -304,15 +304,14 @@ extension AWSCredentialsProvider {
         if let key = value("AWS_ACCESS_KEY_ID"), let secret = value("AWS_SECRET_ACCESS_KEY") {
             return .environment(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: value("AWS_SESSION_TOKEN")))
         }
-        // Next in the AWS SDKs' order. Both or neither: one alone is a half-done set-up, and falling through would use
-        // another identity (the node's instance role) without a word.
-        let tokenFile = value("AWS_WEB_IDENTITY_TOKEN_FILE"), roleArn = value("AWS_ROLE_ARN")
-        if tokenFile != nil || roleArn != nil {
-            guard let tokenFile, let roleArn else {
-                throw AWSCredentialsError(
-                    (tokenFile == nil ? "AWS_ROLE_ARN is set without AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN")
-                        + ": a web identity (EKS IRSA) needs both"
-                )
+        // Next in the AWS SDKs' order, unless a profile is named (`profile:` or AWS_PROFILE: the operator chose
+        // that identity, as botocore and aws-sdk-go-v2 take it). AWS_ROLE_ARN alone is ignored, as the SDKs do; a
+        // token file without a role is a half-done set-up, and falling through would use another identity (the
+        // node's instance role) without a word.
+        let namedProfile = profile ?? value("AWS_PROFILE")
+        if namedProfile == nil, let tokenFile = value("AWS_WEB_IDENTITY_TOKEN_FILE") {
+            guard let roleArn = value("AWS_ROLE_ARN") else {
+                throw AWSCredentialsError("AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN: a web identity (EKS IRSA) needs both")
             }
             let sessionName = value("AWS_ROLE_SESSION_NAME") ?? "crm-ingest-\(Int64(Date().timeIntervalSince1970 * 1000))"
             guard isRoleSessionName(sessionName) else {
@@ -323,7 +322,6 @@ extension AWSCredentialsProvider {
         tried = ["the configuration", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"]
         let home = value("HOME") ?? NSHomeDirectory()
         let path = value("AWS_SHARED_CREDENTIALS_FILE") ?? "\(home)/.aws/credentials"
-        let namedProfile = profile ?? value("AWS_PROFILE")
         let name = namedProfile ?? "default"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             if sharedFileProfile(text, name: name) != nil { return .sharedFile(path: path, profile: name) }
@@ -369,22 +367,23 @@ extension AWSCredentialsProvider {
         }
     }
 
-    /// Where `AssumeRoleWithWebIdentity` goes: `AWS_ENDPOINT_URL_STS`, else `AWS_ENDPOINT_URL`, else the regional
-    /// endpoint of `region` (`AWS_REGION`, `AWS_DEFAULT_REGION` when nil), else the global `sts.amazonaws.com`. The
-    /// token is a bearer secret: plain http only to a loopback address.
+    /// Where `AssumeRoleWithWebIdentity` goes: `AWS_ENDPOINT_URL_STS`, else the regional endpoint of `region`
+    /// (`AWS_REGION`, `AWS_DEFAULT_REGION` when nil) in its partition, else the global `sts.amazonaws.com`. Not the
+    /// general `AWS_ENDPOINT_URL`, which the SQS requests do not follow either, and which shared images often set for
+    /// another service: the token would go there. The token is a bearer secret: plain http only to a loopback address.
     static func stsEndpoint(region: String?, environment: [String: String]) throws(AWSCredentialsError) -> String {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
-        if let given = value("AWS_ENDPOINT_URL_STS") ?? value("AWS_ENDPOINT_URL") {
+        if let given = value("AWS_ENDPOINT_URL_STS") {
             guard let url = URL(string: given), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
-                throw AWSCredentialsError("the STS endpoint is not a URL: \(given) (AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL)")
+                throw AWSCredentialsError("AWS_ENDPOINT_URL_STS is not a URL: \(given)")
             }
             guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
-                throw AWSCredentialsError("the STS endpoint must be https, or http on a loopback address: \(given) (AWS_ENDPOINT_URL_STS or AWS_ENDPOINT_URL)")
+                throw AWSCredentialsError("AWS_ENDPOINT_URL_STS must be https, or http on a loopback address: \(given)")
             }
             return given.hasSuffix("/") ? String(given.dropLast()) : given
         }
         guard let region = region ?? value("AWS_REGION") ?? value("AWS_DEFAULT_REGION") else { return "https://sts.amazonaws.com" }
-        return "https://sts.\(region).amazonaws.com" + (region.hasPrefix("cn-") ? ".cn" : "")
+        return AWSEndpoints.url(service: "sts", region: region)
     }
 
     /// A loopback address (127.0.0.0/8, ::1, `localhost`) or a container agent's (169.254.170.2, 169.254.170.23,
@@ -475,15 +474,18 @@ extension AWSCredentialsProvider {
                 method: "POST", url: endpoint + "/",
                 headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"), ("Accept", "text/xml")], body: Array(form.utf8)
             )
-            let response = try send(request, what: source, describeRefusal: STSAnswer.error)
+            // A public endpoint, maybe through a proxy: more time than the link-local ones get.
+            let response = try send(request, what: source, connectTimeout: .seconds(5), timeout: .seconds(15), describeRefusal: STSAnswer.refusal)
             return try STSAnswer.credentials(response.body, from: source)
         }
     }
 
-    /// Sends `request`; an answer other than 200 is an error, described by `describeRefusal` when it can read the
-    /// body, else by its status and first 200 bytes.
+    /// Sends `request`; an answer other than 200 is an error, described by `describeRefusal` when there is one
+    /// (it must not repeat what it does not know to be harmless: an endpoint may echo the request), else by its
+    /// status and first 200 bytes.
     private static func send(
-        _ request: HTTPRequest, what source: AWSCredentialsSource, describeRefusal: ([UInt8]) -> String? = { _ in nil }
+        _ request: HTTPRequest, what source: AWSCredentialsSource, connectTimeout: Duration = .seconds(1), timeout: Duration = .seconds(5),
+        describeRefusal: ((HTTPResponse) -> String)? = nil
     ) throws(AWSCredentialsError) -> HTTPResponse {
         let response: HTTPResponse
         do {
@@ -491,13 +493,13 @@ extension AWSCredentialsProvider {
             // them, and must not see their tokens and answers.
             let host = URL(string: request.url)?.host?.lowercased() ?? ""
             let direct = host.hasPrefix("169.254.") || isLocalCredentialsHost(host)
-            response = try CurlHTTPClient(connectTimeout: .seconds(1), bypassProxy: direct).send(request, timeout: .seconds(5))
+            response = try CurlHTTPClient(connectTimeout: connectTimeout, bypassProxy: direct).send(request, timeout: timeout)
         } catch {
             throw AWSCredentialsError("\(source): \(error.message)")
         }
         guard response.status == 200 else {
-            if let refusal = describeRefusal(response.body) {
-                throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status): \(refusal)")
+            if let describeRefusal {
+                throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status): \(describeRefusal(response))")
             }
             let text = String(decoding: response.body.prefix(200), as: UTF8.self)
             throw AWSCredentialsError("\(source): \(request.method) \(request.url) answered HTTP \(response.status)\(text.isEmpty ? "" : ": \(text)")")

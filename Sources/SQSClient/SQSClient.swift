@@ -126,7 +126,8 @@ public final class SQSClient {
     public private(set) var requestCount = 0
 
     /// - Parameters:
-    ///   - endpoint: where requests go; nil: `https://sqs.<region>.amazonaws.com`.
+    ///   - endpoint: where requests go; nil: `https://sqs.<region>.amazonaws.com` (the region's partition's suffix:
+    ///     `amazonaws.com.cn` in China, …).
     ///   - now: the clock requests are signed with (tests move it).
     public init(
         queueURL: String, region: String, credentials: AWSCredentialsProvider, endpoint: String? = nil, connectTimeout: Duration = .seconds(5),
@@ -134,7 +135,7 @@ public final class SQSClient {
     ) {
         self.queueURL = queueURL
         self.region = region
-        self.endpoint = endpoint ?? "https://sqs.\(region).amazonaws.com"
+        self.endpoint = endpoint ?? AWSEndpoints.url(service: "sqs", region: region)
         self.credentials = credentials
         self.now = now
         signer = AWSSigner(credentials: AWSCredentials(accessKeyId: "", secretAccessKey: ""), name: "sqs", region: region)

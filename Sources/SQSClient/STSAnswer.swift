@@ -1,14 +1,16 @@
 import AWSSigV4
+import CurlHTTP
 import Foundation
 
 /// Reads what STS answers `AssumeRoleWithWebIdentity` (XML, the query protocol): the credentials of a success, or the
-/// `Code` and `Message` of a refusal. Only these few elements are read, by name; nothing else of the document is.
+/// `Code` and `Message` of a refusal. Only these few elements are read, by name; nothing else of the document is,
+/// and no error repeats the answer itself: an endpoint that is not STS may echo the request, token included.
 enum STSAnswer {
     /// `<Credentials>`'s `AccessKeyId`, `SecretAccessKey`, `SessionToken` and `Expiration`.
     static func credentials(_ body: [UInt8], from source: AWSCredentialsSource) throws(AWSCredentialsError) -> ExpiringCredentials {
         let text = String(decoding: body, as: UTF8.self)
         guard let section = element("Credentials", in: text[...]) else {
-            throw AWSCredentialsError("\(source): the answer has no Credentials: \(text.prefix(200))")
+            throw AWSCredentialsError("\(source): the answer (\(body.count) bytes) has no <Credentials>: is the endpoint STS?")
         }
         guard let key = element("AccessKeyId", in: section), let secret = element("SecretAccessKey", in: section),
             let token = element("SessionToken", in: section), !key.isEmpty, !secret.isEmpty, !token.isEmpty
@@ -26,10 +28,12 @@ enum STSAnswer {
         )
     }
 
-    /// `Code: Message` of an `<ErrorResponse>`, or nil when the body is not one.
-    static func error(_ body: [UInt8]) -> String? {
-        let text = String(decoding: body, as: UTF8.self)
-        guard let error = element("Error", in: text[...]), let code = element("Code", in: error) else { return nil }
+    /// `Code: Message` of an `<ErrorResponse>`; of any other answer only its size and content type.
+    static func refusal(_ response: HTTPResponse) -> String {
+        let text = String(decoding: response.body, as: UTF8.self)
+        guard let error = element("Error", in: text[...]), let code = element("Code", in: error) else {
+            return "an answer of \(response.body.count) bytes (\(response.header("content-type") ?? "no content type")) that is not an STS error"
+        }
         guard let message = element("Message", in: error) else { return unescaped(code) }
         return "\(unescaped(code)): \(unescaped(message))"
     }

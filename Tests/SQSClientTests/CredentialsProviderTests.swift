@@ -131,16 +131,28 @@ struct CredentialsSourceTests {
         #expect(try endpoint(nil, ["AWS_REGION": "us-east-2"]) == "https://sts.us-east-2.amazonaws.com")
         #expect(try endpoint(nil, [:]) == "https://sts.amazonaws.com")
         #expect(try endpoint("cn-north-1", [:]) == "https://sts.cn-north-1.amazonaws.com.cn")
+        #expect(try endpoint("us-iso-east-1", [:]) == "https://sts.us-iso-east-1.c2s.ic.gov")
         #expect(try endpoint("eu-west-1", ["AWS_ENDPOINT_URL_STS": "http://127.0.0.1:4566/"]) == "http://127.0.0.1:4566")
-        #expect(try endpoint("eu-west-1", ["AWS_ENDPOINT_URL": "https://sts.example.internal"]) == "https://sts.example.internal")
+        // The general AWS_ENDPOINT_URL is often meant for another service: the token does not go there.
+        #expect(try endpoint("eu-west-1", ["AWS_ENDPOINT_URL": "https://s3.example.internal"]) == "https://sts.eu-west-1.amazonaws.com")
+        // A named profile is the operator's choice of identity (botocore, aws-sdk-go-v2): the token is not used.
+        for named in [(profile: "crm", environment: [String: String]()), (profile: nil, environment: ["AWS_PROFILE": "crm"])] {
+            let refusal = #expect(throws: AWSCredentialsError.self) {
+                try AWSCredentialsProvider.findSource(given: nil, profile: named.profile, environment: Self.webIdentity.merging(named.environment) { $1 })
+            }
+            #expect(refusal?.description.contains("profile [crm] was asked for") == true)
+        }
+        // AWS_ROLE_ARN alone is ignored, as the SDKs do.
+        #expect(try AWSCredentialsProvider.findSource(given: nil, profile: nil, environment: Self.webIdentity.merging(["AWS_WEB_IDENTITY_TOKEN_FILE": ""]) { $1 })
+            == .instanceMetadata(endpoint: "http://127.0.0.1:9"))
+        #expect(AWSEndpoints.url(service: "sqs", region: "cn-northwest-1") == "https://sqs.cn-northwest-1.amazonaws.com.cn")
     }
 
     @Test(arguments: [
         (["AWS_ROLE_ARN": ""], "AWS_WEB_IDENTITY_TOKEN_FILE is set without AWS_ROLE_ARN"),
-        (["AWS_WEB_IDENTITY_TOKEN_FILE": ""], "AWS_ROLE_ARN is set without AWS_WEB_IDENTITY_TOKEN_FILE"),
         (["AWS_ROLE_SESSION_NAME": "crm pod"], "AWS_ROLE_SESSION_NAME must be 2 to 64"),
         // The token is a bearer secret: no plain http to another machine.
-        (["AWS_ENDPOINT_URL_STS": "http://sts.example.org"], "the STS endpoint must be https"),
+        (["AWS_ENDPOINT_URL_STS": "http://sts.example.org"], "AWS_ENDPOINT_URL_STS must be https"),
     ])
     func aHalfDoneWebIdentityIsAnErrorNotAnotherIdentity(change: [String: String], error: String) {
         let refusal = #expect(throws: AWSCredentialsError.self) {
@@ -160,6 +172,9 @@ struct CredentialsSourceTests {
                 form["Action"] == "AssumeRoleWithWebIdentity", form["Version"] == "2011-06-15",
                 form["RoleArn"] == "arn:aws:iam::123456789012:role/crm", form["RoleSessionName"] == "crm-pod-1"
             else { return .init(status: 400, body: "unexpected request") }
+            // An endpoint that is not STS, echoing the request (token included), with an error and with a success.
+            if form["WebIdentityToken"] == "echo-400" { return .init(status: 400, body: String(decoding: request.body, as: UTF8.self)) }
+            if form["WebIdentityToken"] == "echo-200" { return .init(body: String(decoding: request.body, as: UTF8.self)) }
             guard let token = form["WebIdentityToken"], token.hasPrefix("eyJ") else {
                 return .init(status: 400, body: """
                     <ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>\
@@ -199,10 +214,17 @@ struct CredentialsSourceTests {
         let refusal = #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.fetch(from: provider.source) }
         #expect(refusal?.description.contains("HTTP 400: InvalidIdentityToken: Token is not a JWT & cannot be read") == true, "\(refusal?.description ?? "")")
         #expect(refusal?.description.contains("not-a-jwt") == false)
+        // Whatever another endpoint answers is not repeated: it may hold the token.
+        for echo in ["echo-400", "echo-200"] {
+            try echo.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            let error = #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.fetch(from: provider.source) }
+            #expect(error?.description.contains("echo") == false, "\(error?.description ?? "")")
+            #expect(error?.description.contains(echo == "echo-400" ? "that is not an STS error" : "has no <Credentials>") == true, "\(error?.description ?? "")")
+        }
         try "".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let empty = #expect(throws: AWSCredentialsError.self) { try AWSCredentialsProvider.fetch(from: provider.source) }
         #expect(empty?.description.contains("the token file \(tokenFile) is empty") == true)
-        #expect(stub.requests.count == 4)
+        #expect(stub.requests.count == 6)
     }
 
     @Test func anUnreachableInstanceMetadataServiceSaysWhatElseWasTried() throws {
