@@ -74,9 +74,12 @@ start() {
     # The role and database the tests use, with a password; the superuser's password is the pwfile's. crm's password
     # is stored as MD5: a SCRAM handshake costs 4,096 PBKDF2 rounds on each side, and the debug-built tests open
     # hundreds of connections at once on two cores (SCRAM is tested with a role of its own, which crm may create).
+    # crm may turn track_activities off for its own sessions (PostgreSQL 15 and later), as a test of a server
+    # configured so needs.
     PGPASSWORD=$password "$bin/../bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q \
         -c "SET password_encryption = 'md5'" -c "CREATE ROLE crm LOGIN CREATEDB CREATEROLE PASSWORD '$password'" \
-        -c "CREATE DATABASE crm OWNER crm" >/dev/null \
+        -c "CREATE DATABASE crm OWNER crm" \
+        -c "DO \$\$ BEGIN IF current_setting('server_version_num')::int >= 150000 THEN EXECUTE 'GRANT SET ON PARAMETER track_activities TO crm'; END IF; END \$\$" >/dev/null \
         || { stop "$dir"; die "could not create the crm role and database"; }
     cat >"$dir/env" <<ENV
 PG_PORT=$port

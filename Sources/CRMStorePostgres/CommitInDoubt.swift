@@ -20,25 +20,43 @@ struct SessionIdentity: Sendable, Hashable {
     var condition: String { "pid = \(process) AND (extract(epoch FROM backend_start) * 1000000)::bigint = \(startedMicroseconds)" }
 }
 
-/// The sessions of the pool's connections, by connection, each asked once. Old entries go as connections are
-/// replaced (connection ids only grow).
+/// The sessions of the pool's connections, by connection, each asked once. At most `4 × capacity` are kept; the
+/// least recently used goes first (connections closed by the pool are never used again).
 final class SessionDirectory: Sendable {
-    private let known = Mutex<[PostgresConnection.ID: SessionIdentity]>([:])
+    private struct Entry {
+        var identity: SessionIdentity
+        var lastUse: UInt64
+    }
+
+    private struct State {
+        var entries: [PostgresConnection.ID: Entry] = [:]
+        var uses: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
     private let capacity: Int
 
     init(capacity: Int) { self.capacity = max(capacity, 1) * 4 }
 
     func identity(of connection: PostgresConnection, logger: Logger) async throws -> SessionIdentity {
-        if let identity = known.withLock({ $0[connection.id] }) { return identity }
+        let known = state.withLock { state -> SessionIdentity? in
+            state.uses += 1
+            state.entries[connection.id]?.lastUse = state.uses
+            return state.entries[connection.id]?.identity
+        }
+        if let known { return known }
         let rows = try await connection.query("""
             SELECT pid, (extract(epoch FROM backend_start) * 1000000)::bigint FROM pg_stat_activity WHERE pid = pg_backend_pid()
             """, logger: logger).get().rows
         guard let row = rows.first else { throw StoreError(.unavailable, "PostgreSQL: pg_stat_activity does not show this session") }
         let (process, started) = try row.decode((Int32, Int64).self)
         let identity = SessionIdentity(process: process, startedMicroseconds: started)
-        known.withLock { known in
-            known[connection.id] = identity
-            if known.count > capacity, let oldest = known.keys.min() { known[oldest] = nil }
+        state.withLock { state in
+            state.uses += 1
+            state.entries[connection.id] = Entry(identity: identity, lastUse: state.uses)
+            if state.entries.count > capacity, let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+                state.entries[oldest] = nil
+            }
         }
         return identity
     }
@@ -74,6 +92,9 @@ final class LostTransaction: Sendable {
     struct State: Sendable {
         /// The session the transaction runs in, known before `BEGIN`.
         var session: SessionIdentity?
+        /// Set just before the statement that takes the locks is sent: before it, a lost session holds nothing
+        /// another transaction could wait for.
+        var lockingStarted = false
         /// The transaction's id, once it has one (with its locks).
         var transaction: TransactionIdentity?
         /// The token of the transaction's commit witness.
@@ -89,6 +110,11 @@ final class LostTransaction: Sendable {
         state.withLock { $0.session = session }
     }
 
+    /// Called just before the statement that takes the locks (and writes the witness) is sent.
+    func takingLocks() {
+        state.withLock { $0.lockingStarted = true }
+    }
+
     /// Called once the transaction has its id and has written its witness.
     func began(_ transaction: TransactionIdentity, witness: Data) {
         state.withLock {
@@ -101,18 +127,20 @@ final class LostTransaction: Sendable {
     func sendingCommit(_ outcomes: [EventOutcome]) {
         state.withLock { $0.outcomes = outcomes }
     }
-    /// What is known of the transaction when `error` says its connection was lost without an answer: the connection
-    /// failed or closed in the driver, the call was left behind past its time limit (`AbandonableCall`), or the
-    /// server ended the session (class 57, which a server shutting down may also send after committing) or reported
-    /// the connection broken (class 08). nil for any other error (the server answered, or the writer failed: the
-    /// transaction was rolled back on a working connection), when the caller was cancelled (the source hands the
-    /// batch back, and redelivered messages are checked against the ledger), or before its session was known.
+    /// What is known of the transaction when `error` says its connection was lost without an answer, and the
+    /// connection closed (so no other transaction can run on its session): the connection failed or closed in the
+    /// driver, the call was left behind past its time limit (`AbandonableCall`), or the server ended the session
+    /// (57P0x, which a server shutting down may also send after committing) or reported the connection broken (class
+    /// 08). nil for any other error (the server answered, among others a cancelled statement, 57014, after which the
+    /// connection goes on; or the writer failed: the transaction was rolled back on a working connection), when the
+    /// caller was cancelled (the source hands the batch back, and redelivered messages are checked against the
+    /// ledger), or before the statement that takes the locks was sent.
     func lost(by error: any Error) -> State? {
         let state = state.withLock { $0 }
-        guard state.session != nil else { return nil }
+        guard state.session != nil, state.lockingStarted else { return nil }
         switch error {
         case let error as PSQLError:
-            if let code = error.serverInfo?[.sqlState] { return code.hasPrefix("08") || code.hasPrefix("57") ? state : nil }
+            if let code = error.serverInfo?[.sqlState] { return code.hasPrefix("08") || code.hasPrefix("57P") ? state : nil }
             return PostgresCRMStore.sessionIsSpent(error) ? state : nil
         case let error as StoreError:
             return error.code == .unavailable && error.message.hasPrefix(AbandonableCall.timeoutMessagePrefix) ? state : nil

@@ -260,6 +260,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 isolation = .savepointPerEvent
             } catch {
                 if let lost = run.lost(by: error) {
+                    counters.lostTransactions.add(1, ordering: .relaxed)
                     if lost.outcomes != nil { counters.commitsInDoubt.add(1, ordering: .relaxed) }
                     if try await settleLostTransaction(lost, reason: error), let outcomes = lost.outcomes {
                         return outcomes
@@ -284,6 +285,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         try await connection.run("BEGIN ISOLATION LEVEL READ COMMITTED", logger: logger)
         do {
             let witness = CommitWitness.token(at: now)
+            run.takingLocks()
             let transaction = try await PostgresOperationWriter.identifyAndLock(
                 locks, witness: witness, expiredBefore: CommitWitness.expiryBound(at: now), connection, logger: logger
             )
@@ -307,14 +309,14 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
 
     /// Settles a transaction whose connection was lost, on another connection: true if it committed.
     ///
-    /// First the transaction must be over. While its session is still there and in the transaction (the server has
-    /// not noticed that the client is gone, as after a network partition, and may hold the transaction open with its
-    /// contacts' locks for as long as TCP takes to tell), the session is ended (`pg_terminate_backend`, only while it
-    /// is idle in the transaction or waiting for a lock, not while it runs a statement or waits for a synchronous
-    /// standby to confirm its `COMMIT`), which rolls back an open transaction or lets a `COMMIT` it received finish.
-    /// The session is named by its process and start time, learnt before `BEGIN`, so a transaction lost at any point,
-    /// even in the round trip that takes its locks, is found; nothing else can run on a session whose client is gone,
-    /// so while it is in a transaction, that is this one. Then, if `COMMIT` was sent, its commit witness
+    /// First the transaction must be over. While its session is still there and in a transaction (it holds its
+    /// virtual transaction id's lock: the server has not noticed that the client is gone, as after a network
+    /// partition, and may hold the transaction open with its contacts' locks for as long as TCP takes to tell), the
+    /// session is ended (`pg_terminate_backend`, only while it waits for its client or for a lock, not while it runs
+    /// a statement or waits for a synchronous standby to confirm its `COMMIT`), which rolls back an open transaction
+    /// or lets a `COMMIT` it received finish. The session is named by its process and start time, learnt before
+    /// `BEGIN`, so a transaction lost in the round trip that takes its locks is found too; the lost connection was
+    /// closed (`LostTransaction.lost(by:)`), so nothing else runs on that session, and its transaction is this one. Then, if `COMMIT` was sent, its commit witness
     /// (`commit_witnesses`, a row with a token of its own that it wrote first, outside any savepoint) says whether it
     /// committed: the row exists if and only if it did. After a failover, a commit lost with the old primary is
     /// rightly not found.
@@ -328,7 +330,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         guard let session = lost.session else { return false }
         let commitSent = lost.outcomes != nil
         var about: Logger.Metadata = ["backend_pid": "\(session.process)"]
-        about["transaction"] = lost.transaction.map { "\($0.id)" } ?? "(none yet: lost before it took its locks)"
+        about["transaction"] = lost.transaction.map { "\($0.id)" } ?? "(none yet: lost while it took its locks)"
         let askingTimeout = min(Self.pingTimeout, callTimeout)
         let givingUp = ContinuousClock.now + callTimeout * 2
         // The first pause lets the pool drop the lost connection, which it could otherwise hand out for the question.
@@ -340,26 +342,29 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             // Each question within what is left of the whole, so the settling ends at `givingUp`.
             let askingTimeout = min(askingTimeout, max(.milliseconds(100), givingUp - .now))
             do {
-                // `state` is 'idle' once the session is out of any transaction; no row once it has ended.
-                let activity = try await ask(within: askingTimeout) { [logger] connection in
-                    try await connection.query(
-                        "SELECT state, coalesce(wait_event, '') FROM pg_stat_activity WHERE \(unescaped: session.condition)", logger: logger
-                    ).get().rows.first?.decode((String?, String).self)
+                // In a transaction while it holds its virtual transaction id's lock (whatever `track_activities`
+                // says: with it off, `state` is only 'disabled'); no row once the session has ended.
+                let waiting = try await ask(within: askingTimeout) { [logger] connection in
+                    try await connection.query("""
+                        SELECT coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity
+                        WHERE \(unescaped: session.condition) AND \(unescaped: Self.inATransaction)
+                        """, logger: logger).get().rows.first?.decode((String, String).self)
                 }
-                if let activity, activity.0 != "idle" {
-                    if activity.1 != "SyncRep" {
+                if let waiting {
+                    if waiting.0 == "Client" || waiting.0 == "Lock" {
                         if said.insert("open").inserted {
                             logger.notice(
                                 "a transaction's connection was lost and the transaction is still open on the server; ending its session",
                                 metadata: about.merging(["error": "\(Self.storeError(reason).message)"]) { $1 }
                             )
                         }
-                        // Only while it waits for its client or for a lock: a session running a statement is left to
-                        // finish it, and one whose COMMIT waits for a synchronous standby must not skip the standby.
+                        // Only while it waits for its client (idle in the transaction, or stuck writing to a client
+                        // that is gone) or for a lock: a session running a statement is left to finish it, and one
+                        // whose COMMIT waits for a synchronous standby (IPC: SyncRep) must not skip the standby.
                         _ = try await ask(within: askingTimeout) { [logger] connection in
                             try await connection.query("""
                                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                                WHERE \(unescaped: session.condition) AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')
+                                WHERE \(unescaped: session.condition) AND \(unescaped: Self.inATransaction) AND wait_event_type IN ('Client', 'Lock')
                                 """, logger: logger).get()
                         }
                     }
@@ -407,6 +412,12 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
             }
         }
     }
+
+    /// The condition on a `pg_stat_activity` row that its session is in a transaction: it holds the lock on its
+    /// virtual transaction id, which every transaction takes first and keeps to its end.
+    static let inATransaction = """
+        EXISTS (SELECT 1 FROM pg_locks WHERE pg_locks.pid = pg_stat_activity.pid AND locktype = 'virtualxid' AND granted)
+        """
 
     /// `body` on a connection of the pool, the wait for the connection included, within `limit`.
     private func ask<Value: Sendable>(
@@ -631,4 +642,6 @@ final class PostgresStoreCounters: Sendable {
     let conflictRetries = Atomic<Int>(0)
     /// Connections lost after a transaction's `COMMIT` was sent, before its answer.
     let commitsInDoubt = Atomic<Int>(0)
+    /// Transactions whose connection was lost once they were taking their locks, settled with the server.
+    let lostTransactions = Atomic<Int>(0)
 }

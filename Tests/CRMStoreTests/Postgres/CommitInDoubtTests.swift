@@ -26,7 +26,9 @@ struct CommitInDoubtTests {
         let events: [PlannedEvent]
         private let pool: Task<Void, any Error>
 
-        init(actions: [EventType: [Action]] = StoreHarness.standardActions, logs: CapturedLogs? = nil) async throws {
+        init(
+            actions: [EventType: [Action]] = StoreHarness.standardActions, logs: CapturedLogs? = nil, startupParameters: [(String, String)] = []
+        ) async throws {
             h = try await StoreHarness(.postgres, actions: actions)
             let server = try PostgresTestServer.shared()
             proxy = try ConnectionCuttingProxy(to: server.host, port: server.port)
@@ -34,7 +36,7 @@ struct CommitInDoubtTests {
             var configuration = PostgresClient.Configuration(
                 host: server.host, port: proxy.port, username: server.username, password: server.password, database: server.database, tls: .disable
             )
-            configuration.options.additionalStartupParameters = [("search_path", h.schema!), ("application_name", application)]
+            configuration.options.additionalStartupParameters = [("search_path", h.schema!), ("application_name", application)] + startupParameters
             configuration.options.maximumConnections = 2
             // A lost connection sometimes fails its query at once in postgres-nio and sometimes leaves it hanging
             // until the call's limit closes the connection: 3 s instead of 30 keeps the test short either way.
@@ -61,6 +63,7 @@ struct CommitInDoubtTests {
         }
 
         var commitsInDoubt: Int { store.counters.commitsInDoubt.load(ordering: .relaxed) }
+        var lostTransactions: Int { store.counters.lostTransactions.load(ordering: .relaxed) }
 
         /// The store's sessions on the server that are in a transaction.
         func openTransactions() async throws -> Int {
@@ -156,8 +159,41 @@ struct CommitInDoubtTests {
         setup.proxy.cut(whenClientSends: "INSERT INTO commit_witnesses", .afterForwardingLeavingTheServerWaiting)
         await setup.applyExpectingLostConnection()
         #expect(setup.proxy.cutCount == 1)
+        #expect(setup.lostTransactions == 1)
         #expect(setup.commitsInDoubt == 0)
         #expect(try await setup.openTransactions() == 0)
+        try await setup.applyAgainExpectingItOnce()
+    }
+
+    /// The server ran the `COMMIT` and then keeps the session, waiting for a client that is gone (a partition just
+    /// after the `COMMIT` left), on a server whose `track_activities` is off: `pg_stat_activity.state` then says only
+    /// "disabled", never "idle", so whether the session is still in a transaction is read from its lock on its own
+    /// virtual transaction id. The transaction is found over and committed, and nothing is applied twice.
+    @Test func aCommittedTransactionIsFoundOverWithoutActivityTracking() async throws {
+        let setup = try await Setup(startupParameters: [("track_activities", "off")])
+        defer { setup.stop() }
+        setup.proxy.cut(whenClientSends: Self.commitStatement, .afterForwardingLeavingTheServerWaiting)
+        let outcomes = try await setup.store.apply(setup.events, now: StoreHarness.t0)
+        #expect(setup.proxy.cutCount == 1)
+        #expect(setup.commitsInDoubt == 1)
+        #expect(outcomes == [.applied(notes: []), .applied(notes: [])])
+        #expect(try await setup.h.count("purchases") == 1)
+    }
+
+    /// A statement the server cancels (`statement_timeout`, 57014, here while the transaction waits for a lock another
+    /// session holds) fails on a working connection, which goes back to the pool: nothing is lost, so nothing is
+    /// settled (settling looks the session up, and another batch may already run on it).
+    @Test func aStatementCancelledByTheServerIsNotTakenForALostConnection() async throws {
+        let setup = try await Setup(startupParameters: [("statement_timeout", "500")])
+        defer { setup.stop() }
+        let keys = PostgresOperationWriter.lockKeys(setup.events)
+        try await StoreHarness.admin(try PostgresTestServer.shared()) { connection in
+            _ = try await connection.query("BEGIN", logger: StoreHarness.logger).get()
+            _ = try await connection.query("SELECT pg_advisory_xact_lock(key) FROM unnest(\(keys)::bigint[]) AS k (key)", logger: StoreHarness.logger).get()
+            await #expect(throws: (any Error).self) { _ = try await setup.store.apply(setup.events, now: StoreHarness.t0) }
+            _ = try await connection.query("COMMIT", logger: StoreHarness.logger).get()
+        }
+        #expect(setup.lostTransactions == 0)
         try await setup.applyAgainExpectingItOnce()
     }
 
