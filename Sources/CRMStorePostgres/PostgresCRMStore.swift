@@ -413,10 +413,13 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         }
     }
 
-    /// The condition on a `pg_stat_activity` row that its session is in a transaction: it holds the lock on its
-    /// virtual transaction id, which every transaction takes first and keeps to its end.
+    /// The condition on a `pg_stat_activity` row that its session is in a transaction: it holds the lock on its own
+    /// virtual transaction id, which every transaction takes at its start and keeps until it ends or fails (after a
+    /// failure it holds no lock and can no longer commit).
     static let inATransaction = """
-        EXISTS (SELECT 1 FROM pg_locks WHERE pg_locks.pid = pg_stat_activity.pid AND locktype = 'virtualxid' AND granted)
+        EXISTS (
+            SELECT 1 FROM pg_locks WHERE pg_locks.pid = pg_stat_activity.pid AND locktype = 'virtualxid' AND virtualxid = virtualtransaction AND granted
+        )
         """
 
     /// `body` on a connection of the pool, the wait for the connection included, within `limit`.
