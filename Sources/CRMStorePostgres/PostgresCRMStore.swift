@@ -331,6 +331,9 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
         let commitSent = lost.outcomes != nil
         var about: Logger.Metadata = ["backend_pid": "\(session.process)"]
         about["transaction"] = lost.transaction.map { "\($0.id)" } ?? "(none yet: lost while it took its locks)"
+        func aboutWith(_ error: any Error) -> Logger.Metadata { about.merging(["error": "\(Self.storeError(error).message)"]) { $1 } }
+        // The session while it is still in a transaction.
+        let openSession = "\(session.condition) AND \(Self.inATransaction)"
         let askingTimeout = min(Self.pingTimeout, callTimeout)
         let givingUp = ContinuousClock.now + callTimeout * 2
         // The first pause lets the pool drop the lost connection, which it could otherwise hand out for the question.
@@ -347,7 +350,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                 let waiting = try await ask(within: askingTimeout) { [logger] connection in
                     try await connection.query("""
                         SELECT coalesce(wait_event_type, ''), coalesce(wait_event, '') FROM pg_stat_activity
-                        WHERE \(unescaped: session.condition) AND \(unescaped: Self.inATransaction)
+                        WHERE \(unescaped: openSession)
                         """, logger: logger).get().rows.first?.decode((String, String).self)
                 }
                 if let waiting {
@@ -355,7 +358,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                         if said.insert("open").inserted {
                             logger.notice(
                                 "a transaction's connection was lost and the transaction is still open on the server; ending its session",
-                                metadata: about.merging(["error": "\(Self.storeError(reason).message)"]) { $1 }
+                                metadata: aboutWith(reason)
                             )
                         }
                         // Only while it waits for its client (idle in the transaction, or stuck writing to a client
@@ -364,7 +367,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                         _ = try await ask(within: askingTimeout) { [logger] connection in
                             try await connection.query("""
                                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                                WHERE \(unescaped: session.condition) AND \(unescaped: Self.inATransaction) AND wait_event_type IN ('Client', 'Lock')
+                                WHERE \(unescaped: openSession) AND wait_event_type IN ('Client', 'Lock')
                                 """, logger: logger).get()
                         }
                     }
@@ -375,28 +378,20 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                         try await connection.first("SELECT 1 FROM commit_witnesses WHERE token = \(witness)", as: Int32.self, logger: logger)
                     } != nil
                     if committed {
-                        logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: about.merging([
-                            "error": "\(Self.storeError(reason).message)",
-                        ]) { $1 })
+                        logger.warning("the connection was lost after COMMIT was sent; the transaction committed", metadata: aboutWith(reason))
                     } else {
-                        logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: about.merging([
-                            "error": "\(Self.storeError(reason).message)",
-                        ]) { $1 })
+                        logger.notice("the connection was lost after COMMIT was sent; the transaction did not commit, and the batch runs again", metadata: aboutWith(reason))
                     }
                     return committed
                 }
             } catch {
                 if error is CancellationError || Task.isCancelled { throw error }
                 if !commitSent, let code = (error as? PSQLError)?.serverInfo?[.sqlState], !code.hasPrefix("08"), !code.hasPrefix("57") {
-                    logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: about.merging([
-                        "error": "\(Self.storeError(error).message)",
-                    ]) { $1 })
+                    logger.warning("a transaction's connection was lost before its COMMIT, and the server refused to end its session; it ends when the server notices", metadata: aboutWith(error))
                     return false
                 }
                 if said.insert("unreachable").inserted {
-                    logger.warning("a transaction's connection was lost, and the server cannot be asked yet what became of it; asking again", metadata: about.merging([
-                        "error": "\(Self.storeError(error).message)",
-                    ]) { $1 })
+                    logger.warning("a transaction's connection was lost, and the server cannot be asked yet what became of it; asking again", metadata: aboutWith(error))
                 }
             }
             if ContinuousClock.now >= givingUp {
@@ -404,7 +399,7 @@ public final class PostgresCRMStore: CRMStore, Service, Sendable {
                     logger.error("""
                         the connection was lost after COMMIT was sent, and whether it committed is still unknown; the batch runs again: \
                         its events without a message id may be applied twice
-                        """, metadata: about.merging(["error": "\(Self.storeError(reason).message)"]) { $1 })
+                        """, metadata: aboutWith(reason))
                 } else {
                     logger.warning("a transaction's connection was lost before its COMMIT, and its session could not be ended; it ends when the server notices", metadata: about)
                 }

@@ -338,13 +338,8 @@ extension AWSCredentialsProvider {
                               authorizationToken: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"), authorizationTokenFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"))
         }
         if let full = value("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
-            guard let url = URL(string: full), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else {
-                throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI is not a URL: \(full)")
-            }
             // Credentials in clear text only from this machine or the container agents' link-local addresses.
-            guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
-                throw AWSCredentialsError("AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http on a loopback or container-agent address: \(full)")
-            }
+            try requireHTTPSUnlessLocal(full, named: "AWS_CONTAINER_CREDENTIALS_FULL_URI")
             return .container(url: full, authorizationToken: value("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
                               authorizationTokenFile: value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"))
         }
@@ -355,6 +350,17 @@ extension AWSCredentialsProvider {
         }
         tried.append("the EC2 instance metadata (AWS_EC2_METADATA_DISABLED)")
         throw AWSCredentialsError("no AWS credentials: tried \(tried.joined(separator: ", "))")
+    }
+
+    /// `url` (the value of the variable `name`) is https, or http on a loopback or container-agent address
+    /// (`isLocalCredentialsHost`): what it carries, credentials or a token, must not cross a network in clear text.
+    static func requireHTTPSUnlessLocal(_ url: String, named name: String) throws(AWSCredentialsError) {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), let host = parsed.host?.lowercased(), !host.isEmpty else {
+            throw AWSCredentialsError("\(name) is not a URL: \(url)")
+        }
+        guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
+            throw AWSCredentialsError("\(name) must be https, or http on a loopback or container-agent address: \(url)")
+        }
     }
 
     /// STS's rule for a role session name: 2 to 64 of `[A-Za-z0-9+=,.@_-]`.
@@ -374,12 +380,7 @@ extension AWSCredentialsProvider {
     static func stsEndpoint(region: String?, environment: [String: String]) throws(AWSCredentialsError) -> String {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         if let given = value("AWS_ENDPOINT_URL_STS") {
-            guard let url = URL(string: given), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
-                throw AWSCredentialsError("AWS_ENDPOINT_URL_STS is not a URL: \(given)")
-            }
-            guard scheme == "https" || (scheme == "http" && isLocalCredentialsHost(host)) else {
-                throw AWSCredentialsError("AWS_ENDPOINT_URL_STS must be https, or http on a loopback address: \(given)")
-            }
+            try requireHTTPSUnlessLocal(given, named: "AWS_ENDPOINT_URL_STS")
             return given.hasSuffix("/") ? String(given.dropLast()) : given
         }
         guard let region = region ?? value("AWS_REGION") ?? value("AWS_DEFAULT_REGION") else { return "https://sts.amazonaws.com" }
